@@ -1,0 +1,119 @@
+"""`segexport`: click parses into an ExportConfig; the exporter does the work."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from segedge.runtime.errors import SegedgeError
+
+
+def _fail(err: SegedgeError) -> None:
+    click.echo(f"segexport: error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+def list_models() -> str:
+    """The zoo as a table; parameters counted on the meta device (nothing allocated)."""
+    import torch
+
+    from segedge.export.resolve import _cached
+    from segedge.export.zoo import registry
+    from segedge.export.zoo.registry import BuildRequest
+
+    rows = [("name", "family", "params", "size", "stride", "classes", "pretrained")]
+    for spec in registry.all_specs():
+        try:
+            with torch.device("meta"):
+                model = spec.build(BuildRequest(spec.num_classes, "random"))
+            params = f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M"
+        except Exception:  # noqa: BLE001 - listing must never fail on one entry
+            params = "?"
+        if spec.pretrained is None:
+            pre = "no"
+        elif "default-pretrained" in spec.tags:
+            pre = "shipped"
+        else:
+            pre = "cached" if _cached(spec) else "download"
+        rows.append((spec.name, spec.family, params, f"{spec.default_size[0]}x"
+                     f"{spec.default_size[1]}", str(spec.stride), str(spec.num_classes), pre))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", required=False)
+@click.option("--list", "list_", is_flag=True, help="List the model zoo and exit.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Default ./<model>.onnx")
+@click.option("--weights", type=click.Choice(["auto", "random", "pretrained"]), default="auto",
+              show_default=True, help="auto: pretrained when cached locally, else random.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="state_dict to load.")
+@click.option("--classes", "classes_file", type=click.Path(path_type=Path),
+              help="Text file, one class name per line.")
+@click.option("--num-classes", type=int)
+@click.option("--mean", type=float, nargs=3, help="Per-channel mean in 0..1 (model order).")
+@click.option("--std", type=float, nargs=3, help="Per-channel std in 0..1 (model order).")
+@click.option("--rgb/--bgr", "model_rgb", default=None,
+              help="Colour order the network was trained on (default: the zoo's, else RGB).")
+@click.option("--imgsz", type=int, nargs=2, metavar="H W", help="Static input size.")
+@click.option("--dynamic", is_flag=True, help="Symbolic batch, height and width.")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--opset", type=int, default=18, show_default=True)
+@click.option("--input-format", type=click.Choice(["uint8", "float"]), default="uint8",
+              show_default=True, help="uint8: camera bytes NHWC, normalised in the graph.")
+@click.option("--input-color", type=click.Choice(["bgr", "rgb"]), default="bgr",
+              show_default=True, help="Colour order of the uint8 input (OpenCV gives BGR).")
+@click.option("--emit", type=click.Choice(["logits", "labels", "both"]), default="labels",
+              show_default=True)
+@click.option("--confidence", is_flag=True, help="Also output per-pixel max probability.")
+@click.option("--no-simplify", is_flag=True)
+@click.option("--no-verify", is_flag=True, help="Skip the parity gate against PyTorch.")
+@click.option("--verify-images", help="Folder, image, glob or video for the parity check.")
+@click.option("--verify-count", type=int, default=4, show_default=True)
+@click.option("--min-agreement", type=float, default=99.9, show_default=True,
+              help="Parity gate: argmax agreement in percent.")
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto",
+              show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def main(model: str | None, list_: bool, classes_file: Path | None, model_rgb: bool | None,
+         imgsz: tuple[int, int] | None, mean: tuple[float, ...] | None,
+         std: tuple[float, ...] | None, **opts: Any) -> None:
+    """Export MODEL (a zoo name or path/to/model.py:Class) to a verified, self-describing ONNX."""
+    try:
+        if list_:
+            click.echo(list_models())
+            return
+        if not model:
+            raise click.UsageError("missing MODEL (a zoo name, see --list, or file.py:Class)")
+        from segedge.export.config import ExportConfig
+        from segedge.export.exporter import export
+        from segedge.export.resolve import read_classes
+
+        cfg = ExportConfig(
+            model=model, output=opts["output"], weights=opts["weights"],
+            checkpoint=opts["checkpoint"],
+            classes=read_classes(classes_file) if classes_file else None,
+            num_classes=opts["num_classes"], mean=mean or None, std=std or None,  # type: ignore[arg-type]
+            model_color=None if model_rgb is None else ("RGB" if model_rgb else "BGR"),
+            imgsz=imgsz or None, dynamic=opts["dynamic"], batch=opts["batch"],
+            opset=opts["opset"], input_format=opts["input_format"],
+            input_color=opts["input_color"].upper(), emit=opts["emit"],
+            confidence=opts["confidence"], simplify=not opts["no_simplify"],
+            verify=not opts["no_verify"], verify_images=opts["verify_images"],
+            verify_count=opts["verify_count"], min_agreement=opts["min_agreement"],
+            exporter=opts["exporter"], quiet=opts["quiet"],
+        )
+        export(cfg)
+    except SegedgeError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        click.echo("segexport: interrupted; no artifact written", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

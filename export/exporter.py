@@ -1,0 +1,228 @@
+"""The export pipeline: resolve -> rewrite -> export -> check -> verify -> publish.
+
+Everything is written under a temporary name in the output folder and only
+renamed into place once it checked and verified, so a failed or interrupted
+export never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from segedge.export import onnx_tools
+from segedge.export.config import ExportConfig
+from segedge.export.frames import load_frames
+from segedge.export.onnx_export import INPUT_NAME, dynamic_axes_for, export_onnx
+from segedge.export.report import format_summary, report_path, sha256_file, write_json_atomic
+from segedge.export.resolve import Resolved, resolve
+from segedge.export.rewrites import apply_rewrites
+from segedge.export.verify import check_parity, session
+from segedge.export.wrap import Baking, DeployWrapper
+from segedge.runtime import __version__
+from segedge.runtime.errors import InputError, ShapeError, VerificationError
+from segedge.runtime.metadata import ArtifactMetadata, InputSpec, OutputSpec
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def output_path(cfg: ExportConfig, name: str) -> Path:
+    path = cfg.output or Path(f"{name.lower()}.onnx")
+    if path.suffix.lower() != ".onnx":
+        raise InputError("--output", "a path ending in .onnx", str(path))
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise InputError("--output", "a path in an existing folder", f"no folder {parent}")
+    if not os.access(parent, os.W_OK):
+        raise InputError("--output", "a writable folder", f"read-only {parent}")
+    return path
+
+
+def check_size(res: Resolved, cfg: ExportConfig) -> None:
+    h, w = res.size
+    if h < 1 or w < 1 or cfg.batch < 1:
+        raise InputError("--imgsz/--batch", "positive sizes", f"{h}x{w}, batch {cfg.batch}")
+    s = res.stride
+    if h % s or w % s:
+        lo = (max(s, h // s * s), max(s, w // s * s))
+        raise ShapeError(
+            f"input size {h}x{w}: {res.name} needs multiples of {s} (stride {s}); "
+            f"try --imgsz {lo[0]} {lo[1]} or {lo[0] + s} {lo[1] + s}"
+        )
+
+
+def dry_run(res: Resolved, example: torch.Tensor) -> bool:
+    """One eager forward at the export size; True when the output needs upsampling."""
+    try:
+        with torch.no_grad():
+            out = res.model(example)
+    except Exception as err:  # noqa: BLE001 - user models raise anything at odd sizes
+        hint = f" (it needs multiples of {res.stride})" if res.stride > 1 else ""
+        raise ShapeError(
+            f"input size {res.size[0]}x{res.size[1]}: {res.name} failed in PyTorch{hint}: "
+            f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        ) from None
+    if isinstance(out, dict):
+        out = out.get("out")
+    if not isinstance(out, torch.Tensor) or out.ndim != 4:
+        raise InputError(res.name, "a segmentation network returning NxCxHxW logits",
+                         f"output {type(out).__name__} {getattr(out, 'shape', '')}")
+    if out.shape[1] != len(res.classes):
+        raise InputError(f"{res.name} output channels", f"{len(res.classes)} (one per class)",
+                         out.shape[1])
+    return tuple(out.shape[-2:]) != tuple(example.shape[-2:])
+
+
+def build_metadata(res: Resolved, cfg: ExportConfig, exporter: str, opset: int) -> ArtifactMetadata:
+    uint8 = cfg.input_format == "uint8"
+    kind = {"logits": "logits", "labels": "labels", "both": "both"}[cfg.emit]
+    names = cfg.output_names
+    import onnxruntime
+
+    return ArtifactMetadata(
+        model=res.name, family=res.family, classes=res.classes, palette=res.palette,
+        input=InputSpec(
+            name=INPUT_NAME, format=cfg.input_format, layout="NHWC" if uint8 else "NCHW",
+            color_order=cfg.input_color if uint8 else res.model_color,
+            mean=res.mean, std=res.std, size=None if cfg.dynamic else res.size,
+            batch=None if cfg.dynamic else cfg.batch, stride=res.stride,
+            dynamic_axes=tuple(dynamic_axes_for(uint8, cfg.dynamic).values()),
+        ),
+        output=OutputSpec(kind=kind,  # type: ignore[arg-type]
+                          logits="logits" if "logits" in names else None,
+                          labels="labels" if "labels" in names else None,
+                          confidence="confidence" if "confidence" in names else None),
+        precision="fp32", opset=opset, exporter=exporter,
+        versions={"segedge": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                  "onnxruntime": onnxruntime.__version__},
+        extra={"weights": res.weights, "model_color": res.model_color},
+    )
+
+
+def lint_tensorrt(model: onnx.ModelProto) -> dict[str, Any]:
+    from segedge.export import trt_lint
+
+    table = trt_lint.load_table()
+    findings = trt_lint.lint(model, table)
+    return {"table_version": table.tensorrt_version, "source": table.source,
+            "unsupported": [f.to_dict() if hasattr(f, "to_dict") else dataclasses.asdict(f)
+                            for f in findings]}
+
+
+def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
+    """Run the whole export; returns the report (also written beside the artifact)."""
+    start = time.perf_counter()
+    res = resolve(cfg)
+    out = output_path(cfg, res.name)
+    check_size(res, cfg)
+    reference = copy.deepcopy(res.model).eval()  # parity compares against the untouched net
+    rewrites = apply_rewrites(res.model)
+    uint8 = cfg.input_format == "uint8"
+    h, w = res.size
+    float_example = torch.zeros(cfg.batch, 3, h, w)
+    upsample = dry_run(res, float_example)
+    baking = Baking(cfg.input_format, cfg.input_color, res.model_color, res.mean, res.std,
+                    upsample)
+    wrapper = DeployWrapper(res.model, baking).eval()
+    example = torch.randint(0, 256, (cfg.batch, h, w, 3), dtype=torch.uint8) if uint8 else \
+        torch.randn(cfg.batch, 3, h, w)
+    prefer = "dynamo" if cfg.exporter in ("auto", "dynamo") else "torchscript"
+    notes = list(res.notes)
+    with tempfile.TemporaryDirectory(prefix=".segedge-", dir=out.resolve().parent) as tmpdir:
+        raw = Path(tmpdir) / "raw.onnx"
+        exported = export_onnx(wrapper, example, raw, dynamic=cfg.dynamic, layout_nhwc=uint8,
+                               opset=cfg.opset, prefer=prefer)
+        if exported.fallback_reason:
+            notes.append(f"fell back to TorchScript exporter ({exported.fallback_reason})")
+        model = onnx.load(str(raw))
+        onnx_tools.rename_dynamic_dims(model, dynamic_axes_for(uint8, cfg.dynamic))
+        simplify_error = None
+        if cfg.simplify:
+            model, simplify_error = onnx_tools.simplify(model)
+            if simplify_error:
+                notes.append(f"simplification skipped: {simplify_error}")
+        opset = onnx_tools.opset_of(model)
+        meta = build_metadata(res, cfg, exported.exporter, opset)
+        onnx_tools.set_metadata(model, meta)
+        model = onnx_tools.check(model)
+        full = Path(tmpdir) / "full.onnx"
+        onnx.save(model, str(full))
+        parity = None
+        if cfg.verify:
+            frames = load_frames(cfg.verify_images, cfg.verify_count, res.size)
+            parity = check_parity(reference, full, meta, frames.frames, frames.source,
+                                  res.model_color)
+        onnx_tools.prune_outputs(model, cfg.output_names)
+        model = onnx_tools.check(model)
+        final_tmp = Path(tmpdir) / "final.onnx"
+        onnx.save(model, str(final_tmp))
+        _same_outputs(full, final_tmp, meta)
+        trt = lint_tensorrt(model)
+        report: dict[str, Any] = {
+            "artifact": str(out), "model": res.name, "family": res.family,
+            "precision": meta.precision, "exporter": exported.exporter, "opset": opset,
+            "export_seconds": round(exported.seconds, 2), "simplified": cfg.simplify and not
+            simplify_error, "rewrites": rewrites, "weights": res.weights,
+            "inputs": {meta.input.name: _shape(model.graph.input[0])},
+            "outputs": {o.name: _shape(o) for o in model.graph.output},
+            "parity": parity.to_dict() if parity else None,
+            "gate": {"min_argmax_agreement": cfg.min_agreement, "enforced": cfg.verify},
+            "tensorrt": trt, "metadata": dataclasses.asdict(meta), "notes": notes,
+        }
+        if parity and parity.argmax_agreement < cfg.min_agreement:
+            report["status"] = "failed"
+            failed = out.with_suffix(".failed.report.json")
+            write_json_atomic(failed, report)
+            raise VerificationError(
+                f"parity gate: expected argmax agreement >= {cfg.min_agreement}% against PyTorch, "
+                f"got {parity.argmax_agreement:.3f}% on {parity.images} frames; no artifact "
+                f"written (details: {failed}; --no-verify to skip)"
+            )
+        os.replace(final_tmp, out)
+    report["status"] = "ok"
+    report["sha256"] = sha256_file(out)
+    report["size_bytes"] = out.stat().st_size
+    report["total_seconds"] = round(time.perf_counter() - start, 2)
+    write_json_atomic(report_path(out), report)
+    if not cfg.quiet:
+        log(format_summary(report))
+    return report
+
+
+def _shape(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def _same_outputs(full: Path, pruned: Path, meta: ArtifactMetadata) -> None:
+    """Pruning is dead-code removal only; prove it on one input."""
+    a, b = session(full), session(pruned)
+    shape = [d if isinstance(d, int) and d > 0 else s for d, s in zip(
+        a.get_inputs()[0].shape, _probe_shape(meta), strict=True)]
+    dtype = np.uint8 if meta.input.format == "uint8" else np.float32
+    x = (np.random.default_rng(0).random(shape) * 255).astype(dtype)
+    names = [o.name for o in b.get_outputs()]
+    got = b.run(names, {meta.input.name: x})
+    want = a.run(names, {meta.input.name: x})
+    for name, g, w_ in zip(names, got, want, strict=True):
+        if not np.array_equal(g, w_):
+            raise VerificationError(f"output {name}: pruned graph differs from the verified one")
+
+
+def _probe_shape(meta: ArtifactMetadata) -> list[int]:
+    h, w = meta.input.size or (max(64, meta.input.stride * 2),) * 2
+    return [1, h, w, 3] if meta.input.layout == "NHWC" else [1, 3, h, w]

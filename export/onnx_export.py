@@ -1,0 +1,116 @@
+"""torch -> ONNX with the dynamo exporter, falling back to TorchScript automatically.
+
+Real user models break one exporter or the other (data-dependent control
+flow, odd module attributes, max_unpool2d in TorchScript), so both are tried
+and the one used is recorded; only when both fail does the export fail, with
+both reasons on one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from segedge.runtime.errors import ExportError
+from torch import nn
+
+OUTPUT_NAMES = ("logits", "labels", "confidence")
+INPUT_NAME = "input"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    exporter: str  # "dynamo" | "torchscript"
+    seconds: float
+    fallback_reason: str | None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[io.StringIO]:
+    """The exporters print pages of progress and warnings; keep them for errors only."""
+    buf = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch._dynamo",
+                                              "torch.export", "torch.fx", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf), \
+                contextlib.redirect_stderr(buf):
+            warnings.simplefilter("ignore")
+            yield buf
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("[", "-", "#")) and "https://" not in line:
+            return f"{type(err).__name__}: {line[:200]}"
+    return type(err).__name__
+
+
+def dynamic_axes_for(layout_nhwc: bool, dynamic: bool) -> dict[int, str]:
+    if not dynamic:
+        return {}
+    return {0: "batch", 1: "height", 2: "width"} if layout_nhwc else \
+        {0: "batch", 2: "height", 3: "width"}
+
+
+def _export_dynamo(module: nn.Module, example: torch.Tensor, path: Path,
+                   axes: dict[int, str], opset: int) -> None:
+    shapes = ({i: torch.export.Dim.DYNAMIC for i in axes},) if axes else None
+    program = torch.onnx.export(
+        module, (example,), dynamo=True, external_data=False, opset_version=opset,
+        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes,
+        optimize=True, verbose=False,
+    )
+    if program is None:
+        raise ExportError("dynamo exporter returned no program")
+    program.save(str(path), external_data=False)
+
+
+def _export_torchscript(module: nn.Module, example: torch.Tensor, path: Path,
+                        axes: dict[int, str], opset: int) -> None:
+    dyn = None
+    if axes:
+        out_axes = {0: "batch", 2: "height", 3: "width"}
+        map_axes = {0: "batch", 1: "height", 2: "width"}
+        dyn = {INPUT_NAME: axes, "logits": out_axes, "labels": map_axes, "confidence": map_axes}
+    torch.onnx.export(
+        module, (example,), str(path), dynamo=False, opset_version=min(opset, 17),
+        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dyn,
+        do_constant_folding=True,
+    )
+
+
+EXPORTERS = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, *, dynamic: bool,
+                layout_nhwc: bool, opset: int = 18, prefer: str = "dynamo") -> ExportResult:
+    """Export with the preferred exporter, else the other; raise ExportError if both fail."""
+    axes = dynamic_axes_for(layout_nhwc, dynamic)
+    order = [prefer] + [n for n in EXPORTERS if n != prefer]
+    failures: list[str] = []
+    for name in order:
+        start = time.perf_counter()
+        try:
+            with _quiet(), torch.no_grad():
+                EXPORTERS[name](module, example, path, axes, opset)
+            return ExportResult(name, time.perf_counter() - start,
+                                "; ".join(failures) if failures else None)
+        except Exception as err:  # noqa: BLE001 - any exporter failure means "try the other"
+            failures.append(f"{name}: {_first_line(err)}")
+            path.unlink(missing_ok=True)
+    raise ExportError("both ONNX exporters failed: " + " | ".join(failures))

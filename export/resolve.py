@@ -1,0 +1,132 @@
+"""Turn an ExportConfig into a ready network plus everything its metadata needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segedge.export.checkpoint import load_checkpoint
+from segedge.export.config import ExportConfig
+from segedge.export.user_model import build_user_model, is_user_ref
+from segedge.export.zoo import registry
+from segedge.export.zoo.registry import BuildRequest, ModelSpec
+from segedge.export.zoo.weights_io import pretrained_cached
+from segedge.runtime.errors import InputError
+from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
+from torch import nn
+
+
+@dataclass
+class Resolved:
+    name: str
+    family: str
+    model: nn.Module
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    model_color: ColorOrder
+    size: tuple[int, int]
+    stride: int
+    weights: str
+    notes: list[str] = field(default_factory=list)
+
+
+def read_classes(path: Path) -> tuple[str, ...]:
+    if not path.is_file():
+        raise InputError("--classes", "a text file with one class name per line",
+                         f"no such file {path}")
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not names:
+        raise InputError("--classes", "at least one class name", f"an empty file {path}")
+    return names
+
+
+def _classes(cfg: ExportConfig, default: tuple[str, ...] | None) -> tuple[str, ...]:
+    if cfg.classes is not None:
+        if cfg.num_classes is not None and cfg.num_classes != len(cfg.classes):
+            raise InputError("--num-classes", f"{len(cfg.classes)} (the --classes file)",
+                             cfg.num_classes)
+        return cfg.classes
+    if cfg.num_classes is not None:
+        if cfg.num_classes < 1:
+            raise InputError("--num-classes", "a positive integer", cfg.num_classes)
+        if default is not None and cfg.num_classes == len(default):
+            return default
+        return tuple(f"class_{i}" for i in range(cfg.num_classes))
+    if default is None:
+        raise InputError("classes", "--classes FILE or --num-classes N for a user model",
+                         "neither")
+    return default
+
+
+def _weights_for(spec: ModelSpec, cfg: ExportConfig) -> str:
+    if cfg.checkpoint is not None:
+        return "random"  # the checkpoint overwrites everything
+    if cfg.weights != "auto":
+        return cfg.weights
+    if spec.pretrained is None:
+        return "random"
+    if "default-pretrained" in spec.tags:
+        return "pretrained"
+    return "pretrained" if _cached(spec) else "random"  # auto never downloads
+
+
+def _cached(spec: ModelSpec) -> bool:
+    from torchvision.models import (
+        MobileNet_V2_Weights,
+        ResNet18_Weights,
+        ResNet50_Weights,
+        VGG16_Weights,
+    )
+    from torchvision.models import segmentation as tvseg
+
+    enums = {
+        "fcn32s": VGG16_Weights.IMAGENET1K_V1, "fcn16s": VGG16_Weights.IMAGENET1K_V1,
+        "fcn8s": VGG16_Weights.IMAGENET1K_V1, "fcn_resnet18": ResNet18_Weights.IMAGENET1K_V1,
+        "deeplabv3plus": MobileNet_V2_Weights.IMAGENET1K_V1,
+        "deeplabv3plus_resnet50": ResNet50_Weights.IMAGENET1K_V1,
+        "fcn_resnet50": tvseg.FCN_ResNet50_Weights.DEFAULT,
+        "deeplabv3_resnet50": tvseg.DeepLabV3_ResNet50_Weights.DEFAULT,
+        "deeplabv3_mobilenet_v3_large": tvseg.DeepLabV3_MobileNet_V3_Large_Weights.DEFAULT,
+        "lraspp_mobilenet_v3_large": tvseg.LRASPP_MobileNet_V3_Large_Weights.DEFAULT,
+    }
+    enum = enums.get(spec.name)
+    return enum is not None and pretrained_cached(enum)
+
+
+def resolve(cfg: ExportConfig) -> Resolved:
+    """Build the network (zoo or user file), load weights, settle classes and preprocessing."""
+    notes: list[str] = []
+    if is_user_ref(cfg.model):
+        classes = _classes(cfg, None)
+        model = build_user_model(cfg.model, len(classes))
+        name = cfg.model.split(":", 1)[1]
+        family, size, stride, weights = "custom", (512, 512), 1, "random"
+        palette = default_palette(len(classes))
+        mean, std, color = IMAGENET_MEAN, IMAGENET_STD, "RGB"
+    else:
+        spec = registry.get(cfg.model)
+        classes = _classes(cfg, spec.classes)
+        weights = _weights_for(spec, cfg)
+        if cfg.weights == "auto" and weights == "random" and spec.pretrained and not cfg.checkpoint:
+            notes.append(f"pretrained weights ({spec.pretrained}) not in the local cache: "
+                         "exporting random weights (use --weights pretrained online)")
+        model = spec.build(BuildRequest(len(classes), weights))  # type: ignore[arg-type]
+        name, family, size, stride = spec.name, spec.family, spec.default_size, spec.stride
+        palette = spec.palette if classes == spec.classes and spec.palette else \
+            default_palette(len(classes))
+        mean, std, color = spec.mean, spec.std, spec.color_order
+        weights = spec.pretrained if weights == "pretrained" and spec.pretrained else weights
+    if cfg.checkpoint is not None:
+        notes.extend(load_checkpoint(model, cfg.checkpoint))
+        weights = f"checkpoint {cfg.checkpoint}"
+    extra = getattr(model, "segedge_weights_note", None)
+    if isinstance(extra, str):
+        notes.append(extra)
+    model.eval()
+    return Resolved(
+        name=name, family=family, model=model, classes=classes, palette=palette,
+        mean=cfg.mean or mean, std=cfg.std or std, model_color=cfg.model_color or color,
+        size=cfg.imgsz or size, stride=stride, weights=weights, notes=notes,
+    )

@@ -1,0 +1,329 @@
+"""Thin TensorRT engine builder: verified ONNX -> plan + JSON sidecar.
+
+Written against the documented TensorRT 10/11 Python API.  Strongly typed
+networks (precision comes from the ONNX: an fp16 ONNX gives an fp16 engine)
+are preferred; TensorRT 10's weak-typing builder flags (FP16/INT8) are the
+fallback where the requested precision differs from the ONNX, and the path
+used for DLA on TensorRT 10 (JetPack 6), which does not take strongly typed
+networks there.  TensorRT 11 removed those flags, so there the ONNX must
+already hold the wanted precision.  INT8 means a Q/DQ ONNX (explicit
+quantization); builder-side calibration is not offered.
+
+UNTESTED: nothing here that calls TensorRT has run (no TensorRT or GPU on the
+development machine); the pure parts (profile_shapes, plan_typing, EngineConfig
+validation) are tested.  ``import tensorrt`` happens inside functions so this
+module imports anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segedge.runtime.backends.tensorrt import gpu_identity, import_cudart
+from segedge.runtime.backends.tensorrt import tensorrt_available as _probe
+from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
+from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, Precision
+from segedge.runtime.sidecar import (
+    EngineSidecar,
+    ProfileShapes,
+    engine_cache_key,
+    is_stale,
+    read_sidecar,
+    sha256_file,
+    sidecar_path,
+    write_bytes_atomic,
+    write_sidecar,
+)
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+HW = tuple[int, int]
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
+    """(usable, why not) without raising: no module, only stubs, no cuda-python, no GPU."""
+    return _probe(device_id)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to build; ``precision=None`` keeps what the ONNX holds."""
+
+    precision: Precision | None = None
+    min_hw: HW | None = None  # (H, W); None for a static-size ONNX
+    opt_hw: HW | None = None
+    max_hw: HW | None = None
+    batch: int | tuple[int, int, int] = 1
+    workspace: int | None = None  # bytes for MemoryPoolType.WORKSPACE; None: TensorRT default
+    timing_cache: Path | None = None  # loaded before, saved after every build
+    dla_core: int | None = None
+    gpu_fallback: bool = True  # DLA: let unsupported layers run on the GPU
+    strongly_typed: bool | None = None  # None: automatic; True: require; False: builder flags
+    optimization_level: int | None = None  # builder_optimization_level 0..5
+    device_id: int = 0
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision is not None and self.precision not in _PRECISIONS:
+            raise InputError("precision", " or ".join(_PRECISIONS), repr(self.precision))
+        if self.workspace is not None and self.workspace <= 0:
+            raise InputError("workspace", "a positive number of bytes", self.workspace)
+        if self.dla_core is not None and self.dla_core < 0:
+            raise InputError("dla_core", "a DLA core index >= 0", self.dla_core)
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise InputError("optimization_level", "0..5", self.optimization_level)
+
+
+def _hw(label: str, value: Any, stride: int) -> HW:
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(label, "(height, width)", value) from None
+    if h <= 0 or w <= 0 or h % stride or w % stride:
+        raise InputError(label, f"positive height/width, multiples of stride {stride}", (h, w))
+    return h, w
+
+
+def profile_shapes(meta: ArtifactMetadata, min_hw: HW | None, opt_hw: HW | None,
+                   max_hw: HW | None, batch: int | tuple[int, int, int] = 1) -> ProfileShapes:
+    """Optimisation-profile shapes {input name: (min, opt, max)} for the image input."""
+    spec = meta.input
+    given = {"min_hw": min_hw, "opt_hw": opt_hw, "max_hw": max_hw}
+    hws: tuple[HW, HW, HW]
+    if spec.size is not None:
+        static = (int(spec.size[0]), int(spec.size[1]))
+        for label, hw in given.items():
+            if hw is not None and tuple(hw) != static:
+                raise InputError(label, f"{static} (the ONNX input size is static)", tuple(hw))
+        hws = (static, static, static)
+    else:
+        missing = [label for label, hw in given.items() if hw is None]
+        if missing:
+            raise InputError(", ".join(missing), "(H, W) for min, opt and max: the ONNX has "
+                             "dynamic height/width", None)
+        stride = max(1, spec.stride)
+        hws = (_hw("min_hw", min_hw, stride), _hw("opt_hw", opt_hw, stride),
+               _hw("max_hw", max_hw, stride))
+        if not all(a <= b <= c for a, b, c in zip(*hws, strict=True)):
+            raise InputError("profile", "min_hw <= opt_hw <= max_hw in height and width", hws)
+    batches = (batch,) * 3 if isinstance(batch, int) else tuple(batch)
+    if len(batches) != 3 or any(int(b) <= 0 for b in batches) or not (
+            batches[0] <= batches[1] <= batches[2]):
+        raise InputError("batch", "a positive int or (min, opt, max) ascending", batch)
+    if spec.batch is not None and any(b != spec.batch for b in batches):
+        raise InputError("batch", f"{spec.batch} (the ONNX batch is static)", batch)
+
+    def shape(n: int, hw: HW) -> tuple[int, ...]:
+        return (n, hw[0], hw[1], 3) if spec.layout == "NHWC" else (n, 3, hw[0], hw[1])
+
+    low, opt, high = (shape(int(n), hw) for n, hw in zip(batches, hws, strict=True))
+    return {spec.name: (low, opt, high)}
+
+
+@dataclass(frozen=True)
+class TypingPlan:
+    """How precision reaches TensorRT: strongly typed network, or weak-typing builder flags."""
+
+    strongly_typed: bool
+    flags: tuple[str, ...]  # BuilderFlag member names
+    precision: Precision
+
+
+def plan_typing(onnx_precision: Precision, engine_precision: Precision | None, *,
+                strongly_typed_available: bool, weak_flags_available: bool, dla: bool,
+                prefer_strong: bool | None = None) -> TypingPlan:
+    """Choose strong typing or builder flags; refuse combinations TensorRT cannot build."""
+    target: Precision = engine_precision or onnx_precision
+    if target == "int8" and onnx_precision != "int8":
+        raise ExportError(f"INT8 engine: expected a Q/DQ-quantized ONNX (export with precision "
+                          f"int8), got a {onnx_precision} ONNX; builder calibration is not offered")
+    if onnx_precision == "int8" and target != "int8":
+        raise ExportError(f"{target} engine: expected a float ONNX, got a Q/DQ (int8) ONNX")
+    if dla and target == "fp32":
+        raise InputError("precision for DLA", "fp16 or int8 (DLA has no FP32 kernels)", target)
+    weak_flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16") if dla else ("INT8",)}
+    strong_fits = target == onnx_precision and strongly_typed_available
+    if prefer_strong is True:
+        if not strong_fits:
+            raise ExportError(
+                f"strongly typed build: expected a {target} ONNX and a TensorRT with "
+                f"STRONGLY_TYPED, got a {onnx_precision} ONNX"
+                + ("" if strongly_typed_available else " and no STRONGLY_TYPED flag"))
+        return TypingPlan(True, (), target)
+    if strong_fits and prefer_strong is None and not (dla and weak_flags_available):
+        return TypingPlan(True, (), target)
+    if not weak_flags_available:
+        raise ExportError(f"this TensorRT builds only strongly typed networks: expected an ONNX "
+                          f"already in {target}, got a {onnx_precision} ONNX; export it in "
+                          f"{target} first")
+    if onnx_precision == "fp16" and target == "fp32":
+        raise ExportError("fp32 engine: expected an fp32 ONNX, got an fp16 ONNX")
+    return TypingPlan(False, weak_flags[target], target)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    plan: Path
+    sidecar: EngineSidecar
+    reused: bool  # an up-to-date plan with the same cache key was already there
+    warnings: tuple[str, ...] = ()
+
+
+def read_onnx_metadata(path: Path) -> ArtifactMetadata:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            return ArtifactMetadata.from_json(prop.value, source=str(path))
+    raise ArtifactError(f"{path}: expected segedge metadata (metadata_props key "
+                        f"{METADATA_KEY!r}), got none; pass meta= for a foreign ONNX")
+
+
+def _dynamic_inputs(network: trt.INetworkDefinition, shapes: ProfileShapes, onnx_path: Path) -> bool:
+    """Check the parsed network's inputs against the profile; True if any dim is dynamic."""
+    dynamic = False
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = tuple(int(tensor.shape[j]) for j in range(len(tensor.shape)))
+        if tensor.name not in shapes:
+            raise ArtifactError(f"{onnx_path}: expected inputs {sorted(shapes)}, got "
+                                f"network input {tensor.name!r}")
+        low, _, high = shapes[tensor.name]
+        if len(dims) != len(low) or any(d >= 0 and not lo == d == hi
+                                         for d, lo, hi in zip(dims, low, high, strict=False)):
+            raise InputError(f"profile for {tensor.name!r}", f"shapes matching {dims}",
+                             f"{low}..{high}")
+        dynamic = dynamic or any(d < 0 for d in dims)
+    return dynamic
+
+
+def _configure_dla(trt_mod: Any, builder: trt.Builder, network: trt.INetworkDefinition,
+                   bconfig: trt.IBuilderConfig, config: EngineConfig) -> tuple[str, ...]:
+    """Put the network on a DLA core; return the layers that will fall back to the GPU."""
+    core, cores = int(config.dla_core or 0), int(builder.num_DLA_cores)
+    if core >= cores:
+        raise BackendUnavailableError(f"dla_core: expected an index below {cores} (the DLA "
+                                      f"cores this device has), got {core}")
+    bconfig.default_device_type = trt_mod.DeviceType.DLA
+    bconfig.DLA_core = core
+    fallback = tuple(network.get_layer(i).name for i in range(network.num_layers)
+                     if not bconfig.can_run_on_DLA(network.get_layer(i)))
+    if fallback and not config.gpu_fallback:
+        raise ExportError(f"{len(fallback)} layer(s) cannot run on DLA and GPU fallback is off: "
+                          f"{', '.join(fallback[:5])}{' ...' if len(fallback) > 5 else ''}")
+    if config.gpu_fallback:
+        bconfig.set_flag(trt_mod.BuilderFlag.GPU_FALLBACK)
+    return fallback
+
+
+def _load_timing_cache(bconfig: trt.IBuilderConfig, path: Path) -> str | None:
+    """Attach the timing cache at ``path`` (or a fresh one); a warning if it did not fit."""
+    blob = path.read_bytes() if path.is_file() else b""
+    try:
+        cache = bconfig.create_timing_cache(blob)
+        if cache is not None and bconfig.set_timing_cache(cache, False):
+            return None
+    except Exception as err:  # noqa: BLE001 - a bad cache only costs build time
+        reason = f"unreadable ({' '.join(str(err).split())})"
+    else:
+        reason = "built for another TensorRT/GPU"
+    bconfig.set_timing_cache(bconfig.create_timing_cache(b""), False)
+    return f"timing cache {path} is {reason}; starting a fresh one"
+
+
+def build_engine(onnx_path: str | Path, plan_path: str | Path,
+                 config: EngineConfig | None = None, meta: ArtifactMetadata | None = None,
+                 *, force: bool = False) -> BuildResult:
+    """Build (or reuse) ``plan_path`` + sidecar from a segedge ONNX.  Untested on a GPU."""
+    onnx_path, plan_path, config = Path(onnx_path), Path(plan_path), config or EngineConfig()
+    if not onnx_path.is_file():
+        raise ArtifactError(f"{onnx_path}: expected an ONNX file, got no such file")
+    ok, why = tensorrt_available(config.device_id)
+    if not ok:
+        raise BackendUnavailableError(f"cannot build a TensorRT engine: {why}")
+    import tensorrt as trt
+
+    meta = meta or read_onnx_metadata(onnx_path)
+    shapes = profile_shapes(meta, config.min_hw, config.opt_hw, config.max_hw, config.batch)
+    tplan = plan_typing(
+        meta.precision, config.precision,
+        strongly_typed_available=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
+        weak_flags_available=hasattr(trt.BuilderFlag, "FP16"),
+        dla=config.dla_core is not None, prefer_strong=config.strongly_typed)
+    import_cudart().cudaSetDevice(config.device_id)
+    gpu_name, gpu_cc = gpu_identity(config.device_id)
+    onnx_sha = sha256_file(onnx_path)
+    variant = tplan.precision if config.dla_core is None else f"{tplan.precision}/dla"
+    key = engine_cache_key(onnx_sha, trt.__version__, gpu_cc, variant, shapes)
+    if not force and plan_path.is_file() and sidecar_path(plan_path).is_file():
+        try:
+            old: EngineSidecar | None = read_sidecar(plan_path)
+        except ArtifactError:
+            old = None
+        if old is not None and old.cache_key == key and old.dla_core == config.dla_core and (
+                is_stale(old, onnx_sha, trt.__version__, gpu_name, gpu_cc) is None):
+            return BuildResult(plan_path, old, reused=True)
+
+    logger = trt.Logger(trt.Logger.VERBOSE if config.verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    strong_flag = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(strong_flag if tplan.strongly_typed else 0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
+        raise ExportError(f"{onnx_path}: TensorRT's ONNX parser failed: "
+                          f"{'; '.join(errors[:3]) or 'no detail'} (run the TensorRT lint)")
+    dynamic = _dynamic_inputs(network, shapes, onnx_path)
+
+    bconfig = builder.create_builder_config()
+    if config.workspace is not None:
+        bconfig.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace)
+    if config.optimization_level is not None:
+        bconfig.builder_optimization_level = config.optimization_level
+    for flag in tplan.flags:
+        bconfig.set_flag(getattr(trt.BuilderFlag, flag))
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        for name, (low, opt, high) in shapes.items():
+            profile.set_shape(name, trt.Dims(list(low)), trt.Dims(list(opt)), trt.Dims(list(high)))
+        bconfig.add_optimization_profile(profile)
+    fallback: tuple[str, ...] = ()
+    if config.dla_core is not None:
+        fallback = _configure_dla(trt, builder, network, bconfig, config)
+    warnings: list[str] = []
+    if config.timing_cache is not None:
+        warning = _load_timing_cache(bconfig, config.timing_cache)
+        warnings += [warning] if warning else []
+
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, bconfig)
+    seconds = time.perf_counter() - start
+    if serialized is None:
+        raise ExportError(f"{onnx_path}: TensorRT build failed (see the TensorRT log: workspace, "
+                          "precision or an unsupported layer)")
+    if config.timing_cache is not None:
+        config.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(config.timing_cache,
+                           bytes(memoryview(bconfig.get_timing_cache().serialize())))
+
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar_path(plan_path).unlink(missing_ok=True)  # a plan never pairs with a stale sidecar
+    write_bytes_atomic(plan_path, memoryview(serialized))
+    sidecar = EngineSidecar(
+        plan_sha256=sha256_file(plan_path), onnx_sha256=onnx_sha,
+        segedge=json.loads(meta.with_changes(precision=tplan.precision).to_json()),
+        tensorrt_version=trt.__version__, gpu_name=gpu_name, compute_capability=gpu_cc,
+        precision=tplan.precision, profile=shapes, build_time_s=round(seconds, 3),
+        built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        strongly_typed=tplan.strongly_typed, builder_flags=tplan.flags,
+        dla_core=config.dla_core, dla_fallback_layers=fallback, cache_key=key)
+    write_sidecar(plan_path, sidecar)
+    return BuildResult(plan_path, sidecar, reused=False, warnings=tuple(warnings))

@@ -1,0 +1,108 @@
+"""Model zoo registry: builders that carry their own preprocessing and labels.
+
+Like torchvision's weight enums, each entry knows its mean/std, colour order,
+default size, stride, classes and palette, so an export needs only a name.
+Entries register themselves with `@register` (see catalog.py); lookups of an
+unknown name suggest the nearest ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from segedge.runtime.errors import InputError
+from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
+from torch import nn
+
+WeightsChoice = Literal["random", "pretrained"]
+
+CAMVID_CLASSES = (
+    "sky", "building", "pole", "road", "pavement", "tree",
+    "sign_symbol", "fence", "car", "pedestrian", "bicyclist",
+)
+CAMVID_PALETTE = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a builder is asked for; builders raise SegedgeError subclasses on misuse."""
+
+    num_classes: int
+    weights: WeightsChoice = "random"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A zoo entry: how to build the network and how to feed and read it."""
+
+    name: str
+    family: str
+    build: Callable[[BuildRequest], nn.Module]
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...] = ()
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    color_order: ColorOrder = "RGB"
+    default_size: tuple[int, int] = (360, 480)
+    stride: int = 1
+    pretrained: str | None = None  # what "pretrained" loads, or None when nothing exists
+    description: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def resolved_palette(self) -> tuple[tuple[int, int, int], ...]:
+        return self.palette if len(self.palette) == len(self.classes) else default_palette(
+            len(self.classes)
+        )
+
+
+_ZOO: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _ZOO:
+        raise ValueError(f"zoo entry {spec.name!r} registered twice")
+    _ZOO[spec.name] = spec
+    return spec
+
+
+def _ensure_catalog() -> None:
+    if not _ZOO:
+        import segedge.export.zoo.catalog  # noqa: F401  (registers every entry)
+
+
+def names() -> list[str]:
+    _ensure_catalog()
+    return sorted(_ZOO)
+
+
+def get(name: str) -> ModelSpec:
+    """Look a model up by name; an unknown name suggests the closest entries."""
+    _ensure_catalog()
+    key = name.strip().lower().replace("-", "_")
+    if key in _ZOO:
+        return _ZOO[key]
+    close = difflib.get_close_matches(key, list(_ZOO), n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise InputError(
+        "model", f"a zoo name (see `segexport --list`) or path/to/file.py:Class{hint}", repr(name)
+    )
+
+
+def all_specs() -> list[ModelSpec]:
+    _ensure_catalog()
+    return [_ZOO[n] for n in sorted(_ZOO)]

@@ -1,0 +1,94 @@
+"""Backend contract and registry: one file per backend, chosen by artifact kind.
+
+Like Polygraphy's runners: a backend is constructed from a loaded artifact,
+exposes `infer(tensor) -> {output name: array}` and says which device or
+provider actually runs it (read back after creation, never assumed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from segedge.runtime.errors import ArtifactError, InputError
+from segedge.runtime.metadata import ArtifactMetadata
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Knobs shared by backends; a backend ignores what does not apply to it."""
+
+    provider: str = "auto"  # onnxruntime: auto|cpu|cuda|tensorrt
+    threads: int | None = None  # CPU intra-op threads
+    fp16: bool = False  # TensorRT EP: allow FP16 kernels
+    cache_dir: Path | None = None  # TensorRT EP engine/timing cache
+    device_id: int = 0
+    metadata: ArtifactMetadata | None = None  # for a foreign ONNX without segedge metadata
+
+
+class Backend(Protocol):
+    name: str
+    metadata: ArtifactMetadata
+    input_name: str
+
+    @property
+    def active(self) -> str:
+        """What really executes (e.g. 'CPUExecutionProvider'), read back from the library."""
+        ...
+
+    def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+BackendFactory = Callable[[Path, BackendOptions], Backend]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    suffixes: tuple[str, ...]
+    module: str  # imported lazily: the TensorRT backend must not load where TensorRT is absent
+    factory: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_backend(name: str, suffixes: tuple[str, ...], module: str, factory: str) -> None:
+    _REGISTRY[name] = _Entry(name, suffixes, module, factory)
+
+
+def backend_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def backend_for(path: Path) -> str:
+    suffix = path.suffix.lower()
+    for entry in _REGISTRY.values():
+        if suffix in entry.suffixes:
+            return entry.name
+    known = sorted(s for e in _REGISTRY.values() for s in e.suffixes)
+    raise ArtifactError(f"{path}: expected an artifact ending in {', '.join(known)}, got {suffix!r}")
+
+
+def open_backend(path: str | Path, backend: str = "auto",
+                 options: BackendOptions | None = None) -> Backend:
+    """Open an artifact with the named backend, or the one its file kind implies."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: expected a model file, got no such file")
+    name = backend_for(path) if backend == "auto" else backend
+    if name not in _REGISTRY:
+        raise InputError("backend", f"one of {', '.join(['auto', *backend_names()])}", repr(name))
+    entry = _REGISTRY[name]
+    factory: BackendFactory = getattr(importlib.import_module(entry.module), entry.factory)
+    return factory(path, options or BackendOptions())
+
+
+register_backend("onnxruntime", (".onnx",), "segedge.runtime.backends.onnxruntime", "create")
+register_backend("tensorrt", (".engine", ".plan"), "segedge.runtime.backends.tensorrt", "create")

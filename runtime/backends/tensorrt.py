@@ -1,0 +1,323 @@
+"""Native TensorRT backend: a serialized plan + its JSON sidecar, run through cuda-python.
+
+Written against the TensorRT 10 name-based I/O API (num_io_tensors,
+get_tensor_name/mode/dtype, set_input_shape, set_tensor_address,
+execute_async_v3), which TensorRT 11 keeps; buffers are pinned host memory and
+device memory from cuda-python's runtime bindings (no pycuda, no torch).
+One optimisation profile (index 0), one image input, buffers sized once for
+the profile's maximum shape, so per-frame shapes cost no allocation.
+
+UNTESTED: nothing in this file that touches TensorRT or CUDA has run here
+(no GPU, no TensorRT on the development machine); only the pure functions
+(dtype mapping, profile range check, input validation, compatibility check,
+availability probe) are covered by tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from segedge.runtime.backends.base import Backend, BackendOptions
+from segedge.runtime.errors import (
+    ArtifactError,
+    BackendUnavailableError,
+    InputError,
+    SegedgeError,
+    ShapeError,
+)
+from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.sidecar import EngineSidecar, is_stale, read_sidecar
+
+Shape = tuple[int, ...]
+Profile = tuple[Shape, Shape, Shape]
+
+# TensorRT DataType member name -> numpy dtype; BF16/FP8/INT4/FP4 have no numpy twin.
+TRT_TO_NUMPY: dict[str, np.dtype] = {
+    "FLOAT": np.dtype(np.float32),
+    "HALF": np.dtype(np.float16),
+    "INT8": np.dtype(np.int8),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+}
+
+
+def numpy_dtype(trt_dtype_name: str, tensor: str = "tensor") -> np.dtype:
+    """numpy dtype for a TensorRT DataType name; an engine I/O type numpy lacks is refused."""
+    try:
+        return TRT_TO_NUMPY[trt_dtype_name]
+    except KeyError:
+        raise ArtifactError(
+            f"engine I/O {tensor!r}: expected one of {', '.join(TRT_TO_NUMPY)}, got "
+            f"{trt_dtype_name} (no numpy type; keep I/O in fp32/fp16/uint8 when exporting)"
+        ) from None
+
+
+def check_in_profile(name: str, shape: Shape, profile: Profile) -> None:
+    """Raise ShapeError unless ``min <= shape <= max`` elementwise (same rank)."""
+    low, _, high = profile
+    if len(shape) != len(low):
+        raise ShapeError(f"input {name!r}: expected rank {len(low)} (profile {low}..{high}), "
+                         f"got shape {shape}")
+    if any(s < lo or s > hi for s, lo, hi in zip(shape, low, high, strict=True)):
+        raise ShapeError(f"input {name!r}: expected a shape within the engine profile "
+                         f"min {low} .. max {high}, got {shape}; rebuild the engine with a "
+                         "wider profile or resize frames")
+
+
+def validate_input(tensor: np.ndarray, name: str, dtype: np.dtype, profile: Profile) -> np.ndarray:
+    """The tensor as the engine wants it: C-contiguous, right dtype, shape in profile.
+
+    Float tensors are converted between fp32 and fp16 (engine I/O may be fp16
+    while preprocessing yields fp32); any other dtype mismatch is an error.
+    """
+    if not isinstance(tensor, np.ndarray):
+        raise InputError(f"input {name!r}", "a numpy array", type(tensor).__name__)
+    check_in_profile(name, tuple(int(d) for d in tensor.shape), profile)
+    if tensor.dtype != dtype:
+        if not (tensor.dtype.kind == "f" and dtype.kind == "f"):
+            raise InputError(f"input {name!r} dtype", str(dtype), str(tensor.dtype))
+        tensor = tensor.astype(dtype)
+    return np.ascontiguousarray(tensor)
+
+
+def check_runtime_match(sidecar: EngineSidecar, plan: Path, trt_version: str,
+                        gpu_name: str, gpu_cc: str) -> None:
+    """Refuse a plan built for another TensorRT or GPU (TensorRT would fail obscurely)."""
+    reason = is_stale(sidecar, None, trt_version, gpu_name=gpu_name, gpu_cc=gpu_cc)
+    if reason:
+        raise ArtifactError(f"{plan}: cannot run this plan here: {reason}; rebuild it on "
+                            "this machine (segexport ... --tensorrt)")
+
+
+def _dims(dims: Any) -> Shape:
+    """A TensorRT Dims (tuple-like, but typed without __iter__) as a tuple of ints."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def import_cudart() -> ModuleType:
+    """cuda-python runtime bindings: ``cuda.bindings.runtime`` (12.x+/13), else ``cuda.cudart``."""
+    try:
+        return importlib.import_module("cuda.bindings.runtime")
+    except ImportError:
+        return importlib.import_module("cuda.cudart")
+
+
+def _cuda(result: Any, what: str) -> Any:
+    """Unpack a cuda-python ``(err, *values)`` tuple, raising on a CUDA error."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        name = getattr(err, "name", str(err))
+        raise BackendUnavailableError(f"CUDA {what}: expected cudaSuccess, got {name}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
+    """(usable, why): never raises; the reason is one line fit for a CLI."""
+    try:
+        import tensorrt as trt
+    except Exception as err:  # noqa: BLE001 - ImportError, or OSError from a broken libnvinfer
+        return False, f"Python package 'tensorrt' cannot be imported ({_one_line(err)})"
+    if not hasattr(trt, "Runtime"):
+        return False, ("'tensorrt' is only type stubs or an empty namespace here, not the "
+                       "TensorRT library (pip install tensorrt on a CUDA machine)")
+    try:
+        cudart = import_cudart()
+    except Exception as err:  # noqa: BLE001
+        return False, f"cuda-python cannot be imported ({_one_line(err)}); pip install cuda-python"
+    try:
+        count = _cuda(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    except BackendUnavailableError as err:
+        return False, f"no usable CUDA GPU ({err})"
+    if device_id >= int(count):
+        return False, f"CUDA device {device_id} requested, {count} device(s) present"
+    return True, f"TensorRT {trt.__version__}, {count} CUDA device(s)"
+
+
+def gpu_identity(device_id: int = 0) -> tuple[str, str]:
+    """(GPU name, compute capability 'major.minor') as CUDA reports them."""
+    cudart = import_cudart()
+    prop = _cuda(cudart.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
+    name = prop.name
+    if isinstance(name, bytes):
+        name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return str(name), f"{prop.major}.{prop.minor}"
+
+
+@dataclass
+class _Binding:
+    name: str
+    is_input: bool
+    dtype: np.dtype
+    profile: Profile  # outputs: (max, max, max) after max input shapes were set
+    nbytes: int
+    host_ptr: int
+    device_ptr: int
+    host: np.ndarray  # flat view over the pinned host buffer
+
+
+class TensorRTBackend:
+    """Backend over one deserialized plan; see the module docstring for what is untested."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: Path, options: BackendOptions) -> None:
+        import tensorrt as trt
+
+        self._trt, self._cudart = trt, import_cudart()
+        self.path = path
+        self._bindings: list[_Binding] = []
+        self._stream: Any = None
+        sidecar = read_sidecar(path)
+        self.sidecar = sidecar
+        self.metadata: ArtifactMetadata = options.metadata or sidecar.metadata
+        _cuda(self._cudart.cudaSetDevice(options.device_id), "cudaSetDevice")
+        gpu_name, gpu_cc = gpu_identity(options.device_id)
+        check_runtime_match(sidecar, path, trt.__version__, gpu_name, gpu_cc)
+        self._device = f"{gpu_name} (sm {gpu_cc})"
+
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        if sidecar.dla_core is not None:
+            self._runtime.DLA_core = sidecar.dla_core
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise ArtifactError(f"{path}: TensorRT could not deserialize the plan (see log)")
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        self._stream = _cuda(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
+        try:
+            self._allocate()
+        except BaseException:
+            self.close()
+            raise
+        inputs = [b for b in self._bindings if b.is_input]
+        if len(inputs) != 1:
+            self.close()
+            raise ArtifactError(f"{path}: expected an engine with one input, got "
+                                f"{[b.name for b in inputs]}")
+        self._input = inputs[0]
+        self.input_name = self._input.name
+
+    def _io(self) -> list[tuple[str, bool]]:
+        trt, engine = self._trt, self._engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        return [(n, engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT) for n in names]
+
+    def _allocate(self) -> None:
+        engine, context = self._engine, self._context
+        io = self._io()
+        profiles: dict[str, Profile] = {}
+        for name, is_input in io:
+            if not is_input:
+                continue
+            shape = _dims(engine.get_tensor_shape(name))
+            if all(d >= 0 for d in shape):
+                profiles[name] = (shape, shape, shape)
+            else:
+                dims = engine.get_tensor_profile_shape(name, 0)  # [min, opt, max]
+                profiles[name] = (_dims(dims[0]), _dims(dims[1]), _dims(dims[2]))
+            if not context.set_input_shape(name, profiles[name][2]):
+                raise ArtifactError(f"{self.path}: engine rejected its own max shape for {name!r}")
+        for name, is_input in io:
+            if is_input:
+                profile = profiles[name]
+            else:
+                largest = _dims(context.get_tensor_shape(name))
+                if any(d < 0 for d in largest):
+                    raise ArtifactError(f"{self.path}: output {name!r} has a data-dependent "
+                                        f"shape {largest}; expected shapes fixed by the input")
+                profile = (largest, largest, largest)
+            dtype = numpy_dtype(engine.get_tensor_dtype(name).name, name)
+            nbytes = max(1, int(np.prod(profile[2], dtype=np.int64)) * dtype.itemsize)
+            host_ptr = _cuda(self._cudart.cudaMallocHost(nbytes), "cudaMallocHost")
+            raw = (ctypes.c_ubyte * nbytes).from_address(int(host_ptr))
+            host = np.ctypeslib.as_array(raw).view(dtype)
+            try:
+                device_ptr = _cuda(self._cudart.cudaMalloc(nbytes), "cudaMalloc")
+            except BaseException:
+                self._cudart.cudaFreeHost(host_ptr)
+                raise
+            self._bindings.append(
+                _Binding(name, is_input, dtype, profile, nbytes, int(host_ptr), int(device_ptr),
+                         host))
+            if not context.set_tensor_address(name, int(device_ptr)):
+                raise ArtifactError(f"{self.path}: TensorRT refused the address for {name!r}")
+
+    @property
+    def active(self) -> str:
+        dla = "" if self.sidecar.dla_core is None else f", DLA core {self.sidecar.dla_core}"
+        return f"TensorRT {self._trt.__version__} on {self._device}{dla}"
+
+    @property
+    def input_profile(self) -> Profile:
+        return self._input.profile
+
+    def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        if self._stream is None:
+            raise SegedgeError(f"{self.path}: backend is closed")
+        cudart, context, stream = self._cudart, self._context, self._stream
+        inp = self._input
+        tensor = validate_input(tensor, inp.name, inp.dtype, inp.profile)
+        if not context.set_input_shape(inp.name, tensor.shape):
+            raise ShapeError(f"input {inp.name!r}: TensorRT rejected shape {tensor.shape} "
+                             f"(profile {inp.profile[0]}..{inp.profile[2]})")
+        np.copyto(inp.host[: tensor.size], tensor.ravel())
+        h2d, d2h = (cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost)
+        _cuda(cudart.cudaMemcpyAsync(inp.device_ptr, inp.host_ptr, tensor.nbytes, h2d, stream),
+              "cudaMemcpyAsync H2D")
+        if not context.execute_async_v3(int(stream)):
+            raise SegedgeError(f"{self.path}: TensorRT execute_async_v3 failed (see log)")
+        shapes: dict[str, Shape] = {}
+        for out in self._bindings:
+            if out.is_input:
+                continue
+            shape = _dims(context.get_tensor_shape(out.name))
+            shapes[out.name] = shape
+            size = int(np.prod(shape, dtype=np.int64)) * out.dtype.itemsize
+            _cuda(cudart.cudaMemcpyAsync(out.host_ptr, out.device_ptr, size, d2h, stream),
+                  "cudaMemcpyAsync D2H")
+        _cuda(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        results: dict[str, np.ndarray] = {}
+        for out in self._bindings:
+            if not out.is_input:
+                n = int(np.prod(shapes[out.name], dtype=np.int64))
+                results[out.name] = out.host[:n].reshape(shapes[out.name]).copy()
+        return results
+
+    def close(self) -> None:
+        cudart = self._cudart
+        if self._stream is not None:
+            cudart.cudaStreamSynchronize(self._stream)
+        for b in self._bindings:
+            cudart.cudaFree(b.device_ptr)
+            cudart.cudaFreeHost(b.host_ptr)
+        self._bindings = []
+        if self._stream is not None:
+            cudart.cudaStreamDestroy(self._stream)
+            self._stream = None
+        self.__dict__.pop("_context", None)
+        self.__dict__.pop("_engine", None)
+
+
+def create(path: Path, options: BackendOptions) -> Backend:
+    """Registry factory: refuse early, in one line, where TensorRT or a GPU is missing."""
+    path = Path(path)
+    ok, why = tensorrt_available(options.device_id)
+    if not ok:
+        raise BackendUnavailableError(f"tensorrt backend unavailable for {path.name}: {why}")
+    return TensorRTBackend(path, options)

@@ -1,0 +1,54 @@
+"""Frozen configuration of one `segrun` run (what the CLI parses into).
+
+Validation lives here, not in the CLI, so `run(RunConfig(...))` from Python
+(the benchmark) gets the same one-line errors as the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from segedge.runtime.backends.base import BackendOptions
+from segedge.runtime.draw import DrawConfig
+from segedge.runtime.errors import InputError
+from segedge.runtime.sink_video import check_video_path
+from segedge.runtime.sources.base import SourceOptions
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: Path
+    source: str
+    output: Path | None = None  # video file; codec from the extension
+    save_masks: Path | None = None  # directory of PNG label maps, 000000.png ...
+    stats_path: Path | None = None
+    display: bool | None = None  # None: a window when a display exists; False: headless
+    draw: DrawConfig = field(default_factory=DrawConfig)
+    backend: str = "auto"
+    backend_options: BackendOptions = field(default_factory=BackendOptions)
+    source_options: SourceOptions = field(default_factory=SourceOptions)
+    postprocess: Literal["exact", "fast"] = "exact"
+    score_threshold: float | None = None
+    max_frames: int | None = None
+    realtime: bool = False  # pace file sources at their frame rate (demos)
+    queue_size: int = 3
+    background_nice: int = 10  # lower priority of decode/draw/encode threads (Linux); 0: off
+    window_name: str = "segrun"
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError("--max-frames", "a positive integer", self.max_frames)
+        if self.queue_size < 1:
+            raise InputError("queue size", "a positive integer", self.queue_size)
+        if self.postprocess not in ("exact", "fast"):
+            raise InputError("--postprocess", "exact or fast", repr(self.postprocess))
+        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
+            raise InputError("--score-threshold", "a probability between 0 and 1",
+                             self.score_threshold)
+        if self.output is not None:
+            check_video_path(self.output)
+        if self.save_masks is not None and self.save_masks.exists() \
+                and not self.save_masks.is_dir():
+            raise InputError("--save-masks", "a directory", f"existing file {self.save_masks}")

@@ -1,0 +1,330 @@
+"""capture -> preprocess -> infer -> postprocess -> draw -> sink, overlapped.
+
+Four threads joined by small bounded queues: read+preprocess, infer,
+postprocess+draw, and the sinks on the calling (main) thread, where GUI
+calls and signal handlers must run.  Each stage is one thread, so frame
+order is preserved; the queues bound memory and latency.  OpenCV and ONNX
+Runtime release the GIL, so decoding, drawing and encoding proceed while the
+model runs.
+
+Stopping: a graceful stop (Ctrl-C, SIGTERM, q in the window, --max-frames)
+stops the reader and lets in-flight frames drain, then finalises the
+outputs.  An error in any stage aborts all of them; the video stays under
+its partial name and the error is re-raised after cleanup.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+from segedge.runtime.config import RunConfig
+from segedge.runtime.draw import Drawer
+from segedge.runtime.preprocess import Geometry
+from segedge.runtime.segmenter import Segmenter
+from segedge.runtime.signals import StopRequest, stop_on_signals
+from segedge.runtime.sink_window import WindowSink
+from segedge.runtime.sinks import Sink, build_sinks, needs_pixels
+from segedge.runtime.sources.base import Source, open_source
+from segedge.runtime.stats import RunStats, StatsRecorder
+
+__all__ = ["RunConfig", "RunStats", "run"]
+
+log = logging.getLogger("segedge.runtime")
+_END = object()
+_POLL_S = 0.1
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Item:
+    index: int
+    t0: float  # time.monotonic() when the frame was captured / its read began
+    frame: np.ndarray | None
+    tensor: np.ndarray | None = None
+    geom: Geometry | None = None
+    outputs: dict[str, np.ndarray] | None = None
+    labels: np.ndarray | None = None
+    image: np.ndarray | None = None
+
+
+def lower_priority(nice: int) -> None:
+    """Make the calling thread yield to inference (Linux: nice is per thread).
+
+    Inference threads run parallel loops with barriers: a core taken by an
+    equal-priority encoder stalls all of them.  At lower priority, decode,
+    draw and encode fill the gaps instead.  Threads created afterwards from
+    this one (FFmpeg decoders, capture threads) inherit the priority.
+    """
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, current + nice))
+    except OSError:
+        pass
+
+
+def in_background_thread(fn: Callable[[], T], nice: int) -> T:
+    """Run ``fn`` on a short-lived lower-priority thread (so the threads it starts inherit
+    that priority) and return its result or raise its error here."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        lower_priority(nice)
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - re-raised on the calling thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, name="segrun-open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=_POLL_S)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+class _Pipeline:
+    def __init__(self, config: RunConfig, segmenter: Segmenter, source: Source,
+                 sinks: list[Sink], stop: StopRequest) -> None:
+        self.config, self.seg, self.source, self.sinks = config, segmenter, source, sinks
+        self.stop = stop
+        self.abort = threading.Event()
+        self.error: BaseException | None = None
+        self.rec = StatsRecorder()
+        self.reason = "end of stream"
+        self._source_closed = False
+        self.drawer = (Drawer(config.draw, segmenter.classes, segmenter.palette,
+                              unknown=config.score_threshold is not None)
+                       if needs_pixels(sinks) else None)
+        size = config.queue_size
+        self.q_infer: queue.Queue[Any] = queue.Queue(size)
+        self.q_post: queue.Queue[Any] = queue.Queue(size)
+        self.q_sink: queue.Queue[Any] = queue.Queue(size)
+
+    # -- queue helpers: never block forever once another stage has failed --
+    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
+        while not self.abort.is_set():
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue[Any]) -> Any:
+        while not self.abort.is_set():
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return _END
+
+    def _guard(self, loop: Callable[[], None], nice: int = 0) -> Callable[[], None]:
+        def wrapped() -> None:
+            try:
+                lower_priority(nice)
+                loop()
+            except BaseException as err:  # noqa: BLE001 - re-raised on the main thread
+                if self.error is None:
+                    self.error = err
+                self.abort.set()
+
+        return wrapped
+
+    # -- stages --
+    def _read_loop(self) -> None:
+        try:
+            count, start = 0, time.monotonic()
+            pace = self.config.realtime and not self.source.live and self.source.fps
+            while not self.stop.is_set() and not self.abort.is_set():
+                if self.config.max_frames is not None and count >= self.config.max_frames:
+                    self.reason = "max frames"
+                    break
+                t0, p0 = time.monotonic(), time.perf_counter()
+                frame = self.source.read()
+                if frame is None:
+                    break
+                p1 = time.perf_counter()
+                count += 1
+                self.rec.counters.add("read")
+                self.rec.add("read", (p1 - p0) * 1e3)
+                if pace:
+                    self.stop.wait(max(0.0, start + count / float(pace) - time.monotonic()))
+                tensor, geom = self.seg.preprocess(frame.image)
+                self.rec.add("preprocess", (time.perf_counter() - p1) * 1e3)
+                t_start = frame.timestamp if self.source.live else t0
+                if not self._put(self.q_infer, _Item(frame.index, t_start, frame.image,
+                                                     tensor, geom)):
+                    return
+        finally:
+            self._put(self.q_infer, _END)
+
+    def _infer_loop(self) -> None:
+        try:
+            while (item := self._get(self.q_infer)) is not _END:
+                p0 = time.perf_counter()
+                item.outputs = self.seg.infer(item.tensor)
+                item.tensor = None
+                self.rec.add("infer", (time.perf_counter() - p0) * 1e3)
+                if not self._put(self.q_post, item):
+                    return
+        finally:
+            self._put(self.q_post, _END)
+
+    def _post_loop(self) -> None:
+        try:
+            while (item := self._get(self.q_post)) is not _END:
+                p0 = time.perf_counter()
+                item.labels, _ = self.seg.postprocess(item.outputs, item.geom)
+                item.outputs = None
+                p1 = time.perf_counter()
+                self.rec.add("postprocess", (p1 - p0) * 1e3)
+                if self.drawer is not None:
+                    hud = self.rec.hud_lines() if self.config.draw.hud else None
+                    item.image = self.drawer.draw(item.frame, item.labels, hud)
+                    self.rec.add("draw", (time.perf_counter() - p1) * 1e3)
+                item.frame = None
+                if not self._put(self.q_sink, item):
+                    return
+        finally:
+            self._put(self.q_sink, _END)
+
+    def _watch_stop(self) -> None:
+        if self.stop.is_set() and not self._source_closed and self.source.live:
+            self._source_closed = True  # unblock a reader waiting on a silent stream
+            self.source.close()
+
+    def _sink_loop(self, on_poll: Callable[[], None] | None = None) -> None:
+        windows = [s for s in self.sinks if isinstance(s, WindowSink)]
+        while True:
+            if on_poll is not None:
+                on_poll()
+            try:
+                item = self.q_sink.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self.abort.is_set():
+                    return
+                continue
+            if item is _END or self.abort.is_set():
+                return
+            p0 = time.perf_counter()
+            for sink in self.sinks:
+                sink.write(item.index, item.image, item.labels)
+            now = time.perf_counter()
+            self.rec.add("write", (now - p0) * 1e3)
+            self.rec.add("latency", (time.monotonic() - item.t0) * 1e3)
+            self.rec.counters.add("processed")
+            self.rec.fps.tick(now)
+            if any(w.quit_requested for w in windows):
+                self.stop.set("window closed")
+
+    def run(self) -> RunStats:
+        # GUI calls must stay on the main thread; otherwise sinks get their own
+        # (background-priority) thread and the main thread only watches signals.
+        in_main = any(isinstance(s, WindowSink) for s in self.sinks)
+        nice = self.config.background_nice
+        loops = [("segrun-read", self._read_loop, nice), ("segrun-infer", self._infer_loop, 0),
+                 ("segrun-post", self._post_loop, nice)]
+        if not in_main:
+            loops.append(("segrun-sink", self._sink_loop, nice))
+        workers = [threading.Thread(target=self._guard(loop, n), name=name, daemon=True)
+                   for name, loop, n in loops]
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        finished = False
+        try:
+            if in_main:
+                self._sink_loop(self._watch_stop)
+            else:
+                while workers[-1].is_alive():
+                    self._watch_stop()
+                    workers[-1].join(timeout=_POLL_S)
+            finished = True
+        except KeyboardInterrupt:
+            raise  # second Ctrl-C: clean up below, then leave
+        except BaseException as err:  # noqa: BLE001 - re-raised after cleanup
+            if self.error is None:
+                self.error = err
+        finally:
+            if not finished or self.error is not None:
+                self.abort.set()
+            while any(w.is_alive() for w in workers):
+                for worker in workers:
+                    worker.join(timeout=_POLL_S)
+            wall = time.perf_counter() - start
+            # Interrupted runs are finalised (the user asked to stop); failed ones are not.
+            complete = self.error is None
+            for sink in self.sinks:
+                try:
+                    sink.close(complete)
+                except Exception:
+                    if self.error is None and finished:
+                        raise
+                    log.exception("closing a sink failed")
+            stats = self._stats(wall, finished)
+            if self.config.stats_path is not None:
+                stats.write(self.config.stats_path)
+        if self.error is not None:
+            raise self.error
+        return stats
+
+    def _stats(self, wall: float, finished: bool) -> RunStats:
+        if self.error is not None:
+            reason = f"error: {self.error}"
+        elif self.stop.reason is not None:
+            reason = self.stop.reason
+        elif not finished:
+            reason = "interrupted"
+        else:
+            reason = self.reason
+        output = self.config.output
+        return self.rec.finish(
+            wall, dropped=self.source.dropped, corrupt=self.source.corrupt,
+            model=str(self.config.model), source=self.config.source,
+            backend=self.seg.backend.name, provider=self.seg.active,
+            output=str(output) if output is not None else None,
+            interrupted=self.stop.signum is not None or not finished,
+            stop_reason=reason)
+
+
+def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:
+    """Run the whole pipeline for ``config``; SIGINT/SIGTERM stop it cleanly."""
+    stop = stop or StopRequest()
+    segmenter = Segmenter(config.model, backend=config.backend, postprocess=config.postprocess,
+                          score_threshold=config.score_threshold,
+                          options=config.backend_options)
+    try:
+        log.info("model %s on %s (%s)", config.model, segmenter.backend.name, segmenter.active)
+        source = in_background_thread(
+            lambda: open_source(config.source, config.source_options), config.background_nice)
+        try:
+            sinks = build_sinks(config.output, config.save_masks, config.display, source.fps,
+                                config.window_name)
+            # The stages already run in parallel: OpenCV's own worker pool (at normal
+            # priority) would only compete with inference for the same cores.
+            cv_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                with stop_on_signals(stop):
+                    return _Pipeline(config, segmenter, source, sinks, stop).run()
+            finally:
+                cv2.setNumThreads(cv_threads)
+        finally:
+            source.close()
+    finally:
+        segmenter.close()

@@ -1,0 +1,139 @@
+"""Frame source contract and the URI registry (one module per source kind).
+
+A source yields BGR frames in order; ``read()`` returning None means the
+stream ended (cleanly, or because it could not be recovered).  Live sources
+keep only the newest frame and count the ones they overwrote (``dropped``);
+file sources deliver every frame and count undecodable ones (``corrupt``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from segedge.runtime.errors import SourceError
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    image: np.ndarray
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Knobs for sources; each kind reads what applies to it."""
+
+    reconnect_attempts: int = 5  # live sources: reopen tries before ending the run
+    reconnect_backoff_s: float = 0.5  # first wait; doubles per try up to reconnect_max_s
+    reconnect_max_s: float = 8.0
+    open_timeout_s: float = 10.0  # network streams
+    max_corrupt_run: int = 25  # files: consecutive undecodable frames before giving up
+    camera_size: tuple[int, int] | None = None  # (W, H) to request from a camera
+    fps: float | None = None  # override the reported frame rate
+
+
+class Source(Protocol):
+    uri: str
+    live: bool
+
+    @property
+    def fps(self) -> float | None: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def corrupt(self) -> int: ...
+
+    def read(self) -> Frame | None: ...
+
+    def close(self) -> None: ...
+
+
+SourceFactory = Callable[[str, SourceOptions], Source]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    matches: Callable[[str], bool]
+    module: str
+    factory: str
+
+
+_REGISTRY: list[_Entry] = []
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def scheme(uri: str) -> str | None:
+    match = _SCHEME.match(uri)
+    return match.group(1).lower() if match else None
+
+
+def register_source(name: str, matches: Callable[[str], bool], module: str,
+                    factory: str = "create") -> None:
+    """Add a kind; kinds are tried in registration order, first match wins."""
+    _REGISTRY.append(_Entry(name, matches, module, factory))
+
+
+def source_kind(uri: str) -> str:
+    for entry in _REGISTRY:
+        if entry.matches(uri):
+            return entry.name
+    found = scheme(uri)
+    schemes = "demo://, synthetic://, csi://N, rtsp://, http(s)://"
+    if found is not None:
+        raise SourceError(f"{uri}: expected a source URI ({schemes}, a camera index, a "
+                          f"GStreamer pipeline or a path), got unsupported scheme {found!r}")
+    raise SourceError(f"{uri}: expected a source URI ({schemes}, a camera index, a "
+                      "GStreamer pipeline or a path), got an unrecognised string")
+
+
+def open_source(uri: str, options: SourceOptions | None = None) -> Source:
+    """Open whatever ``uri`` names, using the first registered kind that claims it."""
+    name = source_kind(uri)
+    entry = next(e for e in _REGISTRY if e.name == name)
+    factory: SourceFactory = getattr(importlib.import_module(entry.module), entry.factory)
+    return factory(uri, options or SourceOptions())
+
+
+def _is_camera(uri: str) -> bool:
+    return uri.isdigit() or re.fullmatch(r"/dev/video\d+", uri) is not None
+
+
+def _is_gstreamer(uri: str) -> bool:
+    return "!" in uri and "appsink" in uri
+
+
+def _is_images(uri: str) -> bool:
+    if scheme(uri) is not None:
+        return False
+    if any(ch in uri for ch in "*?["):
+        return True
+    path = Path(uri)
+    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _is_path(uri: str) -> bool:
+    return scheme(uri) in (None, "file") and bool(uri)
+
+
+_PKG = "segedge.runtime.sources"
+register_source("demo", lambda u: scheme(u) == "demo", f"{_PKG}.demo")
+register_source("synthetic", lambda u: scheme(u) == "synthetic", f"{_PKG}.synthetic")
+register_source("csi", lambda u: scheme(u) == "csi", f"{_PKG}.csi")
+register_source("stream", lambda u: scheme(u) in ("rtsp", "rtsps", "rtmp", "http", "https"),
+                f"{_PKG}.stream")
+register_source("gstreamer", _is_gstreamer, f"{_PKG}.gstreamer")
+register_source("camera", _is_camera, f"{_PKG}.camera")
+register_source("images", _is_images, f"{_PKG}.images")
+register_source("video", _is_path, f"{_PKG}.video")

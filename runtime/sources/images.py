@@ -1,0 +1,83 @@
+"""Still images: one file, a directory of images, or a glob pattern.
+
+Each image is one frame, in sorted order; an unreadable image is counted as
+corrupt and skipped.  Images may differ in size (the video sink adapts).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from pathlib import Path
+
+import cv2
+from segedge.runtime.errors import SourceError
+from segedge.runtime.sources.base import IMAGE_SUFFIXES, Frame, SourceOptions
+
+log = logging.getLogger("segedge.runtime")
+
+
+def list_images(uri: str) -> list[Path]:
+    if any(ch in uri for ch in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(uri, recursive=True) if Path(p).is_file())
+        if not paths:
+            raise SourceError(f"{uri}: expected a glob matching image files, got no matches")
+        return paths
+    path = Path(uri)
+    if path.is_dir():
+        paths = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise SourceError(f"{uri}: expected a directory with images "
+                              f"({', '.join(IMAGE_SUFFIXES)}), got none")
+        return paths
+    if not path.is_file():
+        raise SourceError(f"{uri}: expected an existing image file, got no such file")
+    return [path]
+
+
+class ImageSource:
+    live = False
+
+    def __init__(self, uri: str, options: SourceOptions) -> None:
+        self.uri = uri
+        self.paths = list_images(uri)
+        self.expected_frames = len(self.paths)
+        self._fps = options.fps
+        self._pos = 0
+        self._index = 0
+        self._corrupt = 0
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    @property
+    def dropped(self) -> int:
+        return 0
+
+    @property
+    def corrupt(self) -> int:
+        return self._corrupt
+
+    def read(self) -> Frame | None:
+        while self._pos < len(self.paths):
+            path = self.paths[self._pos]
+            self._pos += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                self._corrupt += 1
+                log.warning("%s: cannot decode this image; skipped", path)
+                continue
+            frame = Frame(self._index, image, time.monotonic())
+            self._index += 1
+            return frame
+        return None
+
+    def close(self) -> None:
+        self._pos = len(self.paths)
+
+
+def create(uri: str, options: SourceOptions) -> ImageSource:
+    return ImageSource(uri, options)

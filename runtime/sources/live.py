@@ -1,0 +1,127 @@
+"""Shared capture thread for live sources (cameras, RTSP, GStreamer).
+
+A live source must never lag behind reality: a thread reads as fast as the
+device delivers and keeps only the newest frame, counting every frame that
+was replaced before anyone consumed it.  When the device or stream goes
+away it is reopened with exponential backoff; when that fails the source
+ends, so the run finishes cleanly with a message instead of hanging.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+from segedge.runtime.errors import SourceError
+from segedge.runtime.sources.base import Frame, SourceOptions
+
+log = logging.getLogger("segedge.runtime")
+
+Opener = Callable[[], Any]  # returns an object with isOpened/read/release/get (cv2.VideoCapture)
+
+
+class LiveSource:
+    live = True
+
+    def __init__(self, uri: str, opener: Opener, options: SourceOptions,
+                 what: str = "live source") -> None:
+        self.uri = uri
+        self._opener = opener
+        self._options = options
+        cap = opener()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{uri}: expected a {what} that opens, got one OpenCV cannot open")
+        fps = options.fps or float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._fps = fps if 0.0 < fps < 1000.0 else None
+        self._cap = cap
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._next_index = 0
+        self._dropped = 0
+        self._reconnects = 0
+        self._ended = False
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._grab_loop, name=f"grab:{uri}", daemon=True)
+        self._thread.start()
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def corrupt(self) -> int:
+        return 0
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnects
+
+    def _grab_loop(self) -> None:
+        cap = self._cap
+        try:
+            while not self._closing.is_set():
+                ok, image = cap.read()
+                if ok and image is not None and image.ndim == 3:
+                    self._publish(image)
+                    continue
+                cap.release()
+                if self._closing.is_set():
+                    break
+                cap = self._reconnect()
+                if cap is None:
+                    break
+        finally:
+            cap.release()
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _publish(self, image: Any) -> None:
+        with self._cond:
+            if self._latest is not None:
+                self._dropped += 1
+            self._latest = Frame(self._next_index, image, time.monotonic())
+            self._next_index += 1
+            self._cond.notify_all()
+
+    def _reconnect(self) -> Any | None:
+        attempts = self._options.reconnect_attempts
+        delay = self._options.reconnect_backoff_s
+        for attempt in range(1, attempts + 1):
+            log.warning("%s: no frames; reopening in %.1f s (attempt %d/%d)",
+                        self.uri, delay, attempt, attempts)
+            if self._closing.wait(delay):
+                return None
+            cap = self._opener()
+            if cap.isOpened():
+                self._reconnects += 1
+                log.warning("%s: reopened", self.uri)
+                return cap
+            cap.release()
+            delay = min(delay * 2, self._options.reconnect_max_s)
+        log.error("%s: gave up after %d reconnect attempt(s); ending the run", self.uri, attempts)
+        return None
+
+    def read(self) -> Frame | None:
+        """Newest frame not yet returned; blocks until one arrives; None once ended."""
+        with self._cond:
+            while self._latest is None and not self._ended:
+                self._cond.wait(0.5)
+            frame, self._latest = self._latest, None
+            return frame
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)

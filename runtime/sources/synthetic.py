@@ -1,0 +1,92 @@
+"""``synthetic://?frames=N&size=WxH&fps=F&live=0``: generated frames, no files.
+
+For soak tests and benchmarks: a red bar sweeping over a blue background,
+deterministic per frame index.  ``live=1`` serves it at ``fps`` through the
+live capture thread (newest frame only), exercising the camera code path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import cv2
+import numpy as np
+from segedge.runtime.errors import SourceError
+from segedge.runtime.sources.base import Source, SourceOptions
+from segedge.runtime.sources.live import LiveSource
+from segedge.runtime.sources.video import VideoFileSource
+
+
+def synthetic_frame(index: int, width: int, height: int) -> np.ndarray:
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = (200, 60, 20)  # BGR: blue background
+    bar = max(1, width // 4)
+    left = (index * max(1, width // 32)) % width
+    image[:, left : left + bar] = (20, 40, 220)  # red bar
+    return image
+
+
+class SyntheticCapture:
+    """Duck-types the part of cv2.VideoCapture the sources use."""
+
+    def __init__(self, frames: int, width: int, height: int, fps: float, paced: bool) -> None:
+        self.frames, self.width, self.height, self.fps = frames, width, height, fps
+        self.paced = paced
+        self.pos = 0
+        self._opened = True
+        self._next_t = time.monotonic()
+
+    def isOpened(self) -> bool:
+        return self._opened
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self._opened or (self.frames > 0 and self.pos >= self.frames):
+            return False, None
+        if self.paced:
+            self._next_t += 1.0 / self.fps
+            delay = self._next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        image = synthetic_frame(self.pos, self.width, self.height)
+        self.pos += 1
+        return True, image
+
+    def get(self, prop: int) -> float:
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return float(max(self.frames, 0))
+        if prop == cv2.CAP_PROP_FPS:
+            return self.fps
+        return 0.0
+
+    def release(self) -> None:
+        self._opened = False
+
+
+def _params(uri: str) -> dict[str, Any]:
+    query = {k: v[-1] for k, v in parse_qs(urlparse(uri).query).items()}
+    try:
+        width, height = (int(v) for v in query.get("size", "64x48").lower().split("x"))
+        params = {"frames": int(query.get("frames", "100")), "width": width, "height": height,
+                  "fps": float(query.get("fps", "25")), "live": query.get("live", "0") == "1"}
+    except ValueError as err:
+        raise SourceError(f"{uri}: expected synthetic://?frames=N&size=WxH&fps=F&live=0|1, "
+                          f"got a malformed query ({err})") from err
+    if width < 8 or height < 8 or params["fps"] <= 0:
+        raise SourceError(f"{uri}: expected size >= 8x8 and fps > 0, got {width}x{height} "
+                          f"at {params['fps']} fps")
+    return params
+
+
+def create(uri: str, options: SourceOptions) -> Source:
+    p = _params(uri)
+
+    def opener() -> SyntheticCapture:
+        return SyntheticCapture(p["frames"], p["width"], p["height"], p["fps"], p["live"])
+
+    if p["live"]:  # a generated stream that ends has ended: nothing to reconnect to
+        return LiveSource(uri, opener, replace(options, reconnect_attempts=0),
+                          what="synthetic stream")
+    return VideoFileSource(uri, options, capture=opener())

@@ -1,0 +1,171 @@
+"""Per-stage latency recording and the end-of-run summary.
+
+Samples go into fixed-size ring buffers so a run of any length uses constant
+memory (the soak test checks this); percentiles cover the most recent
+``capacity`` frames, which is every frame for runs up to that length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write", "latency")
+
+
+class LatencyRecorder:
+    """Thread-safe ring buffer of millisecond samples for one stage."""
+
+    def __init__(self, capacity: int = 16384) -> None:
+        self._buf = np.zeros(capacity, np.float64)
+        self._count = 0
+        self._ema: float | None = None
+        self._lock = threading.Lock()
+
+    def add(self, ms: float) -> None:
+        with self._lock:
+            self._buf[self._count % self._buf.size] = ms
+            self._count += 1
+            self._ema = ms if self._ema is None else 0.9 * self._ema + 0.1 * ms
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def recent(self) -> float:
+        """Smoothed recent value, for the HUD."""
+        return self._ema or 0.0
+
+    def summary(self) -> StageSummary:
+        with self._lock:
+            n = min(self._count, self._buf.size)
+            data = self._buf[:n].copy()
+        if n == 0:
+            return StageSummary(0, 0.0, 0.0, 0.0, 0.0)
+        p50, p90, p99 = np.percentile(data, [50, 90, 99])
+        return StageSummary(self._count, float(data.mean()), float(p50), float(p90), float(p99))
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    count: int
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+
+
+class Counters:
+    """Frame counters shared by the pipeline threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.read = 0
+        self.processed = 0
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+
+class FpsMeter:
+    """Frames per second over a sliding window of completion times (for the HUD)."""
+
+    def __init__(self, window: int = 30) -> None:
+        self._times = np.zeros(window, np.float64)
+        self._n = 0
+
+    def tick(self, now: float) -> None:
+        self._times[self._n % self._times.size] = now
+        self._n += 1
+
+    @property
+    def fps(self) -> float:
+        n = min(self._n, self._times.size)
+        if n < 2:
+            return 0.0
+        newest = self._times[(self._n - 1) % self._times.size]
+        oldest = self._times[(self._n - n) % self._times.size]
+        return (n - 1) / (newest - oldest) if newest > oldest else 0.0
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What a run did; written as JSON at the end (and to ``--stats PATH``)."""
+
+    frames_read: int
+    frames_processed: int
+    frames_dropped: int
+    frames_corrupt: int
+    wall_s: float
+    fps: float
+    stages: dict[str, StageSummary]
+    model: str = ""
+    source: str = ""
+    backend: str = ""
+    provider: str = ""
+    output: str | None = None
+    interrupted: bool = False
+    stop_reason: str = "end of stream"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically (temp file + rename), so a reader never sees half a file."""
+        return write_text_atomic(Path(path), self.to_json() + "\n")
+
+
+class StatsRecorder:
+    """All recorders of one run; turned into a RunStats at the end."""
+
+    def __init__(self, capacity: int = 16384) -> None:
+        self.stages = {name: LatencyRecorder(capacity) for name in STAGES}
+        self.counters = Counters()
+        self.fps = FpsMeter()
+
+    def add(self, stage: str, ms: float) -> None:
+        self.stages[stage].add(ms)
+
+    def hud_lines(self) -> list[str]:
+        parts = [f"{name[:4]} {self.stages[name].recent:5.1f}" for name in STAGES[:-1]]
+        return [f"FPS {self.fps.fps:5.1f}  latency {self.stages['latency'].recent:6.1f} ms",
+                " ".join(parts[:3]) + " ms", " ".join(parts[3:]) + " ms"]
+
+    def finish(self, wall_s: float, dropped: int, corrupt: int, **info: Any) -> RunStats:
+        processed = self.counters.processed
+        return RunStats(
+            frames_read=self.counters.read,
+            frames_processed=processed,
+            frames_dropped=dropped,
+            frames_corrupt=corrupt,
+            wall_s=round(wall_s, 4),
+            fps=round(processed / wall_s, 3) if wall_s > 0 else 0.0,
+            stages={name: rec.summary() for name, rec in self.stages.items()},
+            **info,
+        )
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,166 @@
+"""Pure logic of the TensorRT builder: profile shapes, typing plan, config, refusal without TRT.
+
+Nothing here builds an engine: TensorRT is not installed on this machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from segedge.export.trt_build import (
+    EngineConfig,
+    TypingPlan,
+    build_engine,
+    plan_typing,
+    profile_shapes,
+    read_onnx_metadata,
+    tensorrt_available,
+)
+from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
+from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, InputSpec
+
+TRT_OK, TRT_WHY = tensorrt_available()
+no_tensorrt = pytest.mark.skipif(TRT_OK, reason="TensorRT is usable here; test covers its absence")
+
+
+def _meta(size: tuple[int, int] | None = (64, 96), batch: int | None = 1, layout: str = "NCHW",
+          stride: int = 8) -> ArtifactMetadata:
+    return ArtifactMetadata(
+        model="m", family="f", classes=("a", "b"), palette=((0, 0, 0), (255, 0, 0)),
+        input=InputSpec(name="input", layout=layout, size=size, batch=batch,  # type: ignore[arg-type]
+                        stride=stride))
+
+
+# -- profile_shapes -------------------------------------------------------------------------
+
+def test_static_nchw_profile_is_the_fixed_shape() -> None:
+    shapes = profile_shapes(_meta(), None, None, None, 1)
+    assert shapes == {"input": ((1, 3, 64, 96),) * 3}
+
+
+def test_static_profile_accepts_the_same_hw_and_refuses_another() -> None:
+    assert profile_shapes(_meta(), (64, 96), (64, 96), (64, 96))["input"][1] == (1, 3, 64, 96)
+    with pytest.raises(InputError, match=r"max_hw: expected \(64, 96\)"):
+        profile_shapes(_meta(), None, None, (128, 128))
+
+
+def test_dynamic_nhwc_profile_orders_min_opt_max() -> None:
+    shapes = profile_shapes(_meta(size=None, batch=None, layout="NHWC"), (256, 256), (512, 768),
+                            (1024, 1024), batch=(1, 2, 4))
+    assert shapes == {"input": ((1, 256, 256, 3), (2, 512, 768, 3), (4, 1024, 1024, 3))}
+
+
+@pytest.mark.parametrize("min_hw,opt_hw,max_hw,match", [
+    (None, (512, 512), (1024, 1024), "min_hw"),
+    ((512, 512), (256, 256), (1024, 1024), "min_hw <= opt_hw <= max_hw"),
+    ((250, 256), (512, 512), (1024, 1024), "stride 8"),
+    ((0, 256), (512, 512), (1024, 1024), "positive"),
+])
+def test_dynamic_profile_errors(min_hw, opt_hw, max_hw, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InputError, match=match):
+        profile_shapes(_meta(size=None), min_hw, opt_hw, max_hw)
+
+
+def test_batch_rules() -> None:
+    with pytest.raises(InputError, match="batch: expected 1"):
+        profile_shapes(_meta(batch=1), None, None, None, batch=(1, 2, 4))
+    with pytest.raises(InputError, match="ascending"):
+        profile_shapes(_meta(batch=None), None, None, None, batch=(4, 2, 1))
+    assert profile_shapes(_meta(batch=None), None, None, None, batch=2)["input"][2][0] == 2
+
+
+# -- plan_typing --------------------------------------------------------------------------
+
+TRT10 = {"strongly_typed_available": True, "weak_flags_available": True}
+TRT11 = {"strongly_typed_available": True, "weak_flags_available": False}
+
+
+@pytest.mark.parametrize("onnx_p,engine_p,kw,dla,expected", [
+    ("fp32", None, TRT10, False, TypingPlan(True, (), "fp32")),
+    ("fp16", "fp16", TRT10, False, TypingPlan(True, (), "fp16")),
+    ("int8", None, TRT11, False, TypingPlan(True, (), "int8")),
+    ("fp32", "fp16", TRT10, False, TypingPlan(False, ("FP16",), "fp16")),
+    ("fp16", None, TRT10, True, TypingPlan(False, ("FP16",), "fp16")),  # DLA on TRT 10
+    ("int8", None, TRT10, True, TypingPlan(False, ("INT8", "FP16"), "int8")),
+    ("fp16", None, TRT11, True, TypingPlan(True, (), "fp16")),  # DLA on TRT 11
+])
+def test_plan_typing_choices(onnx_p, engine_p, kw, dla, expected) -> None:  # type: ignore[no-untyped-def]
+    assert plan_typing(onnx_p, engine_p, dla=dla, **kw) == expected
+
+
+def test_plan_typing_refusals() -> None:
+    with pytest.raises(ExportError, match="only strongly typed"):
+        plan_typing("fp32", "fp16", dla=False, **TRT11)
+    with pytest.raises(ExportError, match="Q/DQ"):
+        plan_typing("fp32", "int8", dla=False, **TRT10)
+    with pytest.raises(InputError, match="DLA"):
+        plan_typing("fp32", None, dla=True, **TRT10)
+    with pytest.raises(ExportError, match="expected an fp32 ONNX"):
+        plan_typing("fp16", "fp32", dla=False, **TRT10)
+    with pytest.raises(ExportError, match="strongly typed build"):
+        plan_typing("fp32", "fp16", dla=False, prefer_strong=True, **TRT10)
+    assert plan_typing("fp16", None, dla=False, prefer_strong=False, **TRT10).flags == ("FP16",)
+
+
+# -- EngineConfig and refusals ----------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,what", [
+    ({"workspace": 0}, "workspace"), ({"dla_core": -1}, "dla_core"),
+    ({"optimization_level": 6}, "optimization_level"), ({"precision": "fp64"}, "precision"),
+])
+def test_engine_config_validates(kwargs, what) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InputError, match=f"^{what}: expected"):
+        EngineConfig(**kwargs)
+
+
+def _onnx(path: Path, meta: ArtifactMetadata | None) -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["logits"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 96])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 64, 96])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if meta is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, meta.to_json()
+    onnx.save(model, str(path))
+    return path
+
+
+def test_read_onnx_metadata(tmp_path: Path) -> None:
+    assert read_onnx_metadata(_onnx(tmp_path / "a.onnx", _meta())) == _meta()
+    with pytest.raises(ArtifactError, match="expected segedge metadata"):
+        read_onnx_metadata(_onnx(tmp_path / "b.onnx", None))
+
+
+@no_tensorrt
+def test_tensorrt_available_says_why_not_in_one_line() -> None:
+    assert TRT_OK is False
+    assert TRT_WHY and "\n" not in TRT_WHY
+
+
+@no_tensorrt
+def test_build_without_tensorrt_is_backend_unavailable(tmp_path: Path) -> None:
+    onnx_path = _onnx(tmp_path / "m.onnx", _meta())
+    plan = tmp_path / "m.plan"
+    with pytest.raises(BackendUnavailableError, match="cannot build a TensorRT engine") as info:
+        build_engine(onnx_path, plan)
+    assert "\n" not in str(info.value)
+    assert not plan.exists() and not (tmp_path / "m.plan.json").exists()
+
+
+def test_build_refuses_missing_onnx(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no such file"):
+        build_engine(tmp_path / "none.onnx", tmp_path / "x.plan")
+
+
+def test_module_imports_without_tensorrt() -> None:
+    code = ("import sys, segedge.export.trt_build as m; "
+            "assert 'tensorrt' not in sys.modules, 'tensorrt imported eagerly'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
