@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from segedge.runtime.errors import SegedgeError
+from segedge.runtime.errors import InputError, SegedgeError
 
 
 def _fail(err: SegedgeError) -> None:
@@ -74,11 +74,41 @@ def list_models() -> str:
 @click.option("--no-verify", is_flag=True, help="Skip the parity gate against PyTorch.")
 @click.option("--verify-images", help="Folder, image, glob or video for the parity check.")
 @click.option("--verify-count", type=int, default=4, show_default=True)
-@click.option("--min-agreement", type=float, default=99.9, show_default=True,
-              help="Parity gate: argmax agreement in percent.")
+@click.option("--min-agreement", type=float, default=None,
+              help="Percent argmax agreement: the FP32 parity gate against PyTorch (default "
+                   "99.9); with --int8, the INT8 budget against FP32 instead.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto",
               show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
+@click.option("--fp16", is_flag=True, help="Write an FP16 ONNX, verified against FP32 "
+              "(>= 99.5% argmax agreement); also an engine where TensorRT and a GPU exist.")
+@click.option("--int8", is_flag=True, help="Static INT8 (Q/DQ ONNX) calibrated on --calib, "
+              "kept within the accuracy budget.")
+@click.option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt",
+              show_default=True, help="Q/DQ flavour: TensorRT (S8S8 symmetric) or ONNX Runtime "
+              "CPU (U8S8, faster there).")
+@click.option("--calib", metavar="DIR|VIDEO|GLOB", help="Calibration frames for --int8.")
+@click.option("--calib-count", type=int, default=300, show_default=True)
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]),
+              default="minmax", show_default=True)
+@click.option("--calib-cache", type=click.Path(path_type=Path),
+              help="Calibration cache file (default <output>.calib.json).")
+@click.option("--eval-images", help="Held-out frames for the accuracy report (folder/glob).")
+@click.option("--eval-labels", type=click.Path(path_type=Path),
+              help="Label PNGs named like --eval-images: adds mIoU and pixel accuracy.")
+@click.option("--eval-count", type=int, help="Use at most N eval frames (spread).")
+@click.option("--ignore-index", type=int, default=255, show_default=True,
+              help="Label id left out of mIoU (ids >= the class count always are).")
+@click.option("--max-miou-drop", type=float,
+              help="INT8 budget: mIoU points it may lose against FP32 (needs --eval-labels).")
+@click.option("--engine/--no-engine", default=None,
+              help="Build a TensorRT plan + sidecar beside the ONNX (default: with --fp16/--int8 "
+                   "when TensorRT and a GPU are present).")
+@click.option("--workspace", "workspace_mib", type=int, metavar="MIB",
+              help="TensorRT builder workspace in MiB.")
+@click.option("--dla-core", type=int, help="Build for this DLA core (Jetson).")
+@click.option("--timing-cache", type=click.Path(path_type=Path),
+              help="TensorRT timing cache file, read before and updated after the build.")
 def main(model: str | None, list_: bool, classes_file: Path | None, model_rgb: bool | None,
          imgsz: tuple[int, int] | None, mean: tuple[float, ...] | None,
          std: tuple[float, ...] | None, **opts: Any) -> None:
@@ -89,9 +119,15 @@ def main(model: str | None, list_: bool, classes_file: Path | None, model_rgb: b
             return
         if not model:
             raise click.UsageError("missing MODEL (a zoo name, see --list, or file.py:Class)")
+        if opts["fp16"] and opts["int8"]:
+            raise InputError("--fp16/--int8", "one precision", "both")
         from segedge.export.config import ExportConfig
         from segedge.export.exporter import export
         from segedge.export.resolve import read_classes
+
+        precision = "int8" if opts["int8"] else "fp16" if opts["fp16"] else "fp32"
+        agreement = opts["min_agreement"]
+        fp32_gate = agreement if agreement is not None and precision != "int8" else 99.9
 
         cfg = ExportConfig(
             model=model, output=opts["output"], weights=opts["weights"],
@@ -104,8 +140,16 @@ def main(model: str | None, list_: bool, classes_file: Path | None, model_rgb: b
             input_color=opts["input_color"].upper(), emit=opts["emit"],
             confidence=opts["confidence"], simplify=not opts["no_simplify"],
             verify=not opts["no_verify"], verify_images=opts["verify_images"],
-            verify_count=opts["verify_count"], min_agreement=opts["min_agreement"],
-            exporter=opts["exporter"], quiet=opts["quiet"],
+            verify_count=opts["verify_count"], min_agreement=fp32_gate,
+            exporter=opts["exporter"], quiet=opts["quiet"], precision=precision,  # type: ignore[arg-type]
+            int8_target=opts["int8_target"], calib=opts["calib"],
+            calib_count=opts["calib_count"], calib_method=opts["calib_method"],
+            calib_cache=opts["calib_cache"], eval_images=opts["eval_images"],
+            eval_labels=opts["eval_labels"], eval_count=opts["eval_count"],
+            ignore_index=opts["ignore_index"], max_miou_drop=opts["max_miou_drop"],
+            int8_min_agreement=agreement if precision == "int8" else None,
+            engine=opts["engine"], workspace_mib=opts["workspace_mib"],
+            dla_core=opts["dla_core"], timing_cache=opts["timing_cache"],
         )
         export(cfg)
     except SegedgeError as err:

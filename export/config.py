@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from segedge.runtime.metadata import ColorOrder, InputFormat
+from segedge.runtime.metadata import ColorOrder, InputFormat, Precision
 
 Emit = Literal["logits", "labels", "both"]
 WeightsMode = Literal["auto", "random", "pretrained"]
+Int8Target = Literal["tensorrt", "cpu"]
+CalibMethod = Literal["minmax", "entropy", "percentile"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,25 @@ class ExportConfig:
     min_agreement: float = 99.9  # percent, FP32 gate
     exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
     quiet: bool = False
+    # Lower precision (issue 3): transforms of the verified FP32 ONNX, checked against it.
+    precision: Precision = "fp32"
+    fp16_min_agreement: float = 99.5  # percent, FP16 gate against FP32
+    int8_target: Int8Target = "tensorrt"  # Q/DQ flavour: TensorRT S8S8 or ORT-CPU U8S8
+    calib: str | None = None  # folder, glob or video of calibration frames
+    calib_count: int = 300
+    calib_method: CalibMethod = "minmax"
+    calib_cache: Path | None = None  # default <output>.calib.json
+    eval_images: str | None = None  # held-out frames for the accuracy report
+    eval_labels: Path | None = None  # label PNGs named like eval_images: adds mIoU
+    eval_count: int | None = None  # at most this many eval frames (spread); None: all
+    ignore_index: int | None = 255  # label id left out of mIoU (ids >= classes always are)
+    max_miou_drop: float | None = None  # INT8 budget in mIoU points (needs labels)
+    int8_min_agreement: float | None = None  # INT8 budget in percent argmax agreement
+    # TensorRT engine: None builds one for fp16/int8 when TensorRT and a GPU are present.
+    engine: bool | None = None
+    workspace_mib: int | None = None
+    dla_core: int | None = None
+    timing_cache: Path | None = None
 
     @property
     def output_names(self) -> list[str]:

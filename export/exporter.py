@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -31,8 +31,16 @@ from segedge.export.rewrites import apply_rewrites
 from segedge.export.verify import check_parity, session
 from segedge.export.wrap import Baking, DeployWrapper
 from segedge.runtime import __version__
-from segedge.runtime.errors import InputError, ShapeError, VerificationError
+from segedge.runtime.errors import (
+    BackendUnavailableError,
+    InputError,
+    ShapeError,
+    VerificationError,
+)
 from segedge.runtime.metadata import ArtifactMetadata, InputSpec, OutputSpec
+
+if TYPE_CHECKING:
+    from segedge.export.precision import Lowered
 
 Log = Callable[[str], None]
 
@@ -42,7 +50,8 @@ def _stderr(msg: str) -> None:
 
 
 def output_path(cfg: ExportConfig, name: str) -> Path:
-    path = cfg.output or Path(f"{name.lower()}.onnx")
+    suffix = "" if cfg.precision == "fp32" else f"_{cfg.precision}"
+    path = cfg.output or Path(f"{name.lower()}{suffix}.onnx")
     if path.suffix.lower() != ".onnx":
         raise InputError("--output", "a path ending in .onnx", str(path))
     parent = path.resolve().parent
@@ -124,9 +133,31 @@ def lint_tensorrt(model: onnx.ModelProto) -> dict[str, Any]:
                             for f in findings]}
 
 
+def check_precision_options(cfg: ExportConfig) -> None:
+    """Refuse impossible combinations before any work (one line each)."""
+    if cfg.precision not in ("fp32", "fp16", "int8"):
+        raise InputError("precision", "fp32, fp16 or int8", repr(cfg.precision))
+    if cfg.precision == "int8" and not cfg.calib:
+        raise InputError("--int8", "--calib DIR|VIDEO|GLOB (calibration frames)", "none")
+    if cfg.precision != "int8" and cfg.calib:
+        raise InputError("--calib", "--int8 as well", f"precision {cfg.precision}")
+    if cfg.max_miou_drop is not None and cfg.eval_labels is None:
+        raise InputError("--max-miou-drop", "--eval-images DIR --eval-labels DIR",
+                         "no labels to measure mIoU")
+    if cfg.eval_labels is not None and not cfg.eval_images:
+        raise InputError("--eval-labels", "--eval-images DIR as well", "labels only")
+    if cfg.engine:
+        from segedge.export.trt_build import tensorrt_available
+
+        ok, why = tensorrt_available()
+        if not ok:
+            raise BackendUnavailableError(f"--engine: expected TensorRT and a CUDA GPU, got {why}")
+
+
 def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
     """Run the whole export; returns the report (also written beside the artifact)."""
     start = time.perf_counter()
+    check_precision_options(cfg)
     res = resolve(cfg)
     out = output_path(cfg, res.name)
     check_size(res, cfg)
@@ -172,6 +203,12 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
         final_tmp = Path(tmpdir) / "final.onnx"
         onnx.save(model, str(final_tmp))
         _same_outputs(full, final_tmp, meta)
+        lowered = None
+        if cfg.precision != "fp32":
+            lowered = _lower(cfg, final_tmp, meta, Path(tmpdir), out, res.size, log)
+            final_tmp, meta = lowered.path, lowered.meta
+            model = onnx.load(str(final_tmp))
+            opset = meta.opset or opset
         trt = lint_tensorrt(model)
         report: dict[str, Any] = {
             "artifact": str(out), "model": res.name, "family": res.family,
@@ -184,6 +221,14 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
             "gate": {"min_argmax_agreement": cfg.min_agreement, "enforced": cfg.verify},
             "tensorrt": trt, "metadata": dataclasses.asdict(meta), "notes": notes,
         }
+        if lowered is not None:
+            report["precision_report"] = lowered.section
+            if lowered.failure:
+                report["status"] = "failed"
+                failed = out.with_suffix(".failed.report.json")
+                write_json_atomic(failed, report)
+                raise VerificationError(f"{lowered.failure}; no artifact written "
+                                        f"(details: {failed})")
         if parity and parity.argmax_agreement < cfg.min_agreement:
             report["status"] = "failed"
             failed = out.with_suffix(".failed.report.json")
@@ -197,11 +242,72 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
     report["status"] = "ok"
     report["sha256"] = sha256_file(out)
     report["size_bytes"] = out.stat().st_size
+    report["engine"] = _engine(cfg, out, meta, res.size)
     report["total_seconds"] = round(time.perf_counter() - start, 2)
     write_json_atomic(report_path(out), report)
     if not cfg.quiet:
-        log(format_summary(report))
+        log("\n".join([format_summary(report), *precision_lines(report)]))
     return report
+
+
+def _lower(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: Path, out: Path,
+           size: tuple[int, int], log: Log) -> Lowered:
+    from segedge.export import precision
+
+    if cfg.precision == "fp16":
+        return precision.lower_fp16(cfg, fp32, meta, workdir, size, log)
+    return precision.lower_int8(cfg, fp32, meta, workdir, out, log)
+
+
+def precision_lines(report: dict[str, Any]) -> list[str]:
+    """Terminal lines for the precision check and the engine (or why there is none)."""
+    lines = []
+    sec = report.get("precision_report")
+    if sec:
+        name = sec["precision"]
+        line = (f"{name} vs fp32 on {sec['frames']} frames: argmax agreement "
+                f"{sec['argmax_agreement']:.3f}%")
+        if "miou" in sec:
+            m = sec["miou"]
+            line += f", mIoU {m['fp32']:.2f} -> {m[name]:.2f} ({-m['drop']:+.2f} points)"
+        lat = sec["cpu_latency_ms"]
+        line += f"; CPU {lat['fp32']:.1f} -> {lat[name]:.1f} ms"
+        lines.append(line)
+        if sec.get("kept_fp32") and name == "int8":
+            lines.append(f"kept in fp32 to meet the budget ({sec['budget']['rule']}): "
+                         + ", ".join(sec["kept_fp32"]))
+    eng = report.get("engine") or {}
+    if eng.get("plan"):
+        lines.append(f"wrote TensorRT engine {eng['plan']} ({eng['precision']}"
+                     f"{', reused' if eng.get('reused') else ''})")
+    elif eng.get("reason"):
+        lines.append(f"no TensorRT engine built: {eng['reason']}")
+    return lines
+
+
+def _engine(cfg: ExportConfig, out: Path, meta: ArtifactMetadata, size: tuple[int, int]
+            ) -> dict[str, Any] | None:
+    """Build the plan + sidecar beside the ONNX when asked or implied (fp16/int8)."""
+    if cfg.engine is False or (cfg.engine is None and cfg.precision == "fp32"):
+        return None
+    from segedge.export.trt_build import EngineConfig, build_engine, tensorrt_available
+
+    ok, why = tensorrt_available()
+    if not ok:  # only reachable when implied: an explicit --engine was refused up front
+        return {"plan": None, "reason": f"{why} (the {cfg.precision} ONNX is the artifact; "
+                                        "build on the target with segexport --engine)"}
+    h, w = size
+    stride = max(1, meta.input.stride)
+    dyn = meta.input.size is None
+    low = (max(stride, h // 2 // stride * stride), max(stride, w // 2 // stride * stride))
+    built = build_engine(out, out.with_suffix(".plan"), EngineConfig(
+        min_hw=low if dyn else None, opt_hw=(h, w) if dyn else None,
+        max_hw=(h * 2, w * 2) if dyn else None,
+        workspace=cfg.workspace_mib * (1 << 20) if cfg.workspace_mib else None,
+        timing_cache=cfg.timing_cache, dla_core=cfg.dla_core), meta)
+    return {"plan": str(built.plan), "precision": built.sidecar.precision,
+            "reused": built.reused, "warnings": list(built.warnings),
+            "strongly_typed": built.sidecar.strongly_typed}
 
 
 def _shape(value: onnx.ValueInfoProto) -> list[int | str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from segedge.runtime.backends.base import BackendOptions
 from segedge.runtime.draw import VISUALIZE_MODES, DrawConfig
 from segedge.runtime.errors import InputError, SegedgeError
@@ -82,6 +83,19 @@ def foreign_hints(model: Path, mean: str | None, std: str | None, classes: str |
                             input=spec)
 
 
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``1280x720`` -> (1280, 720)."""
+    if text is None:
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        width = height = 0
+    if width <= 0 or height <= 0:
+        raise InputError("--camera-size", "WIDTHxHEIGHT, e.g. 1280x720", repr(text))
+    return width, height
+
+
 def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
     return tuple(int(v) if v.isdigit() else v for v in values)
 
@@ -123,6 +137,7 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
 @click.option("--realtime", is_flag=True, help="Play files at their frame rate.")
 @click.option("--fps", type=float, help="Override the source frame rate (output video).")
+@click.option("--camera-size", help="Ask a camera for this size, e.g. 1280x720.")
 @click.option("--mean", help="Foreign ONNX: normalisation mean, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Foreign ONNX: normalisation std, e.g. 0.229,0.224,0.225.")
 @click.option("--classes", help="Foreign ONNX: class names a,b,c or a file (one per line).")
@@ -149,7 +164,7 @@ def segrun(**kw: Any) -> int:
         backend_options=BackendOptions(provider=kw["provider"], threads=kw["threads"],
                                        fp16=kw["fp16"], cache_dir=kw["cache_dir"],
                                        device_id=kw["device_id"], metadata=hints),
-        source_options=SourceOptions(fps=kw["fps"]),
+        source_options=SourceOptions(fps=kw["fps"], camera_size=parse_size(kw["camera_size"])),
         postprocess=kw["postprocess"], score_threshold=kw["score_threshold"],
         max_frames=kw["max_frames"], realtime=kw["realtime"])
     stats = run(config)
@@ -164,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     handler.setFormatter(logging.Formatter("segrun: %(message)s"))
     logger = logging.getLogger("segedge")
     logger.addHandler(handler)
+    propagate, level = logger.propagate, logger.level
     logger.propagate = False
     try:
         code = segrun.main(args=argv, prog_name="segrun", standalone_mode=False)
@@ -178,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     finally:
         logger.removeHandler(handler)
+        logger.propagate = propagate
+        logger.setLevel(level)
     sys.exit(code if isinstance(code, int) else 0)
 
 

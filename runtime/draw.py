@@ -13,6 +13,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import default_palette
 

@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 
 import cv2
 import numpy as np
+
 from segedge.runtime.config import RunConfig
-from segedge.runtime.draw import Drawer
+from segedge.runtime.draw import Drawer, resolve_classes
 from segedge.runtime.preprocess import Geometry
 from segedge.runtime.segmenter import Segmenter
 from segedge.runtime.signals import StopRequest, stop_on_signals
@@ -107,6 +108,7 @@ class _Pipeline:
         self.rec = StatsRecorder()
         self.reason = "end of stream"
         self._source_closed = False
+        resolve_classes(config.draw.ignore, segmenter.classes)  # bad names fail even headless
         self.drawer = (Drawer(config.draw, segmenter.classes, segmenter.palette,
                               unknown=config.score_threshold is not None)
                        if needs_pixels(sinks) else None)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from segedge.runtime.errors import ShapeError
 from segedge.runtime.metadata import InputSpec
 

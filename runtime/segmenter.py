@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 import numpy as np
+
 from segedge.runtime.backends.base import Backend, BackendOptions, open_backend
 from segedge.runtime.draw import UNKNOWN_LABEL, DrawConfig, Drawer, colorize, palette_lut
 from segedge.runtime.errors import InputError

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from segedge.runtime.errors import InputError
 
 log = logging.getLogger("segedge.runtime")

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+
 from segedge.runtime.errors import InputError
 from segedge.runtime.sink_video import VideoSink
 from segedge.runtime.sink_window import WindowSink, display_available

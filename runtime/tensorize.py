@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from segedge.runtime.metadata import InputSpec
 from segedge.runtime.preprocess import Geometry, resize_frame
 

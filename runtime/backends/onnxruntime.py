@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from segedge.runtime.backends.base import BackendOptions
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError
 from segedge.runtime.metadata import (
@@ -38,6 +39,7 @@ PROVIDER_CHOICES: dict[str, tuple[str, ...]] = {
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
              "tensor(uint8)": np.uint8, "tensor(double)": np.float64}
 DEFAULT_FOREIGN_STRIDE = 32
+DEFAULT_TRT_CACHE = Path.home() / ".cache" / "segedge" / "ort_trt"
 
 
 def resolve_providers(options: BackendOptions, available: list[str]) -> list[Any]:
@@ -57,12 +59,11 @@ def resolve_providers(options: BackendOptions, available: list[str]) -> list[Any
         if name == TRT_EP:
             trt: dict[str, Any] = {"device_id": options.device_id,
                                    "trt_fp16_enable": bool(options.fp16)}
-            if options.cache_dir is not None:
-                Path(options.cache_dir).mkdir(parents=True, exist_ok=True)
-                trt.update(trt_engine_cache_enable=True,
-                           trt_engine_cache_path=str(options.cache_dir),
-                           trt_timing_cache_enable=True,
-                           trt_timing_cache_path=str(options.cache_dir))
+            # Building TensorRT engines takes minutes: always cache them.
+            cache = Path(options.cache_dir) if options.cache_dir is not None else DEFAULT_TRT_CACHE
+            cache.mkdir(parents=True, exist_ok=True)
+            trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache),
+                       trt_timing_cache_enable=True, trt_timing_cache_path=str(cache))
             providers.append((name, trt))
         elif name == CUDA_EP:
             providers.append((name, {"device_id": options.device_id}))

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
 from segedge.runtime.backends.base import Backend, BackendOptions
 from segedge.runtime.errors import (
     ArtifactError,

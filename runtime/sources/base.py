@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
 from segedge.runtime.errors import SourceError
 
 

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import cv2
+
 from segedge.runtime.sources.base import SourceOptions
 from segedge.runtime.sources.live import LiveSource
 

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import cv2
+
 from segedge.runtime.errors import SourceError
 from segedge.runtime.sources.base import SourceOptions
 from segedge.runtime.sources.live import LiveSource

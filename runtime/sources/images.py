@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import cv2
+
 from segedge.runtime.errors import SourceError
 from segedge.runtime.sources.base import IMAGE_SUFFIXES, Frame, SourceOptions
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import cv2
+
 from segedge.runtime.errors import SourceError
 from segedge.runtime.sources.base import Frame, SourceOptions
 
@@ -66,21 +67,18 @@ class LiveSource:
         return self._reconnects
 
     def _grab_loop(self) -> None:
-        cap = self._cap
+        cap: Any | None = self._cap
         try:
-            while not self._closing.is_set():
+            while cap is not None and not self._closing.is_set():
                 ok, image = cap.read()
                 if ok and image is not None and image.ndim == 3:
                     self._publish(image)
                     continue
                 cap.release()
-                if self._closing.is_set():
-                    break
-                cap = self._reconnect()
-                if cap is None:
-                    break
+                cap = None if self._closing.is_set() else self._reconnect()
         finally:
-            cap.release()
+            if cap is not None:
+                cap.release()
             with self._cond:
                 self._ended = True
                 self._cond.notify_all()

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import cv2
+
 from segedge.runtime.sources.base import Source, SourceOptions, scheme
 from segedge.runtime.sources.live import LiveSource
 from segedge.runtime.sources.video import VideoFileSource

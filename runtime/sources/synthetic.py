@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
+
 from segedge.runtime.errors import SourceError
 from segedge.runtime.sources.base import Source, SourceOptions
 from segedge.runtime.sources.live import LiveSource

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+
 from segedge.runtime.errors import SourceError
 from segedge.runtime.sources.base import Frame, SourceOptions, scheme
 

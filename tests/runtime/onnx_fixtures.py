@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, InputSpec, OutputSpec
 
 OPSET = 17
@@ -121,7 +122,7 @@ def scene(index: int, width: int = 64, height: int = 48) -> np.ndarray:
 def write_video(path: Path, frames: int, width: int = 64, height: int = 48,
                 fps: float = 25.0) -> Path:
     codec = "MJPG" if path.suffix == ".avi" else "mp4v"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*codec), fps, (width, height))
     assert writer.isOpened()
     for i in range(frames):
         writer.write(scene(i, width, height))

@@ -125,6 +125,16 @@ def test_provider_lists_and_tensorrt_options(tmp_path: Path) -> None:
     assert resolve_providers(BackendOptions(), [CPU_EP]) == [CPU_EP]
 
 
+def test_tensorrt_engine_cache_is_on_by_default(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import segedge.runtime.backends.onnxruntime as ort_backend
+
+    monkeypatch.setattr(ort_backend, "DEFAULT_TRT_CACHE", tmp_path / "cache")
+    trt = resolve_providers(BackendOptions(provider="tensorrt"), [TRT_EP, CPU_EP])[0][1]
+    assert trt["trt_engine_cache_path"] == str(tmp_path / "cache")
+    assert trt["trt_fp16_enable"] is False
+
+
 def test_fallback_from_a_listed_gpu_provider_is_warned(
         models: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:

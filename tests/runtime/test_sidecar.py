@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from segedge.runtime.backends import tensorrt as trt_backend
 from segedge.runtime.backends.base import BackendOptions, open_backend
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError, ShapeError

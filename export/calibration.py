@@ -1,0 +1,161 @@
+"""Calibration frames, the frames held back from them, and the calibration cache.
+
+Frames are preprocessed with the runtime's ``prepare`` (via LabelledFrames),
+so INT8 ranges are measured on exactly what the deployed graph will see.
+Accuracy is always reported on frames the calibration never saw: the user's
+``--eval-images`` (minus any overlap), or frames held back from ``--calib``.
+The cache is keyed on the graph, the prepared tensors and the settings, so a
+re-run with the same frames skips the calibration pass and anything else
+recalibrates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from segedge.export.frames import VIDEO_SUFFIXES, FrameSet, list_images, read_video
+from segedge.runtime.errors import InputError
+
+CACHE_SCHEMA = 1
+DEFAULT_HOLDOUT = 32
+
+
+@dataclass(frozen=True)
+class Split:
+    calib: FrameSet
+    held: FrameSet  # frames for the accuracy report, never used to calibrate
+    truths: list[np.ndarray] | None  # label maps for `held`, when labels were given
+
+
+def spread(items: list[Any], count: int) -> list[Any]:
+    if count >= len(items):
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count)]
+
+
+def read_images(files: list[Path], what: str) -> list[np.ndarray]:
+    frames = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise InputError(what, "readable image files", str(f))
+        frames.append(img)
+    return frames
+
+
+def split_frames(calib: str, count: int, eval_images: str | None = None,
+                 eval_labels: Path | None = None, eval_count: int | None = None,
+                 holdout: int = DEFAULT_HOLDOUT) -> Split:
+    """Calibration frames from `calib` (folder, glob or video) and disjoint held-out frames."""
+    if count < 1:
+        raise InputError("--calib-count", "a positive number of frames", count)
+    held: FrameSet | None = None
+    truths: list[np.ndarray] | None = None
+    if eval_images:
+        held, truths = eval_frames(eval_images, eval_labels, eval_count)
+    elif eval_labels is not None:
+        raise InputError("--eval-labels", "--eval-images DIR as well", "labels only")
+    path = Path(calib)
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        return _split_video(path, count, held, truths, eval_count or holdout)
+    files = list_images(calib)
+    if not files:
+        raise InputError("--calib", "a folder, glob or video with frames", repr(calib))
+    if held is not None:
+        taken = {Path(p).resolve() for p in held.paths}
+        pool = [f for f in files if f.resolve() not in taken]
+        if not pool:
+            raise InputError("--calib", "frames that are not also evaluation frames",
+                             f"all {len(files)} are in --eval-images")
+    else:
+        if len(files) < 2:
+            raise InputError("--calib", "at least 2 frames (some are held back to measure "
+                             "accuracy)", f"{len(files)} frame")
+        held_files = spread(files, min(eval_count or holdout, max(1, len(files) // 5)))
+        pool = [f for f in files if f not in set(held_files)]
+        held = FrameSet(read_images(held_files, "--calib"),
+                        f"{calib} ({len(held_files)} held-out frames)",
+                        tuple(str(p) for p in held_files))
+    picked = spread(pool, count)
+    return Split(FrameSet(read_images(picked, "--calib"), f"{calib} ({len(picked)} frames)",
+                          tuple(str(p) for p in picked)), held, truths)
+
+
+def _split_video(path: Path, count: int, held: FrameSet | None,
+                 truths: list[np.ndarray] | None, n_held: int) -> Split:
+    """Frames spread over the video; without eval images every k-th one is held back."""
+    if held is not None:
+        calib = read_video(path, count)
+    else:
+        frames = read_video(path, count + n_held)
+        step = max(2, len(frames) // max(n_held, 1))
+        held_idx = set(range(step // 2, len(frames), step))
+        calib = [f for i, f in enumerate(frames) if i not in held_idx]
+        held = FrameSet([f for i, f in enumerate(frames) if i in held_idx],
+                        f"video {path} ({len(held_idx)} held-out frames)")
+    if not calib or not held.frames:
+        raise InputError("--calib", "a readable video with at least 2 frames", str(path))
+    return Split(FrameSet(calib, f"video {path} ({len(calib)} frames)"), held, truths)
+
+
+def read_label(path: Path) -> np.ndarray:
+    lab = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if lab is None or lab.ndim != 2:
+        raise InputError("--eval-labels", "single-channel label PNGs", str(path))
+    return lab
+
+
+def eval_frames(images: str, labels: Path | None, count: int | None
+                ) -> tuple[FrameSet, list[np.ndarray] | None]:
+    """Evaluation frames (every `count`-th spread), with their label maps when given."""
+    if labels is not None:
+        from segedge.export.evaluate import pair_labels
+
+        pairs = pair_labels(images, labels)
+        pairs = spread(pairs, count) if count else pairs
+        return (FrameSet(read_images([p for p, _ in pairs], "--eval-images"),
+                         f"{images} ({len(pairs)} labelled frames)",
+                         tuple(str(p) for p, _ in pairs)), [read_label(lab) for _, lab in pairs])
+    files = list_images(images)
+    if not files:
+        raise InputError("--eval-images", "a folder, glob or image with frames", repr(images))
+    files = spread(files, count) if count else files
+    return FrameSet(read_images(files, "--eval-images"), f"{images} ({len(files)} frames)",
+                    tuple(map(str, files))), None
+
+
+def cache_key(graph: bytes, tensors: list[np.ndarray], **settings: Any) -> str:
+    """Same graph, same prepared frames, same settings -> same key."""
+    digest = hashlib.sha256(graph)
+    for tensor in tensors:
+        digest.update(np.ascontiguousarray(tensor).tobytes())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def load_cache(path: Path, key: str, ranges_out: Path) -> bool:
+    """Write the cached ranges to `ranges_out` when `path` holds ranges for `key`."""
+    try:
+        blob = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(blob, dict) or blob.get("schema") != CACHE_SCHEMA or blob.get("key") != key:
+        return False
+    ranges_out.write_text(json.dumps(blob["ranges"]))
+    return True
+
+
+def save_cache(path: Path, key: str, ranges_file: Path, info: dict[str, Any]) -> None:
+    blob = {"schema": CACHE_SCHEMA, "key": key, **info,
+            "ranges": json.loads(ranges_file.read_text())}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(blob) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,89 @@
+"""Graph regions the precision passes reason about: compute layers and the output head.
+
+Both FP16 and INT8 keep the *head* (everything after the last compute layer:
+the logits upsampling, argmax and confidence) in FP32, because that is where
+rounding turns directly into flipped labels, and it costs almost nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import onnx
+from onnx import ModelProto, NodeProto
+
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+def consumers(model: ModelProto) -> dict[str, list[NodeProto]]:
+    out: dict[str, list[NodeProto]] = defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            if name:
+                out[name].append(node)
+    return out
+
+
+def ensure_node_names(model: ModelProto) -> None:
+    """Unique names for every node: the passes and reports refer to layers by name."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        node.name = name
+        seen.add(name)
+
+
+def _descendants_have_compute(model: ModelProto) -> dict[str, bool]:
+    """Per node name: does any node downstream of it (itself excluded) do compute?"""
+    users = consumers(model)
+    result: dict[str, bool] = {}
+    for node in reversed(model.graph.node):  # topological order: consumers come later
+        below = [u for out in node.output for u in users.get(out, [])]
+        result[node.name] = any(u.op_type in COMPUTE_OPS or result.get(u.name, False)
+                                for u in below)
+    return result
+
+
+def head_nodes(model: ModelProto) -> list[str]:
+    """Nodes after the last compute layer on every path (upsample, argmax, confidence)."""
+    below = _descendants_have_compute(model)
+    return [n.name for n in model.graph.node
+            if n.op_type not in COMPUTE_OPS and not below[n.name] and _after_compute(model, n)]
+
+
+def classifier_nodes(model: ModelProto) -> list[str]:
+    """Compute layers with no compute layer below them: they produce the logits."""
+    below = _descendants_have_compute(model)
+    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and not below[n.name]]
+
+
+def compute_nodes(model: ModelProto) -> list[str]:
+    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS]
+
+
+def _after_compute(model: ModelProto, node: NodeProto) -> bool:
+    """True when some compute layer is upstream of `node` (input-side casts are not head)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    stack, seen = list(node.input), set()
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in producer:
+            continue
+        seen.add(name)
+        up = producer[name]
+        if up.op_type in COMPUTE_OPS:
+            return True
+        stack.extend(up.input)
+    return False
+
+
+def elem_types(model: ModelProto) -> dict[str, int]:
+    """TensorProto element type of every named value the inference can see."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {i.name: i.data_type for i in inferred.graph.initializer}
+    for value in [*inferred.graph.input, *inferred.graph.output, *inferred.graph.value_info]:
+        if value.type.HasField("tensor_type"):
+            types[value.name] = value.type.tensor_type.elem_type
+    return types

@@ -1,0 +1,199 @@
+"""INT8 as an ONNX transform: static post-training quantization to a Q/DQ graph.
+
+Why ONNX Runtime's quantization tools and not NVIDIA ModelOpt's ONNX PTQ:
+they ship with the runtime segedge already depends on (ModelOpt is a large
+extra install, offline boxes rarely have it), run and are checked on a CPU,
+and give per-node control (``nodes_to_exclude`` / ``nodes_to_quantize``),
+which the per-layer sensitivity search needs, plus MinMax, Entropy and
+Percentile calibration with reusable ranges.  Configured as below they emit
+the explicit-quantization form TensorRT 10/11 consumes.
+
+The Q/DQ flavour depends on the target (measured here):
+
+* ``tensorrt`` (default): S8S8, symmetric activations and per-channel
+  symmetric weights, Q/DQ only on the inputs of compute layers (NVIDIA's
+  recommended placement; TensorRT fuses the rest).
+* ``cpu``: U8S8 (asymmetric uint8 activations) with outputs quantized too, so
+  ONNX Runtime's CPU provider fuses QLinearConv; 1.3-2.8x faster there than
+  S8S8, but not what TensorRT wants.
+
+The output head and, for ``cpu``, the classifier stay FP32: quantizing the
+logits would turn argmax near-ties into flipped labels for no speed gain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    create_calibrator,
+    quant_pre_process,
+    quantize_static,
+)
+from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+from segedge.export.config import CalibMethod, Int8Target
+from segedge.export.precision_graph import (
+    COMPUTE_OPS,
+    classifier_nodes,
+    compute_nodes,
+    ensure_node_names,
+    head_nodes,
+)
+from segedge.runtime.errors import ExportError
+
+METHODS: dict[str, CalibrationMethod] = {
+    "minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+TRT_OPS = (*sorted(COMPUTE_OPS), "MaxPool", "AveragePool", "GlobalAveragePool", "Add")
+CHUNK = 8  # frames per collect pass: bounds the activations held for histogram methods
+
+
+@dataclass(frozen=True)
+class Flavour:
+    activation: QuantType
+    symmetric_activations: bool
+    op_types: tuple[str, ...] | None  # None: everything ONNX Runtime can quantize
+    inputs_only: bool  # Q/DQ on layer inputs only (TensorRT placement)
+    keep_classifier: bool  # classifier stays FP32
+
+
+FLAVOURS: dict[str, Flavour] = {
+    "tensorrt": Flavour(QuantType.QInt8, True, TRT_OPS, True, False),
+    "cpu": Flavour(QuantType.QUInt8, False, None, False, True),
+}
+
+
+@contextlib.contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    """quant_pre_process drops temp files in the working directory: keep them in ours."""
+    old = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs advice through the root logger; not for our users."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def preprocess(fp32: Path, workdir: Path) -> Path:
+    """quant_pre_process (ORT optimisation + shape inference) with unique node names."""
+    out = workdir / "pre.onnx"
+    try:
+        with _inside(workdir), _quiet():
+            quant_pre_process(str(fp32.resolve()), str(out), skip_symbolic_shape=True)
+    except Exception as err:  # noqa: BLE001 - ORT raises many types
+        raise ExportError(f"INT8 pre-processing failed: {type(err).__name__}: "
+                          f"{str(err).strip().splitlines()[0][:200]}") from None
+    model = onnx.load(str(out))
+    ensure_node_names(model)
+    onnx.save(model, str(out))
+    return out
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, tensors: Sequence[np.ndarray], input_name: str,
+                 tick: Callable[[], None]) -> None:
+        self._it = iter(tensors)
+        self._name = input_name
+        self._tick = tick
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        tensor = next(self._it, None)
+        if tensor is None:
+            return None
+        self._tick()
+        return {self._name: tensor}
+
+
+def calibrate(pre: Path, tensors: Sequence[np.ndarray], input_name: str, method: CalibMethod,
+              workdir: Path, tick: Callable[[], None] = lambda: None) -> TensorsData:
+    """Activation ranges over the calibration tensors, collected a chunk at a time."""
+    if not tensors:
+        raise ExportError("INT8 calibration: expected at least one calibration frame, got none")
+    with _quiet():
+        calibrator = create_calibrator(
+            pre, augmented_model_path=str(workdir / "augmented.onnx"),
+            calibrate_method=METHODS[method], providers=["CPUExecutionProvider"],
+            extra_options={})
+        for start in range(0, len(tensors), CHUNK):
+            calibrator.collect_data(_Reader(tensors[start:start + CHUNK], input_name, tick))
+        data = calibrator.compute_data()
+    return data
+
+
+def write_ranges(data: TensorsData, path: Path) -> Path:
+    save_tensors_data(data, path)
+    return path
+
+
+def excluded_by_design(pre: Path, target: Int8Target) -> list[str]:
+    """Nodes never quantized: the output head, plus the classifier for the CPU flavour."""
+    model = onnx.load(str(pre), load_external_data=False)
+    keep = head_nodes(model)
+    if FLAVOURS[target].keep_classifier:
+        keep += classifier_nodes(model)
+    return keep
+
+
+def candidate_layers(pre: Path, target: Int8Target) -> list[str]:
+    """Compute layers that INT8 quantizes: what the sensitivity search may keep in FP32."""
+    model = onnx.load(str(pre), load_external_data=False)
+    fixed = set(excluded_by_design(pre, target))
+    return [n for n in compute_nodes(model) if n not in fixed]
+
+
+def quantize(pre: Path, ranges: Path, out: Path, target: Int8Target, method: CalibMethod,
+             exclude: Iterable[str] = (), only: Iterable[str] | None = None) -> Path:
+    """Write the Q/DQ model; `exclude` stays FP32, `only` quantizes just those nodes."""
+    flavour = FLAVOURS[target]
+    extra: dict[str, Any] = {"ActivationSymmetric": flavour.symmetric_activations,
+                             "WeightSymmetric": True}
+    if flavour.inputs_only:
+        extra["OpTypesToExcludeOutputQuantization"] = list(flavour.op_types or ())
+        extra["QuantizeBias"] = False  # TensorRT has no INT32 DequantizeLinear; bias stays FP32
+    try:
+        with _quiet():
+            quantize_static(
+                str(pre), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(flavour.op_types) if flavour.op_types else None,
+                per_channel=True, activation_type=flavour.activation,
+                weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+                nodes_to_quantize=list(only) if only is not None else None,
+                nodes_to_exclude=[*excluded_by_design(pre, target), *exclude],
+                calibration_cache_path=ranges, extra_options=extra)
+    except Exception as err:  # noqa: BLE001 - ORT raises many types
+        raise ExportError(f"INT8 quantization failed: {type(err).__name__}: "
+                          f"{str(err).strip().splitlines()[0][:200]}") from None
+    return out
+
+
+def quantized_layers(model: onnx.ModelProto) -> list[str]:
+    """Compute layers reading a DequantizeLinear'd weight: the ones running in INT8."""
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS
+            and len(n.input) > 1 and n.input[1] in dq_out]

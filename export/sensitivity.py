@@ -1,0 +1,123 @@
+"""Accuracy budget for INT8 and the search that meets it by keeping layers in FP32.
+
+When the fully quantized graph misses the budget, each candidate layer is
+quantized *alone* (everything else FP32) and ranked by how much it changes
+the FP32 prediction; then the most sensitive layers are kept in FP32, one
+more at a time (the smallest set first), until the budget holds.  One-at-a-
+time ranking costs one quantize + one short evaluation per layer and, unlike
+leave-one-out, is not drowned by the error of all the other layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from segedge.runtime.errors import InputError
+
+DEFAULT_MAX_MIOU_DROP = 1.0  # points, when the user sets no budget and labels exist
+DEFAULT_MIN_AGREEMENT = 97.0  # percent of pixels, when the user sets no budget nor labels
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A candidate against FP32 on the held-out frames (percentages)."""
+
+    agreement: float
+    miou: float | None = None
+    miou_fp32: float | None = None
+
+    @property
+    def miou_drop(self) -> float | None:
+        if self.miou is None or self.miou_fp32 is None:
+            return None
+        return round(self.miou_fp32 - self.miou, 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "miou_drop": self.miou_drop}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What INT8 may lose: mIoU points (needs labels) and/or argmax agreement."""
+
+    max_miou_drop: float | None = None
+    min_agreement: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_miou_drop is not None and self.max_miou_drop < 0:
+            raise InputError("--max-miou-drop", "mIoU points >= 0", self.max_miou_drop)
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 100:
+            raise InputError("--min-agreement", "a percentage 0..100", self.min_agreement)
+
+    def effective(self, labelled: bool) -> Budget:
+        """The user's budget, else 1 mIoU point with labels, else 97 % agreement."""
+        if self.max_miou_drop is None and self.min_agreement is None:
+            return Budget(max_miou_drop=DEFAULT_MAX_MIOU_DROP) if labelled else \
+                Budget(min_agreement=DEFAULT_MIN_AGREEMENT)
+        return self
+
+    def met(self, m: Measure) -> bool:
+        b = self.effective(m.miou_drop is not None)
+        if b.max_miou_drop is not None:
+            drop = m.miou_drop
+            if drop is None:
+                raise InputError("--max-miou-drop", "--eval-images DIR --eval-labels DIR",
+                                 "no labels to measure mIoU")
+            if drop > b.max_miou_drop + 1e-9:
+                return False
+        return b.min_agreement is None or m.agreement >= b.min_agreement
+
+    def describe(self, labelled: bool) -> str:
+        b = self.effective(labelled)
+        parts = []
+        if b.max_miou_drop is not None:
+            parts.append(f"mIoU drop <= {b.max_miou_drop} points")
+        if b.min_agreement is not None:
+            parts.append(f"argmax agreement >= {b.min_agreement}%")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    path: Path
+    kept_fp32: tuple[str, ...]
+    measure: Measure
+    met: bool
+    ranking: tuple[tuple[str, float], ...]  # (layer, % pixels changed when quantized alone)
+    trials: tuple[dict[str, Any], ...]
+
+
+def rank_layers(layers: Sequence[str], only: Callable[[str], Path],
+                agreement_of: Callable[[Path], float],
+                tick: Callable[[], None] = lambda: None) -> list[tuple[str, float]]:
+    """Most sensitive first: percent of pixels a layer alone changes when quantized."""
+    scored = []
+    for layer in layers:
+        scored.append((layer, round(100.0 - agreement_of(only(layer)), 4)))
+        tick()
+    return sorted(scored, key=lambda item: -item[1])
+
+
+def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[str],
+           only: Callable[[str], Path], excluding: Callable[[tuple[str, ...]], Path],
+           measure: Callable[[Path], Measure], agreement_of: Callable[[Path], float],
+           tick: Callable[[], None] = lambda: None) -> SearchResult:
+    """Full INT8 if it meets `budget`; else keep the top-k sensitive layers, k = 1, 2, ..."""
+    trials = [{"kept_fp32": [], **full_measure.to_dict()}]
+    if budget.met(full_measure):
+        return SearchResult(full, (), full_measure, True, (), tuple(trials))
+    ranking = rank_layers(layers, only, agreement_of, tick)
+    best: tuple[Path, tuple[str, ...], Measure] = (full, (), full_measure)
+    for k in range(1, len(ranking) + 1):
+        kept = tuple(name for name, _ in ranking[:k])
+        path = excluding(kept)
+        m = measure(path)
+        tick()
+        trials.append({"kept_fp32": list(kept), **m.to_dict()})
+        best = (path, kept, m)
+        if budget.met(m):
+            return SearchResult(path, kept, m, True, tuple(ranking), tuple(trials))
+    return SearchResult(best[0], best[1], best[2], False, tuple(ranking), tuple(trials))

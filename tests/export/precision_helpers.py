@@ -1,0 +1,61 @@
+"""Shared by the precision and segeval tests: the CamVid-trained model, trained once.
+
+Fidelity is only meaningful on a trained network, so these tests use the zoo's
+DemoNet trained on CamVid train (segedge.export.camvid_model) and evaluate on
+CamVid val.  The checkpoint is cached in pytest's cache folder, so only the
+first session on a machine pays the few minutes of training.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segedge.export.camvid_model import CAMVID_SIZE, camvid_root, cached_checkpoint
+from segedge.export.zoo.registry import CAMVID_CLASSES
+
+TRAIN_STEPS = 300
+
+
+def trained_checkpoint(request: pytest.FixtureRequest,
+                       tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if camvid_root() is None or not (camvid_root() / "val").is_dir():  # type: ignore[operator]
+        pytest.skip("../shared/data/camvid is absent (the precision tests train on CamVid)")
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    folder = cache.mkdir("segedge-camvid") if cache is not None else \
+        tmp_path_factory.mktemp("segedge-camvid")
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, 2))
+    try:
+        return cached_checkpoint(Path(folder), TRAIN_STEPS, log=lambda _m: None)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def camvid() -> Path:
+    root = camvid_root()
+    assert root is not None
+    return root
+
+
+def model_args(ckpt: Path, classes_file: Path) -> list[str]:
+    """segexport/segeval arguments naming the trained model."""
+    classes_file.write_text("\n".join(CAMVID_CLASSES) + "\n")
+    return ["demo", "--checkpoint", str(ckpt), "--classes", str(classes_file),
+            "--imgsz", str(CAMVID_SIZE[0]), str(CAMVID_SIZE[1])]
+
+
+def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=900)
+
+
+def one_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]

@@ -1,0 +1,63 @@
+"""Latency recorders: exact percentiles, constant memory, atomic JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segedge.runtime.stats import FpsMeter, LatencyRecorder, StatsRecorder
+
+
+def test_percentiles_match_numpy() -> None:
+    values = np.random.default_rng(0).exponential(10.0, 500)
+    rec = LatencyRecorder()
+    for v in values:
+        rec.add(float(v))
+    summary = rec.summary()
+    assert summary.count == 500
+    assert summary.p50_ms == pytest.approx(np.percentile(values, 50))
+    assert summary.p90_ms == pytest.approx(np.percentile(values, 90))
+    assert summary.p99_ms == pytest.approx(np.percentile(values, 99))
+    assert summary.mean_ms == pytest.approx(values.mean())
+
+
+def test_ring_buffer_keeps_the_recent_window() -> None:
+    rec = LatencyRecorder(capacity=100)
+    for _ in range(1000):
+        rec.add(1.0)
+    for _ in range(100):
+        rec.add(5.0)
+    summary = rec.summary()
+    assert summary.count == 1100 and summary.p50_ms == 5.0
+    assert rec._buf.size == 100  # constant memory
+
+
+def test_empty_recorder() -> None:
+    assert LatencyRecorder().summary().p99_ms == 0.0
+
+
+def test_fps_meter() -> None:
+    meter = FpsMeter(window=10)
+    for i in range(30):
+        meter.tick(i * 0.04)
+    assert meter.fps == pytest.approx(25.0)
+
+
+def test_run_stats_json_is_written_atomically(tmp_path: Path) -> None:
+    rec = StatsRecorder()
+    rec.counters.add("read", 10)
+    rec.counters.add("processed", 9)
+    rec.add("infer", 4.0)
+    stats = rec.finish(2.0, dropped=1, corrupt=0, model="m.onnx")
+    path = stats.write(tmp_path / "sub" / "stats.json")
+    data = json.loads(path.read_text())
+    assert data["frames_read"] == 10 and data["frames_processed"] == 9
+    assert data["frames_dropped"] == 1 and data["fps"] == 4.5
+    assert data["stages"]["infer"]["p50_ms"] == 4.0
+    assert set(data["stages"]) >= {"read", "preprocess", "infer", "postprocess", "draw",
+                                   "write", "latency"}
+    assert [p.name for p in path.parent.iterdir()] == ["stats.json"]  # no temp left over
+    assert len(rec.hud_lines()) == 3
