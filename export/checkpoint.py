@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from segedge.runtime.errors import CheckpointError
 from torch import nn
+
+from segedge.runtime.errors import CheckpointError
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 STRIP_PREFIXES = ("module.", "model.", "_orig_mod.")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from segedge.export import scenes
 from segedge.runtime.errors import InputError
 
@@ -61,7 +62,8 @@ def read_video(path: Path, count: int) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or count
     wanted = set(np.linspace(0, max(total - 1, 0), count).astype(int).tolist())
-    frames, index = [], 0
+    frames: list[np.ndarray] = []
+    index = 0
     while len(frames) < count:
         ok, frame = cap.read()
         if not ok:

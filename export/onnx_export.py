@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from segedge.runtime.errors import ExportError
 from torch import nn
+
+from segedge.runtime.errors import ExportError
 
 OUTPUT_NAMES = ("logits", "labels", "confidence")
 INPUT_NAME = "input"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx
 from onnx import ModelProto
+
 from segedge.runtime.errors import ExportError
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata
 

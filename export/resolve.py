@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch import nn
+
 from segedge.export.checkpoint import load_checkpoint
 from segedge.export.config import ExportConfig
 from segedge.export.user_model import build_user_model, is_user_ref
@@ -13,7 +15,6 @@ from segedge.export.zoo.registry import BuildRequest, ModelSpec
 from segedge.export.zoo.weights_io import pretrained_cached
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
-from torch import nn
 
 
 @dataclass

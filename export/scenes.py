@@ -159,7 +159,7 @@ def write_clip(path: Path, frames_count: int = 120, size: tuple[int, int] = (240
     layout = Layout(**{**layout.__dict__, "cars": (
         (-0.45, 0.55, (200, 30, 30)), (0.4, 0.8, (30, 60, 200)), (0.05, 0.3, (230, 200, 40)))})
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (size[1], size[0]))
     try:
         for i in range(frames_count):
             writer.write(render(layout, size, t=i / fps, noise_seed=None)[0])

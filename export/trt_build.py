@@ -187,7 +187,9 @@ def read_onnx_metadata(path: Path) -> ArtifactMetadata:
                         f"{METADATA_KEY!r}), got none; pass meta= for a foreign ONNX")
 
 
-def _dynamic_inputs(network: trt.INetworkDefinition, shapes: ProfileShapes, onnx_path: Path) -> bool:
+def _dynamic_inputs(
+    network: trt.INetworkDefinition, shapes: ProfileShapes, onnx_path: Path
+) -> bool:
     """Check the parsed network's inputs against the profile; True if any dim is dynamic."""
     dynamic = False
     for i in range(network.num_inputs):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
 from segedge.runtime.errors import ArtifactError
 
 TABLE_PATH = Path(__file__).with_name("data") / "tensorrt_onnx_ops.json"

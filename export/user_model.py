@@ -7,8 +7,9 @@ import inspect
 import sys
 from pathlib import Path
 
-from segedge.runtime.errors import ExportError, InputError
 from torch import nn
+
+from segedge.runtime.errors import ExportError, InputError
 
 
 def is_user_ref(ref: str) -> bool:

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
+from torch import nn
+
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.preprocess import resize_frame, to_tensor
-from torch import nn
 
 
 @dataclass(frozen=True)

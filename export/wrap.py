@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from segedge.runtime.metadata import ColorOrder, InputFormat
 from torch import nn
+
+from segedge.runtime.metadata import ColorOrder, InputFormat
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class DeployWrapper(nn.Module):
             x = x.to(torch.float32).permute(0, 3, 1, 2)
             if self.baking.input_color != self.baking.model_color:
                 x = x.flip(1)
-            x = (x - self.mean255) * self.inv_std255
+            x = (x - self.mean255) * self.inv_std255  # type: ignore[operator]
         logits = self.model(x)
         if isinstance(logits, dict):
             logits = logits["out"]

@@ -71,8 +71,8 @@ def resize_frame(frame: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geomet
         return out, Geometry((fh, fw), (nh, nw), ch / fh, cw / fw, top, left, True)
     if (fh, fw) == (nh, nw):
         return frame, Geometry((fh, fw), (nh, nw), 1.0, 1.0)
-    out = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    return out, Geometry((fh, fw), (nh, nw), nh / fh, nw / fw)
+    resized: np.ndarray = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return resized, Geometry((fh, fw), (nh, nw), nh / fh, nw / fw)
 
 
 def to_tensor(images_bgr: list[np.ndarray], spec: InputSpec) -> np.ndarray:

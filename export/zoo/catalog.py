@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from segedge.export import scenes
 from segedge.export.zoo.registry import (
     CAMVID_CLASSES,
@@ -15,7 +17,6 @@ from segedge.export.zoo.registry import (
 )
 from segedge.export.zoo.weights_io import load_torchvision_state, pretrained_cached
 from segedge.runtime.errors import CheckpointError
-from torch import nn
 
 
 def _no_pretrained(name: str, req: BuildRequest) -> None:
@@ -37,8 +38,9 @@ def _backbone_enum(req: BuildRequest, enum: Any) -> Any:
 
 def _fcn_vgg(variant: str) -> Any:
     def build(req: BuildRequest) -> nn.Module:
-        from segedge.export.zoo import fcn_vgg
         from torchvision.models import VGG16_Weights
+
+        from segedge.export.zoo import fcn_vgg
 
         model: nn.Module = getattr(fcn_vgg, variant)(req.num_classes)
         if req.weights == "pretrained":
@@ -64,8 +66,9 @@ def _segnet(req: BuildRequest) -> nn.Module:
 
 def _deeplabv3plus(backbone: str) -> Any:
     def build(req: BuildRequest) -> nn.Module:
-        from segedge.export.zoo import deeplabv3plus as dlp
         from torchvision.models import MobileNet_V2_Weights, ResNet50_Weights
+
+        from segedge.export.zoo import deeplabv3plus as dlp
 
         if backbone == "mobilenet_v2":
             enum = _backbone_enum(req, MobileNet_V2_Weights.IMAGENET1K_V1)
@@ -77,8 +80,9 @@ def _deeplabv3plus(backbone: str) -> Any:
 
 
 def _fcn_resnet18(req: BuildRequest) -> nn.Module:
-    from segedge.export.zoo.fcn_resnet import fcn_resnet18
     from torchvision.models import ResNet18_Weights
+
+    from segedge.export.zoo.fcn_resnet import fcn_resnet18
 
     return fcn_resnet18(req.num_classes, backbone_weights=_backbone_enum(
         req, ResNet18_Weights.IMAGENET1K_V1))

@@ -2,8 +2,8 @@
 
 Backbones come from torchvision with ``weights=None`` unless the caller passes a torchvision
 weights enum (which torchvision may then download; nothing here does). Export-friendliness:
-image pooling is a mean over H, W (see :func:`global_mean`) and every resize is ``F.interpolate(size=<tensor shape>)``,
-so graphs keep symbolic height/width.
+image pooling is a mean over H, W (see :func:`global_mean`) and every resize is
+``F.interpolate(size=<tensor shape>)``, so graphs keep symbolic height/width.
 """
 
 from __future__ import annotations

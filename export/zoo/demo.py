@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from segedge.runtime.errors import CheckpointError
 from torch import nn
+
+from segedge.runtime.errors import CheckpointError
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:

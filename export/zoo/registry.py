@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from torch import nn
+
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
-from torch import nn
 
 WeightsChoice = Literal["random", "pretrained"]
 

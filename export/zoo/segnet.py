@@ -149,7 +149,7 @@ class SegNet(nn.Module):
         check_multiple(x, self.stride, "SegNet")
         saved: list[tuple[Tensor, Tensor | None]] = []
         unpools = list(self.unpool)
-        for block, unpool in zip(self.encoder, reversed(unpools)):
+        for block, unpool in zip(self.encoder, reversed(unpools), strict=True):
             x = block(x)
             if unpool.index_free:
                 pooled, idx = F.max_pool2d(x, 2, 2), None
@@ -157,7 +157,7 @@ class SegNet(nn.Module):
                 pooled, idx = F.max_pool2d_with_indices(x, (2, 2), (2, 2))
             saved.append((x, idx))
             x = pooled
-        for block, unpool in zip(self.decoder, unpools):
+        for block, unpool in zip(self.decoder, unpools, strict=True):
             pre, idx = saved.pop()
             x = block(unpool(x, pre, idx))
         return self.classifier(x)

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from segedge.export.zoo.registry import BuildRequest
-from segedge.export.zoo.weights_io import load_matching, load_torchvision_state
 from torch import nn
 from torchvision.models import segmentation as tvseg
+
+from segedge.export.zoo.registry import BuildRequest
+from segedge.export.zoo.weights_io import load_matching, load_torchvision_state
 
 
 class OutOnly(nn.Module):
@@ -35,9 +36,10 @@ def torchvision_builder(
             state = load_torchvision_state(weights_enum)
             state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
             missing = load_matching(model, state)
-            model.segedge_weights_note = (  # type: ignore[assignment]
-                f"pretrained {weights_enum}" + (f"; random: {', '.join(missing)}" if missing else "")
-            )
+            note = f"pretrained {weights_enum}"
+            if missing:
+                note += f"; random: {', '.join(missing)}"
+            model.segedge_weights_note = note  # type: ignore[assignment]
         return OutOnly(model)
 
     return build

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from segedge.export import scenes
 from segedge.export.zoo.demo import DemoNet, weights_path
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD
@@ -20,9 +21,10 @@ from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD
 
 def batch_tensors(images: list[np.ndarray], labels: list[np.ndarray]
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    x = np.stack(images)[..., ::-1].astype(np.float32) / 255.0  # BGR -> RGB
-    x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-    return torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(np.stack(labels)).long()
+    rgb = np.stack(images)[..., ::-1].astype(np.float32) / np.float32(255.0)  # BGR -> RGB
+    x = (rgb - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+    y = torch.from_numpy(np.stack(labels)).long()
+    return torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), y
 
 
 def miou(pred: np.ndarray, gt: np.ndarray, n: int) -> float:

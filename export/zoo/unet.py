@@ -7,8 +7,9 @@ without cropping; the price is that H and W must be multiples of ``2**depth``.
 from __future__ import annotations
 
 import torch
-from segedge.export.zoo.segnet import check_multiple
 from torch import Tensor, nn
+
+from segedge.export.zoo.segnet import check_multiple
 
 __all__ = ["DoubleConv", "UNet", "unet"]
 
@@ -70,7 +71,7 @@ class UNet(nn.Module):
             x = block(x)
             skips.append(x)
         skips.pop()  # the bottleneck output is x itself
-        for up, dec in zip(self.up, self.dec):
+        for up, dec in zip(self.up, self.dec, strict=True):
             x = dec(torch.cat([skips.pop(), up(x)], dim=1))
         return self.classifier(x)
 

@@ -8,8 +8,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
-from segedge.runtime.errors import CheckpointError
 from torch import nn
+
+from segedge.runtime.errors import CheckpointError
 
 
 def hub_cache_path(url: str) -> Path:

@@ -74,7 +74,9 @@ def backend_for(path: Path) -> str:
         if suffix in entry.suffixes:
             return entry.name
     known = sorted(s for e in _REGISTRY.values() for s in e.suffixes)
-    raise ArtifactError(f"{path}: expected an artifact ending in {', '.join(known)}, got {suffix!r}")
+    raise ArtifactError(
+        f"{path}: expected an artifact ending in {', '.join(known)}, got {suffix!r}"
+    )
 
 
 def open_backend(path: str | Path, backend: str = "auto",

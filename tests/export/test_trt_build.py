@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto, helper
+
 from segedge.export.trt_build import (
     EngineConfig,
     TypingPlan,

@@ -11,6 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from segedge.export.zoo.deeplabv3plus import (
     DeepLabV3Plus,
     deeplabv3plus_mobilenet_v2,
@@ -28,7 +30,6 @@ from segedge.export.zoo.fcn_vgg import (
 )
 from segedge.export.zoo.segnet import MaxUnpool2x2, SegNet, segnet, set_index_free_unpool
 from segedge.export.zoo.unet import UNet, unet
-from torch import Tensor, nn
 
 ODD = (33, 47)
 

@@ -36,7 +36,9 @@ META = ArtifactMetadata(model="m", family="f", classes=("a", "b", "c"),
                         precision="fp16")
 
 
-def _plan(tmp_path: Path, payload: bytes = b"\x00plan-bytes\xff" * 64) -> tuple[Path, EngineSidecar]:
+def _plan(
+    tmp_path: Path, payload: bytes = b"\x00plan-bytes\xff" * 64
+) -> tuple[Path, EngineSidecar]:
     plan = tmp_path / "model.plan"
     plan.write_bytes(payload)
     sidecar = EngineSidecar(

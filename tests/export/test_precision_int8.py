@@ -1,0 +1,261 @@
+"""INT8: Q/DQ flavours, calibration split and cache, budget search, CamVid fidelity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from segedge.export import calibration
+from segedge.export import precision_int8 as q8
+from segedge.export.config import ExportConfig
+from segedge.export.exporter import export
+from segedge.export.onnx_tools import read_metadata
+from segedge.export.precision_graph import head_nodes
+from segedge.export.sensitivity import Budget, Measure, search
+from segedge.export.trt_lint import lint, load_table
+from segedge.export.zoo.registry import CAMVID_CLASSES
+from segedge.runtime.errors import InputError
+from segedge.runtime.preprocess import prepare
+from tests.export.precision_helpers import camvid, one_line, run_module, trained_checkpoint
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny_model.py"
+
+
+@pytest.fixture(scope="session")
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_checkpoint(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_ranges(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Structure only: the tiny fixture net, pre-processed and calibrated on noise."""
+    work = tmp_path_factory.mktemp("q8")
+    fp32 = work / "tiny.onnx"
+    export(ExportConfig(model=f"{FIXTURE}:TinySeg", num_classes=3, imgsz=(64, 96), output=fp32,
+                        emit="both", quiet=True))
+    meta = read_metadata(onnx.load(str(fp32)))
+    assert meta is not None
+    rng = np.random.default_rng(0)
+    tensors = [prepare([rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)], meta.input)[0]
+               for _ in range(4)]
+    pre = q8.preprocess(fp32, work)
+    ranges = q8.write_ranges(q8.calibrate(pre, tensors, "input", "minmax", work),
+                             work / "ranges.json")
+    assert sorted(p.name for p in work.iterdir()) == ["augmented.onnx", "pre.onnx",
+                                                      "ranges.json", "tiny.onnx",
+                                                      "tiny.report.json"]
+    return pre, ranges
+
+
+def _qdq(model: onnx.ModelProto) -> tuple[list[Any], list[Any]]:
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    return [(n, inits.get(n.input[2]) if len(n.input) > 2 else None) for n in q], \
+        [(n, inits.get(n.input[0]), inits.get(n.input[2]) if len(n.input) > 2 else None)
+         for n in dq]
+
+
+def test_tensorrt_flavour_is_symmetric_s8s8_per_channel(tiny_ranges: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    pre, ranges = tiny_ranges
+    model = onnx.load(str(q8.quantize(pre, ranges, tmp_path / "t.onnx", "tensorrt", "minmax")))
+    q, dq = _qdq(model)
+    assert q and dq
+    assert all(zp is not None and zp.dtype == np.int8 and not zp.any() for _, zp in q)
+    weights = [w for _, w, _ in dq if w is not None]
+    assert weights and all(w.dtype == np.int8 for w in weights)  # no INT32 bias DQ for TRT
+    conv_scales = [numpy_helper.to_array(i) for i in model.graph.initializer
+                   if i.name.endswith("weight_scale")]
+    assert any(s.ndim == 1 and s.size > 1 for s in conv_scales)  # per-channel weights
+    # the head (logits upsampling + argmax) reads FP32 logits, never a DequantizeLinear
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    heads = set(head_nodes(onnx.load(str(pre))))
+    for node in model.graph.node:
+        if node.name in heads:
+            assert all(producer.get(i) != "DequantizeLinear" for i in node.input), node.name
+    assert q8.quantized_layers(model) == ["node_Conv_0", "node_Conv_1", "node_Conv_2"] or \
+        len(q8.quantized_layers(model)) == 3
+    assert lint(model, load_table()) == []
+
+
+def test_cpu_flavour_is_u8s8(tiny_ranges: tuple[Path, Path], tmp_path: Path) -> None:
+    pre, ranges = tiny_ranges
+    model = onnx.load(str(q8.quantize(pre, ranges, tmp_path / "c.onnx", "cpu", "minmax")))
+    q, _ = _qdq(model)
+    assert q and all(zp is not None and zp.dtype == np.uint8 for _, zp in q)
+    assert len(q8.quantized_layers(model)) == 2  # the classifier stays FP32 on the CPU
+
+
+def test_exclude_and_only_select_layers(tiny_ranges: tuple[Path, Path], tmp_path: Path) -> None:
+    pre, ranges = tiny_ranges
+    layers = q8.candidate_layers(pre, "tensorrt")
+    assert len(layers) == 3
+    kept = q8.quantize(pre, ranges, tmp_path / "k.onnx", "tensorrt", "minmax", exclude=layers[:1])
+    assert layers[0] not in q8.quantized_layers(onnx.load(str(kept)))
+    one = q8.quantize(pre, ranges, tmp_path / "o.onnx", "tensorrt", "minmax", only=layers[1:2])
+    assert q8.quantized_layers(onnx.load(str(one))) == layers[1:2]
+
+
+def test_budget_rules() -> None:
+    assert Budget(max_miou_drop=0.5).met(Measure(90.0, 60.0, 60.4))
+    assert not Budget(max_miou_drop=0.5).met(Measure(99.9, 60.0, 60.6))
+    assert not Budget(min_agreement=99.0).met(Measure(98.9))
+    assert Budget().met(Measure(97.5)) and not Budget().met(Measure(96.9))  # default 97 %
+    assert not Budget().met(Measure(99.0, 50.0, 51.5))  # default with labels: 1 point
+    with pytest.raises(InputError, match="eval-labels"):
+        Budget(max_miou_drop=0.5).met(Measure(99.0))
+    with pytest.raises(InputError):
+        Budget(min_agreement=101.0)
+
+
+def test_search_keeps_the_smallest_most_sensitive_prefix(tmp_path: Path) -> None:
+    """Layer 'b' hurts most, then 'c'; the budget needs both kept and nothing more."""
+    harm = {"a": 0.1, "b": 1.5, "c": 0.8, "d": 0.2}
+
+    def agreement_kept(kept: tuple[str, ...]) -> float:
+        return 100.0 - sum(v for k, v in harm.items() if k not in kept)
+
+    paths: dict[Path, tuple[str, ...]] = {}
+
+    def excluding(kept: tuple[str, ...]) -> Path:
+        p = tmp_path / ("-".join(kept) or "full")
+        paths[p] = kept
+        return p
+
+    def only(layer: str) -> Path:
+        p = tmp_path / f"only-{layer}"
+        paths[p] = tuple(k for k in harm if k != layer)
+        return p
+
+    def measure(p: Path) -> Measure:
+        return Measure(agreement_kept(paths[p]))
+
+    full = excluding(())
+    found = search(full, measure(full), Budget(min_agreement=99.2), list(harm), only=only,
+                   excluding=excluding, measure=measure,
+                   agreement_of=lambda p: measure(p).agreement)
+    assert found.met and found.kept_fp32 == ("b", "c")
+    assert [name for name, _ in found.ranking] == ["b", "c", "d", "a"]
+    assert [t["kept_fp32"] for t in found.trials] == [[], ["b"], ["b", "c"]]
+    relaxed = search(full, measure(full), Budget(min_agreement=97.0), list(harm), only=only,
+                     excluding=excluding, measure=measure,
+                     agreement_of=lambda p: measure(p).agreement)
+    assert relaxed.met and relaxed.kept_fp32 == () and relaxed.ranking == ()
+
+
+def _images(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(folder / f"f{i:03d}.png"), np.full((8, 8, 3), i, np.uint8))
+    return folder
+
+
+def test_split_holds_frames_back_and_cache_is_keyed(tmp_path: Path) -> None:
+    calib = _images(tmp_path / "calib", 20)
+    split = calibration.split_frames(str(calib), 100)
+    assert len(split.held.frames) == 4 and len(split.calib.frames) == 16
+    assert not set(split.held.paths) & set(split.calib.paths)
+    evals = _images(tmp_path / "eval", 3)
+    split = calibration.split_frames(str(calib), 5, eval_images=str(evals))
+    assert len(split.calib.frames) == 5 and len(split.held.frames) == 3
+    with pytest.raises(InputError, match="not also evaluation frames"):
+        calibration.split_frames(str(calib), 5, eval_images=str(calib))
+    tensors = [np.zeros((1, 8, 8, 3), np.uint8)]
+    key = calibration.cache_key(b"graph", tensors, method="minmax")
+    assert key != calibration.cache_key(b"graph", [tensors[0] + 1], method="minmax")
+    assert key != calibration.cache_key(b"graph", tensors, method="entropy")
+    ranges = tmp_path / "r.json"
+    ranges.write_text('{"data": {}}')
+    cache = tmp_path / "c.calib.json"
+    calibration.save_cache(cache, key, ranges, {"frames": 1})
+    assert calibration.load_cache(cache, key, tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text()) == {"data": {}}
+    assert not calibration.load_cache(cache, "other", tmp_path / "x.json")
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--int8"], "--calib"),
+    (["--int8", "--calib", ".", "--max-miou-drop", "0.5"], "--eval-labels"),
+    (["--fp16", "--int8"], "one precision"),
+])
+def test_int8_option_errors_are_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = run_module("segedge.export.cli", f"{FIXTURE}:TinySeg", "--num-classes", "3", *args,
+                      cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert needle in one_line(proc.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _int8(ckpt: Path, out: Path, **kw: Any) -> dict[str, Any]:
+    root = camvid()
+    return export(ExportConfig(
+        model="demo", checkpoint=ckpt, classes=CAMVID_CLASSES, imgsz=(128, 160), output=out,
+        precision="int8", calib=str(root / "train"), calib_count=64, calib_method="minmax",
+        eval_images=str(root / "val"), eval_labels=root / "valannot", eval_count=50,
+        quiet=True, **kw))
+
+
+@pytest.fixture(scope="module")
+def int8_half_point(trained: Path, tmp_path_factory: pytest.TempPathFactory
+                    ) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("int8") / "camvid_int8.onnx"
+    return _int8(trained, out, max_miou_drop=0.5), out
+
+
+@pytest.mark.slow
+@pytest.mark.camvid
+def test_int8_camvid_val_within_half_a_point(int8_half_point: tuple[dict[str, Any], Path]
+                                             ) -> None:
+    report, out = int8_half_point
+    sec = report["precision_report"]
+    assert report["precision"] == "int8" and sec["target"] == "tensorrt"
+    assert sec["budget"] == {"rule": "mIoU drop <= 0.5 points", "met": True, "user_set": True}
+    assert sec["miou"]["fp32"] > 25.0  # a trained model
+    assert sec["miou"]["drop"] <= 0.5  # goal 0.5, acceptance 1.0
+    assert sec["argmax_agreement"] >= 95.0
+    assert sec["frames"] == 50 and sec["calibration"]["frames"] == 64
+    assert not sec["calibration"]["cache_hit"]
+    assert Path(sec["calibration"]["cache"]).is_file()
+    assert sec["size_bytes"]["int8"] < 0.7 * sec["size_bytes"]["fp32"]
+    model = onnx.load(str(out))
+    meta = read_metadata(model)
+    assert meta is not None and meta.precision == "int8"
+    assert meta.extra["int8"]["target"] == "tensorrt"
+    assert report["tensorrt"]["unsupported"] == []
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    assert all(i.data_type != TensorProto.INT32 for i in model.graph.initializer
+               if i.name.endswith("_quantized"))
+
+
+@pytest.mark.slow
+@pytest.mark.camvid
+def test_tight_budget_is_met_by_keeping_sensitive_layers(
+        trained: Path, int8_half_point: tuple[dict[str, Any], Path]) -> None:
+    first, first_out = int8_half_point
+    full = first["precision_report"]["trials"][0]["agreement"]
+    tight = round(full + 0.4, 2)
+    if tight >= 99.8:
+        pytest.skip(f"full INT8 already agrees {full}% with FP32: no room for a tight budget")
+    out = first_out.with_name("tight_int8.onnx")
+    report = _int8(trained, out, int8_min_agreement=tight,
+                   calib_cache=Path(first["precision_report"]["calibration"]["cache"]))
+    sec = report["precision_report"]
+    assert sec["calibration"]["cache_hit"]  # same frames: the calibration pass is skipped
+    assert sec["budget"]["met"] and sec["argmax_agreement"] >= tight
+    kept = sec["kept_fp32"]
+    ranking = [s["layer"] for s in sec["sensitivity"]]
+    assert kept and kept == ranking[:len(kept)]  # the most sensitive first, smallest set
+    assert [t["kept_fp32"] for t in sec["trials"]][-1] == kept
+    assert all(t["agreement"] < tight for t in sec["trials"][:-1])
+    model = onnx.load(str(out))
+    assert not set(kept) & set(q8.quantized_layers(model))  # really FP32 now
+    meta = read_metadata(model)
+    assert meta is not None and meta.extra["int8"]["kept_fp32"] == kept
