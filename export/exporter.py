@@ -294,8 +294,8 @@ def _engine(cfg: ExportConfig, out: Path, meta: ArtifactMetadata, size: tuple[in
 
     ok, why = tensorrt_available()
     if not ok:  # only reachable when implied: an explicit --engine was refused up front
-        return {"plan": None, "reason": f"{why} (the {cfg.precision} ONNX is the artifact; "
-                                        "build on the target with segexport --engine)"}
+        return {"plan": None, "reason": f"{why}; the {cfg.precision} ONNX is ready for TensorRT "
+                                        "on the target (segexport --engine there)"}
     h, w = size
     stride = max(1, meta.input.stride)
     dyn = meta.input.size is None

@@ -166,15 +166,23 @@ def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: P
 
     full = q8.quantize(pre, ranges, workdir / "int8_full.onnx", target, method)
     budget = Budget(cfg.max_miou_drop, cfg.int8_min_agreement)
-    bar = tqdm(desc="INT8 sensitivity", unit="trial", disable=cfg.quiet, leave=False)
+    bars: list[Any] = []  # created on the first trial: no bar when full INT8 meets the budget
+
+    def tick() -> None:
+        if not bars:
+            bars.append(tqdm(desc="INT8 sensitivity", unit="trial", disable=cfg.quiet,
+                             leave=False))
+        bars[0].update()
+
     found = search(
         full, measure(full), budget, q8.candidate_layers(pre, target),
         only=lambda n: q8.quantize(pre, ranges, workdir / "int8_one.onnx", target, method,
                                    only=[n]),
         excluding=lambda kept: q8.quantize(pre, ranges, workdir / "int8_kept.onnx", target,
                                            method, exclude=kept),
-        measure=measure, agreement_of=agreement_of, tick=bar.update)
-    bar.close()
+        measure=measure, agreement_of=agreement_of, tick=tick)
+    for bar in bars:
+        bar.close()
     model = onnx.load(str(found.path))
     new_meta = meta.with_changes(precision="int8", opset=onnx_tools.opset_of(model), extra={
         **meta.extra, "int8": {"target": target, "calibration": method,

@@ -24,6 +24,7 @@ logits would turn argmax near-ties into flipped labels for no speed gain.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -90,12 +91,13 @@ def _inside(folder: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """ONNX Runtime's quantizer logs advice through the root logger; not for our users."""
+    """ONNX Runtime's quantizer logs advice (root logger) and prints progress to stdout."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)
 

@@ -174,7 +174,18 @@ def segrun(**kw: Any) -> int:
     return 0
 
 
+def _quiet_opencv() -> None:
+    """OpenCV's own WARN lines repeat what our one-line errors say better."""
+    try:
+        import cv2.utils.logging as cv_logging
+
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
+    _quiet_opencv()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("segrun: %(message)s"))
     logger = logging.getLogger("segedge")

@@ -120,7 +120,18 @@ class Drawer:
         self._skip_lut = skip
         self._needs_skip = bool(hidden) or unknown
         self._kernel = np.ones((config.contour_thickness + 1,) * 2, np.uint8)
+        self._legend_args = (list(classes), colours, hidden)
+        self._legends: dict[float, np.ndarray | None] = {}
         self.legend = render_legend(classes, colours, hidden) if config.legend else None
+
+    def legend_for(self, width: int) -> np.ndarray | None:
+        """Legend sized to the frame (cached per size), so small frames stay readable."""
+        if not self.config.legend:
+            return None
+        scale = text_scale(width)
+        if scale not in self._legends:
+            self._legends[scale] = render_legend(*self._legend_args, scale=scale)
+        return self._legends[scale]
 
     def skip_mask(self, labels: np.ndarray) -> np.ndarray | None:
         """255 where a pixel must show the frame unchanged (ignored class or unknown)."""
@@ -161,11 +172,17 @@ class Drawer:
             out = self.contours(frame, labels)
         else:
             out = frame.copy()
-        if self.legend is not None:
-            paste_top_right(out, self.legend)
+        legend = self.legend_for(out.shape[1])
+        if legend is not None:
+            paste_top_right(out, legend)
         if hud and self.config.hud:
-            draw_hud(out, hud)
+            draw_hud(out, hud, text_scale(out.shape[1]))
         return out
+
+
+def text_scale(width: int) -> float:
+    """Font scale for a frame width: legible at 320 px, not shouting at 1920 px."""
+    return round(min(0.7, max(0.3, width / 1400)), 2)
 
 
 def paste_top_right(image: np.ndarray, patch: np.ndarray, margin: int = 8) -> None:

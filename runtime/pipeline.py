@@ -265,6 +265,9 @@ class _Pipeline:
         finally:
             if not finished or self.error is not None:
                 self.abort.set()
+                if self.source.live and not self._source_closed:
+                    self._source_closed = True  # a reader may be waiting on the stream
+                    self.source.close()
             while any(w.is_alive() for w in workers):
                 for worker in workers:
                     worker.join(timeout=_POLL_S)

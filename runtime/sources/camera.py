@@ -17,9 +17,10 @@ from segedge.runtime.sources.live import LiveSource
 
 def _opener(uri: str, options: SourceOptions) -> Any:
     def open_camera() -> Any:
-        target: int | str = int(uri) if uri.isdigit() else uri
+        # OpenCV's V4L2 backend opens by index only: /dev/video2 -> 2
+        index = int(uri) if uri.isdigit() else int(uri[len("/dev/video"):])
         api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        cap = cv2.VideoCapture(target, api)
+        cap = cv2.VideoCapture(index, api)
         if cap.isOpened():
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
             if options.camera_size is not None:

@@ -196,3 +196,10 @@ def test_rtsp_is_live(monkeypatch: pytest.MonkeyPatch, video: Path) -> None:
 def test_missing_camera_is_one_clear_line() -> None:
     with pytest.raises(SourceError, match="expected a camera that opens"):
         open_source("/dev/video99")
+
+
+def test_packaged_demo_clip() -> None:
+    if not demo.DEMO_CLIP.is_file():
+        pytest.skip(f"demo clip not generated yet at {demo.DEMO_CLIP}")
+    frames = read_all(open_source("demo://"))
+    assert len(frames) > 0 and frames[0].image.ndim == 3

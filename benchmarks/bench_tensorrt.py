@@ -1,0 +1,40 @@
+"""Native TensorRT: a serialized plan (built by `segexport --engine`) run by the runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from segedge.benchmarks.jobs import Loaded, ModelJob, Needs, SkipCell
+from segedge.benchmarks.source_frame import reference_frame
+
+
+def probe(name: str) -> str | None:
+    from segedge.export.trt_build import tensorrt_available
+
+    ok, why = tensorrt_available()
+    return None if ok else why
+
+
+def needs(name: str, precision: str) -> Needs | str:
+    return Needs("plan", precision, int8_target="tensorrt")
+
+
+def load(name: str, job: ModelJob) -> Loaded:
+    from segedge.runtime.backends.base import BackendOptions, open_backend
+    from segedge.runtime.preprocess import prepare
+
+    if job.artifact is None or Path(job.artifact).suffix.lower() not in (".plan", ".engine"):
+        raise SkipCell("no TensorRT plan was built")
+    backend = open_backend(job.artifact, "tensorrt", BackendOptions())
+    frame = reference_frame(job.frame_source, job.imgsz)
+    tensor, _ = prepare([frame] * job.batch, backend.metadata.input)
+
+    def predictor() -> Any:
+        from segedge.export.evaluate import BackendPredictor
+
+        return BackendPredictor(Path(job.artifact or ""))
+
+    return Loaded(step=lambda: backend.infer(tensor), provider=backend.active,
+                  close=backend.close, size_bytes=Path(job.artifact).stat().st_size,
+                  predictor=predictor)

@@ -1,0 +1,121 @@
+"""What one benchmark cell is, and the record it leaves (measured, skipped or failed).
+
+A cell is one point of the matrix models x backends x precisions x sizes x
+batch.  Every cell leaves a record, so a table says *why* a combination is
+missing on this machine instead of silently leaving it out.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "skipped", "failed"]
+PRECISIONS = ("fp32", "fp16", "int8")
+# Reference rows: the same network in PyTorch eager, and a plain 1-thread ONNX Runtime loop.
+PYTORCH_BASELINE = "pytorch-cpu"
+PLAIN_BASELINE = "plain-ort"
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str  # zoo name or path to an .onnx / .plan
+    backend: str
+    precision: str
+    imgsz: tuple[int, int] | None  # None: what the artifact or zoo entry fixes
+    batch: int = 1
+
+    @property
+    def group(self) -> tuple[str, tuple[int, int] | None, int]:
+        """Cells that share a baseline: same network, input size and batch."""
+        return (self.model, self.imgsz, self.batch)
+
+    def label(self) -> str:
+        size = f"{self.imgsz[0]}x{self.imgsz[1]}" if self.imgsz else "native"
+        return f"{self.model} {self.backend} {self.precision} {size} b{self.batch}"
+
+
+@dataclass
+class Record:
+    """One row of the JSON/CSV; timing fields stay None unless status is ok."""
+
+    model: str
+    backend: str
+    precision: str
+    imgsz: list[int] | None
+    batch: int
+    status: Status = "ok"
+    reason: str = ""
+    kind: str = "model"  # model (model-only latency) | e2e
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    min_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    fps: float | None = None
+    iters: int | None = None
+    warmup: int | None = None
+    threads: int | None = None
+    provider: str | None = None
+    artifact: str | None = None
+    model_size_bytes: int | None = None
+    export_s: float | None = None
+    export_cached: bool | None = None
+    load_s: float | None = None  # session creation / engine deserialisation (+ EP build)
+    peak_rss_mib: float | None = None
+    rss_before_load_mib: float | None = None
+    gpu_mem_mib: float | None = None
+    isolated: bool | None = None  # measured in its own process (clean peak memory)
+    load1: float | None = None  # 1-minute load average when the cell started
+    weights: str | None = None
+    agreement_vs_fp32: float | None = None  # argmax agreement, from the export's check
+    miou: float | None = None
+    pixel_accuracy: float | None = None
+    accuracy_note: str = ""
+    vs_pytorch: float | None = None  # PyTorch eager p50 / this p50 (same model, size, batch)
+    vs_plain: float | None = None  # plain ORT loop p50 / this p50
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_cell(cls, cell: Cell, **values: Any) -> Record:
+        return cls(model=cell.model, backend=cell.backend, precision=cell.precision,
+                   imgsz=list(cell.imgsz) if cell.imgsz else None, batch=cell.batch, **values)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def expand(models: Iterable[str], backends: Iterable[str], precisions: Iterable[str],
+           sizes: Iterable[tuple[int, int] | None], batches: Iterable[int]) -> list[Cell]:
+    """The full cross product, in a stable order (model, size, batch, backend, precision)."""
+    return [Cell(m, b, p, s, n) for m, s, n, b, p in
+            itertools.product(models, sizes, batches, backends, precisions)]
+
+
+def attach_ratios(records: list[Record]) -> None:
+    """Fill vs_pytorch / vs_plain from the fp32 baseline rows of each group (in place)."""
+    base: dict[tuple[str, str, Any, int], float] = {}
+    for r in records:
+        if r.ok and r.kind == "model" and r.backend in (PYTORCH_BASELINE, PLAIN_BASELINE) \
+                and r.precision == "fp32" and r.p50_ms:
+            base[(r.backend, r.model, _key(r.imgsz), r.batch)] = r.p50_ms
+    for r in records:
+        if not r.ok or r.kind != "model" or not r.p50_ms:
+            continue
+        group = (r.model, _key(r.imgsz), r.batch)
+        torch_p50 = base.get((PYTORCH_BASELINE, *group))
+        plain_p50 = base.get((PLAIN_BASELINE, *group))
+        r.vs_pytorch = round(torch_p50 / r.p50_ms, 3) if torch_p50 else None
+        r.vs_plain = round(plain_p50 / r.p50_ms, 3) if plain_p50 else None
+
+
+def _key(imgsz: list[int] | None) -> tuple[int, ...] | None:
+    return tuple(imgsz) if imgsz else None

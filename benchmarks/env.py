@@ -1,0 +1,145 @@
+"""The machine a table was measured on: numbers without it cannot be compared.
+
+Everything is read without side effects and without failing: a probe that
+cannot answer (no nvidia-smi, no /proc) leaves its field out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("segedge", "numpy", "cv2", "onnxruntime", "onnx", "torch", "torchvision",
+             "tensorrt", "matplotlib", "psutil")
+GPU_QUERY = ("name,driver_version,memory.total,clocks.sm,clocks.mem,clocks.max.sm,"
+             "power.limit,pstate")
+
+
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return None
+    return (round(one, 2), round(five, 2), round(fifteen, 2))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of what is importable; absent libraries are reported as absent."""
+    out: dict[str, str] = {}
+    for name in LIBRARIES:
+        try:
+            if name == "segedge":
+                from segedge.runtime import __version__
+
+                out[name] = __version__
+                continue
+            module = importlib.import_module(name)
+            out[name] = str(getattr(module, "__version__", "unknown"))
+        except Exception:  # noqa: BLE001 - stubs or broken installs: just say so
+            out[name] = "absent"
+    return out
+
+
+def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def gpus() -> list[dict[str, str]]:
+    text = _run(["nvidia-smi", f"--query-gpu={GPU_QUERY}", "--format=csv,noheader"])
+    if not text:
+        return []
+    keys = GPU_QUERY.split(",")
+    return [dict(zip(keys, (v.strip() for v in line.split(",")), strict=False))
+            for line in text.splitlines() if line.strip()]
+
+
+def gpu_memory_mib(pid: int) -> float | None:
+    """GPU memory a process holds now (nvidia-smi), or None where that cannot be read."""
+    text = _run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                 "--format=csv,noheader,nounits"])
+    if not text:
+        return None
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(pid):
+            try:
+                return float(parts[1])
+            except ValueError:
+                return None
+    return None
+
+
+def jetson() -> dict[str, str]:
+    """L4T release and nvpmodel power mode on a Jetson; empty elsewhere."""
+    out: dict[str, str] = {}
+    release = Path("/etc/nv_tegra_release")
+    if release.is_file():
+        out["l4t"] = release.read_text().splitlines()[0].strip()
+        mode = _run(["nvpmodel", "-q"])
+        if mode:
+            out["power_mode"] = " ".join(mode.split())
+    return out
+
+
+def cpu_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"model": cpu_model(), "logical_cores": os.cpu_count()}
+    try:
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    try:
+        import psutil
+
+        info["physical_cores"] = psutil.cpu_count(logical=False)
+        freq = psutil.cpu_freq()
+        if freq is not None:
+            info["freq_mhz"] = {"current": round(freq.current), "max": round(freq.max)}
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:  # noqa: BLE001 - psutil is optional (the bench extra)
+        pass
+    return info
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """One snapshot at the start of a run (call `finish` at its end for the load average)."""
+    import onnxruntime
+
+    return {
+        "timestamp": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "host": platform.node(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "cpu": cpu_info(),
+        "threads": threads,
+        "libraries": library_versions(),
+        "onnxruntime_providers": list(onnxruntime.get_available_providers()),
+        "gpus": gpus(),
+        "jetson": jetson(),
+        "load_average_start": load_average(),
+    }
+
+
+def finish(env: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    return {**env, "load_average_end": load_average(), "wall_s": round(wall_s, 1)}
