@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -69,7 +68,7 @@ def run_plain_loop(job: LoopJob) -> LoopResult:
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
     fourcc = "MJPG" if job.output.lower().endswith(".avi") else "mp4v"
     writer: cv2.VideoWriter | None = None
-    times: dict[str, list[float]] = {s: [] for s in STAGES}
+    times: dict[str, list[float]] = {s: [] for s in (*STAGES, "total")}
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)  # single-threaded means OpenCV too
     frames = 0
@@ -99,6 +98,7 @@ def run_plain_loop(job: LoopJob) -> LoopResult:
             for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6),
                                   strict=True):
                 times[name].append((b - a) * 1e3)
+            times["total"].append((t6 - t0) * 1e3)
             frames += 1
     finally:
         wall = time.perf_counter() - start

@@ -102,7 +102,8 @@ def list_models() -> str:
 @click.option("--ignore-index", type=int, default=255, show_default=True,
               help="Label id left out of mIoU (ids >= the class count always are).")
 @click.option("--max-miou-drop", type=float,
-              help="INT8 budget: mIoU points it may lose against FP32 (needs --eval-labels).")
+              help="INT8 budget: mIoU points it may lose against FP32 (needs --eval-labels). "
+                   "Without a budget: 1.0 point with labels, else 97% agreement.")
 @click.option("--engine/--no-engine", default=None,
               help="Build a TensorRT plan + sidecar beside the ONNX (default: with --fp16/--int8 "
                    "when TensorRT and a GPU are present).")

@@ -34,6 +34,7 @@ from segedge.runtime import __version__
 from segedge.runtime.errors import (
     BackendUnavailableError,
     InputError,
+    SegedgeError,
     ShapeError,
     VerificationError,
 )
@@ -204,8 +205,9 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
         onnx.save(model, str(final_tmp))
         _same_outputs(full, final_tmp, meta)
         lowered = None
-        if cfg.precision != "fp32":
-            lowered = _lower(cfg, final_tmp, meta, Path(tmpdir), out, res.size, log)
+        fp32_ok = parity is None or parity.argmax_agreement >= cfg.min_agreement
+        if cfg.precision != "fp32" and fp32_ok:  # lowering starts from a verified FP32 graph
+            lowered = _lower(cfg, final_tmp, meta, Path(tmpdir), out, res.size)
             final_tmp, meta = lowered.path, lowered.meta
             model = onnx.load(str(final_tmp))
             opset = meta.opset or opset
@@ -242,7 +244,12 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
     report["status"] = "ok"
     report["sha256"] = sha256_file(out)
     report["size_bytes"] = out.stat().st_size
-    report["engine"] = _engine(cfg, out, meta, res.size)
+    try:
+        report["engine"] = _engine(cfg, out, meta, res.size)
+    except SegedgeError as err:  # the ONNX stands; say in its report why there is no plan
+        report["engine"] = {"plan": None, "error": str(err)}
+        write_json_atomic(report_path(out), report)
+        raise
     report["total_seconds"] = round(time.perf_counter() - start, 2)
     write_json_atomic(report_path(out), report)
     if not cfg.quiet:
@@ -251,12 +258,12 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
 
 
 def _lower(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: Path, out: Path,
-           size: tuple[int, int], log: Log) -> Lowered:
+           size: tuple[int, int]) -> Lowered:
     from segedge.export import precision
 
     if cfg.precision == "fp16":
-        return precision.lower_fp16(cfg, fp32, meta, workdir, size, log)
-    return precision.lower_int8(cfg, fp32, meta, workdir, out, log)
+        return precision.lower_fp16(cfg, fp32, meta, workdir, size)
+    return precision.lower_int8(cfg, fp32, meta, workdir, out)
 
 
 def precision_lines(report: dict[str, Any]) -> list[str]:

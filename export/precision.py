@@ -10,7 +10,6 @@ exporter can write the failure report before refusing to publish.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from segedge.export.frames import load_frames
 from segedge.export.precision_fp16 import convert_fp16
 from segedge.export.sensitivity import Budget, Measure, search
 from segedge.export.verify import session
+from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
 
-Log = Callable[[str], None]
 RANK_FRAMES = 16  # held-out frames used to rank layer sensitivity (the budget uses all)
 
 
@@ -100,7 +99,7 @@ def _common(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadat
 
 
 def lower_fp16(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: Path,
-               size: tuple[int, int], log: Log) -> Lowered:
+               size: tuple[int, int]) -> Lowered:
     result = convert_fp16(onnx.load(str(fp32)))
     new_meta = meta.with_changes(precision="fp16", extra={
         **meta.extra, "fp16": {"fp32_nodes": list(result.fp32_nodes)}})
@@ -123,32 +122,43 @@ def lower_fp16(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: P
     return Lowered(path, new_meta, section, failure)
 
 
-def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: Path,
-               out: Path, log: Log) -> Lowered:
+def _ranges(cfg: ExportConfig, pre: Path, calib: LabelledFrames, meta: ArtifactMetadata,
+            workdir: Path, out: Path) -> tuple[Path, dict[str, Any]]:
+    """Activation ranges from the cache when the graph and frames match, else calibrate."""
+    import onnxruntime
     from tqdm import tqdm
 
-    assert cfg.calib is not None  # checked by the exporter before any work
-    split = calibration.split_frames(cfg.calib, cfg.calib_count, cfg.eval_images,
-                                     cfg.eval_labels, cfg.eval_count)
-    calib = LabelledFrames.load(split.calib.frames, meta.input, split.calib.source)
-    held = LabelledFrames.load(split.held.frames, meta.input, split.held.source, split.truths)
-    pre = q8.preprocess(fp32, workdir)
     key = calibration.cache_key(pre.read_bytes(), calib.tensors, method=cfg.calib_method,
-                                ort=__import__("onnxruntime").__version__)
+                                ort=onnxruntime.__version__)
     cache = cfg.calib_cache or out.with_suffix(".calib.json")
     ranges = workdir / "ranges.json"
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     hit = calibration.load_cache(cache, key, ranges)
     if not hit:
         bar = tqdm(total=len(calib), desc="calibrating", unit="frame", disable=cfg.quiet,
                    leave=False)
         q8.write_ranges(q8.calibrate(pre, calib.tensors, meta.input.name, cfg.calib_method,
-                                     workdir, lambda: bar.update()), ranges)
+                                     workdir, bar.update), ranges)
         bar.close()
         calibration.save_cache(cache, key, ranges, {"method": cfg.calib_method,
-                                                    "frames": len(calib),
-                                                    "source": split.calib.source})
-    calib_s = round(time.perf_counter() - t0, 2)
+                                                    "frames": len(calib), "source": calib.source})
+    return ranges, {"method": cfg.calib_method, "frames": len(calib), "source": calib.source,
+                    "cache": str(cache), "cache_hit": hit,
+                    "seconds": round(time.perf_counter() - start, 2)}
+
+
+def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: Path,
+               out: Path) -> Lowered:
+    from tqdm import tqdm
+
+    if not cfg.calib:
+        raise InputError("--int8", "--calib DIR|VIDEO|GLOB (calibration frames)", "none")
+    split = calibration.split_frames(cfg.calib, cfg.calib_count, cfg.eval_images,
+                                     cfg.eval_labels, cfg.eval_count)
+    calib = LabelledFrames.load(split.calib.frames, meta.input, split.calib.source)
+    held = LabelledFrames.load(split.held.frames, meta.input, split.held.source, split.truths)
+    pre = q8.preprocess(fp32, workdir)
+    ranges, calib_info = _ranges(cfg, pre, calib, meta, workdir, out)
     target, method = cfg.int8_target, cfg.calib_method
     ref = run_labels(fp32, held, meta)
     ref_scores = held.score(ref, meta.classes, cfg.ignore_index)
@@ -164,7 +174,8 @@ def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: P
     def agreement_of(path: Path) -> float:
         return agreement(run_labels(path, rank_frames, meta), rank_ref)
 
-    full = q8.quantize(pre, ranges, workdir / "int8_full.onnx", target, method)
+    quantizer = q8.Quantizer.open(pre, ranges, target, method)
+    full = quantizer.quantize(workdir / "int8_full.onnx")
     budget = Budget(cfg.max_miou_drop, cfg.int8_min_agreement)
     bars: list[Any] = []  # created on the first trial: no bar when full INT8 meets the budget
 
@@ -175,11 +186,9 @@ def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: P
         bars[0].update()
 
     found = search(
-        full, measure(full), budget, q8.candidate_layers(pre, target),
-        only=lambda n: q8.quantize(pre, ranges, workdir / "int8_one.onnx", target, method,
-                                   only=[n]),
-        excluding=lambda kept: q8.quantize(pre, ranges, workdir / "int8_kept.onnx", target,
-                                           method, exclude=kept),
+        full, measure(full), budget, quantizer.candidates,
+        only=lambda n: quantizer.quantize(workdir / "int8_one.onnx", only=[n]),
+        excluding=lambda kept: quantizer.quantize(workdir / "int8_kept.onnx", exclude=kept),
         measure=measure, agreement_of=agreement_of, tick=tick)
     for bar in bars:
         bar.close()
@@ -201,8 +210,7 @@ def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: P
                 "user_set": cfg.max_miou_drop is not None or cfg.int8_min_agreement is not None},
         kept_fp32=list(found.kept_fp32),
         quantized_layers=len(q8.quantized_layers(model)),
-        calibration={"method": method, "frames": len(calib), "source": split.calib.source,
-                     "cache": str(cache), "cache_hit": hit, "seconds": calib_s},
+        calibration=calib_info,
         sensitivity=[{"layer": n, "changed_pixels_percent": s} for n, s in found.ranking],
         trials=list(found.trials))
     failure = None if found.met else (

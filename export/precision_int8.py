@@ -104,10 +104,10 @@ def _quiet() -> Iterator[None]:
 
 def preprocess(fp32: Path, workdir: Path) -> Path:
     """quant_pre_process (ORT optimisation + shape inference) with unique node names."""
-    out = workdir / "pre.onnx"
+    src, out = fp32.resolve(), (workdir / "pre.onnx").resolve()  # before the chdir
     try:
         with _inside(workdir), _quiet():
-            quant_pre_process(str(fp32.resolve()), str(out), skip_symbolic_shape=True)
+            quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
     except Exception as err:  # noqa: BLE001 - ORT raises many types
         raise ExportError(f"INT8 pre-processing failed: {type(err).__name__}: "
                           f"{str(err).strip().splitlines()[0][:200]}") from None
@@ -153,45 +153,51 @@ def write_ranges(data: TensorsData, path: Path) -> Path:
     return path
 
 
-def excluded_by_design(pre: Path, target: Int8Target) -> list[str]:
-    """Nodes never quantized: the output head, plus the classifier for the CPU flavour."""
-    model = onnx.load(str(pre), load_external_data=False)
-    keep = head_nodes(model)
-    if FLAVOURS[target].keep_classifier:
-        keep += classifier_nodes(model)
-    return keep
+@dataclass(frozen=True)
+class Quantizer:
+    """A pre-processed graph with its ranges: each `quantize` call is a cheap re-quantization."""
 
+    pre: Path
+    ranges: Path
+    target: Int8Target
+    method: CalibMethod
+    fixed_fp32: tuple[str, ...]  # never quantized: the head (+ classifier for ``cpu``)
+    candidates: tuple[str, ...]  # compute layers the sensitivity search may keep in FP32
 
-def candidate_layers(pre: Path, target: Int8Target) -> list[str]:
-    """Compute layers that INT8 quantizes: what the sensitivity search may keep in FP32."""
-    model = onnx.load(str(pre), load_external_data=False)
-    fixed = set(excluded_by_design(pre, target))
-    return [n for n in compute_nodes(model) if n not in fixed]
+    @classmethod
+    def open(cls, pre: Path, ranges: Path, target: Int8Target, method: CalibMethod
+             ) -> Quantizer:
+        model = onnx.load(str(pre), load_external_data=False)
+        fixed = head_nodes(model)
+        if FLAVOURS[target].keep_classifier:
+            fixed += classifier_nodes(model)
+        candidates = tuple(n for n in compute_nodes(model) if n not in set(fixed))
+        return cls(pre, ranges, target, method, tuple(fixed), candidates)
 
-
-def quantize(pre: Path, ranges: Path, out: Path, target: Int8Target, method: CalibMethod,
-             exclude: Iterable[str] = (), only: Iterable[str] | None = None) -> Path:
-    """Write the Q/DQ model; `exclude` stays FP32, `only` quantizes just those nodes."""
-    flavour = FLAVOURS[target]
-    extra: dict[str, Any] = {"ActivationSymmetric": flavour.symmetric_activations,
-                             "WeightSymmetric": True}
-    if flavour.inputs_only:
-        extra["OpTypesToExcludeOutputQuantization"] = list(flavour.op_types or ())
-        extra["QuantizeBias"] = False  # TensorRT has no INT32 DequantizeLinear; bias stays FP32
-    try:
-        with _quiet():
-            quantize_static(
-                str(pre), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(flavour.op_types) if flavour.op_types else None,
-                per_channel=True, activation_type=flavour.activation,
-                weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
-                nodes_to_quantize=list(only) if only is not None else None,
-                nodes_to_exclude=[*excluded_by_design(pre, target), *exclude],
-                calibration_cache_path=ranges, extra_options=extra)
-    except Exception as err:  # noqa: BLE001 - ORT raises many types
-        raise ExportError(f"INT8 quantization failed: {type(err).__name__}: "
-                          f"{str(err).strip().splitlines()[0][:200]}") from None
-    return out
+    def quantize(self, out: Path, exclude: Iterable[str] = (),
+                 only: Iterable[str] | None = None) -> Path:
+        """Write the Q/DQ model; `exclude` stays FP32, `only` quantizes just those nodes."""
+        flavour = FLAVOURS[self.target]
+        extra: dict[str, Any] = {"ActivationSymmetric": flavour.symmetric_activations,
+                                 "WeightSymmetric": True}
+        if flavour.inputs_only:
+            extra["OpTypesToExcludeOutputQuantization"] = list(flavour.op_types or ())
+            extra["QuantizeBias"] = False  # TensorRT has no INT32 DequantizeLinear
+        try:
+            with _quiet():
+                quantize_static(
+                    str(self.pre), str(out), calibration_data_reader=None,
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(flavour.op_types) if flavour.op_types else None,
+                    per_channel=True, activation_type=flavour.activation,
+                    weight_type=QuantType.QInt8, calibrate_method=METHODS[self.method],
+                    nodes_to_quantize=list(only) if only is not None else None,
+                    nodes_to_exclude=[*self.fixed_fp32, *exclude],
+                    calibration_cache_path=self.ranges, extra_options=extra)
+        except Exception as err:  # noqa: BLE001 - ORT raises many types
+            raise ExportError(f"INT8 quantization failed: {type(err).__name__}: "
+                              f"{str(err).strip().splitlines()[0][:200]}") from None
+        return out
 
 
 def quantized_layers(model: onnx.ModelProto) -> list[str]:

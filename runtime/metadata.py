@@ -60,6 +60,12 @@ class OutputSpec:
     logits: str | None = "logits"
     labels: str | None = None
     confidence: str | None = None
+    # instance segmentation (kind "instances"): padded to max_detections, `count` valid
+    boxes: str | None = None
+    scores: str | None = None
+    masks: str | None = None
+    count: str | None = None
+    max_detections: int | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from segedge.export.camvid_model import CAMVID_SIZE, camvid_root, cached_checkpoint
+from segedge.export.camvid_model import CAMVID_SIZE, cached_checkpoint, camvid_root
 from segedge.export.zoo.registry import CAMVID_CLASSES
 
 TRAIN_STEPS = 300

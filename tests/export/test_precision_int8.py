@@ -66,7 +66,8 @@ def _qdq(model: onnx.ModelProto) -> tuple[list[Any], list[Any]]:
 def test_tensorrt_flavour_is_symmetric_s8s8_per_channel(tiny_ranges: tuple[Path, Path],
                                                         tmp_path: Path) -> None:
     pre, ranges = tiny_ranges
-    model = onnx.load(str(q8.quantize(pre, ranges, tmp_path / "t.onnx", "tensorrt", "minmax")))
+    model = onnx.load(str(q8.Quantizer.open(pre, ranges, "tensorrt", "minmax").quantize(
+        tmp_path / "t.onnx")))
     q, dq = _qdq(model)
     assert q and dq
     assert all(zp is not None and zp.dtype == np.int8 and not zp.any() for _, zp in q)
@@ -87,7 +88,8 @@ def test_tensorrt_flavour_is_symmetric_s8s8_per_channel(tiny_ranges: tuple[Path,
 
 def test_cpu_flavour_is_u8s8(tiny_ranges: tuple[Path, Path], tmp_path: Path) -> None:
     pre, ranges = tiny_ranges
-    model = onnx.load(str(q8.quantize(pre, ranges, tmp_path / "c.onnx", "cpu", "minmax")))
+    quantizer = q8.Quantizer.open(pre, ranges, "cpu", "minmax")
+    model = onnx.load(str(quantizer.quantize(tmp_path / "c.onnx")))
     q, _ = _qdq(model)
     assert q and all(zp is not None and zp.dtype == np.uint8 for _, zp in q)
     assert len(q8.quantized_layers(model)) == 2  # the classifier stays FP32 on the CPU
@@ -95,11 +97,13 @@ def test_cpu_flavour_is_u8s8(tiny_ranges: tuple[Path, Path], tmp_path: Path) -> 
 
 def test_exclude_and_only_select_layers(tiny_ranges: tuple[Path, Path], tmp_path: Path) -> None:
     pre, ranges = tiny_ranges
-    layers = q8.candidate_layers(pre, "tensorrt")
+    quantizer = q8.Quantizer.open(pre, ranges, "tensorrt", "minmax")
+    layers = list(quantizer.candidates)
     assert len(layers) == 3
-    kept = q8.quantize(pre, ranges, tmp_path / "k.onnx", "tensorrt", "minmax", exclude=layers[:1])
+    assert len(q8.Quantizer.open(pre, ranges, "cpu", "minmax").candidates) == 2  # no classifier
+    kept = quantizer.quantize(tmp_path / "k.onnx", exclude=layers[:1])
     assert layers[0] not in q8.quantized_layers(onnx.load(str(kept)))
-    one = q8.quantize(pre, ranges, tmp_path / "o.onnx", "tensorrt", "minmax", only=layers[1:2])
+    one = quantizer.quantize(tmp_path / "o.onnx", only=layers[1:2])
     assert q8.quantized_layers(onnx.load(str(one))) == layers[1:2]
 
 
@@ -182,7 +186,7 @@ def test_split_holds_frames_back_and_cache_is_keyed(tmp_path: Path) -> None:
 
 def test_video_calibration_holds_frames_back(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 24))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10, (32, 24))
     for i in range(40):
         writer.write(np.full((24, 32, 3), i * 5, np.uint8))
     writer.release()

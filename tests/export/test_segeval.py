@@ -60,7 +60,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
                       "--labels", str(tmp_path / "none"), cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--images" in one_line(proc.stderr)
-    (tmp_path / "x.png").write_bytes(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1])
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((4, 4, 3), np.uint8))
     proc = run_module("segedge.export.eval_cli", "nope.onnx", "--images", str(tmp_path),
                       "--labels", str(tmp_path), cwd=tmp_path)
     assert proc.returncode != 0 and "nope.onnx" in one_line(proc.stderr)

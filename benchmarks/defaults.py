@@ -1,0 +1,90 @@
+"""The default set: what `benchmarks/RESULTS.md` shows, sized for a 2-core CPU (< 10 min).
+
+* demo (the shipped model, trained weights) at 240x320: every backend and
+  precision, with mIoU on generated labelled road scenes (its domain; made
+  here, deterministic, no data needed) - the precision ladder;
+* demo at batch 4 and at 480x640 against both baselines (size and batch axes);
+* LR-ASPP MobileNetV3 at the real video's resolution (544x960) on every
+  backend and precision (random weights offline: latency only);
+* end to end: `segrun` on the real dash-cam video (or the shipped demo clip
+  when the shared data is absent) against model-only and the plain loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+from segedge.benchmarks.e2e import E2EPlan
+from segedge.benchmarks.plan import DEFAULT_BACKENDS, ModelPlan
+from segedge.benchmarks.suite import SuiteConfig
+
+DEMO_SIZE = (240, 320)
+E2E_MODEL = "lraspp_mobilenet_v3_large"
+EVAL_SCENES = 48
+CALIB_SCENES = 64
+EVAL_SEED = 50_000  # far from the seeds the demo model was trained on
+CALIB_SEED = 60_000
+BASELINES = ("pytorch-cpu", "plain-ort", "ort-cpu")
+
+
+def real_video() -> str | None:
+    from segedge.export.frames import shared_data_dir
+
+    root = shared_data_dir()
+    path = root / "video" / "solidWhiteRight.mp4" if root else None
+    return str(path) if path and path.is_file() else None
+
+
+def demo_clip() -> str:
+    import segedge.runtime
+
+    return str(Path(segedge.runtime.__file__).parent / "assets" / "demo_clip.mp4")
+
+
+def write_scenes(folder: Path, count: int, seed: int, labels: bool) -> tuple[str, str | None]:
+    """Generated scenes as PNGs (images/, labels/), written once; returns the folders."""
+    from segedge.export import scenes
+
+    images, label_dir = folder / "images", folder / "labels"
+    done = folder / ".complete"
+    if not done.is_file():
+        images.mkdir(parents=True, exist_ok=True)
+        label_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image, lab = scenes.sample(seed + i, DEMO_SIZE)
+            cv2.imwrite(str(images / f"{i:04d}.png"), image)
+            if labels:
+                cv2.imwrite(str(label_dir / f"{i:04d}.png"), lab)
+        done.write_text("ok\n")
+    return str(images), str(label_dir) if labels else None
+
+
+def default_set(workdir: Path, threads: int, command: str = "", isolated: bool = True,
+                progress: bool = True, fresh: bool = False) -> SuiteConfig:
+    eval_images, eval_labels = write_scenes(workdir / "scenes_eval", EVAL_SCENES, EVAL_SEED,
+                                            labels=True)
+    calib, _ = write_scenes(workdir / "scenes_calib", CALIB_SCENES, CALIB_SEED, labels=False)
+    video = real_video()
+    demo = ModelPlan("demo", sizes=(DEMO_SIZE,), backends=DEFAULT_BACKENDS,
+                     eval_images=eval_images, eval_labels=eval_labels, calib=calib,
+                     iters=100, warmup=10, max_seconds=8.0)
+    plans = [
+        demo,
+        ModelPlan("demo", sizes=(DEMO_SIZE,), batches=(4,), backends=BASELINES,
+                  precisions=("fp32",), iters=50, warmup=5, max_seconds=8.0),
+        ModelPlan("demo", sizes=((480, 640),), backends=BASELINES, precisions=("fp32",),
+                  iters=50, warmup=5, max_seconds=8.0),
+    ]
+    e2e: list[E2EPlan] = []
+    if video is not None:
+        plans.append(ModelPlan(E2E_MODEL, sizes=((544, 960),), backends=DEFAULT_BACKENDS,
+                               calib=video, iters=30, warmup=3, max_seconds=12.0))
+        e2e.append(E2EPlan(E2E_MODEL, video, threads, imgsz=(544, 960), frames=None,
+                           repeats=1, iters=20, warmup=3))
+    else:
+        e2e.append(E2EPlan("demo", demo_clip(), threads, imgsz=DEMO_SIZE, repeats=3))
+    return SuiteConfig(plans=tuple(plans), e2e=tuple(e2e), threads=threads,
+                       frame_source=video, workdir=workdir, isolated=isolated,
+                       fresh=fresh, progress=progress, command=command)

@@ -1,0 +1,166 @@
+"""End-to-end mode: `segrun` on a video against the model alone and a plain loop.
+
+Three measurements of the same network on the same file, interleaved and
+repeated so that a load spike from elsewhere hits all of them alike:
+
+* model-only: the runtime backend's median latency on one frame (same threads),
+* segrun: the real pipeline, decode to encoded overlay video, frames / wall time,
+* plain: the single-threaded cv2 + numpy + ONNX Runtime loop (`plain_loop`).
+
+Ratios are of the medians over repeats: segrun / model-only (how much of the
+model's speed the pipeline keeps) and segrun / plain (what segedge buys).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+
+from segedge.benchmarks import isolate
+from segedge.benchmarks.artifacts import ArtifactRequest, ArtifactStore
+from segedge.benchmarks.cells import Record
+from segedge.benchmarks.jobs import ModelJob, SkipCell
+from segedge.benchmarks.measure import SegrunJob, measure_model, measure_plain_loop, measure_segrun
+from segedge.benchmarks.plain_loop import LoopJob
+from segedge.benchmarks.stats import median, ratio
+from segedge.runtime.errors import InputError
+
+# Targets from the runtime issue (section 6, Speed), checked by this benchmark.
+TARGET_VS_MODEL = 0.85
+TARGET_VS_PLAIN = 1.5
+STAGE_NAMES = {"read": "decode", "preprocess": "preprocess", "infer": "infer",
+               "postprocess": "postprocess", "draw": "draw", "write": "encode"}
+Tick = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class E2EPlan:
+    model: str  # zoo name
+    video: str
+    threads: int
+    imgsz: tuple[int, int] | None = None  # None: the video's size rounded up to `multiple`
+    frames: int | None = None  # None: the whole video
+    repeats: int = 1
+    iters: int = 30  # model-only timed iterations per repeat
+    warmup: int = 3
+    weights: str = "auto"
+    checkpoint: str | None = None
+    num_classes: int | None = None
+    multiple: int = 32
+
+    def size(self) -> tuple[int, int]:
+        if self.imgsz is not None:
+            return self.imgsz
+        cap = cv2.VideoCapture(self.video)
+        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        cap.release()
+        if h <= 0 or w <= 0:
+            raise InputError("--video", "a readable video file", self.video)
+        m = self.multiple
+        return (-(-h // m) * m, -(-w // m) * m)
+
+    def steps(self) -> int:
+        return 3 * self.repeats
+
+
+def _request(plan: E2EPlan, size: tuple[int, int], emit: str, fmt: str) -> ArtifactRequest:
+    return ArtifactRequest(model=plan.model, precision="fp32", imgsz=size, emit=emit,
+                           input_format=fmt, weights=plan.weights, checkpoint=plan.checkpoint,
+                           num_classes=plan.num_classes)
+
+
+def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick
+            ) -> tuple[list[Record], dict[str, Any]]:
+    """Records (kind e2e) for the three measurements, and the summary with the ratios."""
+    size = plan.size()
+    seg_art = store.get(_request(plan, size, "labels", "uint8"))
+    plain_art = store.get(_request(plan, size, "logits", "float"))
+    runs: dict[str, list[dict[str, Any]]] = {"model-only": [], "segrun": [], "plain-loop": []}
+    with tempfile.TemporaryDirectory(prefix="segbench-e2e-") as tmp:
+        for rep in range(plan.repeats):
+            tick(f"{plan.model} model-only #{rep + 1}")
+            runs["model-only"].append(isolate.call(measure_model, ModelJob(
+                backend="ort-cpu", precision="fp32", model=plan.model,
+                artifact=str(seg_art.path), imgsz=size, batch=1, iters=plan.iters,
+                warmup=plan.warmup, threads=plan.threads, frame_source=plan.video), isolated))
+            tick(f"{plan.model} segrun #{rep + 1}")
+            runs["segrun"].append(isolate.call(measure_segrun, SegrunJob(
+                artifact=str(seg_art.path), video=plan.video, output=f"{tmp}/segrun.mp4",
+                threads=plan.threads, max_frames=plan.frames), isolated))
+            tick(f"{plan.model} plain loop #{rep + 1}")
+            runs["plain-loop"].append(isolate.call(measure_plain_loop, LoopJob(
+                artifact=str(plain_art.path), video=plan.video, output=f"{tmp}/plain.mp4",
+                max_frames=plan.frames), isolated))
+    fps = {k: [float(r["fps"]) for r in v] for k, v in runs.items()}
+    med = {k: round(median(v), 3) for k, v in fps.items()}
+    summary: dict[str, Any] = {
+        "model": plan.model, "video": plan.video, "imgsz": list(size), "threads": plan.threads,
+        "frames": runs["segrun"][-1]["frames"], "repeats": plan.repeats,
+        "fps_runs": fps, "fps_median": med,
+        "segrun_vs_model_only": ratio(med["segrun"], med["model-only"]),
+        "segrun_vs_plain": ratio(med["segrun"], med["plain-loop"]),
+        "per_repeat": [{"segrun_vs_model_only": ratio(s, m), "segrun_vs_plain": ratio(s, p)}
+                       for s, m, p in zip(fps["segrun"], fps["model-only"], fps["plain-loop"],
+                                          strict=True)],
+        "targets": {"segrun_vs_model_only": TARGET_VS_MODEL, "segrun_vs_plain": TARGET_VS_PLAIN},
+        "dropped": runs["segrun"][-1]["dropped"],
+        "stages_mean_ms": {
+            "segrun": _stage_means(runs["segrun"]),
+            "plain-loop": _stage_means(runs["plain-loop"]),
+        },
+        "wall_per_frame_ms": {k: round(1000.0 / v, 3) if v else None for k, v in med.items()},
+        "load1": [r.get("load1") for r in runs["model-only"]],
+    }
+    summary["meets_targets"] = bool(
+        (summary["segrun_vs_model_only"] or 0) >= TARGET_VS_MODEL
+        and (summary["segrun_vs_plain"] or 0) >= TARGET_VS_PLAIN)
+    return _records(plan, size, runs, med, seg_art, plain_art), summary
+
+
+def _stage_means(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median over repeats of each stage's mean ms, under the issue's stage names."""
+    out: dict[str, float] = {}
+    for raw, name in STAGE_NAMES.items():
+        values = [r["stages"][raw]["mean_ms"] for r in runs if raw in r.get("stages", {})]
+        if values:
+            out[name] = round(median(values), 3)
+    return out
+
+
+def _records(plan: E2EPlan, size: tuple[int, int], runs: dict[str, list[dict[str, Any]]],
+             med: dict[str, float], seg_art: Any, plain_art: Any) -> list[Record]:
+    records = []
+    for name, results in runs.items():
+        last = results[-1]
+        if name == "segrun":
+            tail = last["stages"]["latency"]  # capture -> written, per frame
+        elif name == "plain-loop":
+            tail = last["stages"]["total"]
+        else:
+            tail = last
+        art = plain_art if name == "plain-loop" else seg_art
+        records.append(Record(
+            model=plan.model, backend=name, precision="fp32", imgsz=list(size), batch=1,
+            kind="e2e", p50_ms=tail["p50_ms"], p90_ms=tail["p90_ms"], p99_ms=tail["p99_ms"],
+            max_ms=tail.get("max_ms"), mean_ms=tail.get("mean_ms"), fps=med[name],
+            iters=last.get("frames", last.get("iters")),
+            threads=1 if name == "plain-loop" else plan.threads,
+            provider=last.get("provider"), artifact=str(art.path),
+            model_size_bytes=art.size_bytes, export_s=art.export_s, export_cached=art.cached,
+            peak_rss_mib=last.get("peak_rss_mib"), isolated=None, weights=art.weights,
+            extra={"fps_runs": [r["fps"] for r in results],
+                   "dropped": last.get("dropped", 0),
+                   "stages": last.get("stages", {})}))
+    return records
+
+
+def skipped(plan: E2EPlan, reason: str) -> Record:
+    return Record(model=plan.model, backend="segrun", precision="fp32", imgsz=None, batch=1,
+                  kind="e2e", status="skipped", reason=reason)
+
+
+__all__ = ["E2EPlan", "run_e2e", "skipped", "SkipCell"]

@@ -1,0 +1,139 @@
+"""What runs inside a measuring process: time one cell, or one end-to-end run.
+
+Each function takes a picklable job and returns a plain dict, so the same
+code runs in a fresh spawned process (clean peak memory, no state left over
+from exports or earlier cells) or in-process for quick tests.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segedge.benchmarks import backends
+from segedge.benchmarks.env import gpu_memory_mib, load_average
+from segedge.benchmarks.jobs import ModelJob, SkipCell
+from segedge.benchmarks.stats import summarize
+
+MIN_ITERS = 10  # a time budget never cuts a cell below this many timed iterations
+
+
+def rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError):
+        return 0.0
+
+
+def peak_rss_mib() -> float:
+    """This process image's peak resident set.
+
+    VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a child spawned
+    from a parent holding PyTorch would report the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 2**10, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def timed(step: Any, iters: int, warmup: int, max_seconds: float | None) -> list[float]:
+    for _ in range(warmup):
+        step()
+    samples: list[float] = []
+    start = time.perf_counter()
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        if max_seconds is not None and len(samples) >= MIN_ITERS \
+                and time.perf_counter() - start > max_seconds:
+            break
+    return samples
+
+
+def measure_model(job: ModelJob) -> dict[str, Any]:
+    """Load, warm up, time; then accuracy when labels were given.  Skips raise SkipCell."""
+    out: dict[str, Any] = {"load1": (load_average() or (None,))[0],
+                           "rss_before_load_mib": rss_mib()}
+    t0 = time.perf_counter()
+    loaded = backends.get(job.backend).load(job)
+    out["load_s"] = round(time.perf_counter() - t0, 3)
+    try:
+        samples = timed(loaded.step, job.iters, job.warmup, job.max_seconds)
+        out.update(summarize(samples, job.batch).to_dict())
+        out["iters"] = out.pop("n")
+        out["provider"] = loaded.provider
+        out["model_size_bytes"] = loaded.size_bytes
+        out["peak_rss_mib"] = peak_rss_mib()
+        gpu = loaded.gpu_mem_mib() if loaded.gpu_mem_mib else None
+        if gpu is None and backends.get(job.backend).device == "cuda":
+            gpu = gpu_memory_mib(os.getpid())
+        out["gpu_mem_mib"] = gpu
+    finally:
+        loaded.close()
+    if job.eval_images and job.eval_labels:
+        out.update(accuracy(loaded, job))
+    return out
+
+
+def accuracy(loaded: Any, job: ModelJob) -> dict[str, Any]:
+    """mIoU through segeval's evaluator (same preprocessing and scoring as `segeval`)."""
+    from segedge.export.evaluate import evaluate, pair_labels
+
+    if loaded.predictor is None:
+        return {"accuracy_note": "this backend has no predictor"}
+    try:
+        predictor = loaded.predictor()
+    except SkipCell as why:
+        return {"accuracy_note": str(why)}
+    pairs = pair_labels(str(job.eval_images), str(job.eval_labels))
+    scores = evaluate(predictor, pairs, len(predictor.classes), job.ignore_index)
+    return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
+            "accuracy_note": f"{scores.images} labelled images"}
+
+
+@dataclass(frozen=True)
+class SegrunJob:
+    artifact: str
+    video: str
+    output: str
+    threads: int
+    max_frames: int | None = None
+
+
+def measure_segrun(job: SegrunJob) -> dict[str, Any]:
+    """One `segrun` run on the file (headless, writing the overlay video), as the CLI does."""
+    from segedge.runtime.backends.base import BackendOptions
+    from segedge.runtime.config import RunConfig
+    from segedge.runtime.pipeline import run
+
+    stats = run(RunConfig(model=Path(job.artifact), source=job.video, output=Path(job.output),
+                          display=False, max_frames=job.max_frames,
+                          backend_options=BackendOptions(provider="cpu", threads=job.threads)))
+    stages = {name: {"mean_ms": round(s.mean_ms, 3), "p50_ms": round(s.p50_ms, 3),
+                     "p90_ms": round(s.p90_ms, 3), "p99_ms": round(s.p99_ms, 3),
+                     "count": s.count} for name, s in stats.stages.items()}
+    return {"frames": stats.frames_processed, "frames_read": stats.frames_read,
+            "dropped": stats.frames_dropped, "corrupt": stats.frames_corrupt,
+            "wall_s": stats.wall_s, "fps": stats.fps, "provider": stats.provider,
+            "stages": stages, "peak_rss_mib": peak_rss_mib()}
+
+
+def measure_plain_loop(job: Any) -> dict[str, Any]:
+    from segedge.benchmarks.plain_loop import run_plain_loop
+
+    result = run_plain_loop(job).to_dict()
+    result["peak_rss_mib"] = peak_rss_mib()
+    return result

@@ -1,0 +1,251 @@
+"""JSON, CSV and Markdown from one run's records (all written atomically).
+
+The Markdown is what `benchmarks/RESULTS.md` is: the regenerate command and
+the machine first, then the headline with ratios against both baselines,
+the end-to-end check, the precision ladder, every cell, and every skip with
+its reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from segedge.benchmarks.cells import PLAIN_BASELINE, PYTORCH_BASELINE, Record
+from segedge.benchmarks.suite import SuiteResult
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Temp file + rename, readable by everyone (mkstemp's 0600 is wrong for results)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+CSV_FIELDS = ("model", "backend", "precision", "imgsz", "batch", "kind", "status", "reason",
+              "p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "mean_ms", "std_ms", "fps",
+              "iters", "warmup", "threads", "provider", "model_size_bytes", "export_s",
+              "export_cached", "load_s", "peak_rss_mib", "rss_before_load_mib", "gpu_mem_mib",
+              "load1", "weights", "agreement_vs_fp32", "miou", "pixel_accuracy", "vs_pytorch",
+              "vs_plain", "artifact")
+
+
+def write_json(result: SuiteResult, path: Path) -> Path:
+    return write_text_atomic(Path(path), json.dumps(result.to_dict(), indent=2, default=str)
+                             + "\n")
+
+
+def write_csv(records: Sequence[Record], path: Path) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for rec in records:
+        row = rec.to_dict()
+        row["imgsz"] = "x".join(map(str, rec.imgsz)) if rec.imgsz else ""
+        writer.writerow(row)
+    return write_text_atomic(Path(path), buf.getvalue())
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}x"
+
+
+def _size(rec: Record) -> str:
+    return "x".join(map(str, rec.imgsz)) if rec.imgsz else "–"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def environment_lines(envd: dict[str, Any]) -> list[str]:
+    cpu = envd.get("cpu", {})
+    libs = envd.get("libraries", {})
+    gpus = envd.get("gpus") or []
+    lines = [
+        f"- Machine: `{envd.get('host', '?')}`, {envd.get('os', '')}, Python "
+        f"{envd.get('python', '')}; measured {envd.get('timestamp', '')}",
+        f"- CPU: {cpu.get('model', '?')}, {cpu.get('usable_cores', cpu.get('logical_cores'))} "
+        f"usable cores ({cpu.get('physical_cores', '?')} physical), "
+        f"{cpu.get('memory_gib', '?')} GiB RAM; segedge rows use {envd.get('threads')} threads",
+        f"- Load average (1, 5, 15 min): {envd.get('load_average_start')} at start, "
+        f"{envd.get('load_average_end')} at end (the CPU was "
+        f"{'shared with other work' if _busy(envd) else 'otherwise idle'})",
+        "- Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items()),
+        f"- ONNX Runtime providers: {', '.join(envd.get('onnxruntime_providers', []))}",
+    ]
+    if gpus:
+        lines += [f"- GPU: {g.get('name')} (driver {g.get('driver_version')}, SM clock "
+                  f"{g.get('clocks.sm')}, memory clock {g.get('clocks.mem')})" for g in gpus]
+    else:
+        lines.append("- GPU: none (GPU rows are skipped with their reason below)")
+    if envd.get("jetson"):
+        lines.append(f"- Jetson: {envd['jetson']}")
+    lines.append(f"- Whole run: {envd.get('wall_s')} s")
+    return lines
+
+
+def _busy(envd: dict[str, Any]) -> bool:
+    cores = (envd.get("cpu") or {}).get("usable_cores") or 1
+    loads = [envd.get("load_average_start"), envd.get("load_average_end")]
+    return any(load and load[0] > 0.5 * cores for load in loads)
+
+
+def headline_rows(records: Sequence[Record]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        if r.ok and r.kind == "model" and r.batch == 1:
+            rows.append([r.model, _size(r), r.backend, r.precision, _f(r.p50_ms, 2),
+                         _f(r.p99_ms, 2), _f(r.fps), _x(r.vs_pytorch), _x(r.vs_plain),
+                         _f(r.miou, 2)])
+    return rows
+
+
+HEADLINE_HEADER = ("model", "input", "backend", "precision", "p50 ms", "p99 ms", "FPS",
+                   "vs PyTorch", "vs plain loop", "mIoU %")
+
+
+def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for s in summaries:
+        med, tgt = s["fps_median"], s["targets"]
+        h, w = s["imgsz"]
+        lines += [
+            f"**{s['model']}** at {h}x{w} on `{Path(s['video']).name}` "
+            f"({s['frames']} frames, {s['threads']} threads, median of {s['repeats']} "
+            f"interleaved repeat(s)):", "",
+            *_table(("measurement", "FPS (median)", "FPS per repeat", "ratio", "target"), [
+                ["model only (runtime backend, 1 frame)", _f(med["model-only"], 2),
+                 ", ".join(_f(v, 2) for v in s["fps_runs"]["model-only"]), "–", "–"],
+                ["segrun (decode → overlay video)", _f(med["segrun"], 2),
+                 ", ".join(_f(v, 2) for v in s["fps_runs"]["segrun"]),
+                 f"{_f(s['segrun_vs_model_only'], 3)} of model-only",
+                 f">= {tgt['segrun_vs_model_only']}"],
+                ["plain 1-thread loop", _f(med["plain-loop"], 2),
+                 ", ".join(_f(v, 2) for v in s["fps_runs"]["plain-loop"]),
+                 f"segrun is {_x(s['segrun_vs_plain'])}", f">= {tgt['segrun_vs_plain']}x"],
+            ]), "",
+            f"Targets {'met' if s['meets_targets'] else 'NOT met'}; dropped frames "
+            f"{s['dropped']}; 1-min load at each repeat: {s['load1']}.", "",
+            "Per-stage mean ms per frame (segrun's stages run concurrently on their own "
+            "threads, so they overlap; the plain loop's add up):", "",
+        ]
+        stages = s["stages_mean_ms"]
+        names = list(stages["plain-loop"] or stages["segrun"])
+        lines += _table(("run", *names, "wall ms/frame"), [
+            [run, *[_f(stages[run].get(n), 1) for n in names],
+             _f(s["wall_per_frame_ms"][run], 1)] for run in ("segrun", "plain-loop")])
+        lines.append("")
+    return lines
+
+
+def ladder_rows(records: Sequence[Record]) -> list[list[str]]:
+    return [[r.model, _size(r), r.backend, r.precision, _f(r.p50_ms, 2), _f(r.p99_ms, 2),
+             _f(r.miou, 2), _f(r.pixel_accuracy, 2), _f(r.agreement_vs_fp32, 2),
+             _f((r.model_size_bytes or 0) / 1e6, 2)]
+            for r in records if r.ok and r.miou is not None]
+
+
+def matrix_rows(records: Sequence[Record]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        if not r.ok or r.kind != "model":
+            continue
+        rows.append([r.model, _size(r), str(r.batch), r.backend, r.precision, _f(r.p50_ms, 2),
+                     _f(r.p90_ms, 2), _f(r.p99_ms, 2), _f(r.max_ms, 2), _f(r.mean_ms, 2),
+                     _f(r.std_ms, 2), _f(r.fps), str(r.iters), _x(r.vs_pytorch),
+                     _x(r.vs_plain), _f((r.model_size_bytes or 0) / 1e6, 2),
+                     _f(r.export_s) + (" (cached)" if r.export_cached else ""),
+                     _f(r.load_s, 2), _f(r.peak_rss_mib, 0), _f(r.gpu_mem_mib, 0),
+                     _f(r.load1, 2)])
+    return rows
+
+
+MATRIX_HEADER = ("model", "input", "batch", "backend", "precision", "p50", "p90", "p99", "max",
+                 "mean", "std", "FPS", "iters", "vs PyTorch", "vs plain", "size MB",
+                 "export s", "load s", "peak RSS MiB", "GPU MiB", "load1")
+
+
+def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, str],
+             md_path: Path | None = None) -> str:
+    recs = result.records
+    lines = ["# segedge benchmarks", "",
+             "Regenerate on the machine you are on (the tables and plots below are its output):",
+             "", "```", result.command or "segbench --default", "```", "",
+             "## Where these numbers come from", "", *environment_lines(result.environment), "",
+             "## Headline (batch 1, model only)", "",
+             f"Latency is one network-sized frame to a label map. `{PYTORCH_BASELINE}` and "
+             f"`{PLAIN_BASELINE}` are the baselines; the ratios are baseline p50 / row p50 "
+             "(higher is faster).", "", *_table(HEADLINE_HEADER, headline_rows(recs)), ""]
+    if result.e2e:
+        lines += ["## End to end on a video", "", *e2e_lines(result.e2e)]
+    ladder = ladder_rows(recs)
+    lines += ["## Precision ladder (speed and accuracy together)", ""]
+    if ladder:
+        lines += _table(("model", "input", "backend", "precision", "p50 ms", "p99 ms", "mIoU %",
+                         "pixel acc %", "agreement vs fp32 %", "size MB"), ladder)
+    else:
+        lines.append("No labelled images were given (`--images DIR --labels DIR`), so no "
+                     "accuracy columns.")
+    notes = sorted({f"{r.model}: {r.accuracy_note}" for r in recs
+                    if r.accuracy_note and r.miou is None and r.ok})
+    lines += ["", *[f"- accuracy not measured for {n}" for n in notes], ""]
+    lines += ["## Every measured cell", "",
+              "Milliseconds per batch; FPS counts images. No outlier clipping: p99 and max "
+              "include every timed iteration.", "", *_table(MATRIX_HEADER, matrix_rows(recs)),
+              ""]
+    skipped = [r for r in recs if not r.ok]
+    if skipped:
+        lines += ["## Skipped or failed on this machine", "",
+                  *_table(("model", "backend", "precision", "input", "batch", "status",
+                           "reason"),
+                          [[r.model, r.backend, r.precision, _size(r), str(r.batch), r.status,
+                            r.reason.replace("|", "/")] for r in skipped]), ""]
+    if plots or plot_notes:
+        lines += ["## Plots", ""]
+        base = md_path.parent if md_path is not None else Path.cwd()
+        for title, path in plots.items():
+            lines += [f"![{title}]({os.path.relpath(path, base)})", ""]
+        lines += [f"- {title}: not drawn ({why})" for title, why in plot_notes.items()]
+        lines.append("")
+    lines += ["## Method", "",
+              "- Each cell runs in a fresh process: load, warm-up iterations, then timed "
+              "iterations (a per-cell time budget may stop it early, never below 10); peak RSS "
+              "is that process's maximum resident set.",
+              "- `ort-*` and `tensorrt` rows time the runtime backend's `infer` on the tensor "
+              "`segedge.runtime.preprocess.prepare` makes (normalisation and argmax are baked "
+              "into the graph). `pytorch-*` rows time uint8 frame → normalise → forward → "
+              "argmax. `plain-ort` times numpy normalise → 1-thread default ONNX Runtime "
+              "session (logits) → numpy argmax.",
+              "- End-to-end rows: FPS is frames / wall time of the whole run; their p50/p99 are "
+              "per-frame latency (segrun: capture to written frame, with frames in flight; "
+              "plain loop: one loop iteration).",
+              "- fp16/int8 artifacts are made by `segexport` (gates off: the benchmark measures "
+              "accuracy instead); the agreement column is their argmax agreement with fp32 from "
+              "the export's own check.", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(result: SuiteResult, path: Path, plots: dict[str, str],
+                   plot_notes: dict[str, str]) -> Path:
+    return write_text_atomic(Path(path), markdown(result, plots, plot_notes, Path(path)))
