@@ -71,6 +71,7 @@ class Record:
     gpu_mem_mib: float | None = None
     isolated: bool | None = None  # measured in its own process (clean peak memory)
     load1: float | None = None  # 1-minute load average when the cell started
+    cpu_ms_per_iter: float | None = None  # CPU time (all threads) per timed iteration
     weights: str | None = None
     agreement_vs_fp32: float | None = None  # argmax agreement, from the export's check
     miou: float | None = None

@@ -75,6 +75,10 @@ def build_config(models: tuple[str, ...], o: dict[str, Any], command: str) -> An
         max_seconds=o["max_seconds"], **common) for m in models)  # type: ignore[arg-type]
     e2e = ()
     if video is not None:
+        for m in models:
+            if ModelPlan(m).is_artifact:
+                click.echo(f"segbench: end-to-end mode needs a zoo model (it exports the plain "
+                           f"loop's logits graph of the same network); not run for {m}", err=True)
         e2e = tuple(E2EPlan(m, video, threads, imgsz=sizes[0], frames=o["e2e_frames"],
                             repeats=o["e2e_repeats"], **common)  # type: ignore[arg-type]
                     for m in models if not ModelPlan(m).is_artifact)
@@ -153,7 +157,8 @@ def segbench(models: tuple[str, ...], **o: Any) -> None:
     from segedge.benchmarks.suite import Suite
 
     logging.basicConfig(level=logging.ERROR, format="segbench: %(message)s")
-    command = "segbench " + shlex.join(sys.argv[1:])
+    obj = click.get_current_context().obj or {}
+    command = obj.get("command") or "segbench " + shlex.join(sys.argv[1:])
     start = time.perf_counter()
     cfg = build_config(models, o, command)
     result = Suite(cfg, log=lambda m: None if o["quiet"] else click.echo(m, err=True)).run()
@@ -173,8 +178,10 @@ def segbench(models: tuple[str, ...], **o: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        segbench.main(args=argv, standalone_mode=False)
+        segbench.main(args=args, standalone_mode=False,
+                      obj={"command": "segbench " + shlex.join(args)})
     except click.exceptions.Abort:
         click.echo("segbench: interrupted", err=True)
         sys.exit(130)

@@ -113,12 +113,16 @@ def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick
             "plain-loop": _stage_means(runs["plain-loop"]),
         },
         "wall_per_frame_ms": {k: round(1000.0 / v, 3) if v else None for k, v in med.items()},
+        "cpu_ms_per_frame": {
+            "model-only": round(median([r["cpu_ms_per_iter"] for r in runs["model-only"]]), 1),
+            "segrun": round(median([r["cpu_ms_per_frame"] for r in runs["segrun"]]), 1),
+            "plain-loop": round(median([r["cpu_ms_per_frame"] for r in runs["plain-loop"]]), 1)},
         "load1": [r.get("load1") for r in runs["model-only"]],
     }
     summary["meets_targets"] = bool(
         (summary["segrun_vs_model_only"] or 0) >= TARGET_VS_MODEL
         and (summary["segrun_vs_plain"] or 0) >= TARGET_VS_PLAIN)
-    return _records(plan, size, runs, med, seg_art, plain_art), summary
+    return _records(plan, size, runs, med, seg_art, plain_art, isolated), summary
 
 
 def _stage_means(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -132,7 +136,8 @@ def _stage_means(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _records(plan: E2EPlan, size: tuple[int, int], runs: dict[str, list[dict[str, Any]]],
-             med: dict[str, float], seg_art: Any, plain_art: Any) -> list[Record]:
+             med: dict[str, float], seg_art: Any, plain_art: Any, isolated: bool
+             ) -> list[Record]:
     records = []
     for name, results in runs.items():
         last = results[-1]
@@ -151,7 +156,7 @@ def _records(plan: E2EPlan, size: tuple[int, int], runs: dict[str, list[dict[str
             threads=1 if name == "plain-loop" else plan.threads,
             provider=last.get("provider"), artifact=str(art.path),
             model_size_bytes=art.size_bytes, export_s=art.export_s, export_cached=art.cached,
-            peak_rss_mib=last.get("peak_rss_mib"), isolated=None, weights=art.weights,
+            peak_rss_mib=last.get("peak_rss_mib"), isolated=isolated, weights=art.weights,
             extra={"fps_runs": [r["fps"] for r in results],
                    "dropped": last.get("dropped", 0),
                    "stages": last.get("stages", {})}))

@@ -29,6 +29,24 @@ def load_average() -> tuple[float, float, float] | None:
     return (round(one, 2), round(five, 2), round(fifteen, 2))
 
 
+def cpu_idle_fraction(interval_s: float = 1.0) -> float | None:
+    """Share of all CPUs that was idle over the next ``interval_s`` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)
+
+    first = sample()
+    time.sleep(interval_s)
+    second = sample()
+    if first is None or second is None or second[0] <= first[0]:
+        return None
+    return round((second[1] - first[1]) / (second[0] - first[0]), 3)
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -50,7 +68,8 @@ def library_versions() -> dict[str, str]:
                 out[name] = __version__
                 continue
             module = importlib.import_module(name)
-            out[name] = str(getattr(module, "__version__", "unknown"))
+            version = getattr(module, "__version__", None)
+            out[name] = str(version) if version else "stubs only (no library)"
         except Exception:  # noqa: BLE001 - stubs or broken installs: just say so
             out[name] = "absent"
     return out
@@ -138,8 +157,10 @@ def environment(threads: int) -> dict[str, Any]:
         "gpus": gpus(),
         "jetson": jetson(),
         "load_average_start": load_average(),
+        "cpu_idle_start": cpu_idle_fraction(),
     }
 
 
 def finish(env: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    return {**env, "load_average_end": load_average(), "wall_s": round(wall_s, 1)}
+    return {**env, "load_average_end": load_average(), "cpu_idle_end": cpu_idle_fraction(),
+            "wall_s": round(wall_s, 1)}

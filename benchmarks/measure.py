@@ -48,6 +48,12 @@ def peak_rss_mib() -> float:
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
+def cpu_s() -> float:
+    """CPU seconds (user + system) used so far by every thread of this process."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def timed(step: Any, iters: int, warmup: int, max_seconds: float | None) -> list[float]:
     for _ in range(warmup):
         step()
@@ -71,7 +77,11 @@ def measure_model(job: ModelJob) -> dict[str, Any]:
     loaded = backends.get(job.backend).load(job)
     out["load_s"] = round(time.perf_counter() - t0, 3)
     try:
-        samples = timed(loaded.step, job.iters, job.warmup, job.max_seconds)
+        for _ in range(job.warmup):
+            loaded.step()
+        c0 = cpu_s()
+        samples = timed(loaded.step, job.iters, 0, job.max_seconds)
+        out["cpu_ms_per_iter"] = round((cpu_s() - c0) * 1e3 / len(samples), 3)
         out.update(summarize(samples, job.batch).to_dict())
         out["iters"] = out.pop("n")
         out["provider"] = loaded.provider
@@ -119,6 +129,7 @@ def measure_segrun(job: SegrunJob) -> dict[str, Any]:
     from segedge.runtime.config import RunConfig
     from segedge.runtime.pipeline import run
 
+    c0 = cpu_s()
     stats = run(RunConfig(model=Path(job.artifact), source=job.video, output=Path(job.output),
                           display=False, max_frames=job.max_frames,
                           backend_options=BackendOptions(provider="cpu", threads=job.threads)))
@@ -128,12 +139,15 @@ def measure_segrun(job: SegrunJob) -> dict[str, Any]:
     return {"frames": stats.frames_processed, "frames_read": stats.frames_read,
             "dropped": stats.frames_dropped, "corrupt": stats.frames_corrupt,
             "wall_s": stats.wall_s, "fps": stats.fps, "provider": stats.provider,
-            "stages": stages, "peak_rss_mib": peak_rss_mib()}
+            "stages": stages, "peak_rss_mib": peak_rss_mib(),
+            "cpu_ms_per_frame": round((cpu_s() - c0) * 1e3 / max(stats.frames_processed, 1), 3)}
 
 
 def measure_plain_loop(job: Any) -> dict[str, Any]:
     from segedge.benchmarks.plain_loop import run_plain_loop
 
+    c0 = cpu_s()
     result = run_plain_loop(job).to_dict()
     result["peak_rss_mib"] = peak_rss_mib()
+    result["cpu_ms_per_frame"] = round((cpu_s() - c0) * 1e3 / max(result["frames"], 1), 3)
     return result

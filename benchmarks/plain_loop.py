@@ -107,5 +107,5 @@ def run_plain_loop(job: LoopJob) -> LoopResult:
             writer.release()
         cv2.setNumThreads(previous)
     stages = {name: summarize(v).to_dict() for name, v in times.items() if v}
-    return LoopResult(frames, round(wall, 4), round(frames / wall, 3) if wall > 0 else 0.0,
+    return LoopResult(frames, round(wall, 6), round(frames / wall, 3) if wall > 0 else 0.0,
                       stages)

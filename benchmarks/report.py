@@ -40,8 +40,8 @@ CSV_FIELDS = ("model", "backend", "precision", "imgsz", "batch", "kind", "status
               "p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "mean_ms", "std_ms", "fps",
               "iters", "warmup", "threads", "provider", "model_size_bytes", "export_s",
               "export_cached", "load_s", "peak_rss_mib", "rss_before_load_mib", "gpu_mem_mib",
-              "load1", "weights", "agreement_vs_fp32", "miou", "pixel_accuracy", "vs_pytorch",
-              "vs_plain", "artifact")
+              "load1", "cpu_ms_per_iter", "weights", "agreement_vs_fp32", "miou",
+              "pixel_accuracy", "vs_pytorch", "vs_plain", "artifact")
 
 
 def write_json(result: SuiteResult, path: Path) -> Path:
@@ -89,8 +89,9 @@ def environment_lines(envd: dict[str, Any]) -> list[str]:
         f"usable cores ({cpu.get('physical_cores', '?')} physical), "
         f"{cpu.get('memory_gib', '?')} GiB RAM; segedge rows use {envd.get('threads')} threads",
         f"- Load average (1, 5, 15 min): {envd.get('load_average_start')} at start, "
-        f"{envd.get('load_average_end')} at end (the CPU was "
-        f"{'shared with other work' if _busy(envd) else 'otherwise idle'})",
+        f"{envd.get('load_average_end')} at end; share of the CPUs idle just before the run "
+        f"{_pct(envd.get('cpu_idle_start'))} and just after it {_pct(envd.get('cpu_idle_end'))} "
+        f"(the CPU was {'shared with other work' if _busy(envd) else 'otherwise idle'})",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items()),
         f"- ONNX Runtime providers: {', '.join(envd.get('onnxruntime_providers', []))}",
     ]
@@ -105,10 +106,16 @@ def environment_lines(envd: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pct(value: float | None) -> str:
+    return "?" if value is None else f"{100 * value:.0f}%"
+
+
 def _busy(envd: dict[str, Any]) -> bool:
     cores = (envd.get("cpu") or {}).get("usable_cores") or 1
     loads = [envd.get("load_average_start"), envd.get("load_average_end")]
-    return any(load and load[0] > 0.5 * cores for load in loads)
+    idle = [envd.get("cpu_idle_start"), envd.get("cpu_idle_end")]
+    return any(load and load[0] > 0.5 * cores for load in loads) or \
+        any(v is not None and v < 0.8 for v in idle)
 
 
 def headline_rows(records: Sequence[Record]) -> list[list[str]]:
@@ -152,9 +159,14 @@ def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
         ]
         stages = s["stages_mean_ms"]
         names = list(stages["plain-loop"] or stages["segrun"])
-        lines += _table(("run", *names, "wall ms/frame"), [
+        cpu = s.get("cpu_ms_per_frame", {})
+        lines += _table(("run", *names, "wall ms/frame", "CPU ms/frame (all threads)"), [
             [run, *[_f(stages[run].get(n), 1) for n in names],
-             _f(s["wall_per_frame_ms"][run], 1)] for run in ("segrun", "plain-loop")])
+             _f(s["wall_per_frame_ms"][run], 1), _f(cpu.get(run), 1)]
+            for run in ("segrun", "plain-loop")])
+        if cpu.get("model-only") is not None:
+            lines += ["", f"Model only: {_f(s['wall_per_frame_ms']['model-only'], 1)} ms wall "
+                          f"and {_f(cpu['model-only'], 1)} ms CPU per frame."]
         lines.append("")
     return lines
 
@@ -177,13 +189,13 @@ def matrix_rows(records: Sequence[Record]) -> list[list[str]]:
                      _x(r.vs_plain), _f((r.model_size_bytes or 0) / 1e6, 2),
                      _f(r.export_s) + (" (cached)" if r.export_cached else ""),
                      _f(r.load_s, 2), _f(r.peak_rss_mib, 0), _f(r.gpu_mem_mib, 0),
-                     _f(r.load1, 2)])
+                     _f(r.cpu_ms_per_iter, 1), _f(r.load1, 2)])
     return rows
 
 
 MATRIX_HEADER = ("model", "input", "batch", "backend", "precision", "p50", "p90", "p99", "max",
                  "mean", "std", "FPS", "iters", "vs PyTorch", "vs plain", "size MB",
-                 "export s", "load s", "peak RSS MiB", "GPU MiB", "load1")
+                 "export s", "load s", "peak RSS MiB", "GPU MiB", "CPU ms", "load1")
 
 
 def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, str],

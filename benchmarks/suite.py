@@ -59,12 +59,17 @@ def weights_kind(plan: ModelPlan) -> str:
     if plan.weights == "random":
         return "random"
     from segedge.export.config import ExportConfig
-    from segedge.export.resolve import _weights_for
     from segedge.export.zoo import registry
 
     spec = registry.get(plan.model)
-    chosen = _weights_for(spec, ExportConfig(model=plan.model, weights=plan.weights,  # type: ignore[arg-type]
-                                             num_classes=plan.num_classes))
+    try:  # the exporter's own rule (auto: pretrained only when available offline)
+        from segedge.export.resolve import _weights_for
+
+        chosen = _weights_for(spec, ExportConfig(model=plan.model,
+                                                 weights=plan.weights,  # type: ignore[arg-type]
+                                                 num_classes=plan.num_classes))
+    except ImportError:
+        chosen = "pretrained" if spec.pretrained and plan.weights != "random" else "random"
     return "random" if chosen == "random" else f"pretrained ({spec.pretrained})"
 
 

@@ -29,7 +29,8 @@ def list_models() -> str:
         try:
             with torch.device("meta"):
                 model = spec.build(BuildRequest(spec.num_classes, "random"))
-            params = f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M"
+            count = sum(p.numel() for p in model.parameters())
+            params = f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count / 1e3:.0f}K"
         except Exception:  # noqa: BLE001 - listing must never fail on one entry
             params = "?"
         if spec.pretrained is None:
@@ -80,6 +81,12 @@ def list_models() -> str:
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto",
               show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
+@click.option("--max-detections", type=int, default=100, show_default=True,
+              help="Instance models: fixed detection count of the outputs (padded, + count).")
+@click.option("--mask-threshold", type=float, default=0.5, show_default=True,
+              help="Instance models: mask probability that counts as inside.")
+@click.option("--box-score-threshold", type=float,
+              help="Instance models: minimum detection score baked into the graph.")
 @click.option("--fp16", is_flag=True, help="Write an FP16 ONNX, verified against FP32 "
               "(>= 99.5% argmax agreement); also an engine where TensorRT and a GPU exist.")
 @click.option("--int8", is_flag=True, help="Static INT8 (Q/DQ ONNX) calibrated on --calib, "
@@ -145,6 +152,8 @@ def main(model: str | None, list_: bool, classes_file: Path | None, model_rgb: b
             verify=not opts["no_verify"], verify_images=opts["verify_images"],
             verify_count=opts["verify_count"], min_agreement=fp32_gate,
             exporter=opts["exporter"], quiet=opts["quiet"], precision=precision,  # type: ignore[arg-type]
+            max_detections=opts["max_detections"], mask_threshold=opts["mask_threshold"],
+            box_score_threshold=opts["box_score_threshold"],
             int8_target=opts["int8_target"], calib=opts["calib"],
             calib_count=opts["calib_count"], calib_method=opts["calib_method"],
             calib_cache=opts["calib_cache"], eval_images=opts["eval_images"],

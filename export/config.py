@@ -40,6 +40,10 @@ class ExportConfig:
     min_agreement: float = 99.9  # percent, FP32 gate
     exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
     quiet: bool = False
+    # Instance segmentation (Mask R-CNN): static detection count for TensorRT.
+    max_detections: int = 100
+    mask_threshold: float = 0.5
+    box_score_threshold: float | None = None  # baked into the graph; None keeps the model's
     # Lower precision (issue 3): transforms of the verified FP32 ONNX, checked against it.
     precision: Precision = "fp32"
     fp16_min_agreement: float = 99.5  # percent, FP16 gate against FP32

@@ -155,8 +155,23 @@ def check_precision_options(cfg: ExportConfig) -> None:
             raise BackendUnavailableError(f"--engine: expected TensorRT and a CUDA GPU, got {why}")
 
 
+def is_instance_model(name: str) -> bool:
+    """Zoo entries with task "instance" (Mask R-CNN) take the instance pipeline."""
+    from segedge.export.user_model import is_user_ref
+    from segedge.export.zoo import registry
+
+    return not is_user_ref(name) and name.strip().lower().replace("-", "_") in registry.names() \
+        and registry.get(name).task == "instance"
+
+
 def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
     """Run the whole export; returns the report (also written beside the artifact)."""
+    if is_instance_model(cfg.model):
+        from segedge.export.instance_export import InstanceOptions, export_instance
+
+        return export_instance(cfg, log, InstanceOptions(
+            max_detections=cfg.max_detections, box_score_threshold=cfg.box_score_threshold,
+            mask_threshold=cfg.mask_threshold))
     start = time.perf_counter()
     check_precision_options(cfg)
     res = resolve(cfg)

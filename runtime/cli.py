@@ -106,7 +106,8 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
 @click.option("--output", "-o", type=click.Path(path_type=Path),
               help="Video file to write (.mp4 -> mp4v, .avi -> MJPG).")
 @click.option("--save-masks", type=click.Path(path_type=Path),
-              help="Directory for PNG label maps named by frame index (000000.png).")
+              help="Directory for PNG label maps named by frame index (000000.png); "
+                   "instance models: instance-id maps (0 background, k = k-th detection).")
 @click.option("--stats", "stats_path", type=click.Path(path_type=Path),
               help="Also write the end-of-run stats JSON here.")
 @click.option("--display/--no-display", default=None,
@@ -133,7 +134,10 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
               show_default=True,
               help="Logits: upsample then argmax (exact) or argmax then nearest (fast).")
 @click.option("--score-threshold", type=float,
-              help="Leave pixels whose class probability is below this undrawn (label 255).")
+              help="Leave pixels whose class probability is below this undrawn (label 255); "
+                   "instance models: drop detections scoring below it (default 0.5).")
+@click.option("--boxes/--no-boxes", default=True, show_default=True,
+              help="Instance models: draw each detection's box.")
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
 @click.option("--realtime", is_flag=True, help="Play files at their frame rate.")
 @click.option("--fps", type=float, help="Override the source frame rate (output video).")
@@ -159,7 +163,7 @@ def segrun(**kw: Any) -> int:
         draw=DrawConfig(mode=kw["visualize"], alpha=kw["alpha"],
                         palette=parse_palette(kw["palette"]) if kw["palette"] else None,
                         ignore=_ignore(kw["ignore_class"]), legend=kw["legend"],
-                        hud=kw["hud"]),
+                        hud=kw["hud"], boxes=kw["boxes"]),
         backend=kw["backend"],
         backend_options=BackendOptions(provider=kw["provider"], threads=kw["threads"],
                                        fp16=kw["fp16"], cache_dir=kw["cache_dir"],

@@ -35,6 +35,7 @@ class DrawConfig:
     legend: bool = True
     hud: bool = True
     contour_thickness: int = 2
+    boxes: bool = True  # instance models: draw each detection's box
 
     def __post_init__(self) -> None:
         if self.mode not in VISUALIZE_MODES:

@@ -30,6 +30,7 @@ import numpy as np
 
 from segedge.runtime.config import RunConfig
 from segedge.runtime.draw import Drawer, resolve_classes
+from segedge.runtime.instances import InstanceDrawer
 from segedge.runtime.preprocess import Geometry
 from segedge.runtime.segmenter import Segmenter
 from segedge.runtime.signals import StopRequest, stop_on_signals
@@ -43,6 +44,7 @@ __all__ = ["RunConfig", "RunStats", "run"]
 log = logging.getLogger("segedge.runtime")
 _END = object()
 _POLL_S = 0.1
+MAX_INSTANCE_FRAMES = 100_000  # per-frame instance records kept for the stats JSON
 T = TypeVar("T")
 
 
@@ -111,7 +113,11 @@ class _Pipeline:
         resolve_classes(config.draw.ignore, segmenter.classes)  # bad names fail even headless
         self.drawer = (Drawer(config.draw, segmenter.classes, segmenter.palette,
                               unknown=config.score_threshold is not None)
-                       if needs_pixels(sinks) else None)
+                       if needs_pixels(sinks) and not segmenter.is_instance else None)
+        self.instance_drawer = (InstanceDrawer(config.draw, segmenter.classes)
+                                if needs_pixels(sinks) and segmenter.is_instance else None)
+        self.instance_frames: list[dict[str, Any]] = []
+        self.instance_total = 0
         size = config.queue_size
         self.q_infer: queue.Queue[Any] = queue.Queue(size)
         self.q_post: queue.Queue[Any] = queue.Queue(size)
@@ -191,6 +197,11 @@ class _Pipeline:
         try:
             while (item := self._get(self.q_post)) is not _END:
                 p0 = time.perf_counter()
+                if self.seg.is_instance:
+                    self._post_instances(item, p0)
+                    if not self._put(self.q_sink, item):
+                        return
+                    continue
                 item.labels, _ = self.seg.postprocess(item.outputs, item.geom)
                 item.outputs = None
                 p1 = time.perf_counter()
@@ -204,6 +215,23 @@ class _Pipeline:
                     return
         finally:
             self._put(self.q_sink, _END)
+
+    def _post_instances(self, item: _Item, p0: float) -> None:
+        """Instance artifacts: decode, record (class, score, box, area), draw."""
+        result = self.seg.decode(item.outputs or {}, item.geom)  # type: ignore[arg-type]
+        item.outputs = None
+        item.labels = result.ids
+        self.instance_total += len(result)
+        if len(self.instance_frames) < MAX_INSTANCE_FRAMES:
+            self.instance_frames.append({"frame": item.index, "count": len(result),
+                                         "instances": result.to_dicts()})
+        p1 = time.perf_counter()
+        self.rec.add("postprocess", (p1 - p0) * 1e3)
+        if self.instance_drawer is not None:
+            hud = self.rec.hud_lines() if self.config.draw.hud else None
+            item.image = self.instance_drawer.draw(item.frame, result, hud)  # type: ignore[arg-type]
+            self.rec.add("draw", (time.perf_counter() - p1) * 1e3)
+        item.frame = None
 
     def _watch_stop(self) -> None:
         if self.stop.is_set() and not self._source_closed and self.source.live:
@@ -298,13 +326,18 @@ class _Pipeline:
         else:
             reason = self.reason
         output = self.config.output
+        extra: dict[str, Any] = {}
+        if self.seg.is_instance:
+            extra["instances"] = {
+                "score_threshold": self.seg.decode_threshold, "total": self.instance_total,
+                "frames_recorded": len(self.instance_frames), "frames": self.instance_frames}
         return self.rec.finish(
             wall, dropped=self.source.dropped, corrupt=self.source.corrupt,
             model=str(self.config.model), source=self.config.source,
             backend=self.seg.backend.name, provider=self.seg.active,
             output=str(output) if output is not None else None,
             interrupted=self.stop.signum is not None or not finished,
-            stop_reason=reason)
+            stop_reason=reason, extra=extra)
 
 
 def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:

@@ -17,6 +17,7 @@ from segedge.runtime.argmax import logits_to_labels_cv
 from segedge.runtime.backends.base import Backend, BackendOptions, open_backend
 from segedge.runtime.draw import UNKNOWN_LABEL, DrawConfig, Drawer, colorize, palette_lut
 from segedge.runtime.errors import InputError
+from segedge.runtime.instances import Instance, InstanceResult, check_threshold, decode
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.preprocess import Geometry, labels_to_frame
 from segedge.runtime.tensorize import prepare_one
@@ -33,6 +34,8 @@ class SegmentationResult:
     timings: dict[str, float]
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...] = field(repr=False)
+    # instance artifacts: the detections, and ``labels`` holds their id map (0 background)
+    instances: tuple[Instance, ...] | None = None
 
     def colorize(self) -> np.ndarray:
         """BGR colour image of the labels (unknown labels black)."""
@@ -78,6 +81,10 @@ class Segmenter:
         out = self.metadata.output
         self._use_labels = bool(out.labels) and (
             out.kind == "labels" or postprocess == "fast" or not out.logits)
+
+    @property
+    def is_instance(self) -> bool:
+        return self.metadata.task == "instance"
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -126,7 +133,35 @@ class Segmenter:
             labels[conf < self.score_threshold] = UNKNOWN_LABEL
         return labels, conf
 
+    @property
+    def decode_threshold(self) -> float:
+        return check_threshold(self.score_threshold)
+
+    def decode(self, outputs: dict[str, np.ndarray], geom: Geometry) -> InstanceResult:
+        """Instance artifacts: padded outputs -> detections at or above the score threshold."""
+        return decode(outputs, self.metadata, geom, check_threshold(self.score_threshold))
+
+    def detect(self, frame_bgr: np.ndarray) -> InstanceResult:
+        """Instance artifacts: one frame -> instances (class, score, box, mask area) + id map."""
+        if not self.is_instance:
+            raise InputError("model", "an instance segmentation artifact (task 'instance')",
+                             f"task {self.metadata.task!r}")
+        t0 = time.perf_counter()
+        tensor, geom = self.preprocess(frame_bgr)
+        t1 = time.perf_counter()
+        outputs = self.infer(tensor)
+        t2 = time.perf_counter()
+        result = self.decode(outputs, geom)
+        t3 = time.perf_counter()
+        result.timings.update(preprocess=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3,
+                              postprocess=(t3 - t2) * 1e3)
+        return result
+
     def __call__(self, frame_bgr: np.ndarray) -> SegmentationResult:
+        if self.is_instance:
+            res = self.detect(frame_bgr)
+            return SegmentationResult(res.ids, None, res.timings, self.classes, self.palette,
+                                      instances=res.instances)
         t0 = time.perf_counter()
         tensor, geom = self.preprocess(frame_bgr)
         t1 = time.perf_counter()

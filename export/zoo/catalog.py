@@ -149,3 +149,41 @@ register(ModelSpec(name="demo", family="demo", build=_demo, classes=scenes.SCENE
                    pretrained="segedge demo weights (shipped, generated road scenes)",
                    description="segedge's tiny demo net, trained on generated road scenes",
                    tags=("default-pretrained",)))
+
+
+# --- instance segmentation (issue 6): task "instance", exported by instance_export ---------
+
+def _maskrcnn(attr: str) -> Any:
+    def build(req: BuildRequest) -> nn.Module:
+        from segedge.export import maskrcnn
+
+        return getattr(maskrcnn, attr)(req)  # type: ignore[no-any-return]
+
+    return build
+
+
+def _maskrcnn_mobilenet(req: BuildRequest) -> nn.Module:
+    from segedge.export.maskrcnn import maskrcnn_mobilenet
+
+    _no_pretrained("maskrcnn_mobilenet_v3_cars", req)
+    return maskrcnn_mobilenet(req.num_classes)
+
+
+def _coco() -> tuple[str, ...]:
+    from segedge.export.maskrcnn import coco_categories
+
+    return coco_categories()
+
+
+for _name, _desc in (("maskrcnn_resnet50_fpn", "Mask R-CNN ResNet-50 FPN (torchvision, COCO)"),
+                     ("maskrcnn_resnet50_fpn_v2",
+                      "Mask R-CNN ResNet-50 FPN v2 (torchvision, COCO, improved recipe)")):
+    register(ModelSpec(name=_name, family="maskrcnn", build=_maskrcnn(_name), classes=_coco(),
+                       default_size=(480, 640), pretrained="torchvision COCO weights",
+                       description=_desc, task="instance"))
+register(ModelSpec(name="maskrcnn_mobilenet_v3_cars", family="maskrcnn",
+                   build=_maskrcnn_mobilenet, classes=("background", "car"),
+                   palette=((0, 0, 0), (230, 30, 30)), default_size=(192, 256),
+                   description="light Mask R-CNN (MobileNetV3 FPN-64) for generated car scenes; "
+                   "train with segedge.export.instance_train, export with --checkpoint",
+                   task="instance"))

@@ -60,6 +60,7 @@ class ModelSpec:
     pretrained: str | None = None  # what "pretrained" loads, or None when nothing exists
     description: str = ""
     tags: tuple[str, ...] = field(default=())
+    task: str = "semantic"  # "semantic" (label maps) or "instance" (Mask R-CNN detections)
 
     @property
     def num_classes(self) -> int:

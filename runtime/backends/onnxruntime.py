@@ -132,16 +132,32 @@ def infer_metadata(session: Any, path: Path, hints: ArtifactMetadata | None) -> 
                    input=in_spec, output=output, exporter=base.exporter or "foreign")
 
 
+def output_names(meta: ArtifactMetadata) -> list[str]:
+    """The graph outputs a run needs, from the metadata (instance or semantic)."""
+    out = meta.output
+    if out.kind == "instances":
+        return [n for n in (out.boxes, out.labels, out.scores, out.masks, out.count) if n]
+    return [n for n in (out.logits, out.labels, out.confidence) if n]
+
+
 def check_metadata(session: Any, path: Path, meta: ArtifactMetadata) -> None:
     """The graph must really have the inputs and outputs its metadata names."""
-    if meta.task != "semantic" or meta.output.kind == "instances":
-        raise ArtifactError(f"{path}: expected a semantic segmentation artifact, got task "
-                            f"{meta.task!r} with {meta.output.kind!r} outputs")
+    instance = meta.task == "instance" or meta.output.kind == "instances"
+    if instance and (meta.task != "instance" or meta.output.kind != "instances"):
+        raise ArtifactError(f"{path}: expected task 'instance' with 'instances' outputs, got "
+                            f"task {meta.task!r} with {meta.output.kind!r} outputs")
     inputs = {i.name for i in session.get_inputs()}
     if meta.input.name not in inputs:
         raise ArtifactError(f"{path}: expected graph input {meta.input.name!r} (from metadata), "
                             f"got inputs {sorted(inputs)}")
     outputs = {o.name for o in session.get_outputs()}
+    if instance:
+        named = output_names(meta)
+        missing = [n for n in named if n not in outputs]
+        if len(named) != 5 or missing:
+            raise ArtifactError(f"{path}: expected instance outputs boxes, labels, scores, "
+                                f"masks, count (from metadata), got {sorted(outputs)}")
+        return
     named = [n for n in (meta.output.logits, meta.output.labels, meta.output.confidence) if n]
     wanted = {"logits": meta.output.logits, "labels": meta.output.labels,
               "both": meta.output.labels}[meta.output.kind]
@@ -198,8 +214,7 @@ class OnnxRuntimeBackend:
         self._input_dtype = _NP_TYPES.get(node.type)
         batch = _shape(node)[0] if _shape(node) else 1
         self._batch = batch if isinstance(batch, int) and batch > 1 else 1
-        out = self.metadata.output
-        self.output_names = [n for n in (out.logits, out.labels, out.confidence) if n]
+        self.output_names = output_names(self.metadata)
         if io_binding is None:
             io_binding = self._active[0] in GPU_EPS
         self._device = "cuda" if self._active[0] in GPU_EPS else "cpu"
