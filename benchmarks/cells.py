@@ -71,6 +71,7 @@ class Record:
     gpu_mem_mib: float | None = None
     isolated: bool | None = None  # measured in its own process (clean peak memory)
     load1: float | None = None  # 1-minute load average when the cell started
+    idle_before: float | None = None  # share of the CPUs idle just before timing (--settle)
     cpu_ms_per_iter: float | None = None  # CPU time (all threads) per timed iteration
     weights: str | None = None
     agreement_vs_fp32: float | None = None  # argmax agreement, from the export's check

@@ -11,6 +11,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,11 @@ def build_config(models: tuple[str, ...], o: dict[str, Any], command: str) -> An
     if o["default"]:
         if models:
             raise InputError("MODEL_OR_ARTIFACT", "no models with --default", " ".join(models))
-        return default_set(workdir, threads, command, not o["no_isolate"], not o["quiet"],
-                           o["fresh"])
+        cfg = default_set(workdir, threads, command, not o["no_isolate"], not o["quiet"],
+                          o["fresh"])
+        if o["settle"]:
+            cfg = replace(cfg, settle_s=o["settle"], settle_budget_s=8 * o["settle"])
+        return cfg
     if not models:
         raise InputError("MODEL_OR_ARTIFACT", "one or more zoo names or artifacts, or --default",
                          "none")
@@ -84,7 +88,8 @@ def build_config(models: tuple[str, ...], o: dict[str, Any], command: str) -> An
                     for m in models if not ModelPlan(m).is_artifact)
     return SuiteConfig(plans=plans, e2e=e2e, threads=threads, frame_source=video,
                        workdir=workdir, isolated=not o["no_isolate"], fresh=o["fresh"],
-                       progress=not o["quiet"], command=command)
+                       progress=not o["quiet"], command=command, settle_s=o["settle"],
+                       settle_budget_s=8 * o["settle"])
 
 
 def print_summary(result: Any) -> None:
@@ -125,6 +130,9 @@ def print_summary(result: Any) -> None:
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed iterations.")
 @click.option("--max-seconds", type=float, help="Stop a cell's timing after this (>= 10 iters).")
 @click.option("--threads", type=int, help="CPU threads for segedge rows [all cores].")
+@click.option("--settle", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Shared machines: wait up to this long before each measurement for the CPUs "
+                   "to be 85 percent idle (8x this in all); the default set uses 15.")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False),
               help="End-to-end mode on this file (segrun vs model-only vs plain loop); also the "
                    "frame cells are timed on and the default int8 calibration source.")

@@ -35,6 +35,7 @@ TARGET_VS_PLAIN = 1.5
 STAGE_NAMES = {"read": "decode", "preprocess": "preprocess", "infer": "infer",
                "postprocess": "postprocess", "draw": "draw", "write": "encode"}
 Tick = Callable[[str], None]
+Settle = Callable[[], float | None]
 
 
 @dataclass(frozen=True)
@@ -73,25 +74,29 @@ def _request(plan: E2EPlan, size: tuple[int, int], emit: str, fmt: str) -> Artif
                            num_classes=plan.num_classes)
 
 
-def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick
-            ) -> tuple[list[Record], dict[str, Any]]:
+def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick,
+            settle: Settle = lambda: None) -> tuple[list[Record], dict[str, Any]]:
     """Records (kind e2e) for the three measurements, and the summary with the ratios."""
     size = plan.size()
     seg_art = store.get(_request(plan, size, "labels", "uint8"))
     plain_art = store.get(_request(plan, size, "logits", "float"))
     runs: dict[str, list[dict[str, Any]]] = {"model-only": [], "segrun": [], "plain-loop": []}
+    idle: list[float | None] = []
     with tempfile.TemporaryDirectory(prefix="segbench-e2e-") as tmp:
         for rep in range(plan.repeats):
             tick(f"{plan.model} model-only #{rep + 1}")
+            idle.append(settle())
             runs["model-only"].append(isolate.call(measure_model, ModelJob(
                 backend="ort-cpu", precision="fp32", model=plan.model,
                 artifact=str(seg_art.path), imgsz=size, batch=1, iters=plan.iters,
                 warmup=plan.warmup, threads=plan.threads, frame_source=plan.video), isolated))
             tick(f"{plan.model} segrun #{rep + 1}")
+            idle.append(settle())
             runs["segrun"].append(isolate.call(measure_segrun, SegrunJob(
                 artifact=str(seg_art.path), video=plan.video, output=f"{tmp}/segrun.mp4",
                 threads=plan.threads, max_frames=plan.frames), isolated))
             tick(f"{plan.model} plain loop #{rep + 1}")
+            idle.append(settle())
             runs["plain-loop"].append(isolate.call(measure_plain_loop, LoopJob(
                 artifact=str(plain_art.path), video=plan.video, output=f"{tmp}/plain.mp4",
                 max_frames=plan.frames), isolated))
@@ -118,6 +123,7 @@ def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick
             "segrun": round(median([r["cpu_ms_per_frame"] for r in runs["segrun"]]), 1),
             "plain-loop": round(median([r["cpu_ms_per_frame"] for r in runs["plain-loop"]]), 1)},
         "load1": [r.get("load1") for r in runs["model-only"]],
+        "idle_before": idle,
     }
     summary["meets_targets"] = bool(
         (summary["segrun_vs_model_only"] or 0) >= TARGET_VS_MODEL

@@ -17,6 +17,7 @@ from typing import Any
 
 LIBRARIES = ("segedge", "numpy", "cv2", "onnxruntime", "onnx", "torch", "torchvision",
              "tensorrt", "matplotlib", "psutil")
+IDLE_WINDOW_S = 0.5
 GPU_QUERY = ("name,driver_version,memory.total,clocks.sm,clocks.mem,clocks.max.sm,"
              "power.limit,pstate")
 
@@ -45,6 +46,20 @@ def cpu_idle_fraction(interval_s: float = 1.0) -> float | None:
     if first is None or second is None or second[0] <= first[0]:
         return None
     return round((second[1] - first[1]) / (second[0] - first[0]), 3)
+
+
+def wait_for_idle(min_idle: float, max_wait_s: float) -> tuple[float | None, float]:
+    """Sample half-second windows until the CPUs are ``min_idle`` idle or time runs out.
+
+    On a shared machine this starts a measurement in a quiet gap instead of in
+    the middle of someone else's burst.  Returns (last idle share, seconds waited).
+    """
+    start = time.monotonic()
+    idle = cpu_idle_fraction(IDLE_WINDOW_S)
+    while idle is not None and idle < min_idle \
+            and time.monotonic() - start + IDLE_WINDOW_S <= max_wait_s:
+        idle = cpu_idle_fraction(IDLE_WINDOW_S)
+    return idle, round(time.monotonic() - start, 1)
 
 
 def cpu_model() -> str:

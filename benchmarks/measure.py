@@ -111,7 +111,7 @@ def accuracy(loaded: Any, job: ModelJob) -> dict[str, Any]:
     pairs = pair_labels(str(job.eval_images), str(job.eval_labels))
     scores = evaluate(predictor, pairs, len(predictor.classes), job.ignore_index)
     return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
-            "accuracy_note": f"{scores.images} labelled images"}
+            "accuracy_note": f"{scores.images} labelled images in {job.eval_images}"}
 
 
 @dataclass(frozen=True)

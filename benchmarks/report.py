@@ -40,7 +40,7 @@ CSV_FIELDS = ("model", "backend", "precision", "imgsz", "batch", "kind", "status
               "p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "mean_ms", "std_ms", "fps",
               "iters", "warmup", "threads", "provider", "model_size_bytes", "export_s",
               "export_cached", "load_s", "peak_rss_mib", "rss_before_load_mib", "gpu_mem_mib",
-              "load1", "cpu_ms_per_iter", "weights", "agreement_vs_fp32", "miou",
+              "load1", "idle_before", "cpu_ms_per_iter", "weights", "agreement_vs_fp32", "miou",
               "pixel_accuracy", "vs_pytorch", "vs_plain", "artifact")
 
 
@@ -89,9 +89,9 @@ def environment_lines(envd: dict[str, Any]) -> list[str]:
         f"usable cores ({cpu.get('physical_cores', '?')} physical), "
         f"{cpu.get('memory_gib', '?')} GiB RAM; segedge rows use {envd.get('threads')} threads",
         f"- Load average (1, 5, 15 min): {envd.get('load_average_start')} at start, "
-        f"{envd.get('load_average_end')} at end; share of the CPUs idle just before the run "
-        f"{_pct(envd.get('cpu_idle_start'))} and just after it {_pct(envd.get('cpu_idle_end'))} "
-        f"(the CPU was {'shared with other work' if _busy(envd) else 'otherwise idle'})",
+        f"{envd.get('load_average_end')} at end (the end value includes this run); share of "
+        f"the CPUs idle just before the run {_pct(envd.get('cpu_idle_start'))} and just after "
+        f"it {_pct(envd.get('cpu_idle_end'))}",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items()),
         f"- ONNX Runtime providers: {', '.join(envd.get('onnxruntime_providers', []))}",
     ]
@@ -106,16 +106,38 @@ def environment_lines(envd: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _median_of(summary: dict[str, Any], key: str) -> float | None:
+    values = sorted(r[key] for r in summary.get("per_repeat", []) if r.get(key) is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _idle_note(summary: dict[str, Any]) -> str:
+    idle = [v for v in summary.get("idle_before", []) if v is not None]
+    if not idle:
+        return ""
+    return "; share of CPUs idle before each measurement: " + ", ".join(_pct(v) for v in idle)
+
+
 def _pct(value: float | None) -> str:
     return "?" if value is None else f"{100 * value:.0f}%"
 
 
-def _busy(envd: dict[str, Any]) -> bool:
-    cores = (envd.get("cpu") or {}).get("usable_cores") or 1
-    loads = [envd.get("load_average_start"), envd.get("load_average_end")]
-    idle = [envd.get("cpu_idle_start"), envd.get("cpu_idle_end")]
-    return any(load and load[0] > 0.5 * cores for load in loads) or \
-        any(v is not None and v < 0.8 for v in idle)
+def quiet_line(result: SuiteResult) -> str:
+    """How quiet the machine was when each measurement started (from --settle samples)."""
+    idle = [r.idle_before for r in result.records if r.idle_before is not None]
+    for summary in result.e2e:
+        idle += [v for v in summary.get("idle_before", []) if v is not None]
+    if not idle:
+        return "- Other work on the machine: not sampled (run with `--settle` to sample it)"
+    busy = sum(1 for v in idle if v < 0.8)
+    verdict = "every one started on idle CPUs" if not busy else \
+        f"{busy} of {len(idle)} started while other work held over 20% of the CPUs (noisy)"
+    mid = sorted(idle)[len(idle) // 2]
+    return (f"- Other work on the machine: share of the CPUs idle just before each of the "
+            f"{len(idle)} measurements: min {_pct(min(idle))}, median {_pct(mid)}; {verdict}")
 
 
 def headline_rows(records: Sequence[Record]) -> list[list[str]]:
@@ -152,8 +174,11 @@ def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
                  ", ".join(_f(v, 2) for v in s["fps_runs"]["plain-loop"]),
                  f"segrun is {_x(s['segrun_vs_plain'])}", f">= {tgt['segrun_vs_plain']}x"],
             ]), "",
+            f"Ratios of the medians above; the medians of the per-repeat ratios are "
+            f"{_f(_median_of(s, 'segrun_vs_model_only'), 3)} and "
+            f"{_f(_median_of(s, 'segrun_vs_plain'), 2)}x.", "",
             f"Targets {'met' if s['meets_targets'] else 'NOT met'}; dropped frames "
-            f"{s['dropped']}; 1-min load at each repeat: {s['load1']}.", "",
+            f"{s['dropped']}; 1-min load at each repeat: {s['load1']}{_idle_note(s)}.", "",
             "Per-stage mean ms per frame (segrun's stages run concurrently on their own "
             "threads, so they overlap; the plain loop's add up):", "",
         ]
@@ -189,13 +214,15 @@ def matrix_rows(records: Sequence[Record]) -> list[list[str]]:
                      _x(r.vs_plain), _f((r.model_size_bytes or 0) / 1e6, 2),
                      _f(r.export_s) + (" (cached)" if r.export_cached else ""),
                      _f(r.load_s, 2), _f(r.peak_rss_mib, 0), _f(r.gpu_mem_mib, 0),
-                     _f(r.cpu_ms_per_iter, 1), _f(r.load1, 2)])
+                     _f(r.cpu_ms_per_iter, 1), _f(r.load1, 2),
+                     "–" if r.idle_before is None else _pct(r.idle_before)])
     return rows
 
 
 MATRIX_HEADER = ("model", "input", "batch", "backend", "precision", "p50", "p90", "p99", "max",
                  "mean", "std", "FPS", "iters", "vs PyTorch", "vs plain", "size MB",
-                 "export s", "load s", "peak RSS MiB", "GPU MiB", "CPU ms", "load1")
+                 "export s", "load s", "peak RSS MiB", "GPU MiB", "CPU ms", "load1",
+                 "idle before")
 
 
 def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, str],
@@ -204,7 +231,8 @@ def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, s
     lines = ["# segedge benchmarks", "",
              "Regenerate on the machine you are on (the tables and plots below are its output):",
              "", "```", result.command or "segbench --default", "```", "",
-             "## Where these numbers come from", "", *environment_lines(result.environment), "",
+             "## Where these numbers come from", "", *environment_lines(result.environment),
+             quiet_line(result), "",
              "## Headline (batch 1, model only)", "",
              f"Latency is one network-sized frame to a label map. `{PYTORCH_BASELINE}` and "
              f"`{PLAIN_BASELINE}` are the baselines; the ratios are baseline p50 / row p50 "
@@ -219,9 +247,12 @@ def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, s
     else:
         lines.append("No labelled images were given (`--images DIR --labels DIR`), so no "
                      "accuracy columns.")
-    notes = sorted({f"{r.model}: {r.accuracy_note}" for r in recs
+    scored = sorted({f"{r.model}: {r.accuracy_note}" for r in recs
+                     if r.accuracy_note and r.miou is not None})
+    notes = sorted({f"{r.model} {r.backend}: {r.accuracy_note}" for r in recs
                     if r.accuracy_note and r.miou is None and r.ok})
-    lines += ["", *[f"- accuracy not measured for {n}" for n in notes], ""]
+    lines += ["", *[f"- scored on {n}" for n in scored],
+              *[f"- accuracy not measured for {n}" for n in notes], ""]
     lines += ["## Every measured cell", "",
               "Milliseconds per batch; FPS counts images. No outlier clipping: p99 and max "
               "include every timed iteration.", "", *_table(MATRIX_HEADER, matrix_rows(recs)),
@@ -249,6 +280,10 @@ def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, s
               "into the graph). `pytorch-*` rows time uint8 frame → normalise → forward → "
               "argmax. `plain-ort` times numpy normalise → 1-thread default ONNX Runtime "
               "session (logits) → numpy argmax.",
+              "- `CPU ms` is CPU time of all the process's threads per iteration (about "
+              "threads x wall when the cores were free; close to wall when another process held "
+              "one). `idle before` is the share of the CPUs idle in the half second before timing "
+              "started (`--settle` waits for a quiet gap on shared machines).",
               "- End-to-end rows: FPS is frames / wall time of the whole run; their p50/p99 are "
               "per-frame latency (segrun: capture to written frame, with frames in flight; "
               "plain loop: one loop iteration).",

@@ -34,6 +34,9 @@ class SuiteConfig:
     workdir: Path = Path.home() / ".cache" / "segedge" / "bench"
     isolated: bool = True
     fresh: bool = False
+    settle_s: float = 0.0  # wait up to this long before each measurement for idle CPUs
+    settle_budget_s: float = 0.0  # at most this much waiting in the whole run
+    min_idle: float = 0.85
     progress: bool = True
     command: str = ""
 
@@ -80,6 +83,16 @@ class Suite:
         self.store = ArtifactStore(cfg.workdir / "artifacts", self.log, cfg.fresh)
         self.planner = Planner()
         self._bar: Any = None
+        self._settle_left = cfg.settle_budget_s
+
+    def settle(self) -> float | None:
+        """Wait (within the budgets) for a quiet moment; the idle share, or None when off."""
+        if self.cfg.settle_s <= 0:
+            return None
+        idle, waited = env.wait_for_idle(self.cfg.min_idle,
+                                         min(self.cfg.settle_s, max(self._settle_left, 1.0)))
+        self._settle_left -= max(0.0, waited - env.IDLE_WINDOW_S)
+        return idle
 
     def _tick(self, label: str) -> None:
         if self._bar is not None:
@@ -105,7 +118,7 @@ class Suite:
             for e2e_plan in self.cfg.e2e:
                 try:
                     recs, summary = e2e.run_e2e(e2e_plan, self.store, self.cfg.isolated,
-                                                self._tick)
+                                                self._tick, self.settle)
                     records.extend(recs)
                     summaries.append(summary)
                 except (SegedgeError, isolate.CellFailed, SkipCell) as err:
@@ -130,6 +143,7 @@ class Suite:
         except ArtifactError as err:
             return Record.for_cell(cell, status="failed", reason=str(err), weights=weights)
         job = self._job(plan, cell, art, weights)
+        idle = self.settle()
         try:
             out = isolate.call(measure_model, job, self.cfg.isolated)
         except SkipCell as why:
@@ -137,7 +151,7 @@ class Suite:
         except isolate.CellFailed as err:
             return Record.for_cell(cell, status="failed", reason=str(err), weights=weights)
         rec = Record.for_cell(cell, warmup=plan.warmup, threads=self._threads(cell),
-                              isolated=self.cfg.isolated, weights=weights,
+                              isolated=self.cfg.isolated, weights=weights, idle_before=idle,
                               artifact=str(art.plan or art.path) if art else None,
                               export_s=art.export_s if art else None,
                               export_cached=art.cached if art else None,

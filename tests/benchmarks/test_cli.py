@@ -23,6 +23,7 @@ def test_cli_writes_json_csv_markdown_and_plots(workdir: Path, demo_labels: obje
     out = tmp_path / "out"
     main(["demo", "--backends", "ort-cpu,plain-ort", "--precisions", "fp32", "--imgsz", "64",
           "96", "--iters", "3", "--warmup", "1", "--workdir", str(workdir), "--no-isolate",
+          "--settle", "1",
           "-q", "--json", str(out / "r.json"), "--csv", str(out / "r.csv"),
           "--markdown", str(out / "RESULTS.md"), "--plot", str(out / "plots")])
     records = json.loads((out / "r.json").read_text())["records"]
@@ -30,9 +31,12 @@ def test_cli_writes_json_csv_markdown_and_plots(workdir: Path, demo_labels: obje
                                                               ("plain-ort", "ok")]
     assert records[0]["vs_plain"] == pytest.approx(
         records[1]["p50_ms"] / records[0]["p50_ms"], rel=1e-2)
+    assert all(0.0 <= r["idle_before"] <= 1.0 for r in records)  # --settle sampled the CPUs
     assert (out / "r.csv").read_text().count("\n") == 3
     md = (out / "RESULTS.md").read_text()
     assert "segbench demo --backends ort-cpu,plain-ort --precisions fp32" in md
+    assert "idle before" in md
+    assert "share of the CPUs idle just before each of the 2 measurements" in md
     assert "| demo | 64x96 | ort-cpu | fp32 |" in md
     assert (out / "plots" / "latency.png").read_bytes()[:8] == PNG_MAGIC
     printed = capsys.readouterr().out
