@@ -142,9 +142,16 @@ def calibrate(pre: Path, tensors: Sequence[np.ndarray], input_name: str, method:
             pre, augmented_model_path=str(workdir / "augmented.onnx"),
             calibrate_method=METHODS[method], providers=["CPUExecutionProvider"],
             extra_options={})
-        for start in range(0, len(tensors), CHUNK):
-            calibrator.collect_data(_Reader(tensors[start:start + CHUNK], input_name, tick))
-        data = calibrator.compute_data()
+        try:
+            for start in range(0, len(tensors), CHUNK):
+                calibrator.collect_data(_Reader(tensors[start:start + CHUNK], input_name, tick))
+            data = calibrator.compute_data()
+        except ValueError as err:  # e.g. np.histogram "Too many bins for data range"
+            raise ExportError(
+                f"INT8 calibration ({method}): expected activations with a usable range, got "
+                f"{str(err).strip().splitlines()[0][:120]!r} (degenerate, e.g. random weights); "
+                "try --calib-method minmax or a trained model"
+            ) from None
     return data
 
 
