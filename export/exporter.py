@@ -232,8 +232,8 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
             "precision": meta.precision, "exporter": exported.exporter, "opset": opset,
             "export_seconds": round(exported.seconds, 2), "simplified": cfg.simplify and not
             simplify_error, "rewrites": rewrites, "weights": res.weights,
-            "inputs": {meta.input.name: _shape(model.graph.input[0])},
-            "outputs": {o.name: _shape(o) for o in model.graph.output},
+            "inputs": {meta.input.name: value_shape(model.graph.input[0])},
+            "outputs": {o.name: value_shape(o) for o in model.graph.output},
             "parity": parity.to_dict() if parity else None,
             "gate": {"min_argmax_agreement": cfg.min_agreement, "enforced": cfg.verify},
             "tensorrt": trt, "metadata": dataclasses.asdict(meta), "notes": notes,
@@ -332,7 +332,7 @@ def _engine(cfg: ExportConfig, out: Path, meta: ArtifactMetadata, size: tuple[in
             "strongly_typed": built.sidecar.strongly_typed}
 
 
-def _shape(value: onnx.ValueInfoProto) -> list[int | str]:
+def value_shape(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 

@@ -29,6 +29,7 @@ import torch
 
 from segedge.export import onnx_tools
 from segedge.export.config import ExportConfig
+from segedge.export.exporter import output_path, value_shape
 from segedge.export.frames import load_frames
 from segedge.export.instance_verify import MIN_BOX_IOU, MIN_MEAN_MASK_IOU, check_instance_parity
 from segedge.export.maskrcnn import DEFAULT_MAX_DETECTIONS, OUTPUT_NAMES, InstanceExportWrapper
@@ -86,18 +87,6 @@ def _check_config(cfg: ExportConfig) -> int:
     if opset < MIN_OPSET:
         raise InputError("--opset", f"{MIN_OPSET} or newer (RoiAlign half_pixel)", cfg.opset)
     return opset
-
-
-def _output_path(cfg: ExportConfig, name: str) -> Path:
-    path = cfg.output or Path(f"{name.lower()}.onnx")
-    if path.suffix.lower() != ".onnx":
-        raise InputError("--output", "a path ending in .onnx", str(path))
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise InputError("--output", "a path in an existing folder", f"no folder {parent}")
-    if not os.access(parent, os.W_OK):
-        raise InputError("--output", "a writable folder", f"read-only {parent}")
-    return path
 
 
 def _prefer_cached_pretrained(cfg: ExportConfig) -> ExportConfig:
@@ -269,7 +258,7 @@ def export_instance(cfg: ExportConfig, log: Log = _stderr,
     cfg = _prefer_cached_pretrained(cfg)
     torch.manual_seed(0)  # random weights: the same artifact every run (gate included)
     res = resolve(cfg)
-    out = _output_path(cfg, res.name)
+    out = output_path(cfg, res.name)
     model = res.model.eval()
     if opt.box_score_threshold is not None:
         model.roi_heads.score_thresh = opt.box_score_threshold  # type: ignore[union-attr]
@@ -315,8 +304,8 @@ def export_instance(cfg: ExportConfig, log: Log = _stderr,
             "export_seconds": round(seconds, 2),
             "simplified": False, "rewrites": rewrites,
             "weights": res.weights, "max_detections": opt.max_detections,
-            "inputs": {INPUT_NAME: _shape(graph.graph.input[0])},
-            "outputs": {o.name: _shape(o) for o in graph.graph.output},
+            "inputs": {INPUT_NAME: value_shape(graph.graph.input[0])},
+            "outputs": {o.name: value_shape(o) for o in graph.graph.output},
             "parity": parity.to_dict() if parity else None,
             "gate": {"min_mean_mask_iou": opt.min_mean_mask_iou, "min_box_iou": MIN_BOX_IOU,
                      "score_threshold": opt.verify_score, "enforced": cfg.verify},
@@ -369,5 +358,3 @@ def format_instance_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _shape(value: onnx.ValueInfoProto) -> list[int | str]:
-    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
