@@ -12,29 +12,13 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from segedge.benchmarks.cells import PLAIN_BASELINE, PYTORCH_BASELINE, Record
 from segedge.benchmarks.suite import SuiteResult
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Temp file + rename, readable by everyone (mkstemp's 0600 is wrong for results)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
+from segedge.runtime.stats import write_text_atomic
 
 CSV_FIELDS = ("model", "backend", "precision", "imgsz", "batch", "kind", "status", "reason",
               "p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "mean_ms", "std_ms", "fps",

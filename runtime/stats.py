@@ -159,11 +159,13 @@ class StatsRecorder:
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
+    """Temp file + rename, readable by everyone (mkstemp's 0600 is wrong for results)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
