@@ -13,14 +13,12 @@ from typing import Literal, Self
 
 import numpy as np
 
-from segedge.runtime.argmax import logits_to_labels_cv
 from segedge.runtime.backends.base import Backend, BackendOptions, open_backend
 from segedge.runtime.draw import UNKNOWN_LABEL, DrawConfig, Drawer, colorize, palette_lut
 from segedge.runtime.errors import InputError
 from segedge.runtime.instances import Instance, InstanceResult, check_threshold, decode
 from segedge.runtime.metadata import ArtifactMetadata
-from segedge.runtime.preprocess import Geometry, labels_to_frame
-from segedge.runtime.tensorize import prepare_one
+from segedge.runtime.preprocess import Geometry, labels_to_frame, logits_to_labels, prepare
 
 PostprocessMode = Literal["exact", "fast"]
 
@@ -99,7 +97,8 @@ class Segmenter:
         return self.backend.active
 
     def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        return prepare_one(frame_bgr, self.metadata.input)
+        tensor, (geom,) = prepare([frame_bgr], self.metadata.input)
+        return tensor, geom
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         return self.backend.infer(tensor)
@@ -122,7 +121,7 @@ class Segmenter:
                 conf = labels_to_frame(softmax_max(outputs[out.logits][0]), geom)
         else:
             logits = outputs[out.logits or ""][0]
-            labels, _ = logits_to_labels_cv(logits, geom, self.mode)
+            labels, _ = logits_to_labels(logits, geom, self.mode)
             if want_confidence:
                 if out.confidence and out.confidence in outputs:
                     conf = labels_to_frame(outputs[out.confidence][0].astype(np.float32), geom)
