@@ -25,7 +25,13 @@ from segedge.export import onnx_tools
 from segedge.export.config import ExportConfig
 from segedge.export.frames import load_frames
 from segedge.export.onnx_export import INPUT_NAME, dynamic_axes_for, export_onnx
-from segedge.export.report import format_summary, report_path, sha256_file, write_json_atomic
+from segedge.export.report import (
+    format_summary,
+    publish,
+    report_path,
+    write_failed_report,
+    write_json_atomic,
+)
 from segedge.export.resolve import Resolved, resolve
 from segedge.export.rewrites import apply_rewrites
 from segedge.export.verify import check_parity, session
@@ -241,24 +247,17 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
         if lowered is not None:
             report["precision_report"] = lowered.section
             if lowered.failure:
-                report["status"] = "failed"
-                failed = out.with_suffix(".failed.report.json")
-                write_json_atomic(failed, report)
+                failed = write_failed_report(out, report)
                 raise VerificationError(f"{lowered.failure}; no artifact written "
                                         f"(details: {failed})")
         if parity and parity.argmax_agreement < cfg.min_agreement:
-            report["status"] = "failed"
-            failed = out.with_suffix(".failed.report.json")
-            write_json_atomic(failed, report)
+            failed = write_failed_report(out, report)
             raise VerificationError(
                 f"parity gate: expected argmax agreement >= {cfg.min_agreement}% against PyTorch, "
                 f"got {parity.argmax_agreement:.3f}% on {parity.images} frames; no artifact "
                 f"written (details: {failed}; --no-verify to skip)"
             )
-        os.replace(final_tmp, out)
-    report["status"] = "ok"
-    report["sha256"] = sha256_file(out)
-    report["size_bytes"] = out.stat().st_size
+        publish(final_tmp, out, report)
     try:
         report["engine"] = _engine(cfg, out, meta, res.size)
     except SegedgeError as err:  # the ONNX stands; say in its report why there is no plan

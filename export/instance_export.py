@@ -15,7 +15,6 @@ Differences from the semantic path, and why:
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from segedge.export.frames import load_frames
 from segedge.export.instance_verify import MIN_BOX_IOU, MIN_MEAN_MASK_IOU, check_instance_parity
 from segedge.export.maskrcnn import DEFAULT_MAX_DETECTIONS, OUTPUT_NAMES, InstanceExportWrapper
 from segedge.export.onnx_export import INPUT_NAME, _first_line, _quiet
-from segedge.export.report import report_path, sha256_file, write_json_atomic
+from segedge.export.report import publish, report_path, write_failed_report, write_json_atomic
 from segedge.export.resolve import Resolved, resolve
 from segedge.runtime import __version__
 from segedge.runtime.errors import ExportError, InputError, VerificationError
@@ -313,19 +312,14 @@ def export_instance(cfg: ExportConfig, log: Log = _stderr,
             "notes": notes,
         }
         if parity is not None and not parity.passed(opt.min_mean_mask_iou):
-            report["status"] = "failed"
-            failed = out.with_suffix(".failed.report.json")
-            write_json_atomic(failed, report)
+            failed = write_failed_report(out, report)
             raise VerificationError(
                 f"parity gate: expected mean mask IoU >= {opt.min_mean_mask_iou} against "
                 f"PyTorch, got {parity.mean_mask_iou} ({parity.matched} matched, "
                 f"{parity.unmatched_reference} missing, {parity.unmatched_onnx} extra on "
                 f"{parity.images} frames); no artifact written (details: {failed}; "
                 "--no-verify to skip)")
-        os.replace(final_tmp, out)
-    report["status"] = "ok"
-    report["sha256"] = sha256_file(out)
-    report["size_bytes"] = out.stat().st_size
+        publish(final_tmp, out, report)
     report["engine"] = None
     report["total_seconds"] = round(time.perf_counter() - start, 2)
     write_json_atomic(report_path(out), report)

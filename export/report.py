@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from segedge.runtime.sidecar import sha256_file
+from segedge.runtime.stats import write_text_atomic
+
+__all__ = ["format_summary", "publish", "report_path", "sha256_file", "write_failed_report",
+           "write_json_atomic"]
 
 
 def report_path(artifact: Path) -> Path:
     return artifact.with_suffix(".report.json")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_failed_report(out: Path, report: dict[str, Any]) -> Path:
+    """A gate failed: keep the evidence under a name that cannot pass for the artifact's report."""
+    report["status"] = "failed"
+    failed = out.with_suffix(".failed.report.json")
+    write_json_atomic(failed, report)
+    return failed
+
+
+def publish(tmp: Path, out: Path, report: dict[str, Any]) -> None:
+    """Rename the verified temp artifact into place and record what was published."""
+    os.replace(tmp, out)
+    report["status"] = "ok"
+    report["sha256"] = sha256_file(out)
+    report["size_bytes"] = out.stat().st_size
 
 
 def format_summary(report: dict[str, Any]) -> str:

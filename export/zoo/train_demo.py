@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from segedge.export import scenes
+from segedge.export.evaluate import Confusion, scores
 from segedge.export.zoo.demo import DemoNet, weights_path
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD
 
@@ -25,15 +26,6 @@ def batch_tensors(images: list[np.ndarray], labels: list[np.ndarray]
     x = (rgb - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
     y = torch.from_numpy(np.stack(labels)).long()
     return torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), y
-
-
-def miou(pred: np.ndarray, gt: np.ndarray, n: int) -> float:
-    ious = []
-    for c in range(n):
-        union = np.logical_or(pred == c, gt == c).sum()
-        if union:
-            ious.append(np.logical_and(pred == c, gt == c).sum() / union)
-    return float(np.mean(ious))
 
 
 def train(steps: int, size: tuple[int, int], batch: int, seed: int) -> tuple[DemoNet, float]:
@@ -64,7 +56,9 @@ def train(steps: int, size: tuple[int, int], batch: int, seed: int) -> tuple[Dem
     x, y = batch_tensors([h[0] for h in held], [h[1] for h in held])
     with torch.no_grad():
         pred = model(x).argmax(1).numpy()
-    return model, miou(pred, y.numpy(), len(scenes.SCENE_CLASSES))
+    conf = Confusion(len(scenes.SCENE_CLASSES), ignore_index=None)
+    conf.add(pred, y.numpy())
+    return model, scores(conf, scenes.SCENE_CLASSES, len(held)).miou / 100.0
 
 
 def main() -> None:
