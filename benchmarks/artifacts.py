@@ -108,7 +108,7 @@ def export(req: ArtifactRequest, path: Path) -> dict[str, Any]:
     import torch
 
     from segedge.export.config import ExportConfig
-    from segedge.export.exporter import export as run_export
+    from segedge.export.pipeline import export as run_export
 
     cfg = ExportConfig(
         model=req.model, output=path, weights=req.weights,  # type: ignore[arg-type]

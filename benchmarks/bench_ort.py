@@ -60,7 +60,7 @@ def load(name: str, job: ModelJob) -> Loaded:
     tensor, _ = prepare([frame] * job.batch, backend.metadata.input)
 
     def predictor() -> Any:
-        from segedge.export.evaluate import BackendPredictor
+        from segedge.export.evaluation.evaluate import BackendPredictor
 
         return BackendPredictor(Path(job.artifact or ""), provider, job.threads)
 

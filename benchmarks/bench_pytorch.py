@@ -47,7 +47,7 @@ def load(name: str, job: ModelJob) -> Loaded:
     import torch.nn.functional as F
 
     from segedge.benchmarks.artifacts import WEIGHT_SEED
-    from segedge.export.resolve import resolve
+    from segedge.export.models.resolve import resolve
 
     if Path(job.model).suffix.lower() in (".onnx", ".plan", ".engine"):
         raise SkipCell("needs a zoo model name, got an exported artifact")
@@ -83,7 +83,7 @@ def load(name: str, job: ModelJob) -> Loaded:
         if job.precision != "fp32":
             raise SkipCell("accuracy of eager fp16 is not measured (the fp32 row is the "
                            "reference)")
-        from segedge.export.evaluate import TorchPredictor
+        from segedge.export.evaluation.evaluate import TorchPredictor
 
         return TorchPredictor(_config(job))
 

@@ -10,7 +10,7 @@ from segedge.benchmarks.source_frame import reference_frame
 
 
 def probe(name: str) -> str | None:
-    from segedge.export.trt_build import tensorrt_available
+    from segedge.export.tensorrt.build import tensorrt_available
 
     ok, why = tensorrt_available()
     return None if ok else why
@@ -31,7 +31,7 @@ def load(name: str, job: ModelJob) -> Loaded:
     tensor, _ = prepare([frame] * job.batch, backend.metadata.input)
 
     def predictor() -> Any:
-        from segedge.export.evaluate import BackendPredictor
+        from segedge.export.evaluation.evaluate import BackendPredictor
 
         return BackendPredictor(Path(job.artifact or ""))
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from segedge.runtime.errors import InputError, SegedgeError
+from segedge.runtime.cli_support import run_cli
+from segedge.runtime.errors import InputError
 
 DEFAULT_WORKDIR = Path.home() / ".cache" / "segedge" / "bench"
 
@@ -187,21 +188,7 @@ def segbench(models: tuple[str, ...], **o: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        segbench.main(args=args, standalone_mode=False,
-                      obj={"command": "segbench " + shlex.join(args)})
-    except click.exceptions.Abort:
-        click.echo("segbench: interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except SegedgeError as err:
-        click.echo(f"segbench: error: {err}", err=True)
-        sys.exit(getattr(err, "exit_code", 2))
-    except KeyboardInterrupt:
-        click.echo("segbench: interrupted", err=True)
-        sys.exit(130)
+    run_cli("segbench", segbench, args, obj={"command": "segbench " + shlex.join(args)})
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class Loaded:
     provider: str
     close: Callable[[], None]
     size_bytes: int | None = None
-    predictor: Callable[[], Any] | None = None  # -> segedge.export.evaluate.Predictor
+    predictor: Callable[[], Any] | None = None  # -> segedge.export.evaluation.evaluate.Predictor
     gpu_mem_mib: Callable[[], float | None] | None = None
 
 

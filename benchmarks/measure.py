@@ -100,7 +100,7 @@ def measure_model(job: ModelJob) -> dict[str, Any]:
 
 def accuracy(loaded: Any, job: ModelJob) -> dict[str, Any]:
     """mIoU through segeval's evaluator (same preprocessing and scoring as `segeval`)."""
-    from segedge.export.evaluate import evaluate, pair_labels
+    from segedge.export.evaluation.evaluate import evaluate, pair_labels
 
     if loaded.predictor is None:
         return {"accuracy_note": "this backend has no predictor"}

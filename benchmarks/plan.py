@@ -56,7 +56,7 @@ class ModelPlan:
             if meta.input.size is None:
                 raise InputError("--imgsz", f"a size for the dynamic-size {self.model}", "none")
             return (int(meta.input.size[0]), int(meta.input.size[1]))
-        from segedge.export.zoo import registry
+        from segedge.export.models import registry
 
         return registry.get(self.model).default_size
 

@@ -6,13 +6,12 @@ reason is returned instead, so the report can say why it is missing.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from segedge.benchmarks.cells import Record
+from segedge.runtime.io import atomic_path
 
 STAGE_COLOURS = {"decode": "#4c72b0", "preprocess": "#dd8452", "infer": "#55a868",
                  "postprocess": "#c44e52", "draw": "#8172b3", "encode": "#937860"}
@@ -28,15 +27,10 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     finally:
-        Path(tmp).unlink(missing_ok=True)
         _pyplot().close(fig)
     return str(path)
 

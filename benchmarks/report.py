@@ -18,7 +18,7 @@ from typing import Any
 
 from segedge.benchmarks.cells import PLAIN_BASELINE, PYTORCH_BASELINE, Record
 from segedge.benchmarks.suite import SuiteResult
-from segedge.runtime.stats import write_text_atomic
+from segedge.runtime.io import write_text_atomic
 
 CSV_FIELDS = ("model", "backend", "precision", "imgsz", "batch", "kind", "status", "reason",
               "p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "mean_ms", "std_ms", "fps",

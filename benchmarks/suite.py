@@ -62,11 +62,11 @@ def weights_kind(plan: ModelPlan) -> str:
     if plan.weights == "random":
         return "random"
     from segedge.export.config import ExportConfig
-    from segedge.export.zoo import registry
+    from segedge.export.models import registry
 
     spec = registry.get(plan.model)
     try:  # the exporter's own rule (auto: pretrained only when available offline)
-        from segedge.export.resolve import _weights_for
+        from segedge.export.models.resolve import _weights_for
 
         chosen = _weights_for(spec, ExportConfig(model=plan.model,
                                                  weights=plan.weights,  # type: ignore[arg-type]

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from segedge.runtime.errors import InputError, SegedgeError
-
-
-def _fail(err: SegedgeError) -> None:
-    click.echo(f"segexport: error: {err}", err=True)
-    sys.exit(err.exit_code)
+from segedge.runtime.cli_support import run_cli
+from segedge.runtime.errors import InputError
 
 
 def list_models() -> str:
     """The zoo as a table; parameters counted on the meta device (nothing allocated)."""
     import torch
 
-    from segedge.export.resolve import _cached
-    from segedge.export.zoo import registry
-    from segedge.export.zoo.registry import BuildRequest
+    from segedge.export.models import registry
+    from segedge.export.models.registry import BuildRequest
+    from segedge.export.models.resolve import _cached
 
     rows = [("name", "family", "params", "size", "stride", "classes", "pretrained")]
     for spec in registry.all_specs():
@@ -119,56 +114,54 @@ def list_models() -> str:
 @click.option("--dla-core", type=int, help="Build for this DLA core (Jetson).")
 @click.option("--timing-cache", type=click.Path(path_type=Path),
               help="TensorRT timing cache file, read before and updated after the build.")
-def main(model: str | None, list_: bool, classes_file: Path | None, model_rgb: bool | None,
+def segexport(model: str | None, list_: bool, classes_file: Path | None, model_rgb: bool | None,
          imgsz: tuple[int, int] | None, mean: tuple[float, ...] | None,
          std: tuple[float, ...] | None, **opts: Any) -> None:
     """Export MODEL (a zoo name or path/to/model.py:Class) to a verified, self-describing ONNX."""
-    try:
-        if list_:
-            click.echo(list_models())
-            return
-        if not model:
-            raise click.UsageError("missing MODEL (a zoo name, see --list, or file.py:Class)")
-        if opts["fp16"] and opts["int8"]:
-            raise InputError("--fp16/--int8", "one precision", "both")
-        from segedge.export.config import ExportConfig
-        from segedge.export.exporter import export
-        from segedge.export.resolve import read_classes
+    if list_:
+        click.echo(list_models())
+        return
+    if not model:
+        raise click.UsageError("missing MODEL (a zoo name, see --list, or file.py:Class)")
+    if opts["fp16"] and opts["int8"]:
+        raise InputError("--fp16/--int8", "one precision", "both")
+    from segedge.export.config import ExportConfig
+    from segedge.export.models.resolve import read_classes
+    from segedge.export.pipeline import export
 
-        precision = "int8" if opts["int8"] else "fp16" if opts["fp16"] else "fp32"
-        agreement = opts["min_agreement"]
-        fp32_gate = agreement if agreement is not None and precision != "int8" else 99.9
+    precision = "int8" if opts["int8"] else "fp16" if opts["fp16"] else "fp32"
+    agreement = opts["min_agreement"]
+    fp32_gate = agreement if agreement is not None and precision != "int8" else 99.9
 
-        cfg = ExportConfig(
-            model=model, output=opts["output"], weights=opts["weights"],
-            checkpoint=opts["checkpoint"],
-            classes=read_classes(classes_file) if classes_file else None,
-            num_classes=opts["num_classes"], mean=mean or None, std=std or None,  # type: ignore[arg-type]
-            model_color=None if model_rgb is None else ("RGB" if model_rgb else "BGR"),
-            imgsz=imgsz or None, dynamic=opts["dynamic"], batch=opts["batch"],
-            opset=opts["opset"], input_format=opts["input_format"],
-            input_color=opts["input_color"].upper(), emit=opts["emit"],
-            confidence=opts["confidence"], simplify=not opts["no_simplify"],
-            verify=not opts["no_verify"], verify_images=opts["verify_images"],
-            verify_count=opts["verify_count"], min_agreement=fp32_gate,
-            exporter=opts["exporter"], quiet=opts["quiet"], precision=precision,  # type: ignore[arg-type]
-            max_detections=opts["max_detections"], mask_threshold=opts["mask_threshold"],
-            box_score_threshold=opts["box_score_threshold"],
-            int8_target=opts["int8_target"], calib=opts["calib"],
-            calib_count=opts["calib_count"], calib_method=opts["calib_method"],
-            calib_cache=opts["calib_cache"], eval_images=opts["eval_images"],
-            eval_labels=opts["eval_labels"], eval_count=opts["eval_count"],
-            ignore_index=opts["ignore_index"], max_miou_drop=opts["max_miou_drop"],
-            int8_min_agreement=agreement if precision == "int8" else None,
-            engine=opts["engine"], workspace_mib=opts["workspace_mib"],
-            dla_core=opts["dla_core"], timing_cache=opts["timing_cache"],
-        )
-        export(cfg)
-    except SegedgeError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        click.echo("segexport: interrupted; no artifact written", err=True)
-        sys.exit(130)
+    cfg = ExportConfig(
+        model=model, output=opts["output"], weights=opts["weights"],
+        checkpoint=opts["checkpoint"],
+        classes=read_classes(classes_file) if classes_file else None,
+        num_classes=opts["num_classes"], mean=mean or None, std=std or None,  # type: ignore[arg-type]
+        model_color=None if model_rgb is None else ("RGB" if model_rgb else "BGR"),
+        imgsz=imgsz or None, dynamic=opts["dynamic"], batch=opts["batch"],
+        opset=opts["opset"], input_format=opts["input_format"],
+        input_color=opts["input_color"].upper(), emit=opts["emit"],
+        confidence=opts["confidence"], simplify=not opts["no_simplify"],
+        verify=not opts["no_verify"], verify_images=opts["verify_images"],
+        verify_count=opts["verify_count"], min_agreement=fp32_gate,
+        exporter=opts["exporter"], quiet=opts["quiet"], precision=precision,  # type: ignore[arg-type]
+        max_detections=opts["max_detections"], mask_threshold=opts["mask_threshold"],
+        box_score_threshold=opts["box_score_threshold"],
+        int8_target=opts["int8_target"], calib=opts["calib"],
+        calib_count=opts["calib_count"], calib_method=opts["calib_method"],
+        calib_cache=opts["calib_cache"], eval_images=opts["eval_images"],
+        eval_labels=opts["eval_labels"], eval_count=opts["eval_count"],
+        ignore_index=opts["ignore_index"], max_miou_drop=opts["max_miou_drop"],
+        int8_min_agreement=agreement if precision == "int8" else None,
+        engine=opts["engine"], workspace_mib=opts["workspace_mib"],
+        dla_core=opts["dla_core"], timing_cache=opts["timing_cache"],
+    )
+    export(cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli("segexport", segexport, argv)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from segedge.runtime.io import write_json_atomic
 from segedge.runtime.sidecar import sha256_file
-from segedge.runtime.stats import write_text_atomic
 
 __all__ = ["format_summary", "publish", "report_path", "sha256_file", "write_failed_report",
            "write_json_atomic"]
@@ -16,10 +15,6 @@ __all__ = ["format_summary", "publish", "report_path", "sha256_file", "write_fai
 
 def report_path(artifact: Path) -> Path:
     return artifact.with_suffix(".report.json")
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def write_failed_report(out: Path, report: dict[str, Any]) -> Path:

@@ -16,8 +16,9 @@ from typing import Any
 import click
 
 from segedge.runtime.backends.base import BackendOptions
+from segedge.runtime.cli_support import run_cli
 from segedge.runtime.draw import VISUALIZE_MODES, DrawConfig
-from segedge.runtime.errors import InputError, SegedgeError
+from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ArtifactMetadata, InputSpec
 from segedge.runtime.sources.base import SourceOptions
 
@@ -197,21 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     propagate, level = logger.propagate, logger.level
     logger.propagate = False
     try:
-        code = segrun.main(args=argv, prog_name="segrun", standalone_mode=False)
-    except SegedgeError as err:
-        click.echo(f"segrun: error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("segrun: interrupted", err=True)
-        sys.exit(130)
+        run_cli("segrun", segrun, argv)
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
         logger.setLevel(level)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

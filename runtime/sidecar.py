@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segedge.runtime.errors import ArtifactError
+from segedge.runtime.io import write_bytes_atomic
 from segedge.runtime.metadata import ArtifactMetadata
 
 SIDECAR_SCHEMA = 1
@@ -116,20 +115,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     except FileNotFoundError as err:
         raise ArtifactError(f"{path}: expected a file to hash, got no such file") from err
     return digest.hexdigest()
-
-
-def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Write beside the target, fsync, then rename: a reader sees old or new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_sidecar(plan: str | Path, sidecar: EngineSidecar) -> Path:

@@ -8,14 +8,14 @@ memory (the soak test checks this); percentiles cover the most recent
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from segedge.runtime.io import write_text_atomic
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write", "latency")
 
@@ -156,18 +156,3 @@ class StatsRecorder:
             stages={name: rec.summary() for name, rec in self.stages.items()},
             **info,
         )
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Temp file + rename, readable by everyone (mkstemp's 0600 is wrong for results)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from segedge.runtime.errors import SourceError
+from segedge.runtime.paths import is_image
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,6 @@ class _Entry:
 _REGISTRY: list[_Entry] = []
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def scheme(uri: str) -> str | None:
@@ -121,7 +121,7 @@ def _is_images(uri: str) -> bool:
     if any(ch in uri for ch in "*?["):
         return True
     path = Path(uri)
-    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
+    return path.is_dir() or is_image(path)
 
 
 def _is_path(uri: str) -> bool:

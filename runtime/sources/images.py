@@ -6,7 +6,6 @@ corrupt and skipped.  Images may differ in size (the video sink adapts).
 
 from __future__ import annotations
 
-import glob
 import logging
 import time
 from pathlib import Path
@@ -14,21 +13,23 @@ from pathlib import Path
 import cv2
 
 from segedge.runtime.errors import SourceError
-from segedge.runtime.sources.base import IMAGE_SUFFIXES, Frame, SourceOptions
+from segedge.runtime.paths import IMAGE_SUFFIXES
+from segedge.runtime.paths import list_images as shared_list_images
+from segedge.runtime.sources.base import Frame, SourceOptions
 
 log = logging.getLogger("segedge.runtime")
 
 
 def list_images(uri: str) -> list[Path]:
+    """The frames of an image source, or a one-line SourceError saying why there are none."""
     if any(ch in uri for ch in "*?["):
-        paths = sorted(Path(p) for p in glob.glob(uri, recursive=True) if Path(p).is_file())
+        paths = shared_list_images(uri)
         if not paths:
             raise SourceError(f"{uri}: expected a glob matching image files, got no matches")
         return paths
     path = Path(uri)
     if path.is_dir():
-        paths = sorted(p for p in path.iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = shared_list_images(path)
         if not paths:
             raise SourceError(f"{uri}: expected a directory with images "
                               f"({', '.join(IMAGE_SUFFIXES)}), got none")

@@ -1,7 +1,7 @@
 """Shared by the precision and segeval tests: the CamVid-trained model, trained once.
 
 Fidelity is only meaningful on a trained network, so these tests use the zoo's
-DemoNet trained on CamVid train (segedge.export.camvid_model) and evaluate on
+DemoNet trained on CamVid train (tools.camvid_model) and evaluate on
 CamVid val.  The checkpoint is cached in pytest's cache folder, so only the
 first session on a machine pays the few minutes of training.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from segedge.export.camvid_model import CAMVID_SIZE, cached_checkpoint, camvid_root
-from segedge.export.zoo.registry import CAMVID_CLASSES
+from segedge.export.models.registry import CAMVID_CLASSES
+from tools.camvid_model import CAMVID_SIZE, cached_checkpoint, camvid_root
 
 TRAIN_STEPS = 300
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from segedge.export.config import ExportConfig
-from segedge.export.exporter import export
-from segedge.export.onnx_tools import read_metadata
+from segedge.export.onnx.tools import read_metadata
+from segedge.export.pipeline import export
 from segedge.runtime.errors import VerificationError
 from segedge.runtime.preprocess import prepare
 
@@ -79,7 +79,7 @@ def test_dynamic_axes_are_named_and_run_at_other_sizes(tmp_path: Path) -> None:
 
 def test_torchscript_fallback_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                           ) -> None:
-    from segedge.export import onnx_export
+    from segedge.export.onnx import convert as onnx_export
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("dynamo cannot trace this model")

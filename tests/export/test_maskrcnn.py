@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from segedge.export.config import ExportConfig
-from segedge.export.instance_export import InstanceOptions, export_instance
-from segedge.export.instance_scenes import sample
-from segedge.export.instance_verify import Detections, check_instance_parity, compare
-from segedge.export.maskrcnn import maskrcnn_mobilenet, pad_detections
-from segedge.export.onnx_tools import read_metadata
-from segedge.export.zoo import registry
-from segedge.export.zoo.registry import BuildRequest
+from segedge.export.models import registry
+from segedge.export.models.maskrcnn import maskrcnn_mobilenet, pad_detections
+from segedge.export.models.registry import BuildRequest
+from segedge.export.onnx.tools import read_metadata
+from segedge.export.tasks.instance import InstanceOptions, export_instance
+from segedge.export.verify.instance import Detections, check_instance_parity, compare
 from segedge.runtime.errors import CheckpointError, InputError
 from segedge.runtime.segmenter import Segmenter
+from tools.instance_scenes import sample
 
 
 def _det(k: int, h: int = 8, w: int = 10) -> dict[str, torch.Tensor]:
@@ -56,7 +56,7 @@ def test_zoo_instance_entries() -> None:
 def test_pretrained_offline_is_one_line_error() -> None:
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
-    from segedge.export.zoo.weights_io import pretrained_cached
+    from segedge.export.models.weights import pretrained_cached
 
     if pretrained_cached(MaskRCNN_ResNet50_FPN_Weights.DEFAULT):
         pytest.skip("COCO Mask R-CNN weights are cached here: nothing to refuse")

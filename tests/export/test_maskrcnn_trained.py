@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from segedge.export.config import ExportConfig
-from segedge.export.instance_export import export_instance
-from segedge.export.instance_scenes import sample
-from segedge.export.instance_train import train
-from segedge.export.instance_verify import box_iou, reference
-from segedge.export.maskrcnn import maskrcnn_mobilenet
+from segedge.export.models.maskrcnn import maskrcnn_mobilenet
+from segedge.export.tasks.instance import export_instance
+from segedge.export.verify.instance import box_iou, reference
+from tools.instance_scenes import sample
+from tools.instance_train import train
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from segedge.export import trt_build
 from segedge.export.config import ExportConfig
-from segedge.export.exporter import export
+from segedge.export.pipeline import export
+from segedge.export.tensorrt import build as trt_build
 from segedge.runtime.errors import VerificationError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_model.py"

@@ -12,10 +12,10 @@ import pytest
 from onnx import TensorProto
 
 from segedge.export.config import ExportConfig
-from segedge.export.exporter import export
-from segedge.export.onnx_tools import read_metadata
-from segedge.export.precision_fp16 import convert_fp16
-from segedge.export.trt_build import tensorrt_available
+from segedge.export.onnx.tools import read_metadata
+from segedge.export.pipeline import export
+from segedge.export.precision.fp16 import convert_fp16
+from segedge.export.tensorrt.build import tensorrt_available
 from tests.export.precision_helpers import (
     camvid,
     model_args,

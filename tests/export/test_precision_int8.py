@@ -12,15 +12,15 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from segedge.export import calibration
-from segedge.export import precision_int8 as q8
 from segedge.export.config import ExportConfig
-from segedge.export.exporter import export
-from segedge.export.onnx_tools import read_metadata
-from segedge.export.precision_graph import head_nodes
-from segedge.export.sensitivity import Budget, Measure, search
-from segedge.export.trt_lint import lint, load_table
-from segedge.export.zoo.registry import CAMVID_CLASSES
+from segedge.export.models.registry import CAMVID_CLASSES
+from segedge.export.onnx.tools import read_metadata
+from segedge.export.pipeline import export
+from segedge.export.precision import calibration
+from segedge.export.precision import int8 as q8
+from segedge.export.precision.graph import head_nodes
+from segedge.export.precision.sensitivity import Budget, Measure, search
+from segedge.export.tensorrt.lint import lint, load_table
 from segedge.runtime.errors import InputError
 from segedge.runtime.preprocess import prepare
 from tests.export.precision_helpers import camvid, one_line, run_module, trained_checkpoint

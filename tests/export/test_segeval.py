@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segedge.export.evaluate import Confusion, pair_labels, scores
+from segedge.export.evaluation.evaluate import Confusion, pair_labels, scores
 from segedge.runtime.errors import InputError
 from tests.export.precision_helpers import (
     camvid,
@@ -18,6 +18,8 @@ from tests.export.precision_helpers import (
     run_module,
     trained_checkpoint,
 )
+
+SEGEVAL = "segedge.export.evaluation.cli"
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +58,12 @@ def test_labels_pair_by_name_and_missing_ones_are_named(tmp_path: Path) -> None:
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
-    proc = run_module("segedge.export.eval_cli", "nope.onnx", "--images", str(tmp_path),
+    proc = run_module(SEGEVAL, "nope.onnx", "--images", str(tmp_path),
                       "--labels", str(tmp_path / "none"), cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--images" in one_line(proc.stderr)
     cv2.imwrite(str(tmp_path / "x.png"), np.zeros((4, 4, 3), np.uint8))
-    proc = run_module("segedge.export.eval_cli", "nope.onnx", "--images", str(tmp_path),
+    proc = run_module(SEGEVAL, "nope.onnx", "--images", str(tmp_path),
                       "--labels", str(tmp_path), cwd=tmp_path)
     assert proc.returncode != 0 and "nope.onnx" in one_line(proc.stderr)
 
@@ -74,10 +76,10 @@ def test_onnx_matches_pytorch_on_camvid_val(trained: Path, tmp_path: Path) -> No
     proc = run_module("segedge.export.cli", *args, "-o", "fp32.onnx", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     data = ["--images", str(root / "val"), "--labels", str(root / "valannot"), "-q"]
-    onnx_run = run_module("segedge.export.eval_cli", "fp32.onnx", *data, "--json", "onnx.json",
+    onnx_run = run_module(SEGEVAL, "fp32.onnx", *data, "--json", "onnx.json",
                           cwd=tmp_path)
     assert onnx_run.returncode == 0, onnx_run.stderr
-    torch_run = run_module("segedge.export.eval_cli", str(trained), *data, "--json", "pt.json",
+    torch_run = run_module(SEGEVAL, str(trained), *data, "--json", "pt.json",
                            cwd=tmp_path)
     assert torch_run.returncode == 0, torch_run.stderr
     got = json.loads((tmp_path / "onnx.json").read_text())

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from segedge.export.trt_build import (
+from segedge.export.tensorrt.build import (
     EngineConfig,
     TypingPlan,
     build_engine,
@@ -160,7 +160,7 @@ def test_build_refuses_missing_onnx(tmp_path: Path) -> None:
 
 
 def test_module_imports_without_tensorrt() -> None:
-    code = ("import sys, segedge.export.trt_build as m; "
+    code = ("import sys, segedge.export.tensorrt.build as m; "
             "assert 'tensorrt' not in sys.modules, 'tensorrt imported eagerly'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=False)

@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segedge.export.trt_lint import LintFinding, load_table, report
-from segedge.export.trt_lint import lint as trt_lint
+from segedge.export.tensorrt.lint import LintFinding, load_table, report
+from segedge.export.tensorrt.lint import lint as trt_lint
 from segedge.runtime.errors import ArtifactError
 
 OPSET = 17

@@ -12,9 +12,9 @@ import onnx
 import pytest
 
 from segedge.export.config import ExportConfig
-from segedge.export.exporter import export
-from segedge.export.onnx_tools import read_metadata
-from segedge.export.zoo import registry
+from segedge.export.models import registry
+from segedge.export.onnx.tools import read_metadata
+from segedge.export.pipeline import export
 
 SIZES = {"segnet": (64, 96), "unet": (64, 96)}
 

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segedge.export.zoo.deeplabv3plus import (
+from segedge.export.models.deeplabv3plus import (
     DeepLabV3Plus,
     deeplabv3plus_mobilenet_v2,
     deeplabv3plus_resnet50,
     global_mean,
 )
-from segedge.export.zoo.fcn_resnet import fcn_resnet18
-from segedge.export.zoo.fcn_vgg import (
+from segedge.export.models.fcn_resnet import fcn_resnet18
+from segedge.export.models.fcn_vgg import (
     FCNVGG16,
     bilinear_kernel,
     fcn8s,
@@ -28,8 +28,8 @@ from segedge.export.zoo.fcn_vgg import (
     fcn32s,
     load_vgg16_backbone,
 )
-from segedge.export.zoo.segnet import MaxUnpool2x2, SegNet, segnet, set_index_free_unpool
-from segedge.export.zoo.unet import UNet, unet
+from segedge.export.models.segnet import MaxUnpool2x2, SegNet, segnet, set_index_free_unpool
+from segedge.export.models.unet import UNet, unet
 
 ODD = (33, 47)
 

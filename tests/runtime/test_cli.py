@@ -26,10 +26,13 @@ def segrun(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProce
 
 
 def call(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
+    code = 0
+    try:
+        main([str(a) for a in args])  # returns on success, exits non-zero on failure
+    except SystemExit as exit_info:
+        code = int(exit_info.code or 0)
     out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
+    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, fragment: str) -> None:

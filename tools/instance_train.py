@@ -2,7 +2,7 @@
 model whose detections mean something (random weights detect noise or nothing).
 
 A few minutes on two CPU cores; used by the slow tests (cached) and by hand:
-``python -m segedge.export.instance_train OUT.pt --steps 600``.
+``python -m tools.instance_train OUT.pt --steps 600``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from segedge.export.instance_scenes import INSTANCE_CLASSES, sample
-from segedge.export.maskrcnn import maskrcnn_mobilenet
+from segedge.export.models.maskrcnn import maskrcnn_mobilenet
+from tools.instance_scenes import INSTANCE_CLASSES, sample
 
 TRAIN_SIZE = (192, 256)
 TRAIN_SEED_BASE = 100_000  # training scenes use seeds from here; held-out checks use < 1000

@@ -145,7 +145,7 @@ class TorchPredictor:
     """A zoo model, checkpoint or user model in PyTorch, fed like the export's parity check."""
 
     def __init__(self, cfg: Any) -> None:  # an ExportConfig (kept lazy: no torch import here)
-        from segedge.export.resolve import resolve
+        from segedge.export.models.resolve import resolve
 
         res = resolve(cfg)
         self.model = res.model.eval()

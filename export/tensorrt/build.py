@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from segedge.runtime.backends.tensorrt import gpu_identity, import_cudart
 from segedge.runtime.backends.tensorrt import tensorrt_available as _probe
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
+from segedge.runtime.io import write_bytes_atomic
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, Precision
 from segedge.runtime.sidecar import (
     EngineSidecar,
@@ -36,7 +37,6 @@ from segedge.runtime.sidecar import (
     read_sidecar,
     sha256_file,
     sidecar_path,
-    write_bytes_atomic,
     write_sidecar,
 )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 
 from segedge.export.frames import VIDEO_SUFFIXES, FrameSet, list_images, read_video
 from segedge.runtime.errors import InputError
+from segedge.runtime.io import write_json_atomic
 
 CACHE_SCHEMA = 1
 DEFAULT_HOLDOUT = 32
@@ -117,7 +117,7 @@ def eval_frames(images: str, labels: Path | None, count: int | None
                 ) -> tuple[FrameSet, list[np.ndarray] | None]:
     """Evaluation frames (every `count`-th spread), with their label maps when given."""
     if labels is not None:
-        from segedge.export.evaluate import pair_labels
+        from segedge.export.evaluation.evaluate import pair_labels
 
         pairs = pair_labels(images, labels)
         pairs = spread(pairs, count) if count else pairs
@@ -156,6 +156,4 @@ def load_cache(path: Path, key: str, ranges_out: Path) -> bool:
 def save_cache(path: Path, key: str, ranges_file: Path, info: dict[str, Any]) -> None:
     blob = {"schema": CACHE_SCHEMA, "key": key, **info,
             "ranges": json.loads(ranges_file.read_text())}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(blob) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, blob)

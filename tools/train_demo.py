@@ -1,7 +1,7 @@
 """Train the shipped demo model on generated scenes (CPU, a few minutes).
 
-Reproducible: `python -m segedge.export.zoo.train_demo` rewrites
-export/zoo/weights/demo.pt from a fixed seed.
+Reproducible: `python -m tools.train_demo` rewrites
+export/models/checkpoints/demo.pt from a fixed seed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from segedge.export import scenes
-from segedge.export.evaluate import Confusion, scores
-from segedge.export.zoo.demo import DemoNet, weights_path
+from segedge.export.evaluation.evaluate import Confusion, scores
+from segedge.export.models.demo import DemoNet, weights_path
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD
 
 

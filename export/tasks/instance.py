@@ -26,15 +26,19 @@ from typing import Any
 import onnx
 import torch
 
-from segedge.export import onnx_tools
 from segedge.export.config import ExportConfig
-from segedge.export.exporter import output_path, value_shape
 from segedge.export.frames import load_frames
-from segedge.export.instance_verify import MIN_BOX_IOU, MIN_MEAN_MASK_IOU, check_instance_parity
-from segedge.export.maskrcnn import DEFAULT_MAX_DETECTIONS, OUTPUT_NAMES, InstanceExportWrapper
-from segedge.export.onnx_export import INPUT_NAME, _first_line, _quiet
+from segedge.export.models.maskrcnn import (
+    DEFAULT_MAX_DETECTIONS,
+    OUTPUT_NAMES,
+    InstanceExportWrapper,
+)
+from segedge.export.models.resolve import Resolved, resolve
+from segedge.export.onnx import tools as onnx_tools
+from segedge.export.onnx.convert import INPUT_NAME, _first_line, _quiet
+from segedge.export.pipeline import output_path, value_shape
 from segedge.export.report import publish, report_path, write_failed_report, write_json_atomic
-from segedge.export.resolve import Resolved, resolve
+from segedge.export.verify.instance import MIN_BOX_IOU, MIN_MEAN_MASK_IOU, check_instance_parity
 from segedge.runtime import __version__
 from segedge.runtime.errors import ExportError, InputError, VerificationError
 from segedge.runtime.metadata import ArtifactMetadata, InputSpec, OutputSpec
@@ -94,7 +98,7 @@ def _prefer_cached_pretrained(cfg: ExportConfig) -> ExportConfig:
         return cfg
     from torchvision.models import detection
 
-    from segedge.export.zoo.weights_io import pretrained_cached
+    from segedge.export.models.weights import pretrained_cached
 
     enums = {"maskrcnn_resnet50_fpn": detection.MaskRCNN_ResNet50_FPN_Weights.DEFAULT,
              "maskrcnn_resnet50_fpn_v2": detection.MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT}
@@ -213,7 +217,7 @@ def cast_nonzero_inputs(model: onnx.ModelProto) -> list[str]:
 
 def tensorrt_section(model: onnx.ModelProto) -> dict[str, Any]:
     """The lint findings plus what TensorRT's parser says of the detection-specific ops."""
-    from segedge.export import trt_lint
+    from segedge.export.tensorrt import lint as trt_lint
 
     table = trt_lint.load_table()
     findings = trt_lint.lint(model, table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from segedge.export.zoo.segnet import check_multiple
+from segedge.export.models.segnet import check_multiple
 
 __all__ = ["DoubleConv", "UNet", "unet"]
 

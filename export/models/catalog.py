@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from segedge.export import scenes
-from segedge.export.zoo.registry import (
+from segedge.export.models.registry import (
     CAMVID_CLASSES,
     CAMVID_PALETTE,
     VOC_CLASSES,
@@ -15,7 +15,7 @@ from segedge.export.zoo.registry import (
     ModelSpec,
     register,
 )
-from segedge.export.zoo.weights_io import load_torchvision_state, pretrained_cached
+from segedge.export.models.weights import load_torchvision_state, pretrained_cached
 from segedge.runtime.errors import CheckpointError
 
 
@@ -40,7 +40,7 @@ def _fcn_vgg(variant: str) -> Any:
     def build(req: BuildRequest) -> nn.Module:
         from torchvision.models import VGG16_Weights
 
-        from segedge.export.zoo import fcn_vgg
+        from segedge.export.models import fcn_vgg
 
         model: nn.Module = getattr(fcn_vgg, variant)(req.num_classes)
         if req.weights == "pretrained":
@@ -51,14 +51,14 @@ def _fcn_vgg(variant: str) -> Any:
 
 
 def _unet(req: BuildRequest) -> nn.Module:
-    from segedge.export.zoo.unet import unet
+    from segedge.export.models.unet import unet
 
     _no_pretrained("unet", req)
     return unet(req.num_classes)
 
 
 def _segnet(req: BuildRequest) -> nn.Module:
-    from segedge.export.zoo.segnet import segnet
+    from segedge.export.models.segnet import segnet
 
     _no_pretrained("segnet", req)
     return segnet(req.num_classes)
@@ -68,7 +68,7 @@ def _deeplabv3plus(backbone: str) -> Any:
     def build(req: BuildRequest) -> nn.Module:
         from torchvision.models import MobileNet_V2_Weights, ResNet50_Weights
 
-        from segedge.export.zoo import deeplabv3plus as dlp
+        from segedge.export.models import deeplabv3plus as dlp
 
         if backbone == "mobilenet_v2":
             enum = _backbone_enum(req, MobileNet_V2_Weights.IMAGENET1K_V1)
@@ -82,7 +82,7 @@ def _deeplabv3plus(backbone: str) -> Any:
 def _fcn_resnet18(req: BuildRequest) -> nn.Module:
     from torchvision.models import ResNet18_Weights
 
-    from segedge.export.zoo.fcn_resnet import fcn_resnet18
+    from segedge.export.models.fcn_resnet import fcn_resnet18
 
     return fcn_resnet18(req.num_classes, backbone_weights=_backbone_enum(
         req, ResNet18_Weights.IMAGENET1K_V1))
@@ -90,7 +90,7 @@ def _fcn_resnet18(req: BuildRequest) -> nn.Module:
 
 def _torchvision(attr: str) -> Any:
     def build(req: BuildRequest) -> nn.Module:
-        from segedge.export.zoo import torchvision_models
+        from segedge.export.models import torchvision_models
 
         builder = getattr(torchvision_models, attr)
         return builder(req)  # type: ignore[no-any-return]
@@ -99,7 +99,7 @@ def _torchvision(attr: str) -> Any:
 
 
 def _demo(req: BuildRequest) -> nn.Module:
-    from segedge.export.zoo.demo import load_demo
+    from segedge.export.models.demo import load_demo
 
     return load_demo(req.num_classes, pretrained=req.weights == "pretrained")
 
@@ -155,7 +155,7 @@ register(ModelSpec(name="demo", family="demo", build=_demo, classes=scenes.SCENE
 
 def _maskrcnn(attr: str) -> Any:
     def build(req: BuildRequest) -> nn.Module:
-        from segedge.export import maskrcnn
+        from segedge.export.models import maskrcnn
 
         return getattr(maskrcnn, attr)(req)  # type: ignore[no-any-return]
 
@@ -163,14 +163,14 @@ def _maskrcnn(attr: str) -> Any:
 
 
 def _maskrcnn_mobilenet(req: BuildRequest) -> nn.Module:
-    from segedge.export.maskrcnn import maskrcnn_mobilenet
+    from segedge.export.models.maskrcnn import maskrcnn_mobilenet
 
     _no_pretrained("maskrcnn_mobilenet_v3_cars", req)
     return maskrcnn_mobilenet(req.num_classes)
 
 
 def _coco() -> tuple[str, ...]:
-    from segedge.export.maskrcnn import coco_categories
+    from segedge.export.models.maskrcnn import coco_categories
 
     return coco_categories()
 
@@ -185,5 +185,5 @@ register(ModelSpec(name="maskrcnn_mobilenet_v3_cars", family="maskrcnn",
                    build=_maskrcnn_mobilenet, classes=("background", "car"),
                    palette=((0, 0, 0), (230, 30, 30)), default_size=(192, 256),
                    description="light Mask R-CNN (MobileNetV3 FPN-64) for generated car scenes; "
-                   "train with segedge.export.instance_train, export with --checkpoint",
+                   "train with tools.instance_train, export with --checkpoint",
                    task="instance"))

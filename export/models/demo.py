@@ -2,7 +2,7 @@
 
 Shipped (a few hundred kB) so that `segexport demo` and `segrun` show real
 masks on a fresh offline machine.  Trained by `python -m
-segedge.export.zoo.train_demo`; the weights file records how.
+tools.train_demo`; the weights file records how.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class DemoNet(nn.Module):
 
 
 def weights_path() -> Path:
-    return Path(str(resources.files("segedge.export.zoo") / "weights" / "demo.pt"))
+    return Path(str(resources.files("segedge.export.models") / "checkpoints" / "demo.pt"))
 
 
 def load_demo(num_classes: int = 7, pretrained: bool = True) -> DemoNet:
@@ -64,7 +64,7 @@ def load_demo(num_classes: int = 7, pretrained: bool = True) -> DemoNet:
         if not path.is_file():
             raise CheckpointError(
                 f"demo weights: expected {path} (train them with "
-                "`python -m segedge.export.zoo.train_demo`), got no file"
+                "`python -m tools.train_demo`), got no file"
             )
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if num_classes != len(blob["classes"]):

@@ -16,7 +16,7 @@ Rule = Callable[[nn.Module], str | None]
 
 def index_free_unpool(model: nn.Module) -> str | None:
     """SegNet's MaxUnpool (no TensorRT parser support) -> SpaceToDepth/Equal/DepthToSpace."""
-    from segedge.export.zoo.segnet import set_index_free_unpool
+    from segedge.export.models.segnet import set_index_free_unpool
 
     changed = set_index_free_unpool(model, True)
     return f"{changed} max-unpool layers -> index-free first-max unpooling" if changed else None

@@ -21,10 +21,13 @@ import numpy as np
 import onnx
 import torch
 
-from segedge.export import onnx_tools
 from segedge.export.config import ExportConfig
 from segedge.export.frames import load_frames
-from segedge.export.onnx_export import INPUT_NAME, dynamic_axes_for, export_onnx
+from segedge.export.models.resolve import Resolved, resolve
+from segedge.export.onnx import tools as onnx_tools
+from segedge.export.onnx.convert import INPUT_NAME, dynamic_axes_for, export_onnx
+from segedge.export.onnx.rewrites import apply_rewrites
+from segedge.export.onnx.wrap import Baking, DeployWrapper
 from segedge.export.report import (
     format_summary,
     publish,
@@ -32,10 +35,7 @@ from segedge.export.report import (
     write_failed_report,
     write_json_atomic,
 )
-from segedge.export.resolve import Resolved, resolve
-from segedge.export.rewrites import apply_rewrites
-from segedge.export.verify import check_parity, session
-from segedge.export.wrap import Baking, DeployWrapper
+from segedge.export.verify.parity import check_parity, session
 from segedge.runtime import __version__
 from segedge.runtime.errors import (
     BackendUnavailableError,
@@ -47,7 +47,7 @@ from segedge.runtime.errors import (
 from segedge.runtime.metadata import ArtifactMetadata, InputSpec, OutputSpec
 
 if TYPE_CHECKING:
-    from segedge.export.precision import Lowered
+    from segedge.export.precision.ladder import Lowered
 
 Log = Callable[[str], None]
 
@@ -131,7 +131,7 @@ def build_metadata(res: Resolved, cfg: ExportConfig, exporter: str, opset: int) 
 
 
 def lint_tensorrt(model: onnx.ModelProto) -> dict[str, Any]:
-    from segedge.export import trt_lint
+    from segedge.export.tensorrt import lint as trt_lint
 
     table = trt_lint.load_table()
     findings = trt_lint.lint(model, table)
@@ -154,7 +154,7 @@ def check_precision_options(cfg: ExportConfig) -> None:
     if cfg.eval_labels is not None and not cfg.eval_images:
         raise InputError("--eval-labels", "--eval-images DIR as well", "labels only")
     if cfg.engine:
-        from segedge.export.trt_build import tensorrt_available
+        from segedge.export.tensorrt.build import tensorrt_available
 
         ok, why = tensorrt_available()
         if not ok:
@@ -163,8 +163,8 @@ def check_precision_options(cfg: ExportConfig) -> None:
 
 def is_instance_model(name: str) -> bool:
     """Zoo entries with task "instance" (Mask R-CNN) take the instance pipeline."""
-    from segedge.export.user_model import is_user_ref
-    from segedge.export.zoo import registry
+    from segedge.export.models import registry
+    from segedge.export.models.user_model import is_user_ref
 
     return not is_user_ref(name) and name.strip().lower().replace("-", "_") in registry.names() \
         and registry.get(name).task == "instance"
@@ -173,7 +173,7 @@ def is_instance_model(name: str) -> bool:
 def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
     """Run the whole export; returns the report (also written beside the artifact)."""
     if is_instance_model(cfg.model):
-        from segedge.export.instance_export import InstanceOptions, export_instance
+        from segedge.export.tasks.instance import InstanceOptions, export_instance
 
         return export_instance(cfg, log, InstanceOptions(
             max_detections=cfg.max_detections, box_score_threshold=cfg.box_score_threshold,
@@ -273,7 +273,7 @@ def export(cfg: ExportConfig, log: Log = _stderr) -> dict[str, Any]:
 
 def _lower(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: Path, out: Path,
            size: tuple[int, int]) -> Lowered:
-    from segedge.export import precision
+    from segedge.export.precision import ladder as precision
 
     if cfg.precision == "fp16":
         return precision.lower_fp16(cfg, fp32, meta, workdir, size)
@@ -311,7 +311,7 @@ def _engine(cfg: ExportConfig, out: Path, meta: ArtifactMetadata, size: tuple[in
     """Build the plan + sidecar beside the ONNX when asked or implied (fp16/int8)."""
     if cfg.engine is False or (cfg.engine is None and cfg.precision == "fp32"):
         return None
-    from segedge.export.trt_build import EngineConfig, build_engine, tensorrt_available
+    from segedge.export.tensorrt.build import EngineConfig, build_engine, tensorrt_available
 
     ok, why = tensorrt_available()
     if not ok:  # only reachable when implied: an explicit --engine was refused up front

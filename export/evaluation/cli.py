@@ -3,20 +3,20 @@
 An ``.onnx`` runs in ONNX Runtime, a ``.plan``/``.engine`` in TensorRT (both
 through the runtime's backends), anything else is a PyTorch model: a zoo name
 or ``file.py:Class`` (with ``--checkpoint``), or a checkpoint written by
-``segedge.export.camvid_model`` that records its architecture.  All of them
+``tools.camvid_model`` that records its architecture.  All of them
 go through the same preprocessing and are scored at label resolution.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from segedge.runtime.errors import InputError, SegedgeError
+from segedge.runtime.cli_support import run_cli
+from segedge.runtime.errors import InputError
 
 ARTIFACT_SUFFIXES = (".onnx", ".plan", ".engine")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -25,7 +25,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 def _torch_config(artifact: str, opts: dict[str, Any]) -> Any:
     """ExportConfig for a PyTorch model; a self-describing checkpoint fills in the model."""
     from segedge.export.config import ExportConfig
-    from segedge.export.resolve import read_classes
+    from segedge.export.models.resolve import read_classes
 
     model, checkpoint = artifact, opts["checkpoint"]
     classes = read_classes(opts["classes_file"]) if opts["classes_file"] else None
@@ -68,48 +68,45 @@ def _torch_config(artifact: str, opts: dict[str, Any]) -> Any:
 @click.option("--weights", type=click.Choice(["auto", "random", "pretrained"]), default="auto",
               show_default=True, help="PyTorch zoo weights when no --checkpoint.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def main(artifact: str, images: str, labels: Path, ignore_index: int, json_path: Path | None,
+def segeval(artifact: str, images: str, labels: Path, ignore_index: int, json_path: Path | None,
          provider: str, threads: int | None, quiet: bool, **opts: Any) -> None:
     """Score ARTIFACT (.onnx, .plan/.engine, zoo model, file.py:Class or checkpoint)."""
-    try:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        from segedge.export.evaluate import (
-            BackendPredictor,
-            Predictor,
-            TorchPredictor,
-            evaluate,
-            format_table,
-            pair_labels,
-        )
+    from segedge.export.evaluation.evaluate import (
+        BackendPredictor,
+        Predictor,
+        TorchPredictor,
+        evaluate,
+        format_table,
+        pair_labels,
+    )
 
-        pairs = pair_labels(images, labels)
-        start = time.perf_counter()
-        kind = Path(artifact).suffix.lower()
-        predictor: Predictor
-        if kind in ARTIFACT_SUFFIXES:
-            predictor = BackendPredictor(Path(artifact), provider, threads)
-            runner = f"{predictor.backend.name} ({predictor.backend.active})"
-        else:
-            predictor = TorchPredictor(_torch_config(artifact, opts))
-            runner = "pytorch (cpu)"
-        result = evaluate(predictor, pairs, len(predictor.classes), ignore_index,
-                          progress=None if quiet else
-                          (lambda it: tqdm(it, desc="evaluating", unit="img", leave=False)))
-        seconds = round(time.perf_counter() - start, 2)
-        click.echo(format_table(result, f"{artifact} on {images} via {runner}"))
-        if json_path is not None:
-            from segedge.export.report import write_json_atomic
+    pairs = pair_labels(images, labels)
+    start = time.perf_counter()
+    kind = Path(artifact).suffix.lower()
+    predictor: Predictor
+    if kind in ARTIFACT_SUFFIXES:
+        predictor = BackendPredictor(Path(artifact), provider, threads)
+        runner = f"{predictor.backend.name} ({predictor.backend.active})"
+    else:
+        predictor = TorchPredictor(_torch_config(artifact, opts))
+        runner = "pytorch (cpu)"
+    result = evaluate(predictor, pairs, len(predictor.classes), ignore_index,
+                      progress=None if quiet else
+                      (lambda it: tqdm(it, desc="evaluating", unit="img", leave=False)))
+    seconds = round(time.perf_counter() - start, 2)
+    click.echo(format_table(result, f"{artifact} on {images} via {runner}"))
+    if json_path is not None:
+        from segedge.export.report import write_json_atomic
 
-            write_json_atomic(json_path, {"artifact": artifact, "runner": runner,
-                                          "images_dir": str(images), "labels_dir": str(labels),
-                                          **result.to_dict(), "seconds": seconds})
-    except SegedgeError as err:
-        click.echo(f"segeval: error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("segeval: interrupted", err=True)
-        sys.exit(130)
+        write_json_atomic(json_path, {"artifact": artifact, "runner": runner,
+                                      "images_dir": str(images), "labels_dir": str(labels),
+                                      **result.to_dict(), "seconds": seconds})
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli("segeval", segeval, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segedge.export.zoo.registry import BuildRequest
+from segedge.export.models.registry import BuildRequest
 from segedge.runtime.errors import InputError
 
 OUTPUT_NAMES = ("boxes", "labels", "scores", "masks", "count")
@@ -90,7 +90,7 @@ def _torchvision_maskrcnn(factory_name: str, weights_name: str) -> Any:
     def build(req: BuildRequest) -> nn.Module:
         from torchvision.models import detection
 
-        from segedge.export.zoo.weights_io import load_matching, load_torchvision_state
+        from segedge.export.models.weights import load_matching, load_torchvision_state
 
         factory = getattr(detection, factory_name)
         model: nn.Module = factory(weights=None, weights_backbone=None,

@@ -46,7 +46,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
 from segedge.export.config import CalibMethod, Int8Target
-from segedge.export.precision_graph import (
+from segedge.export.precision.graph import (
     COMPUTE_OPS,
     classifier_nodes,
     compute_nodes,

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torchvision.models import segmentation as tvseg
 
-from segedge.export.zoo.registry import BuildRequest
-from segedge.export.zoo.weights_io import load_matching, load_torchvision_state
+from segedge.export.models.registry import BuildRequest
+from segedge.export.models.weights import load_matching, load_torchvision_state
 
 
 class OutOnly(nn.Module):

@@ -17,14 +17,20 @@ from typing import Any
 import numpy as np
 import onnx
 
-from segedge.export import calibration, onnx_tools
-from segedge.export import precision_int8 as q8
 from segedge.export.config import ExportConfig
-from segedge.export.evaluate import LabelledFrames, Scores, agreement, labels_from_outputs
+from segedge.export.evaluation.evaluate import (
+    LabelledFrames,
+    Scores,
+    agreement,
+    labels_from_outputs,
+)
 from segedge.export.frames import load_frames
-from segedge.export.precision_fp16 import convert_fp16
-from segedge.export.sensitivity import Budget, Measure, search
-from segedge.export.verify import session
+from segedge.export.onnx import tools as onnx_tools
+from segedge.export.precision import calibration
+from segedge.export.precision import int8 as q8
+from segedge.export.precision.fp16 import convert_fp16
+from segedge.export.precision.sensitivity import Budget, Measure, search
+from segedge.export.verify.parity import session
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
 

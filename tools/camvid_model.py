@@ -6,7 +6,7 @@ tests and the numbers in the docs use the zoo's ``demo`` architecture
 (DemoNet) trained here on CamVid train at low resolution, a few CPU minutes.
 The checkpoint loads with ``segexport demo --num-classes 11 --checkpoint``.
 
-    python -m segedge.export.camvid_model --out camvid_demo.pt
+    python -m tools.camvid_model --out camvid_demo.pt
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from segedge.export.frames import list_images, shared_data_dir
-from segedge.export.zoo.demo import DemoNet
-from segedge.export.zoo.registry import CAMVID_CLASSES
-from segedge.export.zoo.train_demo import batch_tensors
+from segedge.export.models.demo import DemoNet
+from segedge.export.models.registry import CAMVID_CLASSES
 from segedge.runtime.errors import InputError
+from tools.train_demo import batch_tensors
 
 CAMVID_SIZE = (128, 160)  # (H, W): CamVid 360x480 at a third, rounded to the stride 16
 VOID = 11  # CamVid's void label, ignored in training and evaluation

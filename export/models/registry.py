@@ -84,7 +84,7 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 def _ensure_catalog() -> None:
     if not _ZOO:
-        import segedge.export.zoo.catalog  # noqa: F401  (registers every entry)
+        import segedge.export.models.catalog  # noqa: F401  (registers every entry)
 
 
 def names() -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
-from segedge.export.precision_graph import elem_types, ensure_node_names, head_nodes
+from segedge.export.precision.graph import elem_types, ensure_node_names, head_nodes
 
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 FP16_MAX = 65504.0

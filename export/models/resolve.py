@@ -7,12 +7,12 @@ from pathlib import Path
 
 from torch import nn
 
-from segedge.export.checkpoint import load_checkpoint
 from segedge.export.config import ExportConfig
-from segedge.export.user_model import build_user_model, is_user_ref
-from segedge.export.zoo import registry
-from segedge.export.zoo.registry import BuildRequest, ModelSpec
-from segedge.export.zoo.weights_io import pretrained_cached
+from segedge.export.models import registry
+from segedge.export.models.checkpoint import load_checkpoint
+from segedge.export.models.registry import BuildRequest, ModelSpec
+from segedge.export.models.user_model import build_user_model, is_user_ref
+from segedge.export.models.weights import pretrained_cached
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
 

@@ -1,0 +1,93 @@
+"""The one wrapper every segedge CLI runs in: documented exit codes, one-line errors.
+
+Exit codes (README "Exit codes"), the same in segexport, segrun, segeval and segbench:
+
+    0    ok
+    1    internal error (a bug: one line, SEGEDGE_DEBUG=1 shows the traceback)
+    2    bad input or usage (typed SegedgeError, click usage errors)
+    3    verification failed (a parity / precision / accuracy gate)
+    4    the run finished degraded (source lost, frames unreadable, outputs incomplete)
+    130  interrupted (SIGINT / Ctrl-C)
+    143  terminated (SIGTERM)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+
+from segedge.runtime.errors import SegedgeError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INPUT = 2
+EXIT_VERIFICATION = 3
+EXIT_DEGRADED = 4
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, systemd, docker stop) unwinds like Ctrl-C, so `finally` blocks run."""
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into a Terminated exception on the main thread while inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def fail(prog: str, message: str, code: int) -> NoReturn:
+    click.echo(f"{prog}: error: {message}", err=True)
+    sys.exit(code)
+
+
+def run_cli(prog: str, command: click.Command, argv: list[str] | None = None,
+            obj: Any = None) -> None:
+    """Run a click command; map every outcome to one stderr line and a documented exit code.
+
+    Returns normally on success (exit 0, callable from Python); exits non-zero otherwise.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with sigterm_unwinds():
+            code = command.main(args=args, prog_name=prog, standalone_mode=False, obj=obj)
+    except SegedgeError as err:
+        fail(prog, str(err), err.exit_code)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except Terminated:
+        click.echo(f"{prog}: terminated", err=True)
+        sys.exit(EXIT_TERMINATED)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(f"{prog}: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit:
+        raise
+    except Exception as err:  # noqa: BLE001 - the last line of defence: never a traceback
+        if os.environ.get("SEGEDGE_DEBUG"):
+            raise
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        fail(prog, f"internal error: {type(err).__name__}: {first} (SEGEDGE_DEBUG=1 for the "
+                   "traceback)", EXIT_INTERNAL)
+    if isinstance(code, int) and code != EXIT_OK:
+        sys.exit(code)
