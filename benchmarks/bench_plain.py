@@ -43,13 +43,12 @@ def plain_session(path: str | Path) -> Any:
 
 def graph_preprocessing(path: str | Path) -> tuple[tuple[float, ...], tuple[float, ...], bool]:
     """(mean, std, rgb) from the artifact's metadata: the loop must feed what was trained."""
-    from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata
+    from segedge.runtime.metadata import ArtifactMetadata
 
     sess = plain_session(path)
-    raw = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    if raw is None:
+    meta = ArtifactMetadata.from_props(sess.get_modelmeta().custom_metadata_map, str(path))
+    if meta is None:
         raise SkipCell("the plain loop needs a segedge artifact (mean/std in its metadata)")
-    meta = ArtifactMetadata.from_json(raw, str(path))
     if meta.input.format != "float" or meta.input.layout != "NCHW" or not meta.output.logits:
         raise SkipCell("the plain loop needs a float NCHW graph with logits output, got "
                        f"{meta.input.format} {meta.input.layout} -> {meta.output.kind}")

@@ -45,10 +45,10 @@ class LoopResult:
 
 
 def palette_bgr(path: str) -> np.ndarray:
-    from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, default_palette
+    from segedge.runtime.metadata import ArtifactMetadata, default_palette
 
-    raw = plain_session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    meta = ArtifactMetadata.from_json(raw, path) if raw else None
+    meta = ArtifactMetadata.from_props(plain_session(path).get_modelmeta().custom_metadata_map,
+                                       path)
     palette = list(meta.palette) if meta and meta.palette else list(default_palette(256))
     lut = np.zeros((256, 3), np.uint8)
     for i, (r, g, b) in enumerate(palette[:256]):

@@ -74,16 +74,13 @@ def artifact_metadata(path: Path) -> ArtifactMetadata:
         raise InputError("MODEL_OR_ARTIFACT", "a zoo name or an existing artifact file",
                          f"no such file {path}")
     if path.suffix.lower() == ".onnx":
-        import onnx
+        from segedge.export.onnx.tools import read_metadata
 
-        from segedge.runtime.metadata import METADATA_KEY
-
-        model = onnx.load(str(path), load_external_data=False)
-        props = {p.key: p.value for p in model.metadata_props}
-        if METADATA_KEY not in props:
+        meta = read_metadata(path)
+        if meta is None:
             raise InputError(str(path), "an ONNX exported by segexport (segedge metadata)",
                              "no metadata")
-        return ArtifactMetadata.from_json(props[METADATA_KEY], str(path))
+        return meta
     from segedge.runtime.sidecar import read_sidecar
 
     return read_sidecar(path).metadata

@@ -9,6 +9,7 @@ and output kind all travel with the model.  Versioned by ``schema``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -95,6 +96,15 @@ class ArtifactMetadata:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str = "metadata"
+                   ) -> ArtifactMetadata | None:
+        """The one metadata reader: an ONNX's metadata_props (as ONNX, ONNX Runtime's
+        custom_metadata_map or OpenVINO's rt_info give them) -> metadata, or None when the
+        artifact is not segedge's."""
+        raw = props.get(METADATA_KEY)
+        return None if raw is None else cls.from_json(raw, source)
 
     @classmethod
     def from_json(cls, text: str, source: str = "metadata") -> ArtifactMetadata:

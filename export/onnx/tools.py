@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
 from onnx import ModelProto
 
@@ -60,11 +62,13 @@ def set_metadata(model: ModelProto, meta: ArtifactMetadata) -> None:
     model.doc_string = f"segedge {meta.model} ({meta.family}), {meta.precision}"
 
 
-def read_metadata(model: ModelProto) -> ArtifactMetadata | None:
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ArtifactMetadata.from_json(prop.value)
-    return None
+def read_metadata(model: ModelProto | str | Path) -> ArtifactMetadata | None:
+    """segedge metadata of an in-memory ONNX or an ONNX file (weights not loaded), or None."""
+    source = "metadata"
+    if not isinstance(model, ModelProto):
+        source = str(model)
+        model = onnx.load(str(model), load_external_data=False)
+    return ArtifactMetadata.from_props({p.key: p.value for p in model.metadata_props}, source)
 
 
 def check(model: ModelProto) -> ModelProto:

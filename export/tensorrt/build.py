@@ -177,12 +177,11 @@ class BuildResult:
 
 
 def read_onnx_metadata(path: Path) -> ArtifactMetadata:
-    import onnx
+    from segedge.export.onnx.tools import read_metadata
 
-    model = onnx.load(str(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ArtifactMetadata.from_json(prop.value, source=str(path))
+    meta = read_metadata(path)
+    if meta is not None:
+        return meta
     raise ArtifactError(f"{path}: expected segedge metadata (metadata_props key "
                         f"{METADATA_KEY!r}), got none; pass meta= for a foreign ONNX")
 

@@ -17,7 +17,6 @@ import numpy as np
 from segedge.runtime.backends.base import BackendOptions
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError
 from segedge.runtime.metadata import (
-    METADATA_KEY,
     ArtifactMetadata,
     OutputSpec,
     default_palette,
@@ -200,9 +199,10 @@ class OnnxRuntimeBackend:
         if requested[0] in GPU_EPS and self._active[0] != requested[0]:
             log.warning("provider %s was requested but onnxruntime runs %s (fell back)",
                         requested[0], self._active[0])
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if raw is not None:
-            self.metadata = ArtifactMetadata.from_json(raw, str(self.path))
+        found = ArtifactMetadata.from_props(self.session.get_modelmeta().custom_metadata_map,
+                                            str(self.path))
+        if found is not None:
+            self.metadata = found
             if options.metadata is not None and options.metadata.family == "foreign":
                 log.warning("%s carries segedge metadata; --mean/--std/--classes/--bgr ignored",
                             self.path.name)
