@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import click
 
 from segedge.runtime.errors import SegedgeError
+from segedge.runtime.redact import redact
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -56,7 +57,7 @@ def sigterm_unwinds() -> Iterator[None]:
 
 
 def fail(prog: str, message: str, code: int) -> NoReturn:
-    click.echo(f"{prog}: error: {message}", err=True)
+    click.echo(f"{prog}: error: {redact(message)}", err=True)
     sys.exit(code)
 
 

@@ -17,8 +17,9 @@ from typing import Protocol
 
 import numpy as np
 
-from segedge.runtime.errors import SourceError
+from segedge.runtime.errors import InputError, SourceError
 from segedge.runtime.paths import is_image
+from segedge.runtime.redact import redact
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Frame:
 class SourceOptions:
     """Knobs for sources; each kind reads what applies to it."""
 
-    reconnect_attempts: int = 5  # live sources: reopen tries before ending the run
+    reconnect_attempts: int | None = 5  # live sources: reopen tries; None: forever
     reconnect_backoff_s: float = 0.5  # first wait; doubles per try up to reconnect_max_s
     reconnect_max_s: float = 8.0
     open_timeout_s: float = 10.0  # network streams
@@ -40,9 +41,22 @@ class SourceOptions:
     camera_size: tuple[int, int] | None = None  # (W, H) to request from a camera
     fps: float | None = None  # override the reported frame rate
 
+    def __post_init__(self) -> None:
+        if self.reconnect_attempts is not None and self.reconnect_attempts < 0:
+            raise InputError("--reconnect", "a count >= 0 or 'forever'", self.reconnect_attempts)
+        if not 0 < self.reconnect_backoff_s <= self.reconnect_max_s:
+            raise InputError("--reconnect-backoff", f"seconds in (0, {self.reconnect_max_s}]",
+                             self.reconnect_backoff_s)
+        if self.open_timeout_s <= 0:
+            raise InputError("open timeout", "seconds > 0", self.open_timeout_s)
+        if self.fps is not None and not 0 < self.fps <= 1000:
+            raise InputError("--fps", "a frame rate in (0, 1000]", self.fps)
+        if self.max_corrupt_run < 1:
+            raise InputError("max corrupt run", "a count >= 1", self.max_corrupt_run)
+
 
 class Source(Protocol):
-    uri: str
+    uri: str  # for display: credentials already masked (runtime.redact)
     live: bool
 
     @property
@@ -100,11 +114,21 @@ def source_kind(uri: str) -> str:
 
 
 def open_source(uri: str, options: SourceOptions | None = None) -> Source:
-    """Open whatever ``uri`` names, using the first registered kind that claims it."""
-    name = source_kind(uri)
-    entry = next(e for e in _REGISTRY if e.name == name)
-    factory: SourceFactory = getattr(importlib.import_module(entry.module), entry.factory)
-    return factory(uri, options or SourceOptions())
+    """Open whatever ``uri`` names, using the first registered kind that claims it.
+
+    Errors never carry the URI's password (`user:***@`): sources name themselves by
+    their redacted URI, and any message that still holds the raw one is redacted here.
+    """
+    try:
+        name = source_kind(uri)
+        entry = next(e for e in _REGISTRY if e.name == name)
+        factory: SourceFactory = getattr(importlib.import_module(entry.module), entry.factory)
+        return factory(uri, options or SourceOptions())
+    except SourceError as err:
+        clean = redact(str(err))
+        if clean == str(err):
+            raise
+        raise SourceError(clean) from None
 
 
 def _is_camera(uri: str) -> bool:

@@ -3,8 +3,11 @@
 A live source must never lag behind reality: a thread reads as fast as the
 device delivers and keeps only the newest frame, counting every frame that
 was replaced before anyone consumed it.  When the device or stream goes
-away it is reopened with exponential backoff; when that fails the source
-ends, so the run finishes cleanly with a message instead of hanging.
+away it is reopened with exponential backoff, as often as the user's policy
+says (`--reconnect N|forever`); when that fails the source ends and says it
+was *lost* (the run then exits with its own code instead of passing for a
+clean end of stream). A stream that refuses the first connection is retried
+under the same policy when ``retry_open`` is set (network streams).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import cv2
 
 from segedge.runtime.errors import SourceError
+from segedge.runtime.redact import redact
 from segedge.runtime.sources.base import Frame, SourceOptions
 
 log = logging.getLogger("segedge.runtime")
@@ -29,14 +33,23 @@ class LiveSource:
     live = True
 
     def __init__(self, uri: str, opener: Opener, options: SourceOptions,
-                 what: str = "live source") -> None:
-        self.uri = uri
+                 what: str = "live source", retry_open: bool = False,
+                 finite: bool = False) -> None:
+        self.uri = redact(uri)  # the raw URI lives only in the opener
         self._opener = opener
         self._options = options
+        self._closing = threading.Event()
+        self._lost = False
+        self._finite = finite  # a generated stream that ends has ended: not lost
+        self._reconnects = 0
         cap = opener()
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"{uri}: expected a {what} that opens, got one OpenCV cannot open")
+            cap = self._reconnect() if retry_open else None
+            if cap is None:
+                raise SourceError(f"{self.uri}: expected a {what} that opens, got one OpenCV "
+                                  "cannot open" + (f" (after {self._tries} retries)"
+                                                   if retry_open and self._tries else ""))
         fps = options.fps or float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self._fps = fps if 0.0 < fps < 1000.0 else None
         self._cap = cap
@@ -44,9 +57,7 @@ class LiveSource:
         self._latest: Frame | None = None
         self._next_index = 0
         self._dropped = 0
-        self._reconnects = 0
         self._ended = False
-        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._grab_loop, name=f"grab:{uri}", daemon=True)
         self._thread.start()
 
@@ -65,6 +76,11 @@ class LiveSource:
     @property
     def reconnects(self) -> int:
         return self._reconnects
+
+    @property
+    def lost(self) -> bool:
+        """True when the stream went away and every allowed reconnect failed."""
+        return self._lost
 
     def _grab_loop(self) -> None:
         cap: Any | None = self._cap
@@ -91,12 +107,19 @@ class LiveSource:
             self._next_index += 1
             self._cond.notify_all()
 
+    _tries = 0
+
     def _reconnect(self) -> Any | None:
-        attempts = self._options.reconnect_attempts
+        """Reopen under the policy; None (and ``lost``) when it is exhausted."""
+        attempts = self._options.reconnect_attempts  # None: forever
+        total = "forever" if attempts is None else str(attempts)
         delay = self._options.reconnect_backoff_s
-        for attempt in range(1, attempts + 1):
-            log.warning("%s: no frames; reopening in %.1f s (attempt %d/%d)",
-                        self.uri, delay, attempt, attempts)
+        attempt = 0
+        while attempts is None or attempt < attempts:
+            attempt += 1
+            self._tries = attempt
+            log.warning("%s: no frames; reopening in %.1f s (attempt %d/%s)",
+                        self.uri, delay, attempt, total)
             if self._closing.wait(delay):
                 return None
             cap = self._opener()
@@ -106,7 +129,10 @@ class LiveSource:
                 return cap
             cap.release()
             delay = min(delay * 2, self._options.reconnect_max_s)
-        log.error("%s: gave up after %d reconnect attempt(s); ending the run", self.uri, attempts)
+        self._lost = not self._finite
+        if self._finite:
+            return None
+        log.error("%s: source lost: gave up after %d reconnect attempt(s)", self.uri, attempt)
         return None
 
     def read(self) -> Frame | None:

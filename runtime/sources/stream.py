@@ -29,4 +29,5 @@ def create(uri: str, options: SourceOptions) -> Source:
     kind = scheme(uri)
     if kind in ("http", "https") and urlparse(uri).path.lower().endswith(FILE_SUFFIXES):
         return VideoFileSource(uri, options, capture=_open_network(uri, options))
-    return LiveSource(uri, lambda: _open_network(uri, options), options, what="network stream")
+    return LiveSource(uri, lambda: _open_network(uri, options), options, what="network stream",
+                      retry_open=True)

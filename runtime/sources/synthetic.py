@@ -89,5 +89,5 @@ def create(uri: str, options: SourceOptions) -> Source:
 
     if p["live"]:  # a generated stream that ends has ended: nothing to reconnect to
         return LiveSource(uri, opener, replace(options, reconnect_attempts=0),
-                          what="synthetic stream")
+                          what="synthetic stream", finite=True)
     return VideoFileSource(uri, options, capture=opener())

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 
 from segedge.runtime.errors import SourceError
+from segedge.runtime.redact import redact
 from segedge.runtime.sources.base import Frame, SourceOptions, scheme
 
 log = logging.getLogger("segedge.runtime")
@@ -25,7 +26,7 @@ class VideoFileSource:
     live = False
 
     def __init__(self, uri: str, options: SourceOptions, capture: Any = None) -> None:
-        self.uri = uri
+        self.uri = redact(uri)
         self._options = options
         if capture is None:
             location = uri[len("file://"):] if scheme(uri) == "file" else uri
@@ -37,8 +38,8 @@ class VideoFileSource:
                     raise SourceError(f"{uri}: expected a video file, got a non-file path")
             capture = cv2.VideoCapture(location)
         if not capture.isOpened():
-            raise SourceError(f"{uri}: expected a video OpenCV can decode, got one it cannot open "
-                              "(unsupported format, damaged header or unreachable)")
+            raise SourceError(f"{self.uri}: expected a video OpenCV can decode, got one it "
+                              "cannot open (unsupported format, damaged header or unreachable)")
         self._cap = capture
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.expected_frames: int | None = count if count > 0 else None
