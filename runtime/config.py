@@ -13,8 +13,9 @@ from typing import Literal
 from segedge.runtime.backends.base import BackendOptions
 from segedge.runtime.draw import DrawConfig
 from segedge.runtime.errors import InputError
-from segedge.runtime.sink_video import check_video_path
+from segedge.runtime.sinks.video import check_video_path
 from segedge.runtime.sources.base import SourceOptions
+from segedge.runtime.tasks import DecodeOptions
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,7 @@ class RunConfig:
             raise InputError("--max-frames", "a positive integer", self.max_frames)
         if self.queue_size < 1:
             raise InputError("queue size", "a positive integer", self.queue_size)
-        if self.postprocess not in ("exact", "fast"):
-            raise InputError("--postprocess", "exact or fast", repr(self.postprocess))
-        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
-            raise InputError("--score-threshold", "a probability between 0 and 1",
-                             self.score_threshold)
+        DecodeOptions(self.postprocess, self.score_threshold)  # the one check of both
         if self.output is not None:
             check_video_path(self.output)
         if self.save_masks is not None and self.save_masks.exists() \

@@ -36,6 +36,9 @@ class DrawConfig:
     hud: bool = True
     contour_thickness: int = 2
     boxes: bool = True  # instance models: draw each detection's box
+    # labels without a colour (255 = below --score-threshold) show the frame unchanged;
+    # None: only when a score threshold can produce them
+    unknown: bool | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in VISUALIZE_MODES:

@@ -29,12 +29,10 @@ import cv2
 import numpy as np
 
 from segedge.runtime.config import RunConfig
-from segedge.runtime.draw import Drawer, resolve_classes
-from segedge.runtime.instances import InstanceDrawer
+from segedge.runtime.draw import resolve_classes
 from segedge.runtime.preprocess import Geometry
 from segedge.runtime.segmenter import Segmenter
 from segedge.runtime.signals import StopRequest, stop_on_signals
-from segedge.runtime.sink_window import WindowSink
 from segedge.runtime.sinks import Sink, build_sinks, needs_pixels
 from segedge.runtime.sources.base import Source, open_source
 from segedge.runtime.stats import RunStats, StatsRecorder
@@ -44,7 +42,6 @@ __all__ = ["RunConfig", "RunStats", "run"]
 log = logging.getLogger("segedge.runtime")
 _END = object()
 _POLL_S = 0.1
-MAX_INSTANCE_FRAMES = 100_000  # per-frame instance records kept for the stats JSON
 T = TypeVar("T")
 
 
@@ -56,7 +53,7 @@ class _Item:
     tensor: np.ndarray | None = None
     geom: Geometry | None = None
     outputs: dict[str, np.ndarray] | None = None
-    labels: np.ndarray | None = None
+    labels: np.ndarray | None = None  # the task's per-pixel map (class labels, instance ids)
     image: np.ndarray | None = None
 
 
@@ -111,13 +108,10 @@ class _Pipeline:
         self.reason = "end of stream"
         self._source_closed = False
         resolve_classes(config.draw.ignore, segmenter.classes)  # bad names fail even headless
-        self.drawer = (Drawer(config.draw, segmenter.classes, segmenter.palette,
-                              unknown=config.score_threshold is not None)
-                       if needs_pixels(sinks) and not segmenter.is_instance else None)
-        self.instance_drawer = (InstanceDrawer(config.draw, segmenter.classes)
-                                if needs_pixels(sinks) and segmenter.is_instance else None)
-        self.instance_frames: list[dict[str, Any]] = []
-        self.instance_total = 0
+        task, options = segmenter.task, segmenter.decode_options
+        self.drawer = (task.drawer(config.draw, segmenter.metadata, options)
+                       if needs_pixels(sinks) else None)
+        self.frame_stats = task.stats(options)  # what each frame adds to the stats JSON
         size = config.queue_size
         self.q_infer: queue.Queue[Any] = queue.Queue(size)
         self.q_post: queue.Queue[Any] = queue.Queue(size)
@@ -197,18 +191,15 @@ class _Pipeline:
         try:
             while (item := self._get(self.q_post)) is not _END:
                 p0 = time.perf_counter()
-                if self.seg.is_instance:
-                    self._post_instances(item, p0)
-                    if not self._put(self.q_sink, item):
-                        return
-                    continue
-                item.labels, _ = self.seg.postprocess(item.outputs, item.geom)
+                result = self.seg.decode(item.outputs or {}, item.geom)
                 item.outputs = None
+                item.labels = result.mask
+                self.frame_stats.add(item.index, result)
                 p1 = time.perf_counter()
                 self.rec.add("postprocess", (p1 - p0) * 1e3)
                 if self.drawer is not None:
                     hud = self.rec.hud_lines() if self.config.draw.hud else None
-                    item.image = self.drawer.draw(item.frame, item.labels, hud)
+                    item.image = self.drawer.draw(item.frame, result, hud)
                     self.rec.add("draw", (time.perf_counter() - p1) * 1e3)
                 item.frame = None
                 if not self._put(self.q_sink, item):
@@ -216,30 +207,12 @@ class _Pipeline:
         finally:
             self._put(self.q_sink, _END)
 
-    def _post_instances(self, item: _Item, p0: float) -> None:
-        """Instance artifacts: decode, record (class, score, box, area), draw."""
-        result = self.seg.decode(item.outputs or {}, item.geom)  # type: ignore[arg-type]
-        item.outputs = None
-        item.labels = result.ids
-        self.instance_total += len(result)
-        if len(self.instance_frames) < MAX_INSTANCE_FRAMES:
-            self.instance_frames.append({"frame": item.index, "count": len(result),
-                                         "instances": result.to_dicts()})
-        p1 = time.perf_counter()
-        self.rec.add("postprocess", (p1 - p0) * 1e3)
-        if self.instance_drawer is not None:
-            hud = self.rec.hud_lines() if self.config.draw.hud else None
-            item.image = self.instance_drawer.draw(item.frame, result, hud)  # type: ignore[arg-type]
-            self.rec.add("draw", (time.perf_counter() - p1) * 1e3)
-        item.frame = None
-
     def _watch_stop(self) -> None:
         if self.stop.is_set() and not self._source_closed and self.source.live:
             self._source_closed = True  # unblock a reader waiting on a silent stream
             self.source.close()
 
     def _sink_loop(self, on_poll: Callable[[], None] | None = None) -> None:
-        windows = [s for s in self.sinks if isinstance(s, WindowSink)]
         while True:
             if on_poll is not None:
                 on_poll()
@@ -259,13 +232,13 @@ class _Pipeline:
             self.rec.add("latency", (time.monotonic() - item.t0) * 1e3)
             self.rec.counters.add("processed")
             self.rec.fps.tick(now)
-            if any(w.quit_requested for w in windows):
+            if any(s.quit_requested for s in self.sinks):
                 self.stop.set("window closed")
 
     def run(self) -> RunStats:
         # GUI calls must stay on the main thread; otherwise sinks get their own
         # (background-priority) thread and the main thread only watches signals.
-        in_main = any(isinstance(s, WindowSink) for s in self.sinks)
+        in_main = any(s.main_thread for s in self.sinks)
         nice = self.config.background_nice
         loops = [("segrun-read", self._read_loop, nice), ("segrun-infer", self._infer_loop, 0),
                  ("segrun-post", self._post_loop, nice)]
@@ -326,18 +299,13 @@ class _Pipeline:
         else:
             reason = self.reason
         output = self.config.output
-        extra: dict[str, Any] = {}
-        if self.seg.is_instance:
-            extra["instances"] = {
-                "score_threshold": self.seg.decode_threshold, "total": self.instance_total,
-                "frames_recorded": len(self.instance_frames), "frames": self.instance_frames}
         return self.rec.finish(
             wall, dropped=self.source.dropped, corrupt=self.source.corrupt,
             model=str(self.config.model), source=self.config.source,
             backend=self.seg.backend.name, provider=self.seg.active,
             output=str(output) if output is not None else None,
             interrupted=self.stop.signum is not None or not finished,
-            stop_reason=reason, extra=extra)
+            stop_reason=reason, extra=self.frame_stats.extra())
 
 
 def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:

@@ -1,48 +1,72 @@
 """Python API: ``Segmenter(path)(frame_bgr)`` -> label map at frame resolution.
 
-The pipeline uses the same three steps (preprocess, infer, postprocess) on
-separate threads, so the API and ``segrun`` produce identical labels.
+The pipeline uses the same three steps (preprocess, infer, decode) on
+separate threads, so the API and ``segrun`` produce identical labels.  What
+differs between semantic and instance artifacts is the task's business
+(runtime.tasks); the Segmenter only asks the task named by the metadata.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Self
 
 import numpy as np
 
 from segedge.runtime.backends.base import Backend, BackendOptions, open_backend
-from segedge.runtime.draw import UNKNOWN_LABEL, DrawConfig, Drawer, colorize, palette_lut
+from segedge.runtime.draw import DrawConfig, colorize, palette_lut
 from segedge.runtime.errors import InputError
-from segedge.runtime.instances import Instance, InstanceResult, check_threshold, decode
 from segedge.runtime.metadata import ArtifactMetadata
-from segedge.runtime.preprocess import Geometry, labels_to_frame, logits_to_labels, prepare
+from segedge.runtime.preprocess import Geometry, prepare
+from segedge.runtime.tasks import DecodeOptions, FrameDrawer, FrameResult, get_task
+from segedge.runtime.tasks.base import PostprocessMode
+from segedge.runtime.tasks.instance import InstanceResult
+from segedge.runtime.tasks.semantic import softmax_max
 
-PostprocessMode = Literal["exact", "fast"]
+__all__ = ["PostprocessMode", "SegmentationResult", "Segmenter", "softmax_max"]
+
+# The API's overlay: a plain blend; labels without a colour show the frame.
+API_DRAW = DrawConfig(legend=False, hud=False, unknown=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SegmentationResult:
-    """Labels (HxW uint8, frame resolution), optional confidence (HxW float32), timings (ms)."""
+    """One frame: ``labels`` (HxW, frame size), ``confidence`` (HxW float32, computed on
+    first access), ``timings`` (ms); instance artifacts add ``instances`` and ``labels``
+    holds their id map (0 background)."""
 
-    labels: np.ndarray
-    confidence: np.ndarray | None
+    result: FrameResult
     timings: dict[str, float]
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...] = field(repr=False)
-    # instance artifacts: the detections, and ``labels`` holds their id map (0 background)
-    instances: tuple[Instance, ...] | None = None
+    _paint: Callable[[np.ndarray, Any, float], np.ndarray] | None = field(
+        default=None, repr=False)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.result.mask
+
+    @property
+    def confidence(self) -> np.ndarray | None:
+        return self.result.confidence
+
+    @property
+    def instances(self) -> tuple[Any, ...] | None:
+        return self.result.instances
 
     def colorize(self) -> np.ndarray:
         """BGR colour image of the labels (unknown labels black)."""
         return colorize(self.labels, palette_lut(self.palette))
 
     def overlay(self, frame_bgr: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-        drawer = Drawer(DrawConfig(alpha=alpha, legend=False, hud=False), self.classes,
-                        self.palette, unknown=True)
-        return drawer.overlay(frame_bgr, self.labels)
+        """The result blended over the frame, drawn by the Segmenter's one drawer."""
+        if self._paint is None:
+            raise InputError("overlay", "a result made by a Segmenter", "a bare result")
+        return self._paint(frame_bgr, self.result, alpha)
 
     def class_fractions(self) -> dict[str, float]:
         counts = np.bincount(self.labels.ravel(), minlength=256)[: len(self.classes)]
@@ -50,39 +74,68 @@ class SegmentationResult:
         return {name: float(c) / total for name, c in zip(self.classes, counts, strict=True)}
 
 
-def softmax_max(logits: np.ndarray) -> np.ndarray:
-    """Probability of the winning class per pixel, from CxHxW logits."""
-    x = logits.astype(np.float32, copy=False)
-    top = x.max(0)
-    total = np.exp(x - top).sum(0)
-    return (1.0 / total).astype(np.float32)
+def merge_options(options: BackendOptions | None, **given: Any) -> BackendOptions:
+    """``options`` with the keyword arguments given (not None) applied on top.
+
+    A keyword that contradicts a value ``options`` already sets is an error, not a
+    silent choice of one of them.
+    """
+    base = options or BackendOptions()
+    defaults = BackendOptions()
+    known = {f.name for f in fields(BackendOptions)}
+    changes: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in known:
+            raise InputError("Segmenter option", f"one of {', '.join(sorted(known))}",
+                             repr(name))
+        if value is None:
+            continue
+        current = getattr(base, name)
+        if current != getattr(defaults, name) and current != value:
+            raise InputError(name, f"one value (the {name} argument or options.{name})",
+                             f"{value!r} and {current!r}")
+        changes[name] = value
+    return replace(base, **changes) if changes else base
 
 
 class Segmenter:
-    """One loaded artifact; call it on BGR frames."""
+    """One loaded artifact; call it on BGR frames.
 
-    def __init__(self, model: str | Path, *, backend: str = "auto", provider: str = "auto",
-                 threads: int | None = None, postprocess: PostprocessMode = "exact",
+    ``provider``, ``threads`` and ``hints`` (metadata for a foreign ONNX) may be
+    given directly or inside ``options``; both together must agree.
+    """
+
+    def __init__(self, model: str | Path, *, backend: str = "auto",
+                 provider: str | None = None, threads: int | None = None,
+                 postprocess: PostprocessMode = "exact",
                  score_threshold: float | None = None,
                  hints: ArtifactMetadata | None = None,
                  options: BackendOptions | None = None) -> None:
-        if postprocess not in ("exact", "fast"):
-            raise InputError("--postprocess", "exact or fast", repr(postprocess))
-        if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
-            raise InputError("--score-threshold", "a probability between 0 and 1",
-                             score_threshold)
-        opts = options or BackendOptions(provider=provider, threads=threads, metadata=hints)
-        self.backend: Backend = open_backend(model, backend, opts)
+        self.decode_options = DecodeOptions(postprocess, score_threshold)
+        self.options = merge_options(options, provider=provider, threads=threads,
+                                     metadata=hints)
+        self.backend: Backend = open_backend(model, backend, self.options)
         self.metadata: ArtifactMetadata = self.backend.metadata
-        self.mode: PostprocessMode = postprocess
-        self.score_threshold = score_threshold
-        out = self.metadata.output
-        self._use_labels = bool(out.labels) and (
-            out.kind == "labels" or postprocess == "fast" or not out.logits)
+        try:
+            self.task = get_task(self.metadata.task, str(model))
+            self._decode = self.task.decoder(self.metadata, self.decode_options)
+        except BaseException:
+            self.backend.close()
+            raise
+        self._drawer: FrameDrawer | None = None
+        self._drawer_lock = threading.Lock()
+
+    @property
+    def mode(self) -> PostprocessMode:
+        return self.decode_options.postprocess
+
+    @property
+    def score_threshold(self) -> float | None:
+        return self.decode_options.score_threshold
 
     @property
     def is_instance(self) -> bool:
-        return self.metadata.task == "instance"
+        return self.task.name == "instance"
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -103,74 +156,50 @@ class Segmenter:
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         return self.backend.infer(tensor)
 
-    def postprocess(self, outputs: dict[str, np.ndarray], geom: Geometry,
-                    want_confidence: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Network outputs (batch of one) -> (labels, confidence or None) at frame size."""
-        out = self.metadata.output
-        want_confidence = want_confidence or self.score_threshold is not None
-        conf: np.ndarray | None = None
-        if self._use_labels:
-            raw = outputs[out.labels or ""][0]
-            if raw.ndim == 3 and raw.shape[0] == 1:
-                raw = raw[0]
-            labels = labels_to_frame(np.ascontiguousarray(raw.astype(np.uint8, copy=False)),
-                                     geom)
-            if want_confidence and out.confidence and out.confidence in outputs:
-                conf = labels_to_frame(outputs[out.confidence][0].astype(np.float32), geom)
-            elif want_confidence and out.logits and out.logits in outputs:
-                conf = labels_to_frame(softmax_max(outputs[out.logits][0]), geom)
-        else:
-            logits = outputs[out.logits or ""][0]
-            labels, _ = logits_to_labels(logits, geom, self.mode)
-            if want_confidence:
-                if out.confidence and out.confidence in outputs:
-                    conf = labels_to_frame(outputs[out.confidence][0].astype(np.float32), geom)
-                else:
-                    conf = labels_to_frame(softmax_max(logits), geom)
-        if self.score_threshold is not None and conf is not None:
-            labels = labels.copy()
-            labels[conf < self.score_threshold] = UNKNOWN_LABEL
-        return labels, conf
+    def decode(self, outputs: dict[str, np.ndarray], geom: Geometry, *,
+               confidence: bool = False) -> Any:
+        """Network outputs (batch of one) -> the task's result at frame size.
 
-    @property
-    def decode_threshold(self) -> float:
-        return check_threshold(self.score_threshold)
+        ``confidence=True`` keeps what a later ``result.confidence`` needs (computed
+        then, not here); with a score threshold it is computed here anyway.
+        """
+        return self._decode(outputs, geom, confidence=confidence)
 
-    def decode(self, outputs: dict[str, np.ndarray], geom: Geometry) -> InstanceResult:
-        """Instance artifacts: padded outputs -> detections at or above the score threshold."""
-        return decode(outputs, self.metadata, geom, check_threshold(self.score_threshold))
+    def drawer(self) -> FrameDrawer:
+        """The drawer behind ``result.overlay``: built on first use, then reused."""
+        if self._drawer is None:
+            with self._drawer_lock:
+                if self._drawer is None:
+                    self._drawer = self.task.drawer(API_DRAW, self.metadata,
+                                                    self.decode_options)
+        return self._drawer
+
+    def _paint(self, frame_bgr: np.ndarray, result: Any, alpha: float) -> np.ndarray:
+        return self.drawer().overlay(frame_bgr, result, alpha)
+
+    def _run(self, frame_bgr: np.ndarray) -> tuple[Any, dict[str, float]]:
+        t0 = time.perf_counter()
+        tensor, geom = self.preprocess(frame_bgr)
+        t1 = time.perf_counter()
+        outputs = self.infer(tensor)
+        t2 = time.perf_counter()
+        result = self.decode(outputs, geom, confidence=True)
+        t3 = time.perf_counter()
+        return result, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
+                        "postprocess": (t3 - t2) * 1e3}
 
     def detect(self, frame_bgr: np.ndarray) -> InstanceResult:
         """Instance artifacts: one frame -> instances (class, score, box, mask area) + id map."""
         if not self.is_instance:
             raise InputError("model", "an instance segmentation artifact (task 'instance')",
                              f"task {self.metadata.task!r}")
-        t0 = time.perf_counter()
-        tensor, geom = self.preprocess(frame_bgr)
-        t1 = time.perf_counter()
-        outputs = self.infer(tensor)
-        t2 = time.perf_counter()
-        result = self.decode(outputs, geom)
-        t3 = time.perf_counter()
-        result.timings.update(preprocess=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3,
-                              postprocess=(t3 - t2) * 1e3)
+        result, timings = self._run(frame_bgr)
+        result.timings.update(timings)
         return result
 
     def __call__(self, frame_bgr: np.ndarray) -> SegmentationResult:
-        if self.is_instance:
-            res = self.detect(frame_bgr)
-            return SegmentationResult(res.ids, None, res.timings, self.classes, self.palette,
-                                      instances=res.instances)
-        t0 = time.perf_counter()
-        tensor, geom = self.preprocess(frame_bgr)
-        t1 = time.perf_counter()
-        outputs = self.infer(tensor)
-        t2 = time.perf_counter()
-        labels, conf = self.postprocess(outputs, geom, want_confidence=True)
-        t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
-                   "postprocess": (t3 - t2) * 1e3}
-        return SegmentationResult(labels, conf, timings, self.classes, self.palette)
+        result, timings = self._run(frame_bgr)
+        return SegmentationResult(result, timings, self.classes, self.palette, self._paint)
 
     def close(self) -> None:
         self.backend.close()

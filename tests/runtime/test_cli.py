@@ -14,7 +14,7 @@ import pytest
 
 from segedge.runtime.cli import main, parse_classes, parse_palette, parse_size, parse_triple
 from segedge.runtime.errors import InputError
-from segedge.runtime.sink_video import partial_path
+from segedge.runtime.sinks.video import partial_path
 from tests.runtime.onnx_fixtures import count_frames, write_video
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,10 +18,10 @@ from onnx import TensorProto, helper
 
 from segedge.runtime.draw import DrawConfig
 from segedge.runtime.errors import ArtifactError, InputError
-from segedge.runtime.instances import InstanceDrawer, InstanceResult, decode
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, InputSpec, OutputSpec
 from segedge.runtime.preprocess import Geometry
 from segedge.runtime.segmenter import Segmenter
+from segedge.runtime.tasks.instance import InstanceDrawer, InstanceResult, decode
 from tests.runtime.onnx_fixtures import write_video
 
 H, W, N = 24, 32, 4
@@ -177,3 +177,29 @@ def test_segrun_draws_instances_records_them_and_saves_id_pngs(tmp_path: Path) -
     frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     assert frames == 6 and (fh, fw) == (png.shape[0], png.shape[1])
+
+
+def test_api_overlay_draws_instances_with_one_reused_drawer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segedge.runtime.tasks import instance as instance_task
+
+    built: list[object] = []
+
+    class CountingDrawer(instance_task.InstanceDrawer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            built.append(self)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(instance_task, "InstanceDrawer", CountingDrawer)
+    path = make_instance_model(tmp_path / "inst.onnx")
+    frame = np.full((H * 4, W * 4, 3), 90, np.uint8)
+    with Segmenter(path) as seg:
+        first, second = seg(frame), seg(frame)
+        over = first.overlay(frame, alpha=0.6)
+        again = second.overlay(frame, alpha=0.6)
+    assert len(built) == 1
+    np.testing.assert_array_equal(over, again)
+    expected = InstanceDrawer(DrawConfig(alpha=0.6, legend=False, hud=False), CLASSES).draw(
+        frame, InstanceResult(first.instances or (), first.labels))
+    np.testing.assert_array_equal(over, expected)  # what segrun draws, without the HUD
+    assert (over[first.labels == 0][:, 0] == 90).mean() > 0.8

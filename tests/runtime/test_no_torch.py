@@ -31,6 +31,9 @@ def test_every_runtime_module_imports_without_torch_or_onnx() -> None:
     names = runtime_modules()
     assert "segedge.runtime.cli" in names and "segedge.runtime.pipeline" in names
     assert "segedge.runtime.sources.video" in names
+    assert {"segedge.runtime.tasks.semantic", "segedge.runtime.tasks.instance"} <= set(names)
+    assert {"segedge.runtime.sinks.video", "segedge.runtime.sinks.window",
+            "segedge.runtime.sinks.masks"} <= set(names)
     assert "segedge.runtime.backends.tensorrt" in names  # imports TensorRT lazily
     proc = subprocess.run([sys.executable, "-c", CHECK.format(names=names)],
                           capture_output=True, text=True, timeout=120)

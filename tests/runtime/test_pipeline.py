@@ -16,7 +16,7 @@ from segedge.runtime.draw import UNKNOWN_LABEL, DrawConfig
 from segedge.runtime.errors import InputError, ShapeError, SourceError
 from segedge.runtime.pipeline import run
 from segedge.runtime.signals import StopRequest
-from segedge.runtime.sink_video import partial_path
+from segedge.runtime.sinks.video import partial_path
 from tests.runtime.onnx_fixtures import count_frames, scene, write_video
 
 
@@ -72,6 +72,26 @@ def test_logits_model_fast_postprocess_matches_api(models: dict[str, Path], vide
     for i, frame in enumerate(decoded_frames(video)[:6]):
         np.testing.assert_array_equal(read_mask(tmp_path, i), seg(frame).labels)
     assert sorted(p.name for p in tmp_path.iterdir())[-1] == "000005.png"
+
+
+def test_run_never_computes_confidence_it_does_not_use(
+        models: dict[str, Path], video: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from segedge.runtime.tasks import semantic
+
+    calls = {"n": 0}
+    real = semantic.softmax_max
+
+    def counting(logits: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        return real(logits)
+
+    monkeypatch.setattr(semantic, "softmax_max", counting)
+    stats = run(config(models["logits"], video, output=tmp_path / "o.avi", max_frames=4))
+    assert stats.frames_processed == 4 and calls["n"] == 0
+    run(config(models["logits"], video, save_masks=tmp_path / "m", max_frames=4,
+               score_threshold=0.5))
+    assert calls["n"] == 4  # the threshold needs it: once per frame
 
 
 def test_side_by_side_doubles_the_width(models: dict[str, Path], video: Path,
@@ -173,7 +193,7 @@ def test_bad_inputs_fail_before_anything_is_written(models: dict[str, Path], vid
 def test_window_on_the_main_thread_quits_on_q(models: dict[str, Path], video: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """With a display the sinks run on the calling thread (GUI rule); q stops the run."""
-    import segedge.runtime.sinks as sinks_mod
+    import segedge.runtime.sinks.window as sinks_mod
 
     monkeypatch.setattr(sinks_mod, "display_available", lambda: True)
     shown: list[str] = []

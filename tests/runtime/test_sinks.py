@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from segedge.runtime import sink_window
 from segedge.runtime.errors import InputError
-from segedge.runtime.sink_video import VideoSink, partial_path
-from segedge.runtime.sink_window import WindowSink
-from segedge.runtime.sinks import MaskSink, build_sinks
+from segedge.runtime.sinks import window as sink_window
+from segedge.runtime.sinks.base import build_sinks, needs_pixels, open_sink, sink_names
+from segedge.runtime.sinks.masks import MaskSink
+from segedge.runtime.sinks.video import VideoSink, partial_path
+from segedge.runtime.sinks.window import WindowSink
 from tests.runtime.onnx_fixtures import count_frames, scene
 
 
@@ -93,7 +94,7 @@ def test_display_detection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_headless_automatically_and_forced(monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
-    import segedge.runtime.sinks as sinks_mod
+    import segedge.runtime.sinks.window as sinks_mod
 
     monkeypatch.setattr(sinks_mod, "display_available", lambda: False)
     assert build_sinks(None, None, None, 25.0) == []
@@ -116,3 +117,20 @@ def test_window_quits_on_q(monkeypatch: pytest.MonkeyPatch) -> None:
     window.write(0, scene(0), np.zeros((48, 64), np.uint8))
     assert shown == [(48, 64, 3)] and window.quit_requested
     window.close()
+
+
+def test_sink_kinds_say_what_they_need(tmp_path: Path) -> None:
+    video = VideoSink(tmp_path / "o.mp4", fps=5)
+    masks = MaskSink(tmp_path / "m")
+    window = WindowSink()
+    assert [s.needs_pixels for s in (video, masks, window)] == [True, False, True]
+    assert [s.main_thread for s in (video, masks, window)] == [False, False, True]
+    assert not any(s.quit_requested for s in (video, masks, window))
+    assert needs_pixels([masks]) is False and needs_pixels([masks, video]) is True
+    assert sink_names() == ["masks", "video", "window"]
+
+
+def test_unknown_sink_kind_names_the_known_ones() -> None:
+    with pytest.raises(InputError) as err:
+        open_sink("printer")
+    assert str(err.value) == "sink: expected one of masks, video, window, got 'printer'"

@@ -1,27 +1,30 @@
-"""Instance segmentation outputs: decode, map to the frame, draw (numpy + cv2 only).
+"""Instance segmentation: decode padded detections, map them to the frame, draw, record.
 
 An instance artifact returns detections padded to ``max_detections`` with a
 ``count``; only the first ``count`` rows are real.  Decoding keeps those at
 or above the score threshold, maps boxes and masks from network to frame
 pixels, and paints one instance-id map (0 background, k = k-th instance,
-highest score on top) that the mask sink writes as a PNG.
+highest score on top) that the mask sink writes as a PNG.  Each frame adds
+its detections (class, score, box, area) to the run's stats.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
-from segedge.runtime.draw import FONT, DrawConfig, draw_hud, text_scale
+from segedge.runtime.draw import FONT, DrawConfig, draw_hud, resolve_classes, text_scale
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.preprocess import Geometry, labels_to_frame
+from segedge.runtime.tasks.base import DecodeOptions, RuntimeTask
 
 DEFAULT_SCORE_THRESHOLD = 0.5
+MAX_INSTANCE_FRAMES = 100_000  # per-frame instance records kept for the stats JSON
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,21 @@ class Instance:
         return d
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class InstanceResult:
     """Instances of one frame and their id map (HxW, frame size; 0 is background)."""
 
     instances: tuple[Instance, ...]
     ids: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.ids
+
+    @property
+    def confidence(self) -> None:
+        return None
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [i.to_dict() for i in self.instances]
@@ -122,11 +133,20 @@ class InstanceDrawer:
         self.boxes = config.boxes
         self.lut = np.zeros((256, 1, 3), np.uint8)
         self.lut[1:, 0] = instance_colours(255)
-        self._hidden = set(_hidden_ids(config.ignore, classes))
+        self._hidden = set(resolve_classes(config.ignore, classes))
 
     def draw(self, frame: np.ndarray, result: InstanceResult,
              hud: Sequence[str] | None = None) -> np.ndarray:
-        mode = self.config.mode
+        out = self._render(frame, result, self.config.mode, self.config.alpha)
+        if hud and self.config.hud:
+            draw_hud(out, hud, text_scale(frame.shape[1]))
+        return out
+
+    def overlay(self, frame: np.ndarray, result: InstanceResult, alpha: float) -> np.ndarray:
+        return self._render(frame, result, "overlay", alpha)
+
+    def _render(self, frame: np.ndarray, result: InstanceResult, mode: str,
+                alpha: float) -> np.ndarray:
         ids = result.ids
         visible = [k for k, inst in enumerate(result.instances, start=1)
                    if inst.class_id not in self._hidden]
@@ -140,8 +160,7 @@ class InstanceDrawer:
         elif mode == "none":
             out = frame.copy()
         else:
-            a = self.config.alpha
-            out = cv2.addWeighted(frame, 1.0 - a, colours, a, 0.0)
+            out = cv2.addWeighted(frame, 1.0 - alpha, colours, alpha, 0.0)
             cv2.copyTo(frame, (ids8 == 0).view(np.uint8), out)
             edges = cv2.morphologyEx(ids8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
             cv2.copyTo(colours, (edges > 0).view(np.uint8), out)
@@ -150,8 +169,6 @@ class InstanceDrawer:
         scale = text_scale(frame.shape[1])
         for k in visible:
             self._label(out, result.instances[k - 1], self.lut[(k - 1) % 255 + 1, 0], scale)
-        if hud and self.config.hud:
-            draw_hud(out, hud, scale)
         return out
 
     def _label(self, image: np.ndarray, inst: Instance, colour: np.ndarray,
@@ -167,7 +184,63 @@ class InstanceDrawer:
         cv2.putText(image, text, (x0 + 2, ty - 1), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def _hidden_ids(names: Sequence[int | str], classes: Sequence[str]) -> list[int]:
-    from segedge.runtime.draw import resolve_classes
+class InstanceStats:
+    """Per-frame detections for the stats JSON (the first MAX_INSTANCE_FRAMES frames)."""
 
-    return list(resolve_classes(names, classes))
+    def __init__(self, score_threshold: float, max_frames: int = MAX_INSTANCE_FRAMES) -> None:
+        self.score_threshold = score_threshold
+        self.max_frames = max_frames
+        self.total = 0
+        self.frames: list[dict[str, Any]] = []
+
+    def add(self, index: int, result: InstanceResult) -> None:
+        self.total += len(result)
+        if len(self.frames) < self.max_frames:
+            self.frames.append({"frame": index, "count": len(result),
+                                "instances": result.to_dicts()})
+
+    def extra(self) -> dict[str, Any]:
+        return {"instances": {"score_threshold": self.score_threshold, "total": self.total,
+                              "frames_recorded": len(self.frames), "frames": self.frames}}
+
+
+class InstanceTask(RuntimeTask):
+    name: ClassVar[str] = "instance"
+    output_kinds: ClassVar[tuple[str, ...]] = ("instances",)
+
+    def output_names(self, meta: ArtifactMetadata) -> list[str]:
+        out = meta.output
+        return [n for n in (out.boxes, out.labels, out.scores, out.masks, out.count) if n]
+
+    def check_output_names(self, meta: ArtifactMetadata, graph_outputs: Collection[str],
+                           source: str) -> None:
+        named = self.output_names(meta)
+        missing = [n for n in named if n not in graph_outputs]
+        if len(named) != 5 or missing:
+            raise ArtifactError(f"{source}: expected instance outputs boxes, labels, scores, "
+                                f"masks, count (from metadata), got {sorted(graph_outputs)}")
+
+    def decoder(self, meta: ArtifactMetadata, options: DecodeOptions) -> InstanceDecoder:
+        return InstanceDecoder(meta, options)
+
+    def drawer(self, config: DrawConfig, meta: ArtifactMetadata,
+               options: DecodeOptions) -> InstanceDrawer:
+        return InstanceDrawer(config, meta.classes)
+
+    def stats(self, options: DecodeOptions) -> InstanceStats:
+        return InstanceStats(check_threshold(options.score_threshold))
+
+
+class InstanceDecoder:
+    """Outputs of one instance artifact -> detections at or above the score threshold."""
+
+    def __init__(self, meta: ArtifactMetadata, options: DecodeOptions) -> None:
+        self.meta = meta
+        self.threshold = check_threshold(options.score_threshold)
+
+    def __call__(self, outputs: dict[str, np.ndarray], geom: Geometry, *,
+                 confidence: bool = False) -> InstanceResult:
+        return decode(outputs, self.meta, geom, self.threshold)
+
+
+TASK = InstanceTask()

@@ -38,6 +38,10 @@ def partial_path(path: Path) -> Path:
 class VideoSink:
     """Opened lazily on the first frame (its size fixes the video's size)."""
 
+    needs_pixels = True
+    main_thread = False
+    quit_requested = False
+
     def __init__(self, path: Path, fps: float | None) -> None:
         check_video_path(path)
         self.path = Path(path)

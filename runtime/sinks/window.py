@@ -32,6 +32,9 @@ def display_available() -> bool:
 class WindowSink:
     """Must be driven from the main thread (GUI toolkits require it)."""
 
+    needs_pixels = True
+    main_thread = True
+
     def __init__(self, name: str = "segrun") -> None:
         self.name = name
         self.quit_requested = False
