@@ -48,13 +48,16 @@ def build_config(models: tuple[str, ...], o: dict[str, Any], command: str) -> An
         if models:
             raise InputError("MODEL_OR_ARTIFACT", "no models with --default", " ".join(models))
         cfg = default_set(workdir, threads, command, not o["no_isolate"], not o["quiet"],
-                          o["fresh"])
+                          o["fresh"], data=o["data"])
         if o["settle"]:
             cfg = replace(cfg, settle_s=o["settle"], settle_budget_s=8 * o["settle"])
         return cfg
     if not models:
         raise InputError("MODEL_OR_ARTIFACT", "one or more zoo names or artifacts, or --default",
                          "none")
+    if o["data"] is not None:
+        raise InputError("--data", "--default as well (it names the default set's data)",
+                         f"--data {o['data']} alone")
     chosen = split_list(o["backends"]) or DEFAULT_BACKENDS
     for name in chosen:
         backends.get(name)
@@ -120,6 +123,9 @@ def print_summary(result: Any) -> None:
 @click.argument("models", nargs=-1, metavar="MODEL_OR_ARTIFACT...")
 @click.option("--default", "default", is_flag=True,
               help="The default set (what benchmarks/RESULTS.md shows).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --default: the data folder holding video/solidWhiteRight.mp4 (e.g. "
+                   "../shared/data); without it the cells that need that video are skipped.")
 @click.option("--backends", multiple=True, metavar="A,B",
               help="pytorch-cpu, pytorch-cuda, plain-ort, ort-cpu, ort-cuda, ort-tensorrt, "
                    "tensorrt [all].")

@@ -39,6 +39,11 @@ class ModelPlan:
     weights: str = "auto"
     checkpoint: str | None = None
     num_classes: int | None = None
+    skip_reason: str | None = None  # data this plan needs is absent: every cell says so
+
+    def __post_init__(self) -> None:
+        if self.skip_reason is not None and not self.skip_reason.strip():
+            raise ValueError("ModelPlan.skip_reason: expected a reason or None, got ''")
 
     @property
     def is_artifact(self) -> bool:
@@ -98,6 +103,8 @@ class Planner:
         return self._probes[backend]
 
     def decide(self, plan: ModelPlan, cell: Cell) -> Decision:
+        if plan.skip_reason:
+            return Decision(skip=plan.skip_reason)
         why = self.probe(cell.backend)
         if why:
             return Decision(skip=why)

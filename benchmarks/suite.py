@@ -61,19 +61,13 @@ def weights_kind(plan: ModelPlan) -> str:
         return f"checkpoint {plan.checkpoint}"
     if plan.weights == "random":
         return "random"
-    from segedge.export.config import ExportConfig
     from segedge.export.models import registry
+    from segedge.export.models.weights import choose_weights
 
     spec = registry.get(plan.model)
-    try:  # the exporter's own rule (auto: pretrained only when available offline)
-        from segedge.export.models.resolve import _weights_for
-
-        chosen = _weights_for(spec, ExportConfig(model=plan.model,
-                                                 weights=plan.weights,  # type: ignore[arg-type]
-                                                 num_classes=plan.num_classes))
-    except ImportError:
-        chosen = "pretrained" if spec.pretrained and plan.weights != "random" else "random"
-    return "random" if chosen == "random" else f"pretrained ({spec.pretrained})"
+    chosen = choose_weights(spec.weights, plan.weights)  # type: ignore[arg-type]
+    return "random" if chosen == "random" or spec.weights is None \
+        else f"pretrained ({spec.weights})"
 
 
 class Suite:

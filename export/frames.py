@@ -1,14 +1,14 @@
-"""Real frames to verify (and later calibrate) against: a folder, a video, CamVid, or scenes.
+"""Frames to verify (and later calibrate) against: the user's folder, video or glob, else scenes.
 
-The parity gate is only meaningful on real images, so it prefers the user's
-frames, then the shared CamVid set, and falls back to generated road scenes.
+The product never searches the file system for test data: what an export is
+verified on comes from its flags (`--verify-images`), else from generated road
+scenes, so the same command gives the same report wherever it runs.  Which
+files count as images or videos is `segedge.runtime.paths`' one rule.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -16,45 +16,31 @@ import numpy as np
 
 from segedge.export import scenes
 from segedge.runtime.errors import InputError
+from segedge.runtime.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_video, list_images
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "FrameSet", "list_images", "load_frames",
+           "read_video"]
+
+SCENES_SOURCE = "generated road scenes"
 
 
 @dataclass(frozen=True)
 class FrameSet:
-    frames: list[np.ndarray]  # BGR uint8, as OpenCV reads them
+    """BGR uint8 frames (as OpenCV reads them), where they came from, and their files."""
+
+    frames: list[np.ndarray]
     source: str
-    paths: tuple[str, ...] = ()
+    paths: tuple[str, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ValueError("FrameSet.source: expected where the frames came from, got ''")
+        if self.paths and len(self.paths) != len(self.frames):
+            raise ValueError(f"FrameSet.paths: expected one per frame ({len(self.frames)}), "
+                             f"got {len(self.paths)}")
 
-def shared_data_dir() -> Path | None:
-    """`../shared/data` beside the checkout (or $SEGEDGE_SHARED_DATA), when present."""
-    env = os.environ.get("SEGEDGE_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    for base in [Path.cwd(), *Path.cwd().parents, *here.parents]:
-        candidates.append(base / ".." / "shared" / "data")
-        candidates.append(base / "shared" / "data")
-    for cand in candidates:
-        if (cand / "camvid").is_dir() or (cand / "video").is_dir():
-            return cand.resolve()
-    return None
-
-
-def camvid_dir(split: str = "val") -> Path | None:
-    root = shared_data_dir()
-    path = root / "camvid" / split if root else None
-    return path if path and path.is_dir() else None
-
-
-def list_images(spec: str) -> list[Path]:
-    path = Path(spec)
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        return [path]
-    return sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    def __len__(self) -> int:
+        return len(self.frames)
 
 
 def read_video(path: Path, count: int) -> list[np.ndarray]:
@@ -76,26 +62,20 @@ def read_video(path: Path, count: int) -> list[np.ndarray]:
 
 
 def load_frames(spec: str | None, count: int, size: tuple[int, int], seed: int = 0) -> FrameSet:
-    """Frames from `spec` (dir, image, glob or video), else CamVid val, else scenes."""
-    if spec:
-        path = Path(spec)
-        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-            frames = read_video(path, count)
-            if not frames:
-                raise InputError("--verify-images", "a readable video", f"no frames in {path}")
-            return FrameSet(frames, f"video {path}")
-        files = list_images(spec)
-        if not files:
-            raise InputError("--verify-images", "a folder, image, glob or video with frames",
-                             repr(spec))
-        return _read_files(files[:count], spec)
-    cam = camvid_dir("val")
-    if cam is not None:
-        files = list_images(str(cam))
-        picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, count)] if files else []
-        if picks:
-            return _read_files(picks, f"camvid {cam}")
-    return FrameSet(scenes.frames(count, size, seed), "generated road scenes")
+    """Frames from `spec` (folder, image, glob or video); without one, generated scenes."""
+    if not spec:
+        return FrameSet(scenes.frames(count, size, seed), SCENES_SOURCE)
+    path = Path(spec)
+    if path.is_file() and is_video(path):
+        frames = read_video(path, count)
+        if not frames:
+            raise InputError("--verify-images", "a readable video", f"no frames in {path}")
+        return FrameSet(frames, f"video {path}")
+    files = list_images(spec)
+    if not files:
+        raise InputError("--verify-images", "a folder, image, glob or video with frames",
+                         repr(spec))
+    return _read_files(files[:count], spec)
 
 
 def _read_files(files: list[Path], source: str) -> FrameSet:

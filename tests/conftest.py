@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real data is, and skips that say why."""
+"""Shared fixtures: where the real data is (passed explicitly to the product), and skips that
+say why."""
 
 from __future__ import annotations
 
@@ -6,16 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from segedge.export.frames import shared_data_dir
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.shared_data import shared_data_root
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    root = shared_data_dir()
+    root = shared_data_root()
     if root is None:
-        pytest.skip("../shared/data is absent (CamVid and the dash-cam video live there)")
+        pytest.skip("../shared/data is absent (CamVid and the dash-cam video live there; "
+                    "or set $SEGEDGE_SHARED_DATA)")
     return root
 
 

@@ -5,8 +5,10 @@ give flat logits whose argmax flips at the slightest noise), so the FP16/INT8
 tests and the numbers in the docs use the zoo's ``demo`` architecture
 (DemoNet) trained here on CamVid train at low resolution, a few CPU minutes.
 The checkpoint loads with ``segexport demo --num-classes 11 --checkpoint``.
+The data root is always given (it holds ``camvid/train``, ``camvid/trainannot``);
+nothing here searches for it.  From the repository root:
 
-    python -m tools.camvid_model --out camvid_demo.pt
+    python -m tools.camvid_model --data ../shared/data --out camvid_demo.pt
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segedge.export.frames import list_images, shared_data_dir
 from segedge.export.models.demo import DemoNet
 from segedge.export.models.registry import CAMVID_CLASSES
 from segedge.runtime.errors import InputError
+from segedge.runtime.paths import list_images
 from tools.train_demo import batch_tensors
 
 CAMVID_SIZE = (128, 160)  # (H, W): CamVid 360x480 at a third, rounded to the stride 16
@@ -32,10 +34,10 @@ VOID = 11  # CamVid's void label, ignored in training and evaluation
 DEFAULT_STEPS = 500
 
 
-def camvid_root() -> Path | None:
-    root = shared_data_dir()
-    path = root / "camvid" if root else None
-    return path if path and (path / "train").is_dir() else None
+def camvid_root(data: Path | None) -> Path | None:
+    """`data`/camvid when it holds a train split; None for no data root or no CamVid."""
+    path = Path(data) / "camvid" if data is not None else None
+    return path if path is not None and (path / "train").is_dir() else None
 
 
 def load_split(root: Path, split: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -92,12 +94,13 @@ def save(model: DemoNet, path: Path, **info: object) -> Path:
     return path
 
 
-def cached_checkpoint(folder: Path, steps: int = DEFAULT_STEPS,
+def cached_checkpoint(folder: Path, data: Path | None, steps: int = DEFAULT_STEPS,
                       log: Callable[[str], None] = print) -> Path:
-    """Train once per (steps, size) into `folder`; later calls return the saved file."""
-    root = camvid_root()
+    """Train once per (steps, size) into `folder` on `data`/camvid; later calls return the
+    saved file."""
+    root = camvid_root(data)
     if root is None:
-        raise InputError("CamVid", "../shared/data/camvid/train", "no such folder")
+        raise InputError("CamVid", "a data root holding camvid/train", f"none under {data}")
     h, w = CAMVID_SIZE
     path = folder / f"camvid_demo_{steps}steps_{h}x{w}.pt"
     if not path.is_file():
@@ -108,13 +111,15 @@ def cached_checkpoint(folder: Path, steps: int = DEFAULT_STEPS,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True,
+                        help="data root holding camvid/train and camvid/trainannot")
     parser.add_argument("--out", type=Path, default=Path("camvid_demo.pt"))
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    root = camvid_root()
+    root = camvid_root(args.data)
     if root is None:
-        raise SystemExit("camvid_model: expected ../shared/data/camvid/train, got none")
+        raise SystemExit(f"camvid_model: expected {args.data}/camvid/train, got no such folder")
     torch.set_num_threads(args.threads)
     model = train(root, steps=args.steps)
     print(f"wrote {save(model, args.out, steps=args.steps)}")

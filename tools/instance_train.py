@@ -2,7 +2,8 @@
 model whose detections mean something (random weights detect noise or nothing).
 
 A few minutes on two CPU cores; used by the slow tests (cached) and by hand:
-``python -m tools.instance_train OUT.pt --steps 600``.
+``python -m tools.instance_train OUT.pt --steps 600`` from the repository root
+(tools/ is training and test code, not part of the installed package).
 """
 
 from __future__ import annotations

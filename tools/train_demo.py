@@ -1,7 +1,8 @@
 """Train the shipped demo model on generated scenes (CPU, a few minutes).
 
-Reproducible: `python -m tools.train_demo` rewrites
-export/models/checkpoints/demo.pt from a fixed seed.
+Reproducible: `python -m tools.train_demo` (from the repository root) rewrites
+the demo's shipped weights file (export/models/checkpoints/demo.pt, the path
+the catalog's `DEMO` weights entry names) from a fixed seed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch.nn.functional as F
 
 from segedge.export import scenes
 from segedge.export.evaluation.evaluate import Confusion, scores
-from segedge.export.models.demo import DemoNet, weights_path
+from segedge.export.models.catalog import DEMO
+from segedge.export.models.demo import DemoNet
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -66,7 +68,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=weights_path())
+    parser.add_argument("--out", type=Path, default=DEMO.path())
     args = parser.parse_args()
     torch.set_num_threads(2)
     model, score = train(args.steps, (176, 240), args.batch, args.seed)

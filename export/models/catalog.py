@@ -1,7 +1,12 @@
-"""Every zoo entry, registered once.  Builders import their module lazily."""
+"""Every zoo entry, registered once, and the one table of pretrained weights.
+
+Builders import their module lazily and receive their `Weights` from the
+table below, so the file a name loads is written down in exactly one place.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -15,9 +20,53 @@ from segedge.export.models.registry import (
     ModelSpec,
     register,
 )
-from segedge.export.models.weights import load_torchvision_state, pretrained_cached
+from segedge.export.models.weights import Weights, WeightsMeta
 from segedge.runtime.errors import CheckpointError
 
+Builder = Callable[[BuildRequest], nn.Module]
+
+
+def _coco() -> tuple[str, ...]:
+    from segedge.export.models.maskrcnn import coco_categories
+
+    return coco_categories()
+
+
+# --- the weights table: every pretrained file the zoo knows ----------------------------------
+_IMAGENET = WeightsMeta(dataset="ImageNet-1k", scope="backbone")
+_VOC = WeightsMeta(dataset="COCO train2017 subset, VOC labels", classes=VOC_CLASSES)
+_COCO = WeightsMeta(dataset="COCO train2017", classes=_coco())
+_TV, _TVSEG, _TVDET = ("torchvision.models", "torchvision.models.segmentation",
+                       "torchvision.models.detection")
+
+VGG16 = Weights.from_torchvision(f"{_TV}:VGG16_Weights.IMAGENET1K_V1",
+                                 "ImageNet VGG16 backbone (torchvision)", _IMAGENET)
+MOBILENET_V2 = Weights.from_torchvision(f"{_TV}:MobileNet_V2_Weights.IMAGENET1K_V1",
+                                        "ImageNet MobileNetV2 backbone (torchvision)", _IMAGENET)
+RESNET50 = Weights.from_torchvision(f"{_TV}:ResNet50_Weights.IMAGENET1K_V1",
+                                    "ImageNet ResNet-50 backbone (torchvision)", _IMAGENET)
+RESNET18 = Weights.from_torchvision(f"{_TV}:ResNet18_Weights.IMAGENET1K_V1",
+                                    "ImageNet ResNet-18 backbone (torchvision)", _IMAGENET)
+_VOC_DESC = "torchvision COCO subset, VOC labels"
+FCN_RESNET50 = Weights.from_torchvision(f"{_TVSEG}:FCN_ResNet50_Weights.DEFAULT", _VOC_DESC, _VOC)
+DEEPLABV3_RESNET50 = Weights.from_torchvision(f"{_TVSEG}:DeepLabV3_ResNet50_Weights.DEFAULT",
+                                              _VOC_DESC, _VOC)
+DEEPLABV3_MOBILENET = Weights.from_torchvision(
+    f"{_TVSEG}:DeepLabV3_MobileNet_V3_Large_Weights.DEFAULT", _VOC_DESC, _VOC)
+LRASPP_MOBILENET = Weights.from_torchvision(f"{_TVSEG}:LRASPP_MobileNet_V3_Large_Weights.DEFAULT",
+                                            _VOC_DESC, _VOC)
+MASKRCNN_R50 = Weights.from_torchvision(f"{_TVDET}:MaskRCNN_ResNet50_FPN_Weights.DEFAULT",
+                                        "torchvision COCO weights", _COCO)
+MASKRCNN_R50_V2 = Weights.from_torchvision(f"{_TVDET}:MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT",
+                                           "torchvision COCO weights", _COCO)
+DEMO = Weights.from_package(
+    "segedge.export.models:checkpoints/demo.pt",
+    "segedge demo weights (shipped, generated road scenes)",
+    WeightsMeta(dataset="segedge generated road scenes", classes=scenes.SCENE_CLASSES),
+    remedy="train them with `python -m tools.train_demo`")
+
+
+# --- builders ---------------------------------------------------------------------------------
 
 def _no_pretrained(name: str, req: BuildRequest) -> None:
     if req.weights == "pretrained":
@@ -27,24 +76,21 @@ def _no_pretrained(name: str, req: BuildRequest) -> None:
         )
 
 
-def _backbone_enum(req: BuildRequest, enum: Any) -> Any:
-    """The torchvision backbone weights to use, ensured to be in the local cache."""
+def _backbone_enum(req: BuildRequest, weights: Weights) -> Any:
+    """The torchvision enum for a backbone constructor, its file ensured to be here first."""
     if req.weights != "pretrained":
         return None
-    if not pretrained_cached(enum):
-        load_torchvision_state(enum)  # downloads when online, else one clear line
-    return enum
+    weights.fetch()  # downloads when online, else one clear line
+    return weights.enum()
 
 
-def _fcn_vgg(variant: str) -> Any:
+def _fcn_vgg(variant: str, weights: Weights) -> Builder:
     def build(req: BuildRequest) -> nn.Module:
-        from torchvision.models import VGG16_Weights
-
         from segedge.export.models import fcn_vgg
 
         model: nn.Module = getattr(fcn_vgg, variant)(req.num_classes)
         if req.weights == "pretrained":
-            fcn_vgg.load_vgg16_backbone(model, load_torchvision_state(VGG16_Weights.IMAGENET1K_V1))
+            fcn_vgg.load_vgg16_backbone(model, weights.state_dict())
         return model
 
     return build
@@ -64,100 +110,56 @@ def _segnet(req: BuildRequest) -> nn.Module:
     return segnet(req.num_classes)
 
 
-def _deeplabv3plus(backbone: str) -> Any:
+def _deeplabv3plus(backbone: str, weights: Weights) -> Builder:
     def build(req: BuildRequest) -> nn.Module:
-        from torchvision.models import MobileNet_V2_Weights, ResNet50_Weights
-
         from segedge.export.models import deeplabv3plus as dlp
 
-        if backbone == "mobilenet_v2":
-            enum = _backbone_enum(req, MobileNet_V2_Weights.IMAGENET1K_V1)
-            return dlp.deeplabv3plus_mobilenet_v2(req.num_classes, backbone_weights=enum)
-        enum = _backbone_enum(req, ResNet50_Weights.IMAGENET1K_V1)
-        return dlp.deeplabv3plus_resnet50(req.num_classes, backbone_weights=enum)
+        factory = (dlp.deeplabv3plus_mobilenet_v2 if backbone == "mobilenet_v2"
+                   else dlp.deeplabv3plus_resnet50)
+        return factory(req.num_classes, backbone_weights=_backbone_enum(req, weights))
 
     return build
 
 
-def _fcn_resnet18(req: BuildRequest) -> nn.Module:
-    from torchvision.models import ResNet18_Weights
-
-    from segedge.export.models.fcn_resnet import fcn_resnet18
-
-    return fcn_resnet18(req.num_classes, backbone_weights=_backbone_enum(
-        req, ResNet18_Weights.IMAGENET1K_V1))
-
-
-def _torchvision(attr: str) -> Any:
+def _fcn_resnet18(weights: Weights) -> Builder:
     def build(req: BuildRequest) -> nn.Module:
-        from segedge.export.models import torchvision_models
+        from segedge.export.models.fcn_resnet import fcn_resnet18
 
-        builder = getattr(torchvision_models, attr)
-        return builder(req)  # type: ignore[no-any-return]
+        return fcn_resnet18(req.num_classes, backbone_weights=_backbone_enum(req, weights))
 
     return build
 
 
-def _demo(req: BuildRequest) -> nn.Module:
-    from segedge.export.models.demo import load_demo
-
-    return load_demo(req.num_classes, pretrained=req.weights == "pretrained")
-
-
-ROAD = dict(classes=CAMVID_CLASSES, palette=CAMVID_PALETTE, default_size=(352, 480))
-VOC = dict(classes=VOC_CLASSES, default_size=(512, 512),
-           pretrained="torchvision COCO subset, VOC labels")
-
-for _variant, _desc in (("fcn32s", "stride-32 prediction"), ("fcn16s", "pool4 skip"),
-                        ("fcn8s", "pool4 + pool3 skips")):
-    register(ModelSpec(
-        name=_variant, family="fcn", build=_fcn_vgg(_variant),
-        pretrained="ImageNet VGG16 backbone (torchvision)",
-        description=f"FCN (Long et al.) on VGG16, {_desc}, learned bilinear-initialised upsampling",
-        **ROAD))  # type: ignore[arg-type]
-register(ModelSpec(name="unet", family="unet", build=_unet, stride=16,
-                   description="U-Net (Ronneberger et al.), padded convs, concatenated skips",
-                   **ROAD))  # type: ignore[arg-type]
-register(ModelSpec(name="segnet", family="segnet", build=_segnet, stride=32,
-                   description="SegNet: VGG16-BN encoder keeping pool indices, max-unpool decoder",
-                   **ROAD))  # type: ignore[arg-type]
-register(ModelSpec(name="deeplabv3plus", family="deeplab", build=_deeplabv3plus("mobilenet_v2"),
-                   pretrained="ImageNet MobileNetV2 backbone (torchvision)",
-                   description="DeepLab v3+ (MobileNetV2), atrous separable ASPP + decoder",
-                   **ROAD))  # type: ignore[arg-type]
-register(ModelSpec(name="deeplabv3plus_resnet50", family="deeplab",
-                   build=_deeplabv3plus("resnet50"),
-                   pretrained="ImageNet ResNet-50 backbone (torchvision)",
-                   description="DeepLab v3+ (ResNet-50), atrous separable ASPP + decoder",
-                   **ROAD))  # type: ignore[arg-type]
-register(ModelSpec(name="fcn_resnet18", family="fcn", build=_fcn_resnet18,
-                   pretrained="ImageNet ResNet-18 backbone (torchvision)",
-                   description="FCN-ResNet18, the jetson-inference edge FCN", **ROAD))  # type: ignore[arg-type]
-register(ModelSpec(name="fcn_resnet50", family="fcn", build=_torchvision("FCN_RESNET50"),
-                   description="torchvision FCN-ResNet50", **VOC))  # type: ignore[arg-type]
-register(ModelSpec(name="deeplabv3_resnet50", family="deeplab",
-                   build=_torchvision("DEEPLABV3_RESNET50"),
-                   description="torchvision DeepLab v3 ResNet-50", **VOC))  # type: ignore[arg-type]
-register(ModelSpec(name="deeplabv3_mobilenet_v3_large", family="deeplab",
-                   build=_torchvision("DEEPLABV3_MOBILENET"),
-                   description="torchvision DeepLab v3 MobileNetV3-Large", **VOC))  # type: ignore[arg-type]
-register(ModelSpec(name="lraspp_mobilenet_v3_large", family="lraspp",
-                   build=_torchvision("LRASPP_MOBILENET"),
-                   description="torchvision LR-ASPP MobileNetV3-Large (edge)", **VOC))  # type: ignore[arg-type]
-register(ModelSpec(name="demo", family="demo", build=_demo, classes=scenes.SCENE_CLASSES,
-                   palette=scenes.SCENE_PALETTE, default_size=(240, 320),
-                   pretrained="segedge demo weights (shipped, generated road scenes)",
-                   description="segedge's tiny demo net, trained on generated road scenes",
-                   tags=("default-pretrained",)))
-
-
-# --- instance segmentation (issue 6): task "instance", exported by instance_export ---------
-
-def _maskrcnn(attr: str) -> Any:
+def _torchvision(factory: str, weights: Weights) -> Builder:
     def build(req: BuildRequest) -> nn.Module:
-        from segedge.export.models import maskrcnn
+        from segedge.export.models.torchvision_models import torchvision_builder
 
-        return getattr(maskrcnn, attr)(req)  # type: ignore[no-any-return]
+        return torchvision_builder(factory, weights)(req)
+
+    return build
+
+
+def _demo(weights: Weights) -> Builder:
+    def build(req: BuildRequest) -> nn.Module:
+        from segedge.export.models.demo import DemoNet
+
+        model = DemoNet(req.num_classes)
+        if req.weights == "pretrained":
+            expected = len(weights.meta.classes)
+            if req.num_classes != expected:
+                raise CheckpointError(
+                    f"demo weights: expected --num-classes {expected}, got {req.num_classes}")
+            weights.load(model, strict=True)
+        return model
+
+    return build
+
+
+def _maskrcnn(factory: str, weights: Weights) -> Builder:
+    def build(req: BuildRequest) -> nn.Module:
+        from segedge.export.models.maskrcnn import torchvision_maskrcnn
+
+        return torchvision_maskrcnn(factory, weights)(req)
 
     return build
 
@@ -169,17 +171,55 @@ def _maskrcnn_mobilenet(req: BuildRequest) -> nn.Module:
     return maskrcnn_mobilenet(req.num_classes)
 
 
-def _coco() -> tuple[str, ...]:
-    from segedge.export.models.maskrcnn import coco_categories
+# --- the entries ------------------------------------------------------------------------------
+ROAD: dict[str, Any] = dict(classes=CAMVID_CLASSES, palette=CAMVID_PALETTE,
+                            default_size=(352, 480))
+VOC: dict[str, Any] = dict(classes=VOC_CLASSES, default_size=(512, 512))
 
-    return coco_categories()
+for _variant, _desc in (("fcn32s", "stride-32 prediction"), ("fcn16s", "pool4 skip"),
+                        ("fcn8s", "pool4 + pool3 skips")):
+    register(ModelSpec(
+        name=_variant, family="fcn", build=_fcn_vgg(_variant, VGG16), weights=VGG16,
+        description=f"FCN (Long et al.) on VGG16, {_desc}, learned bilinear-initialised upsampling",
+        **ROAD))
+register(ModelSpec(name="unet", family="unet", build=_unet, stride=16,
+                   description="U-Net (Ronneberger et al.), padded convs, concatenated skips",
+                   **ROAD))
+register(ModelSpec(name="segnet", family="segnet", build=_segnet, stride=32,
+                   description="SegNet: VGG16-BN encoder keeping pool indices, max-unpool decoder",
+                   **ROAD))
+register(ModelSpec(name="deeplabv3plus", family="deeplab",
+                   build=_deeplabv3plus("mobilenet_v2", MOBILENET_V2), weights=MOBILENET_V2,
+                   description="DeepLab v3+ (MobileNetV2), atrous separable ASPP + decoder",
+                   **ROAD))
+register(ModelSpec(name="deeplabv3plus_resnet50", family="deeplab",
+                   build=_deeplabv3plus("resnet50", RESNET50), weights=RESNET50,
+                   description="DeepLab v3+ (ResNet-50), atrous separable ASPP + decoder",
+                   **ROAD))
+register(ModelSpec(name="fcn_resnet18", family="fcn", build=_fcn_resnet18(RESNET18),
+                   weights=RESNET18, description="FCN-ResNet18, the jetson-inference edge FCN",
+                   **ROAD))
+for _name, _family, _weights, _desc in (
+        ("fcn_resnet50", "fcn", FCN_RESNET50, "torchvision FCN-ResNet50"),
+        ("deeplabv3_resnet50", "deeplab", DEEPLABV3_RESNET50, "torchvision DeepLab v3 ResNet-50"),
+        ("deeplabv3_mobilenet_v3_large", "deeplab", DEEPLABV3_MOBILENET,
+         "torchvision DeepLab v3 MobileNetV3-Large"),
+        ("lraspp_mobilenet_v3_large", "lraspp", LRASPP_MOBILENET,
+         "torchvision LR-ASPP MobileNetV3-Large (edge)")):
+    register(ModelSpec(name=_name, family=_family, build=_torchvision(_name, _weights),
+                       weights=_weights, description=_desc, **VOC))
+register(ModelSpec(name="demo", family="demo", build=_demo(DEMO), weights=DEMO,
+                   classes=scenes.SCENE_CLASSES, palette=scenes.SCENE_PALETTE,
+                   default_size=(240, 320),
+                   description="segedge's tiny demo net, trained on generated road scenes"))
 
-
-for _name, _desc in (("maskrcnn_resnet50_fpn", "Mask R-CNN ResNet-50 FPN (torchvision, COCO)"),
-                     ("maskrcnn_resnet50_fpn_v2",
-                      "Mask R-CNN ResNet-50 FPN v2 (torchvision, COCO, improved recipe)")):
-    register(ModelSpec(name=_name, family="maskrcnn", build=_maskrcnn(_name), classes=_coco(),
-                       default_size=(480, 640), pretrained="torchvision COCO weights",
+# Instance segmentation: task "instance", exported by export.tasks.instance.
+for _name, _weights, _desc in (
+        ("maskrcnn_resnet50_fpn", MASKRCNN_R50, "Mask R-CNN ResNet-50 FPN (torchvision, COCO)"),
+        ("maskrcnn_resnet50_fpn_v2", MASKRCNN_R50_V2,
+         "Mask R-CNN ResNet-50 FPN v2 (torchvision, COCO, improved recipe)")):
+    register(ModelSpec(name=_name, family="maskrcnn", build=_maskrcnn(_name, _weights),
+                       weights=_weights, classes=_COCO.classes, default_size=(480, 640),
                        description=_desc, task="instance"))
 register(ModelSpec(name="maskrcnn_mobilenet_v3_cars", family="maskrcnn",
                    build=_maskrcnn_mobilenet, classes=("background", "car"),

@@ -1,20 +1,16 @@
 """segedge's own demo model: a tiny road-scene segmenter trained on generated scenes.
 
 Shipped (a few hundred kB) so that `segexport demo` and `segrun` show real
-masks on a fresh offline machine.  Trained by `python -m
-tools.train_demo`; the weights file records how.
+masks on a fresh offline machine.  Trained by `python -m tools.train_demo`
+(run from the repository root); the weights file records how, and the
+catalog's `DEMO` weights entry says where it lives and loads it.
 """
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from segedge.runtime.errors import CheckpointError
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -51,25 +47,3 @@ class DemoNet(nn.Module):
         deep = F.interpolate(deep, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         out = self.classifier(self.fuse(torch.cat([f4, deep], 1)))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-
-
-def weights_path() -> Path:
-    return Path(str(resources.files("segedge.export.models") / "checkpoints" / "demo.pt"))
-
-
-def load_demo(num_classes: int = 7, pretrained: bool = True) -> DemoNet:
-    model = DemoNet(num_classes)
-    if pretrained:
-        path = weights_path()
-        if not path.is_file():
-            raise CheckpointError(
-                f"demo weights: expected {path} (train them with "
-                "`python -m tools.train_demo`), got no file"
-            )
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if num_classes != len(blob["classes"]):
-            raise CheckpointError(
-                f"demo weights: expected --num-classes {len(blob['classes'])}, got {num_classes}"
-            )
-        model.load_state_dict(blob["state_dict"])
-    return model

@@ -13,13 +13,14 @@ transform (resize + ImageNet normalisation) stays inside the graph.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from segedge.export.models.registry import BuildRequest
+from segedge.export.models.weights import Weights
 from segedge.runtime.errors import InputError
 
 OUTPUT_NAMES = ("boxes", "labels", "scores", "masks", "count")
@@ -86,31 +87,23 @@ def pad_detections(det: dict[str, torch.Tensor], n: int,
 
 # --- builders ---------------------------------------------------------------------------
 
-def _torchvision_maskrcnn(factory_name: str, weights_name: str) -> Any:
+def torchvision_maskrcnn(factory: str, weights: Weights) -> Callable[[BuildRequest], nn.Module]:
+    """Builder for `torchvision.models.detection.<factory>`; 'pretrained' loads `weights`."""
+
     def build(req: BuildRequest) -> nn.Module:
         from torchvision.models import detection
 
-        from segedge.export.models.weights import load_matching, load_torchvision_state
-
-        factory = getattr(detection, factory_name)
-        model: nn.Module = factory(weights=None, weights_backbone=None,
-                                   num_classes=req.num_classes)
+        model: nn.Module = getattr(detection, factory)(weights=None, weights_backbone=None,
+                                                       num_classes=req.num_classes)
         if req.weights == "pretrained":
-            enum = getattr(detection, weights_name).DEFAULT
-            missing = load_matching(model, load_torchvision_state(enum))
-            note = f"pretrained {enum}"
+            missing = weights.load(model)
+            note = f"pretrained {weights.enum()}"
             if missing:
                 note += f"; random: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
             model.segedge_weights_note = note  # type: ignore[assignment]
         return model.eval()
 
     return build
-
-
-maskrcnn_resnet50_fpn = _torchvision_maskrcnn("maskrcnn_resnet50_fpn",
-                                              "MaskRCNN_ResNet50_FPN_Weights")
-maskrcnn_resnet50_fpn_v2 = _torchvision_maskrcnn("maskrcnn_resnet50_fpn_v2",
-                                                 "MaskRCNN_ResNet50_FPN_V2_Weights")
 
 
 def maskrcnn_mobilenet(num_classes: int, size: tuple[int, int] = (192, 256),

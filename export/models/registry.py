@@ -1,9 +1,9 @@
 """Model zoo registry: builders that carry their own preprocessing and labels.
 
 Like torchvision's weight enums, each entry knows its mean/std, colour order,
-default size, stride, classes and palette, so an export needs only a name.
-Entries register themselves with `@register` (see catalog.py); lookups of an
-unknown name suggest the nearest ones.
+default size, stride, classes, palette and pretrained `Weights`, so an export
+needs only a name.  Entries are registered once in catalog.py (which also holds
+the one weights table); lookups of an unknown name suggest the nearest ones.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Literal
 
 from torch import nn
 
+from segedge.export.models.weights import Weights
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
 
@@ -57,10 +58,29 @@ class ModelSpec:
     color_order: ColorOrder = "RGB"
     default_size: tuple[int, int] = (360, 480)
     stride: int = 1
-    pretrained: str | None = None  # what "pretrained" loads, or None when nothing exists
+    weights: Weights | None = None  # what "pretrained" loads, or None when nothing exists
     description: str = ""
     tags: tuple[str, ...] = field(default=())
     task: str = "semantic"  # "semantic" (label maps) or "instance" (Mask R-CNN detections)
+
+    def __post_init__(self) -> None:
+        """Full-model weights must predict this entry's classes with its preprocessing."""
+        if not self.classes:
+            raise ValueError(f"zoo entry {self.name!r}: expected at least one class, got none")
+        if self.task not in ("semantic", "instance"):
+            raise ValueError(f"zoo entry {self.name!r}: expected task semantic or instance, "
+                             f"got {self.task!r}")
+        meta = self.weights.meta if self.weights is not None else None
+        if meta is None:
+            return
+        if meta.classes and meta.classes != self.classes:
+            raise ValueError(f"zoo entry {self.name!r}: expected the classes of its weights "
+                             f"({len(meta.classes)}: {meta.classes[:3]}...), got "
+                             f"{len(self.classes)}: {self.classes[:3]}...")
+        for what, theirs, ours in (("mean", meta.mean, self.mean), ("std", meta.std, self.std)):
+            if theirs is not None and tuple(theirs) != tuple(ours):
+                raise ValueError(f"zoo entry {self.name!r}: expected {what} {theirs} (its "
+                                 f"weights'), got {ours}")
 
     @property
     def num_classes(self) -> int:

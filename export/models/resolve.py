@@ -10,9 +10,9 @@ from torch import nn
 from segedge.export.config import ExportConfig
 from segedge.export.models import registry
 from segedge.export.models.checkpoint import load_checkpoint
-from segedge.export.models.registry import BuildRequest, ModelSpec
+from segedge.export.models.registry import BuildRequest
 from segedge.export.models.user_model import build_user_model, is_user_ref
-from segedge.export.models.weights import pretrained_cached
+from segedge.export.models.weights import choose_weights
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
 
@@ -61,41 +61,6 @@ def _classes(cfg: ExportConfig, default: tuple[str, ...] | None) -> tuple[str, .
     return default
 
 
-def _weights_for(spec: ModelSpec, cfg: ExportConfig) -> str:
-    if cfg.checkpoint is not None:
-        return "random"  # the checkpoint overwrites everything
-    if cfg.weights != "auto":
-        return cfg.weights
-    if spec.pretrained is None:
-        return "random"
-    if "default-pretrained" in spec.tags:
-        return "pretrained"
-    return "pretrained" if _cached(spec) else "random"  # auto never downloads
-
-
-def _cached(spec: ModelSpec) -> bool:
-    from torchvision.models import (
-        MobileNet_V2_Weights,
-        ResNet18_Weights,
-        ResNet50_Weights,
-        VGG16_Weights,
-    )
-    from torchvision.models import segmentation as tvseg
-
-    enums = {
-        "fcn32s": VGG16_Weights.IMAGENET1K_V1, "fcn16s": VGG16_Weights.IMAGENET1K_V1,
-        "fcn8s": VGG16_Weights.IMAGENET1K_V1, "fcn_resnet18": ResNet18_Weights.IMAGENET1K_V1,
-        "deeplabv3plus": MobileNet_V2_Weights.IMAGENET1K_V1,
-        "deeplabv3plus_resnet50": ResNet50_Weights.IMAGENET1K_V1,
-        "fcn_resnet50": tvseg.FCN_ResNet50_Weights.DEFAULT,
-        "deeplabv3_resnet50": tvseg.DeepLabV3_ResNet50_Weights.DEFAULT,
-        "deeplabv3_mobilenet_v3_large": tvseg.DeepLabV3_MobileNet_V3_Large_Weights.DEFAULT,
-        "lraspp_mobilenet_v3_large": tvseg.LRASPP_MobileNet_V3_Large_Weights.DEFAULT,
-    }
-    enum = enums.get(spec.name)
-    return enum is not None and pretrained_cached(enum)
-
-
 def resolve(cfg: ExportConfig) -> Resolved:
     """Build the network (zoo or user file), load weights, settle classes and preprocessing."""
     notes: list[str] = []
@@ -109,16 +74,18 @@ def resolve(cfg: ExportConfig) -> Resolved:
     else:
         spec = registry.get(cfg.model)
         classes = _classes(cfg, spec.classes)
-        weights = _weights_for(spec, cfg)
-        if cfg.weights == "auto" and weights == "random" and spec.pretrained and not cfg.checkpoint:
-            notes.append(f"pretrained weights ({spec.pretrained}) not in the local cache: "
+        weights = choose_weights(spec.weights, cfg.weights, cfg.checkpoint)
+        if cfg.weights == "auto" and weights == "random" and spec.weights is not None \
+                and cfg.checkpoint is None:
+            notes.append(f"pretrained weights ({spec.weights}) not in the local cache: "
                          "exporting random weights (use --weights pretrained online)")
         model = spec.build(BuildRequest(len(classes), weights))  # type: ignore[arg-type]
         name, family, size, stride = spec.name, spec.family, spec.default_size, spec.stride
         palette = spec.palette if classes == spec.classes and spec.palette else \
             default_palette(len(classes))
         mean, std, color = spec.mean, spec.std, spec.color_order
-        weights = spec.pretrained if weights == "pretrained" and spec.pretrained else weights
+        if weights == "pretrained" and spec.weights is not None:
+            weights = spec.weights.description
     if cfg.checkpoint is not None:
         notes.extend(load_checkpoint(model, cfg.checkpoint))
         weights = f"checkpoint {cfg.checkpoint}"

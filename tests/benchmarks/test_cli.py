@@ -49,6 +49,7 @@ def test_cli_writes_json_csv_markdown_and_plots(workdir: Path, demo_labels: obje
     (["demo", "--precisions", "int4"], "int4"),
     (["demo", "--iters", "0"], "--iters"),
     (["demo", "--default"], "no models with --default"),
+    (["demo", "--data", "."], "--data: expected --default as well"),
 ])
 def test_cli_errors_are_one_line(argv: list[str], message: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
