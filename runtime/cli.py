@@ -1,26 +1,49 @@
 """`segrun MODEL SOURCE`: the command line; it only parses into a RunConfig.
 
 Every SegedgeError becomes one line ``segrun: error: ...`` on stderr and the
-error's exit code, without a traceback.  An interrupted run (Ctrl-C,
-SIGTERM) still finalises its outputs and exits with 128 + the signal number.
+error's exit code, without a traceback.  Outputs are checked for writability
+before the model loads (exit 2).  A run that finished degraded (source lost,
+no frame readable, an output that failed verification) prints its stats and
+one error line and exits 4.  An interrupted run (Ctrl-C, SIGTERM) still
+finalises its outputs and exits with 130 / 143.  No password in a source URI
+reaches stdout, stderr or the stats file: the source is redacted where it is
+opened and a filter on segrun's log handler redacts every line again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import click
+# FFmpeg prints its own lines (e.g. "moov atom not found") straight to stderr when a
+# damaged file is probed; segrun reports those cases in one line.  Read when cv2 loads;
+# set OPENCV_FFMPEG_LOGLEVEL yourself to see them.
+if not os.environ.get("SEGEDGE_DEBUG"):
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-from segedge.runtime.backends.base import BackendOptions
-from segedge.runtime.cli_support import run_cli
-from segedge.runtime.draw import VISUALIZE_MODES, DrawConfig
-from segedge.runtime.errors import InputError
-from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ArtifactMetadata, InputSpec
-from segedge.runtime.sources.base import SourceOptions
+import click  # noqa: E402
+
+from segedge.runtime.backends.base import BackendOptions  # noqa: E402
+from segedge.runtime.cli_support import (  # noqa: E402
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    run_cli,
+)
+from segedge.runtime.draw import VISUALIZE_MODES, DrawConfig  # noqa: E402
+from segedge.runtime.errors import DegradedRunError, InputError  # noqa: E402
+from segedge.runtime.metadata import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ArtifactMetadata,
+    InputSpec,
+)
+from segedge.runtime.redact import redact  # noqa: E402
+from segedge.runtime.sources.base import MAX_WAIT_S, SourceOptions  # noqa: E402
 
 RGB = tuple[int, int, int]
 
@@ -38,14 +61,54 @@ def parse_triple(flag: str, text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def read_text_file(flag: str, path: Path, what: str) -> str:
+    """A small UTF-8 text file, or one InputError line (binary, not UTF-8, unreadable)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(flag, what, f"{path} ({err.strerror})") from err
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(flag, what, f"{path}, which is not UTF-8 text (byte "
+                         f"0x{data[err.start]:02x} at offset {err.start})") from err
+    if any(ch in text for ch in "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f\x7f"):
+        raise InputError(flag, what, f"{path}, which is a binary file")
+    return text
+
+
 def parse_classes(text: str) -> tuple[str, ...]:
     """Comma-separated names, or a text file with one name per line."""
     path = Path(text)
-    names = path.read_text().splitlines() if path.is_file() else text.split(",")
+    if path.is_file():
+        names = read_text_file("--classes", path, "a UTF-8 text file, one class name per "
+                               "line").splitlines()
+    else:
+        names = text.split(",")
     names = [n.strip() for n in names if n.strip()]
     if not names:
         raise InputError("--classes", "class names (a,b,c or a file, one per line)", repr(text))
     return tuple(names)
+
+
+def parse_reconnect(text: str) -> int | None:
+    """``--reconnect``: a count of reopen attempts, or ``forever`` (None)."""
+    if text.strip().lower() == "forever":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError("--reconnect", "a count >= 0 or 'forever'", repr(text)) from None
+
+
+def source_options(fps: float | None, camera_size: str | None, reconnect: str,
+                   backoff: float) -> SourceOptions:
+    """The source flags as given; SourceOptions refuses what does not fit (--fps 0, ...)."""
+    defaults = SourceOptions()
+    ceiling = max(defaults.reconnect_max_s, min(backoff, MAX_WAIT_S))
+    return SourceOptions(fps=fps, camera_size=parse_size(camera_size),
+                         reconnect_attempts=parse_reconnect(reconnect),
+                         reconnect_backoff_s=backoff, reconnect_max_s=ceiling)
 
 
 def parse_palette(text: str) -> tuple[RGB, ...]:
@@ -53,7 +116,7 @@ def parse_palette(text: str) -> tuple[RGB, ...]:
     path = Path(text)
     try:
         if path.is_file():
-            raw = json.loads(path.read_text())
+            raw = json.loads(read_text_file("--palette", path, "a JSON file of [r,g,b]"))
             colours = [tuple(int(v) for v in c) for c in raw]
         elif ";" in text or "#" not in text and text.count(",") == 2:
             colours = [tuple(int(v) for v in c.split(",")) for c in text.split(";")]
@@ -76,6 +139,8 @@ def foreign_hints(model: Path, mean: str | None, std: str | None, classes: str |
     """What the flags say about a model without segedge metadata (None: nothing said)."""
     if mean is None and std is None and classes is None and not bgr and stride is None:
         return None
+    if stride is not None and stride < 1:
+        raise InputError("--stride", "a positive integer", stride)
     spec = InputSpec(mean=parse_triple("--mean", mean) if mean else IMAGENET_MEAN,
                      std=parse_triple("--std", std) if std else IMAGENET_STD,
                      color_order="BGR" if bgr else "RGB", stride=stride or 1)
@@ -105,12 +170,15 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("source")
 @click.option("--output", "-o", type=click.Path(path_type=Path),
-              help="Video file to write (.mp4 -> mp4v, .avi -> MJPG).")
+              help="Video file to write (.mp4 -> mp4v, .avi -> MJPG). Reopened and checked "
+                   "(every frame there) before it gets this name; otherwise removed, exit 4.")
 @click.option("--save-masks", type=click.Path(path_type=Path),
               help="Directory for PNG label maps named by frame index (000000.png); "
-                   "instance models: instance-id maps (0 background, k = k-th detection).")
+                   "instance models: instance-id maps (0 background, k = k-th detection). "
+                   "Masks that cannot be written are counted; exit 4.")
 @click.option("--stats", "stats_path", type=click.Path(path_type=Path),
-              help="Also write the end-of-run stats JSON here.")
+              help="Also write the end-of-run stats JSON here (also when the run fails or "
+                   "is interrupted).")
 @click.option("--display/--no-display", default=None,
               help="Show a window (default: only when a display exists).")
 @click.option("--visualize", type=click.Choice(VISUALIZE_MODES), default="overlay",
@@ -141,7 +209,16 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
               help="Instance models: draw each detection's box.")
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
 @click.option("--realtime", is_flag=True, help="Play files at their frame rate.")
-@click.option("--fps", type=float, help="Override the source frame rate (output video).")
+@click.option("--fps", type=float,
+              help="Override the source frame rate (output video); in (0, 1000].")
+@click.option("--reconnect", default="5", show_default=True, metavar="N|forever",
+              help="Live sources: reopen attempts after the stream drops (rtsp://, "
+                   "http(s)://: also when the first connection is refused). When they all "
+                   "fail the run ends 'source lost' with exit code 4.")
+@click.option("--reconnect-backoff", type=float, default=0.5, show_default=True,
+              metavar="SECONDS",
+              help="Seconds before the first reopen attempt; doubles per attempt up to "
+                   "8 s (or this value, if larger).")
 @click.option("--camera-size", help="Ask a camera for this size, e.g. 1280x720.")
 @click.option("--mean", help="Foreign ONNX: normalisation mean, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Foreign ONNX: normalisation std, e.g. 0.229,0.224,0.225.")
@@ -151,7 +228,13 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 def segrun(**kw: Any) -> int:
     """Segment SOURCE (camera index, /dev/videoN, csi://N, video, image(s), rtsp://,
-    http(s)://, GStreamer pipeline, demo://) with MODEL (.onnx or TensorRT plan)."""
+    http(s)://, GStreamer pipeline, demo://) with MODEL (.onnx or TensorRT plan).
+
+    \b
+    Exit codes: 0 ok; 1 internal error; 2 bad input (checked before the model loads);
+    4 degraded run: source lost, no frame readable, an output failed (stats say which);
+    130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Outputs and stats are
+    finalised on 130/143."""
     logging.getLogger("segedge").setLevel(logging.WARNING if kw["quiet"] else logging.INFO)
     from segedge.runtime.config import RunConfig
     from segedge.runtime.pipeline import run
@@ -169,14 +252,34 @@ def segrun(**kw: Any) -> int:
         backend_options=BackendOptions(provider=kw["provider"], threads=kw["threads"],
                                        fp16=kw["fp16"], cache_dir=kw["cache_dir"],
                                        device_id=kw["device_id"], metadata=hints),
-        source_options=SourceOptions(fps=kw["fps"], camera_size=parse_size(kw["camera_size"])),
+        source_options=source_options(kw["fps"], kw["camera_size"], kw["reconnect"],
+                                      kw["reconnect_backoff"]),
         postprocess=kw["postprocess"], score_threshold=kw["score_threshold"],
         max_frames=kw["max_frames"], realtime=kw["realtime"])
-    stats = run(config)
-    click.echo(stats.to_json())
-    if stats.interrupted and stats.stop_reason in ("SIGINT", "SIGTERM"):
-        return 128 + (2 if stats.stop_reason == "SIGINT" else 15)
-    return 0
+    try:
+        stats = run(config)
+    except KeyboardInterrupt as err:  # a signal before the pipeline ran (loading, connecting)
+        # Answered here: click would turn it into Abort (a blank line, and 130 even for SIGTERM).
+        terminated = isinstance(err, Terminated)
+        click.echo(f"segrun: {'terminated' if terminated else 'interrupted'}", err=True)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    click.echo(redact(stats.to_json()))
+    if stats.degraded:
+        raise DegradedRunError("run degraded: " + "; ".join(stats.degraded))
+    return stats.exit_code
+
+
+class RedactFilter(logging.Filter):
+    """Last line of defence: no log line leaves segrun with a password in a URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
 
 
 def _quiet_opencv() -> None:
@@ -193,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     _quiet_opencv()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("segrun: %(message)s"))
+    handler.addFilter(RedactFilter())
     logger = logging.getLogger("segedge")
     logger.addHandler(handler)
     propagate, level = logger.propagate, logger.level

@@ -70,16 +70,23 @@ def run_cli(prog: str, command: click.Command, argv: list[str] | None = None,
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         with sigterm_unwinds():
-            code = command.main(args=args, prog_name=prog, standalone_mode=False, obj=obj)
+            # make_context + invoke, not command.main: main prints a blank stderr line and
+            # turns Ctrl-C / SIGTERM into a bare Abort before we could tell them apart.
+            with command.make_context(prog, args, obj=obj) as ctx:
+                code = command.invoke(ctx)
     except SegedgeError as err:
         fail(prog, str(err), err.exit_code)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except Terminated:
-        click.echo(f"{prog}: terminated", err=True)
-        sys.exit(EXIT_TERMINATED)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except click.exceptions.Exit as err:  # --help, --version, ctx.exit(n)
+        if err.exit_code:
+            sys.exit(err.exit_code)
+        return
+    except (click.exceptions.Abort, KeyboardInterrupt) as err:
+        if isinstance(err, Terminated) or isinstance(err.__context__, Terminated):
+            click.echo(f"{prog}: terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
         click.echo(f"{prog}: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit:

@@ -1,7 +1,9 @@
 """Frozen configuration of one `segrun` run (what the CLI parses into).
 
 Validation lives here, not in the CLI, so `run(RunConfig(...))` from Python
-(the benchmark) gets the same one-line errors as the command line.
+(the benchmark) gets the same one-line errors as the command line.  Every
+output (video, masks, stats) is checked for writability here, before a model
+is loaded: a run must not work for minutes and then fail to save.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Literal
 from segedge.runtime.backends.base import BackendOptions
 from segedge.runtime.draw import DrawConfig
 from segedge.runtime.errors import InputError
+from segedge.runtime.io import check_writable
 from segedge.runtime.sinks.video import check_video_path
 from segedge.runtime.sources.base import SourceOptions
 from segedge.runtime.tasks import DecodeOptions
@@ -46,6 +49,14 @@ class RunConfig:
         DecodeOptions(self.postprocess, self.score_threshold)  # the one check of both
         if self.output is not None:
             check_video_path(self.output)
-        if self.save_masks is not None and self.save_masks.exists() \
-                and not self.save_masks.is_dir():
-            raise InputError("--save-masks", "a directory", f"existing file {self.save_masks}")
+            check_writable(self.output, "--output")
+        if self.save_masks is not None:
+            if self.save_masks.exists() and not self.save_masks.is_dir():
+                raise InputError("--save-masks", "a directory",
+                                 f"existing file {self.save_masks}")
+            check_writable(self.save_masks / "000000.png", "--save-masks")
+        if self.stats_path is not None:
+            check_writable(self.stats_path, "--stats")
+        outputs = [p.resolve() for p in (self.output, self.stats_path) if p is not None]
+        if len(set(outputs)) < len(outputs):
+            raise InputError("--stats", "a path other than --output", str(self.stats_path))

@@ -50,3 +50,9 @@ class VerificationError(SegedgeError):
 
 class CheckpointError(SegedgeError):
     """A checkpoint or pretrained weight file is missing or does not fit the model."""
+
+
+class DegradedRunError(SegedgeError):
+    """The run finished, but not as asked: source lost, no frame readable, outputs incomplete."""
+
+    exit_code = 4

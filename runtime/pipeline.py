@@ -11,6 +11,12 @@ Stopping: a graceful stop (Ctrl-C, SIGTERM, q in the window, --max-frames)
 stops the reader and lets in-flight frames drain, then finalises the
 outputs.  An error in any stage aborts all of them; the video stays under
 its partial name and the error is re-raised after cleanup.
+
+Nothing that failed passes for success: each sink's outcome (verified, failed,
+partial) goes into the stats, and a lost live source, a source none of whose
+frames could be read or a failed output make the run *degraded*
+(``RunStats.degraded``, exit 4).  The stats file is written whatever happens:
+also when the model or source fails to open, on errors and on interruption.
 """
 
 from __future__ import annotations
@@ -23,17 +29,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
+from segedge.runtime.cli_support import Terminated
 from segedge.runtime.config import RunConfig
 from segedge.runtime.draw import resolve_classes
 from segedge.runtime.preprocess import Geometry
+from segedge.runtime.redact import redact
 from segedge.runtime.segmenter import Segmenter
 from segedge.runtime.signals import StopRequest, stop_on_signals
-from segedge.runtime.sinks import Sink, build_sinks, needs_pixels
+from segedge.runtime.sinks import Sink, SinkOutcome, build_sinks, needs_pixels
 from segedge.runtime.sources.base import Source, open_source
 from segedge.runtime.stats import RunStats, StatsRecorder
 
@@ -102,6 +111,7 @@ class _Pipeline:
                  sinks: list[Sink], stop: StopRequest) -> None:
         self.config, self.seg, self.source, self.sinks = config, segmenter, source, sinks
         self.stop = stop
+        self.source_name = redact(config.source)  # as the user named it, password masked
         self.abort = threading.Event()
         self.error: BaseException | None = None
         self.rec = StatsRecorder()
@@ -159,6 +169,8 @@ class _Pipeline:
                 t0, p0 = time.monotonic(), time.perf_counter()
                 frame = self.source.read()
                 if frame is None:
+                    if getattr(self.source, "lost", False):
+                        self.reason = "source lost"
                     break
                 p1 = time.perf_counter()
                 count += 1
@@ -274,24 +286,31 @@ class _Pipeline:
                     worker.join(timeout=_POLL_S)
             wall = time.perf_counter() - start
             # Interrupted runs are finalised (the user asked to stop); failed ones are not.
-            complete = self.error is None
-            for sink in self.sinks:
-                try:
-                    sink.close(complete)
-                except Exception:
-                    if self.error is None and finished:
-                        raise
-                    log.exception("closing a sink failed")
-            stats = self._stats(wall, finished)
-            if self.config.stats_path is not None:
-                stats.write(self.config.stats_path)
+            outcomes = self._close_sinks(complete=self.error is None)
+            stats = self._stats(wall, finished, outcomes)
+            stats = write_stats(stats, self.config.stats_path)
         if self.error is not None:
             raise self.error
         return stats
 
-    def _stats(self, wall: float, finished: bool) -> RunStats:
+    def _close_sinks(self, complete: bool) -> list[SinkOutcome]:
+        """Every sink is closed, even when one fails to; each says what it delivered."""
+        outcomes: list[SinkOutcome] = []
+        for sink in self.sinks:
+            try:
+                outcome = sink.close(complete)
+            except Exception as err:  # noqa: BLE001 - one sink must not cost the others
+                target = str(getattr(sink, "path", getattr(sink, "directory", type(sink))))
+                log.debug("closing %s failed", target, exc_info=True)
+                outcome = SinkOutcome(target, 0, "failed", f"closing it failed: "
+                                      f"{type(err).__name__}: {err}")
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def _stats(self, wall: float, finished: bool, outcomes: list[SinkOutcome]) -> RunStats:
         if self.error is not None:
-            reason = f"error: {self.error}"
+            reason = f"error: {redact(str(self.error))}"
         elif self.stop.reason is not None:
             reason = self.stop.reason
         elif not finished:
@@ -299,26 +318,71 @@ class _Pipeline:
         else:
             reason = self.reason
         output = self.config.output
-        return self.rec.finish(
+        stats = self.rec.finish(
             wall, dropped=self.source.dropped, corrupt=self.source.corrupt,
-            model=str(self.config.model), source=self.config.source,
+            model=str(self.config.model), source=self.source_name,
             backend=self.seg.backend.name, provider=self.seg.active,
             output=str(output) if output is not None else None,
             interrupted=self.stop.signum is not None or not finished,
-            stop_reason=reason, extra=self.frame_stats.extra())
+            stop_reason=reason, extra=self.frame_stats.extra(),
+            frames_written={o.target: o.frames_written for o in outcomes},
+            outputs={o.target: o.status for o in outcomes})
+        degraded = [f"{o.target}: {o.detail}" for o in outcomes if o.failed]
+        if self.error is None and reason == "source lost":
+            degraded.insert(0, f"{self.source_name}: source lost (every reconnect attempt "
+                               "failed)")
+        elif (self.error is None and finished and self.stop.reason is None
+              and stats.frames_processed == 0):
+            corrupt = stats.frames_corrupt
+            degraded.insert(0, f"{self.source_name}: no frame could be processed"
+                            + (f" ({corrupt} unreadable)" if corrupt
+                               else " (the source delivered none)"))
+        return stats.with_degraded(*degraded) if degraded else stats
+
+
+def write_stats(stats: RunStats, path: Path | None) -> RunStats:
+    """Write ``--stats``; a failure to (disk full) degrades the run instead of losing it."""
+    if path is None:
+        return stats
+    try:
+        stats.write(path)
+    except OSError as err:
+        return stats.with_degraded(f"{path}: stats file not written ({err.strerror or err})")
+    return stats
+
+
+def failure_stats(config: RunConfig, err: BaseException,
+                  segmenter: Segmenter | None = None) -> RunStats:
+    """Stats of a run that ended before its pipeline started (model, source or sink failed)."""
+    if isinstance(err, Terminated):
+        reason, interrupted = "SIGTERM", True
+    elif isinstance(err, KeyboardInterrupt):
+        reason, interrupted = "SIGINT", True
+    else:
+        reason, interrupted = f"error: {redact(str(err))}", False
+    return StatsRecorder().finish(
+        0.0, dropped=0, corrupt=0, model=str(config.model), source=redact(config.source),
+        backend=segmenter.backend.name if segmenter is not None else "",
+        provider=segmenter.active if segmenter is not None else "",
+        output=str(config.output) if config.output is not None else None,
+        interrupted=interrupted, stop_reason=reason)
 
 
 def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:
     """Run the whole pipeline for ``config``; SIGINT/SIGTERM stop it cleanly."""
     stop = stop or StopRequest()
-    segmenter = Segmenter(config.model, backend=config.backend, postprocess=config.postprocess,
-                          score_threshold=config.score_threshold,
-                          options=config.backend_options)
+    segmenter: Segmenter | None = None
+    started = False
     try:
+        segmenter = Segmenter(config.model, backend=config.backend,
+                              postprocess=config.postprocess,
+                              score_threshold=config.score_threshold,
+                              options=config.backend_options)
         log.info("model %s on %s (%s)", config.model, segmenter.backend.name, segmenter.active)
         source = in_background_thread(
             lambda: open_source(config.source, config.source_options), config.background_nice)
         try:
+            log.info("source %s", redact(config.source))
             sinks = build_sinks(config.output, config.save_masks, config.display, source.fps,
                                 config.window_name)
             # The stages already run in parallel: OpenCV's own worker pool (at normal
@@ -327,10 +391,17 @@ def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:
             cv2.setNumThreads(1)
             try:
                 with stop_on_signals(stop):
-                    return _Pipeline(config, segmenter, source, sinks, stop).run()
+                    pipeline = _Pipeline(config, segmenter, source, sinks, stop)
+                    started = True
+                    return pipeline.run()
             finally:
                 cv2.setNumThreads(cv_threads)
         finally:
             source.close()
+    except BaseException as err:
+        if not started:  # the pipeline writes its own stats; before it, nobody did
+            write_stats(failure_stats(config, err, segmenter), config.stats_path)
+        raise
     finally:
-        segmenter.close()
+        if segmenter is not None:
+            segmenter.close()

@@ -4,6 +4,10 @@ The pipeline uses the same three steps (preprocess, infer, decode) on
 separate threads, so the API and ``segrun`` produce identical labels.  What
 differs between semantic and instance artifacts is the task's business
 (runtime.tasks); the Segmenter only asks the task named by the metadata.
+
+The metadata is checked where it is used (runtime.contract): the input spec
+on opening, and the first preprocess, inference and decode, so an artifact
+whose metadata lies fails with one line naming what it promised.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, Self
 import numpy as np
 
 from segedge.runtime.backends.base import Backend, BackendOptions, open_backend
+from segedge.runtime.contract import check_input_spec, describe_input, describe_outputs, guarded
 from segedge.runtime.draw import DrawConfig, colorize, palette_lut
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
@@ -116,12 +121,16 @@ class Segmenter:
                                      metadata=hints)
         self.backend: Backend = open_backend(model, backend, self.options)
         self.metadata: ArtifactMetadata = self.backend.metadata
+        self._source = str(model)
         try:
-            self.task = get_task(self.metadata.task, str(model))
+            check_input_spec(self.metadata.input, self._source)
+            self.task = get_task(self.metadata.task, self._source)
             self._decode = self.task.decoder(self.metadata, self.decode_options)
         except BaseException:
             self.backend.close()
             raise
+        # Until each step has succeeded once, a library error there means the metadata lied.
+        self._checked = {"preprocess": False, "infer": False, "decode": False}
         self._drawer: FrameDrawer | None = None
         self._drawer_lock = threading.Lock()
 
@@ -150,11 +159,25 @@ class Segmenter:
         return self.backend.active
 
     def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        tensor, (geom,) = prepare([frame_bgr], self.metadata.input)
+        spec = self.metadata.input
+        if self._checked["preprocess"]:
+            tensor, (geom,) = prepare([frame_bgr], spec)
+        else:
+            shape = list(getattr(frame_bgr, "shape", []))
+            tensor, (geom,) = guarded(lambda: prepare([frame_bgr], spec), self._source,
+                                      f"frames to fit its {describe_input(spec)}",
+                                      f"frame {shape}")
+            self._checked["preprocess"] = True
         return tensor, geom
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        return self.backend.infer(tensor)
+        if self._checked["infer"]:
+            return self.backend.infer(tensor)
+        outputs = guarded(lambda: self.backend.infer(tensor), self._source,
+                          f"a graph that takes its {describe_input(self.metadata.input)}",
+                          f"fed {list(tensor.shape)} {tensor.dtype}")
+        self._checked["infer"] = True
+        return outputs
 
     def decode(self, outputs: dict[str, np.ndarray], geom: Geometry, *,
                confidence: bool = False) -> Any:
@@ -163,7 +186,14 @@ class Segmenter:
         ``confidence=True`` keeps what a later ``result.confidence`` needs (computed
         then, not here); with a score threshold it is computed here anyway.
         """
-        return self._decode(outputs, geom, confidence=confidence)
+        if self._checked["decode"]:
+            return self._decode(outputs, geom, confidence=confidence)
+        out = self.metadata.output
+        result = guarded(lambda: self._decode(outputs, geom, confidence=confidence),
+                         self._source, f"{out.kind!r} outputs for the {self.task.name} task",
+                         f"the graph gave {describe_outputs(outputs)}")
+        self._checked["decode"] = True
+        return result
 
     def drawer(self) -> FrameDrawer:
         """The drawer behind ``result.overlay``: built on first use, then reused."""

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from segedge.runtime.cli_support import (
+    EXIT_DEGRADED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+)
+from segedge.runtime.errors import InputError
 from segedge.runtime.io import write_text_atomic
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write", "latency")
@@ -97,9 +104,17 @@ class FpsMeter:
         return (n - 1) / (newest - oldest) if newest > oldest else 0.0
 
 
+SIGNAL_EXIT = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
+
+
 @dataclass(frozen=True)
 class RunStats:
-    """What a run did; written as JSON at the end (and to ``--stats PATH``)."""
+    """What a run did; written as JSON at the end (and to ``--stats PATH``).
+
+    ``source`` is the redacted URI (never a password).  ``outputs`` maps each file
+    output to ``ok`` or ``STATE: why`` and ``frames_written`` to what it holds;
+    ``degraded`` lists why the run did not deliver what was asked (exit code 4).
+    """
 
     frames_read: int
     frames_processed: int
@@ -116,6 +131,29 @@ class RunStats:
     interrupted: bool = False
     stop_reason: str = "end of stream"
     extra: dict[str, Any] = field(default_factory=dict)
+    frames_written: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    degraded: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        counts = {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
+                  "frames_dropped": self.frames_dropped, "frames_corrupt": self.frames_corrupt}
+        for name, value in {**counts, **self.frames_written}.items():
+            if value < 0:
+                raise InputError(name, "a count >= 0", value)
+        if set(self.frames_written) - set(self.outputs):
+            raise InputError("frames_written", "a count per listed output",
+                             sorted(set(self.frames_written) - set(self.outputs)))
+
+    @property
+    def exit_code(self) -> int:
+        """Degraded (4) wins: an interrupted run whose outputs failed must not pass as
+        merely interrupted; then SIGINT 130 / SIGTERM 143; else 0."""
+        if self.degraded:
+            return EXIT_DEGRADED
+        if self.interrupted and self.stop_reason in SIGNAL_EXIT:
+            return SIGNAL_EXIT[self.stop_reason]
+        return EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +164,9 @@ class RunStats:
     def write(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename), so a reader never sees half a file."""
         return write_text_atomic(Path(path), self.to_json() + "\n")
+
+    def with_degraded(self, *reasons: str) -> RunStats:
+        return replace(self, degraded=(*self.degraded, *reasons))
 
 
 class StatsRecorder:

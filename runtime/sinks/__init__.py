@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from segedge.runtime.sinks.base import (
     Sink,
+    SinkOutcome,
     build_sinks,
     needs_pixels,
     open_sink,
@@ -11,4 +12,5 @@ from segedge.runtime.sinks.base import (
     sink_names,
 )
 
-__all__ = ["Sink", "build_sinks", "needs_pixels", "open_sink", "register_sink", "sink_names"]
+__all__ = ["Sink", "SinkOutcome", "build_sinks", "needs_pixels", "open_sink", "register_sink",
+           "sink_names"]

@@ -2,24 +2,85 @@
 
 A sink receives, in frame order, the drawn image (None when no sink needs
 pixels) and the task's per-pixel map (labels, or instance ids);
-``close(complete)`` finalises it.  Kinds live one per module and are imported
-on first use, like sources and backends.
+``close(complete)`` finalises it and says what it delivered (a SinkOutcome:
+the stats' ``outputs`` and ``frames_written``), because a write error must
+never pass for success.  Kinds live one per module and are imported on first
+use, like sources and backends.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
 from segedge.runtime.errors import InputError
 
 log = logging.getLogger("segedge.runtime")
+
+OutcomeState = Literal["ok", "failed", "partial", "empty"]
+
+
+@dataclass(frozen=True)
+class SinkOutcome:
+    """What one output really holds after ``close``: written, failed (and why), or kept partial.
+
+    ``failed`` makes the run degraded (exit 4); ``partial`` is an output of a run that
+    did not finish (kept under its temporary name); ``empty``: no frame reached it.
+    """
+
+    STATES: ClassVar[tuple[str, ...]] = ("ok", "failed", "partial", "empty")
+
+    target: str
+    frames_written: int
+    state: OutcomeState = "ok"
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.state not in self.STATES:
+            raise InputError("sink outcome", f"one of {', '.join(self.STATES)}",
+                             repr(self.state))
+        if self.frames_written < 0:
+            raise InputError("frames written", "a count >= 0", self.frames_written)
+        if self.state != "ok" and not self.detail:
+            raise InputError("sink outcome", f"a reason for state {self.state!r}", "none")
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+    @property
+    def status(self) -> str:
+        """``ok`` or ``STATE: detail``: the value of this output in the stats' ``outputs``."""
+        return "ok" if self.state == "ok" else f"{self.state}: {self.detail}"
+
+
+def write_failure_cause(directory: Path) -> str | None:
+    """Why writing into ``directory`` fails right now (e.g. 'No space left on device'), or None.
+
+    OpenCV's writers report no errno; a small probe write in the same folder does.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=".segrun-probe-", dir=directory)
+    except OSError as err:
+        return err.strerror or str(err)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        return err.strerror or str(err)
+    finally:
+        Path(name).unlink(missing_ok=True)
+    return None
 
 
 class Sink(Protocol):
@@ -29,7 +90,9 @@ class Sink(Protocol):
 
     def write(self, index: int, image: np.ndarray | None, labels: np.ndarray) -> None: ...
 
-    def close(self, complete: bool = True) -> None: ...
+    def close(self, complete: bool = True) -> SinkOutcome | None:
+        """Finalise; the outcome of a file output (None: the sink writes no file)."""
+        ...
 
 
 SinkFactory = Callable[..., Sink]

@@ -3,16 +3,26 @@
 Semantic artifacts give class labels (uint8, 255 = below the score
 threshold); instance artifacts give instance ids (0 background; uint16 past
 254 instances).  Either way the PNG holds the array exactly.
+
+PNGs are encoded in memory and written with Python's file I/O, which raises
+the OS error (no space, no permission) that ``cv2.imwrite`` would hide behind
+False.  A mask that cannot be written is removed (never left half-written),
+counted, and the run goes on; the outcome names how many failed and why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from segedge.runtime.errors import InputError
+from segedge.runtime.sinks.base import SinkOutcome
+
+log = logging.getLogger("segedge.runtime")
 
 # Label maps are flat runs: no row filter + RLE is ~5x faster than the defaults, same size.
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
@@ -39,12 +49,44 @@ class MaskSink:
             raise InputError("--save-masks", "a directory that can be created",
                              f"{directory} ({err.strerror})") from err
         self.frames = 0
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def _fail(self, path: Path, cause: str) -> None:
+        with contextlib.suppress(OSError):  # e.g. the name is taken by a folder
+            path.unlink(missing_ok=True)
+        self.failed += 1
+        if self.first_error is None:
+            self.first_error = f"{path.name}: {cause}"
+            log.info("%s: mask not written (%s); counting failures", path, cause)
 
     def write(self, index: int, image: np.ndarray | None, labels: np.ndarray) -> None:
         path = self.directory / mask_name(index)
-        if not cv2.imwrite(str(path), labels, PNG_FAST):
-            raise InputError("--save-masks", "a writable directory", str(self.directory))
+        try:
+            ok, data = cv2.imencode(".png", labels, PNG_FAST)
+        except cv2.error as err:
+            self._fail(path, (str(err).strip().splitlines() or ["PNG encoding failed"])[-1])
+            return
+        if not ok:
+            self._fail(path, "PNG encoding failed")
+            return
+        try:
+            with path.open("wb") as fh:
+                fh.write(data.tobytes())
+        except OSError as err:
+            self._fail(path, err.strerror or str(err))
+            return
         self.frames += 1
 
-    def close(self, complete: bool = True) -> None:
-        pass
+    def close(self, complete: bool = True) -> SinkOutcome:
+        target = str(self.directory)
+        if self.failed:
+            return SinkOutcome(target, self.frames, "failed",
+                               f"{self.failed} of {self.failed + self.frames} mask(s) not "
+                               f"written (first: {self.first_error})")
+        if not complete:
+            return SinkOutcome(target, self.frames, "partial",
+                               f"run did not finish; {self.frames} mask(s) written")
+        if self.frames == 0:
+            return SinkOutcome(target, 0, "empty", "no frames reached it")
+        return SinkOutcome(target, self.frames)

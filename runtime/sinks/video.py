@@ -1,20 +1,27 @@
-"""Video file sink: codec from the extension, temp name until finalised.
+"""Video file sink: codec from the extension, temp name until verified and finalised.
 
-Frames go to a hidden ``.NAME.partial-PID.EXT`` next to the target and are
-renamed onto it only by ``close(complete=True)``, so a crashed or killed run
-never leaves a file that looks complete.  Ctrl-C/SIGTERM still finalise.
+Frames go to a hidden ``.NAME.partial-PID.EXT`` next to the target.  OpenCV's
+writer reports no write error (a full disk gives a truncated file with no
+index), so ``close(complete=True)`` reopens the temp file and checks that it
+holds every frame written and that the last one decodes, before renaming it
+onto the target.  A file that fails the check is removed and the outcome says
+why (the cause read back from the folder: no space, no permission).  A run
+that did not finish keeps its frames under the partial name; partial files of
+processes that no longer exist are removed by the next run to the same target.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from segedge.runtime.errors import InputError
+from segedge.runtime.sinks.base import SinkOutcome, write_failure_cause
 
 log = logging.getLogger("segedge.runtime")
 
@@ -31,8 +38,59 @@ def check_video_path(path: Path) -> None:
         raise InputError("--output", "a video file path", f"directory {path}")
 
 
-def partial_path(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+def partial_path(path: Path, pid: int | None = None) -> Path:
+    return path.with_name(f".{path.stem}.partial-{os.getpid() if pid is None else pid}"
+                          f"{path.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Delete partial files of ``path`` left by processes that are gone (killed runs)."""
+    pattern = re.compile(rf"^\.{re.escape(path.stem)}\.partial-(\d+){re.escape(path.suffix)}$")
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    for entry in path.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        try:
+            entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+        log.info("removed %s, left by an earlier run that did not finish", entry)
+    return removed
+
+
+def verify_video(path: Path, frames: int) -> str | None:
+    """None when ``path`` opens, reports ``frames`` frames and its last frame decodes;
+    otherwise what is wrong with it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return "the file is empty"
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return "the file does not open (truncated: no index)"
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if count != frames:
+            return f"the file holds {count} of the {frames} frames written"
+        cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
+        ok, _ = cap.read()
+        if not ok:
+            return "its last frame does not decode"
+    finally:
+        cap.release()
+    return None
 
 
 class VideoSink:
@@ -50,15 +108,22 @@ class VideoSink:
         self.frames = 0
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError("--output", "a folder that can be created",
+                             f"{self.path.parent} ({err.strerror})") from err
+        remove_stale_partials(self.path)
 
     def _open(self, width: int, height: int) -> cv2.VideoWriter:
         fourcc = cv2.VideoWriter.fourcc(*CODECS[self.path.suffix.lower()])
         writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, (width, height))
         if not writer.isOpened():
             self.tmp.unlink(missing_ok=True)
-            raise InputError("--output", f"a path OpenCV can write {CODECS[self.path.suffix]} "
-                             "video to", str(self.path))
+            cause = write_failure_cause(self.path.parent)
+            raise InputError("--output", f"a path OpenCV can write "
+                             f"{CODECS[self.path.suffix.lower()]} video to",
+                             f"{self.path}" + (f" ({cause})" if cause else ""))
         self._size = (width, height)
         return writer
 
@@ -72,14 +137,26 @@ class VideoSink:
         self._writer.write(image)
         self.frames += 1
 
-    def close(self, complete: bool = True) -> None:
+    def close(self, complete: bool = True) -> SinkOutcome:
         writer, self._writer = self._writer, None
+        target = str(self.path)
         if writer is None:
-            if complete:
-                log.warning("%s: no frames were written, so no video was created", self.path)
-            return
+            return SinkOutcome(target, 0, "empty", "no frames reached it; no file written")
         writer.release()
-        if complete:
-            os.replace(self.tmp, self.path)
-        else:
-            log.warning("run did not finish: %d frame(s) kept in %s", self.frames, self.tmp)
+        if not complete:
+            log.info("run did not finish: %d frame(s) kept in %s", self.frames, self.tmp)
+            return SinkOutcome(target, self.frames, "partial",
+                               f"run did not finish; {self.frames} frame(s) kept in {self.tmp}")
+        problem = verify_video(self.tmp, self.frames)
+        if problem is None:
+            try:
+                os.replace(self.tmp, self.path)
+                return SinkOutcome(target, self.frames)
+            except OSError as err:
+                problem = f"renaming it into place failed ({err.strerror})"
+        cause = write_failure_cause(self.path.parent)
+        self.tmp.unlink(missing_ok=True)
+        because = f" ({cause})" if cause else ""
+        return SinkOutcome(target, 0, "failed",
+                           f"video not written{because}: {problem}; {self.frames} frame(s) "
+                           "were sent, the incomplete file was removed")

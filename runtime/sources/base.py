@@ -29,6 +29,9 @@ class Frame:
     timestamp: float
 
 
+MAX_WAIT_S = 3600.0  # a reconnect wait beyond an hour is a typo, not a policy
+
+
 @dataclass(frozen=True)
 class SourceOptions:
     """Knobs for sources; each kind reads what applies to it."""
@@ -44,6 +47,9 @@ class SourceOptions:
     def __post_init__(self) -> None:
         if self.reconnect_attempts is not None and self.reconnect_attempts < 0:
             raise InputError("--reconnect", "a count >= 0 or 'forever'", self.reconnect_attempts)
+        if not 0 < self.reconnect_max_s <= MAX_WAIT_S:
+            raise InputError("reconnect max", f"seconds in (0, {MAX_WAIT_S}]",
+                             self.reconnect_max_s)
         if not 0 < self.reconnect_backoff_s <= self.reconnect_max_s:
             raise InputError("--reconnect-backoff", f"seconds in (0, {self.reconnect_max_s}]",
                              self.reconnect_backoff_s)

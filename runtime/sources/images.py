@@ -1,7 +1,10 @@
 """Still images: one file, a directory of images, or a glob pattern.
 
 Each image is one frame, in sorted order; an unreadable image is counted as
-corrupt and skipped.  Images may differ in size (the video sink adapts).
+corrupt and skipped, and one summary line at the end names how many (not a
+line per image: a folder of 10,000 damaged files must not bury the error).
+When none could be read the run itself fails (exit 4), so no summary then.
+Images may differ in size (the video sink adapts).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class ImageSource:
         self._pos = 0
         self._index = 0
         self._corrupt = 0
+        self._first_corrupt: Path | None = None
+        self._summarised = False
 
     @property
     def fps(self) -> float | None:
@@ -70,12 +75,20 @@ class ImageSource:
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 self._corrupt += 1
-                log.warning("%s: cannot decode this image; skipped", path)
+                self._first_corrupt = self._first_corrupt or path
                 continue
             frame = Frame(self._index, image, time.monotonic())
             self._index += 1
             return frame
+        self._summarise()
         return None
+
+    def _summarise(self) -> None:
+        if self._summarised or not self._corrupt or not self._index:
+            return
+        self._summarised = True
+        log.warning("%s: %d of %d image(s) could not be decoded and were skipped (first: %s)",
+                    self.uri, self._corrupt, self._corrupt + self._index, self._first_corrupt)
 
     def close(self) -> None:
         self._pos = len(self.paths)

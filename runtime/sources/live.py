@@ -58,7 +58,8 @@ class LiveSource:
         self._next_index = 0
         self._dropped = 0
         self._ended = False
-        self._thread = threading.Thread(target=self._grab_loop, name=f"grab:{uri}", daemon=True)
+        self._thread = threading.Thread(target=self._grab_loop, name=f"grab:{self.uri}",
+                                        daemon=True)
         self._thread.start()
 
     @property

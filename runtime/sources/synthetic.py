@@ -1,8 +1,11 @@
-"""``synthetic://?frames=N&size=WxH&fps=F&live=0``: generated frames, no files.
+"""``synthetic://?frames=N&size=WxH&fps=F&live=0&lost=0``: generated frames, no files.
 
 For soak tests and benchmarks: a red bar sweeping over a blue background,
 deterministic per frame index.  ``live=1`` serves it at ``fps`` through the
 live capture thread (newest frame only), exercising the camera code path.
+``lost=1`` (with ``live=1``) makes the end a dropped stream that never comes
+back: reconnects follow ``--reconnect`` and fail, so the run ends "source
+lost" (exit 4), the path a camera unplugged for good takes.
 """
 
 from __future__ import annotations
@@ -71,10 +74,14 @@ def _params(uri: str) -> dict[str, Any]:
     try:
         width, height = (int(v) for v in query.get("size", "64x48").lower().split("x"))
         params = {"frames": int(query.get("frames", "100")), "width": width, "height": height,
-                  "fps": float(query.get("fps", "25")), "live": query.get("live", "0") == "1"}
+                  "fps": float(query.get("fps", "25")), "live": query.get("live", "0") == "1",
+                  "lost": query.get("lost", "0") == "1"}
     except ValueError as err:
-        raise SourceError(f"{uri}: expected synthetic://?frames=N&size=WxH&fps=F&live=0|1, "
-                          f"got a malformed query ({err})") from err
+        raise SourceError(f"{uri}: expected synthetic://?frames=N&size=WxH&fps=F&live=0|1"
+                          f"&lost=0|1, got a malformed query ({err})") from err
+    if params["lost"] and not params["live"]:
+        raise SourceError(f"{uri}: expected lost=1 together with live=1, got a file-like "
+                          "synthetic source")
     if width < 8 or height < 8 or params["fps"] <= 0:
         raise SourceError(f"{uri}: expected size >= 8x8 and fps > 0, got {width}x{height} "
                           f"at {params['fps']} fps")
@@ -83,10 +90,17 @@ def _params(uri: str) -> dict[str, Any]:
 
 def create(uri: str, options: SourceOptions) -> Source:
     p = _params(uri)
+    opens = [0]
 
     def opener() -> SyntheticCapture:
-        return SyntheticCapture(p["frames"], p["width"], p["height"], p["fps"], p["live"])
+        capture = SyntheticCapture(p["frames"], p["width"], p["height"], p["fps"], p["live"])
+        if p["lost"] and opens[0]:  # the stream is gone: every reopen fails
+            capture.release()
+        opens[0] += 1
+        return capture
 
+    if p["lost"]:
+        return LiveSource(uri, opener, options, what="synthetic stream")
     if p["live"]:  # a generated stream that ends has ended: nothing to reconnect to
         return LiveSource(uri, opener, replace(options, reconnect_attempts=0),
                           what="synthetic stream", finite=True)

@@ -89,7 +89,7 @@ class VideoFileSource:
 
     def _end(self) -> None:
         self._ended = True
-        if self.corrupt:
+        if self.corrupt and self._decoded:  # none decoded: the run fails and says so
             log.warning("%s: %d frame(s) could not be decoded (damaged or truncated file); "
                         "processed the %d that could", self.uri, self.corrupt, self._decoded)
 

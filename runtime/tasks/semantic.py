@@ -69,10 +69,19 @@ class SemanticDecoder:
             raw = outputs[out.labels or ""][0]
             if raw.ndim == 3 and raw.shape[0] == 1:
                 raw = raw[0]
+            if raw.ndim != 2 or raw.dtype.kind not in "iub":
+                raise ArtifactError(f"output {out.labels!r}: expected integer labels [N,H,W] "
+                                    f"(metadata kind {out.kind!r}), got {raw.dtype} "
+                                    f"{list(outputs[out.labels or ''].shape)}")
             labels = labels_to_frame(np.ascontiguousarray(raw.astype(np.uint8, copy=False)),
                                      geom)
         else:
-            labels, _ = logits_to_labels(outputs[out.logits or ""][0], geom, self.mode)
+            logits = outputs[out.logits or ""][0]
+            if logits.ndim != 3 or logits.dtype.kind != "f" or not 0 < logits.shape[0] <= 256:
+                raise ArtifactError(f"output {out.logits!r}: expected float logits [N,C,H,W] "
+                                    f"with C <= 256 (metadata kind {out.kind!r}), got "
+                                    f"{logits.dtype} {list(outputs[out.logits or ''].shape)}")
+            labels, _ = logits_to_labels(logits, geom, self.mode)
         if self.threshold is not None:
             conf = self.confidence(outputs, geom)
             if conf is not None:

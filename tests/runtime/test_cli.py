@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from segedge.runtime.cli import main, parse_classes, parse_palette, parse_size, parse_triple
+from segedge.runtime.cli import (
+    RedactFilter,
+    main,
+    parse_classes,
+    parse_palette,
+    parse_reconnect,
+    parse_size,
+    parse_triple,
+    source_options,
+)
 from segedge.runtime.errors import InputError
 from segedge.runtime.sinks.video import partial_path
 from tests.runtime.onnx_fixtures import count_frames, write_video
@@ -170,3 +180,53 @@ def test_real_clip_truncated(models: dict[str, Path], tmp_path: Path,
     assert stats["frames_processed"] + stats["frames_corrupt"] == 221
     assert count_frames(out)[0] == stats["frames_processed"]
     assert "could not be decoded" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reconnect_flags_feed_source_options() -> None:
+    assert parse_reconnect("forever") is None and parse_reconnect("FOREVER") is None
+    assert parse_reconnect("0") == 0 and parse_reconnect("12") == 12
+    with pytest.raises(InputError, match="--reconnect: expected a count >= 0 or 'forever'"):
+        parse_reconnect("often")
+    options = source_options(None, None, "forever", 0.5)
+    assert options.reconnect_attempts is None and options.reconnect_backoff_s == 0.5
+    assert options.reconnect_max_s == 8.0
+    slow = source_options(12.5, "640x480", "3", 30.0)  # a long first wait is allowed
+    assert (slow.fps, slow.camera_size, slow.reconnect_attempts) == (12.5, (640, 480), 3)
+    assert slow.reconnect_backoff_s == slow.reconnect_max_s == 30.0
+
+
+def test_classes_and_palette_files_must_be_text(tmp_path: Path) -> None:
+    (tmp_path / "bin").write_bytes(b"\x00\x01car")
+    with pytest.raises(InputError) as info:
+        parse_classes(str(tmp_path / "bin"))
+    assert str(info.value) == (f"--classes: expected a UTF-8 text file, one class name per line, "
+                               f"got {tmp_path / 'bin'}, which is a binary file")
+    (tmp_path / "latin1.json").write_bytes(b"[[255, 0, 0]] \xe9")
+    with pytest.raises(InputError, match="--palette: expected a JSON file of .r,g,b., got .*"
+                                         "which is not UTF-8 text .byte 0xe9 at offset 14."):
+        parse_palette(str(tmp_path / "latin1.json"))
+    (tmp_path / "bom.txt").write_bytes("\ufeffroad\ncar\n".encode())
+    assert parse_classes(str(tmp_path / "bom.txt")) == ("road", "car")
+
+
+def test_log_filter_redacts_every_line() -> None:
+    record = logging.LogRecord("segedge.runtime", logging.WARNING, __file__, 1,
+                               "%s: reopening", ("rtsp://u:pw1234@cam/x",), None)
+    assert RedactFilter().filter(record) is True
+    assert record.getMessage() == "rtsp://u:***@cam/x: reopening"
+    plain = logging.LogRecord("segedge", logging.INFO, __file__, 1, "model %s", ("m",), None)
+    RedactFilter().filter(plain)
+    assert plain.getMessage() == "model m" and plain.args == ("m",)
+
+
+def test_degraded_run_prints_stats_then_one_line_and_exits_4(
+        capsys: pytest.CaptureFixture[str], models: dict[str, Path], tmp_path: Path) -> None:
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(3):
+        (images / f"{i}.png").write_bytes(b"not a png")
+    code, out, err = call(capsys, models["labels"], images, "--no-display", "-q")
+    assert code == 4
+    assert json.loads(out)["frames_corrupt"] == 3
+    assert err.strip() == (f"segrun: error: run degraded: {images}: no frame could be processed "
+                           "(3 unreadable)")

@@ -17,6 +17,7 @@ from segedge.runtime.errors import InputError, ShapeError, SourceError
 from segedge.runtime.pipeline import run
 from segedge.runtime.signals import StopRequest
 from segedge.runtime.sinks.video import partial_path
+from segedge.runtime.sources.base import SourceOptions
 from tests.runtime.onnx_fixtures import count_frames, scene, write_video
 
 
@@ -207,3 +208,50 @@ def test_window_on_the_main_thread_quits_on_q(models: dict[str, Path], video: Pa
     assert stats.stop_reason == "window closed" and not stats.interrupted
     assert 4 <= stats.frames_processed < 40
     assert set(shown) == {threading.main_thread().name}
+
+
+def test_stats_are_written_when_the_source_never_opens(models: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    stats_path = tmp_path / "s.json"
+    with pytest.raises(SourceError, match="no such file"):
+        run(config(models["labels"], tmp_path / "missing.mp4", stats_path=stats_path))
+    data = json.loads(stats_path.read_text())
+    assert data["stop_reason"] == (f"error: {tmp_path / 'missing.mp4'}: expected an existing "
+                                   "video file, got no such file")
+    assert data["frames_processed"] == 0 and data["provider"] == "CPUExecutionProvider"
+    assert not data["interrupted"] and data["outputs"] == {}
+
+
+def test_lost_live_source_is_degraded_not_an_end_of_stream(models: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    uri = "synthetic://?frames=6&size=64x48&fps=300&live=1&lost=1"
+    options = SourceOptions(reconnect_attempts=1, reconnect_backoff_s=0.01)
+    stats = run(config(models["labels"], uri, source_options=options,
+                       save_masks=tmp_path / "m"))
+    assert stats.stop_reason == "source lost" and stats.exit_code == 4
+    assert stats.degraded == (f"{uri}: source lost (every reconnect attempt failed)",)
+    assert stats.outputs == {str(tmp_path / "m"): "ok"}
+    assert stats.frames_written == {str(tmp_path / "m"): stats.frames_processed}
+
+
+def test_nothing_processed_is_degraded(models: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"broken")
+    stats = run(config(models["labels"], tmp_path, output=tmp_path / "o.mp4"))
+    assert stats.frames_processed == 0 and stats.exit_code == 4
+    assert stats.degraded == (f"{tmp_path}: no frame could be processed (1 unreadable)",)
+    assert stats.outputs == {str(tmp_path / "o.mp4"): "empty: no frames reached it; no file "
+                                                      "written"}
+
+
+def test_outputs_are_checked_for_writability_before_anything_runs(
+        models: dict[str, Path], video: Path, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="--output: expected a path under a folder"):
+        config(models["labels"], video, output=tmp_path / "f" / "o.mp4")
+    with pytest.raises(InputError, match="--stats: expected a file path, got the folder"):
+        config(models["labels"], video, stats_path=tmp_path)
+    with pytest.raises(InputError, match="--save-masks: expected a path under a folder"):
+        config(models["labels"], video, save_masks=tmp_path / "f" / "m")
+    with pytest.raises(InputError, match="--stats: expected a path other than --output"):
+        config(models["labels"], video, output=tmp_path / "o.mp4",
+               stats_path=tmp_path / "o.mp4")

@@ -63,7 +63,8 @@ def test_lost_after_exhausted_reconnects_and_logs_without_password(
     uri = "rtsp://user:s3cret@cam/live"
     opens = iter([Cam(5), Cam(0, opens=False), Cam(0, opens=False)])
     with caplog.at_level(logging.WARNING, logger="segedge.runtime"):
-        source = LiveSource(uri, lambda: next(opens, Cam(0, opens=False)), SourceOptions(reconnect_attempts=2, **FAST))
+        source = LiveSource(uri, lambda: next(opens, Cam(0, opens=False)),
+                            SourceOptions(reconnect_attempts=2, **FAST))
         assert drain(source) >= 1
         source.close()
     assert source.lost is True

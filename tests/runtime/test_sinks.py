@@ -10,11 +10,22 @@ import pytest
 
 from segedge.runtime.errors import InputError
 from segedge.runtime.sinks import window as sink_window
-from segedge.runtime.sinks.base import build_sinks, needs_pixels, open_sink, sink_names
+from segedge.runtime.sinks.base import (
+    SinkOutcome,
+    build_sinks,
+    needs_pixels,
+    open_sink,
+    sink_names,
+)
 from segedge.runtime.sinks.masks import MaskSink
-from segedge.runtime.sinks.video import VideoSink, partial_path
+from segedge.runtime.sinks.video import (
+    VideoSink,
+    partial_path,
+    remove_stale_partials,
+    verify_video,
+)
 from segedge.runtime.sinks.window import WindowSink
-from tests.runtime.onnx_fixtures import count_frames, scene
+from tests.runtime.onnx_fixtures import count_frames, scene, write_video
 
 
 def write_frames(sink: VideoSink, n: int) -> None:
@@ -134,3 +145,81 @@ def test_unknown_sink_kind_names_the_known_ones() -> None:
     with pytest.raises(InputError) as err:
         open_sink("printer")
     assert str(err.value) == "sink: expected one of masks, video, window, got 'printer'"
+
+
+def test_sink_outcome_validates_and_formats() -> None:
+    assert SinkOutcome("o.mp4", 3).status == "ok"
+    failed = SinkOutcome("o.mp4", 0, "failed", "disk full")
+    assert failed.failed and failed.status == "failed: disk full"
+    with pytest.raises(InputError, match="sink outcome: expected a reason for state 'partial'"):
+        SinkOutcome("o.mp4", 1, "partial")
+    with pytest.raises(InputError, match="sink outcome: expected one of ok, failed, partial"):
+        SinkOutcome("o.mp4", 1, "lost", "x")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="frames written: expected a count >= 0, got -1"):
+        SinkOutcome("o.mp4", -1)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_verify_video_counts_frames_and_needs_an_index(tmp_path: Path, suffix: str) -> None:
+    path = write_video(tmp_path / f"v{suffix}", 10)
+    assert verify_video(path, 10) is None
+    assert verify_video(path, 11) == "the file holds 10 of the 11 frames written"
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert verify_video(cut, 10) in ("the file does not open (truncated: no index)",
+                                     "the file holds 0 of the 10 frames written")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert verify_video(tmp_path / "empty.mp4", 10) == "the file is empty"
+
+
+def test_video_failing_verification_is_removed_not_renamed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segedge.runtime.sinks import video as video_mod
+
+    monkeypatch.setattr(video_mod, "verify_video", lambda path, frames: "the file holds 2 of 5")
+    target = tmp_path / "o.mp4"
+    sink = VideoSink(target, fps=25.0)
+    write_frames(sink, 5)
+    outcome = sink.close(complete=True)
+    assert outcome == SinkOutcome(str(target), 0, "failed", "video not written: the file holds "
+                                  "2 of 5; 5 frame(s) were sent, the incomplete file was removed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_outcomes_ok_partial_empty(tmp_path: Path) -> None:
+    ok = VideoSink(tmp_path / "a.avi", fps=5)
+    write_frames(ok, 3)
+    assert ok.close() == SinkOutcome(str(tmp_path / "a.avi"), 3)
+    partial = VideoSink(tmp_path / "b.avi", fps=5)
+    write_frames(partial, 2)
+    outcome = partial.close(complete=False)
+    assert outcome.state == "partial" and outcome.frames_written == 2
+    assert str(partial_path(tmp_path / "b.avi")) in outcome.detail
+    assert VideoSink(tmp_path / "c.avi", fps=5).close().state == "empty"
+
+
+def test_stale_partials_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    target = tmp_path / "o.mp4"
+    dead = partial_path(target, 2**22 + 12345)  # above Linux's pid_max: no such process
+    mine = partial_path(target)
+    other = tmp_path / ".other.partial-1.mp4"
+    for path in (dead, mine, other):
+        path.write_bytes(b"x")
+    assert remove_stale_partials(target) == [dead]
+    assert mine.exists() and other.exists() and not dead.exists()
+
+
+def test_mask_failures_are_counted_and_the_run_goes_on(tmp_path: Path) -> None:
+    sink = MaskSink(tmp_path / "m")
+    (tmp_path / "m" / "000001.png").mkdir()  # this name cannot become a file
+    labels = np.zeros((4, 4), np.uint8)
+    for i in range(3):
+        sink.write(i, None, labels)
+    outcome = sink.close()
+    assert outcome == SinkOutcome(str(tmp_path / "m"), 2, "failed",
+                                  "1 of 3 mask(s) not written (first: 000001.png: Is a "
+                                  "directory)")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir() if p.is_file()) == [
+        "000000.png", "000002.png"]
+    assert MaskSink(tmp_path / "n").close().state == "empty"
+    assert MaskSink(tmp_path / "n").close(complete=False).state == "partial"

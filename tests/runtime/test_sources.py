@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -203,3 +204,37 @@ def test_packaged_demo_clip() -> None:
         pytest.skip(f"demo clip not generated yet at {demo.DEMO_CLIP}")
     frames = read_all(open_source("demo://"))
     assert len(frames) > 0 and frames[0].image.ndim == 3
+
+
+def test_unreadable_images_give_one_summary_line(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), scene(i, 40, 30))
+    for i in range(20):
+        (tmp_path / f"z{i:02d}.jpg").write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING, logger="segedge.runtime"):
+        source = open_source(str(tmp_path))
+        assert len(read_all(source)) == 2 and source.corrupt == 20
+        assert source.read() is None  # reading past the end does not repeat the summary
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}: 20 of 22 image(s) could not be decoded and were skipped "
+        f"(first: {tmp_path / 'z00.jpg'})"]
+    caplog.clear()
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "a.png").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="segedge.runtime"):
+        assert read_all(open_source(str(only_bad))) == []
+    assert caplog.records == []  # none readable: the run reports it (exit 4), not the source
+
+
+def test_synthetic_lost_stream_follows_the_reconnect_policy() -> None:
+    options = SourceOptions(reconnect_attempts=2, reconnect_backoff_s=0.01, reconnect_max_s=0.02)
+    source = open_source("synthetic://?frames=4&size=16x16&fps=500&live=1&lost=1", options)
+    assert 1 <= len(read_all(source)) <= 4
+    assert source.lost is True  # type: ignore[attr-defined]
+    finite = open_source("synthetic://?frames=4&size=16x16&fps=500&live=1", options)
+    read_all(finite)
+    assert finite.lost is False  # type: ignore[attr-defined]
+    with pytest.raises(SourceError, match="expected lost=1 together with live=1"):
+        open_source("synthetic://?frames=4&lost=1")

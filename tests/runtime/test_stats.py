@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segedge.runtime.stats import FpsMeter, LatencyRecorder, StatsRecorder
+from segedge.runtime.errors import InputError
+from segedge.runtime.stats import FpsMeter, LatencyRecorder, RunStats, StatsRecorder
 
 
 def test_percentiles_match_numpy() -> None:
@@ -61,3 +62,31 @@ def test_run_stats_json_is_written_atomically(tmp_path: Path) -> None:
                                    "write", "latency"}
     assert [p.name for p in path.parent.iterdir()] == ["stats.json"]  # no temp left over
     assert len(rec.hud_lines()) == 3
+
+
+def _stats(**kw: object) -> RunStats:
+    return StatsRecorder().finish(1.0, dropped=0, corrupt=0, **kw)
+
+
+@pytest.mark.parametrize(("kw", "code"), [
+    ({}, 0),
+    ({"interrupted": True, "stop_reason": "SIGINT"}, 130),
+    ({"interrupted": True, "stop_reason": "SIGTERM"}, 143),
+    ({"interrupted": True, "stop_reason": "interrupted"}, 0),
+    ({"degraded": ("o.mp4: video not written",)}, 4),
+    # an interrupted run whose output failed must not pass as merely interrupted
+    ({"interrupted": True, "stop_reason": "SIGTERM", "degraded": ("masks: 3 of 9",)}, 4),
+])
+def test_exit_code_follows_the_documented_table(kw: dict[str, object], code: int) -> None:
+    assert _stats(**kw).exit_code == code
+
+
+def test_run_stats_validate_and_record_outputs(tmp_path: Path) -> None:
+    stats = _stats(outputs={"o.mp4": "ok"}, frames_written={"o.mp4": 5})
+    data = json.loads(stats.with_degraded("x: lost").to_json())
+    assert data["outputs"] == {"o.mp4": "ok"} and data["frames_written"] == {"o.mp4": 5}
+    assert data["degraded"] == ["x: lost"]
+    with pytest.raises(InputError, match="frames_processed: expected a count >= 0, got -1"):
+        RunStats(0, -1, 0, 0, 1.0, 0.0, {})
+    with pytest.raises(InputError, match="frames_written: expected a count per listed output"):
+        _stats(frames_written={"o.mp4": 5})
