@@ -9,10 +9,13 @@ turns the cell into a skip rather than a mislabelled row.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segedge.benchmarks.jobs import Loaded, ModelJob, Needs, SkipCell
 from segedge.benchmarks.source_frame import reference_frame
+
+if TYPE_CHECKING:
+    from segedge.runtime.backends.base import BackendOptions
 
 PROVIDERS = {"ort-cpu": ("cpu", "CPUExecutionProvider"),
              "ort-cuda": ("cuda", "CUDAExecutionProvider"),
@@ -30,7 +33,8 @@ def probe(name: str) -> str | None:
         from segedge.benchmarks.env import gpus
 
         if not gpus():
-            return f"{wanted} is listed but no NVIDIA GPU answers nvidia-smi"
+            return (f"{wanted} is listed but no NVIDIA GPU was found (nvidia-smi, CUDA "
+                    "and the Jetson release file were asked)")
     return None
 
 
@@ -42,28 +46,51 @@ def needs(name: str, precision: str) -> Needs | str:
     return Needs("onnx", precision, int8_target="cpu")
 
 
+def options_for(name: str, job: ModelJob) -> BackendOptions:
+    """One set of options for timing and accuracy: the same provider, FP16 switch and engine
+    cache, so the accuracy row measures the engine that was timed (and builds no second one)."""
+    from segedge.runtime.backends.base import BackendOptions
+
+    return BackendOptions(provider=PROVIDERS[name][0], threads=job.threads,
+                          fp16=name == "ort-tensorrt" and job.precision == "fp16",
+                          cache_dir=Path(job.cache_dir) if job.cache_dir else None)
+
+
 def load(name: str, job: ModelJob) -> Loaded:
-    from segedge.runtime.backends.base import BackendOptions, open_backend
+    from segedge.runtime.backends.base import open_backend
     from segedge.runtime.preprocess import prepare
 
     if job.artifact is None:
         raise SkipCell("no ONNX artifact")
-    provider, wanted = PROVIDERS[name]
-    options = BackendOptions(provider=provider, threads=job.threads,
-                             fp16=name == "ort-tensorrt" and job.precision == "fp16",
-                             cache_dir=Path(job.cache_dir) if job.cache_dir else None)
+    wanted = PROVIDERS[name][1]
+    options = options_for(name, job)
     backend = open_backend(job.artifact, "onnxruntime", options)
     if backend.active != wanted:
         backend.close()
         raise SkipCell(f"asked for {wanted}, onnxruntime ran {backend.active} (fell back)")
     frame = reference_frame(job.frame_source, job.imgsz)
     tensor, _ = prepare([frame] * job.batch, backend.metadata.input)
+    artifact = Path(job.artifact)
 
     def predictor() -> Any:
-        from segedge.export.evaluation.evaluate import BackendPredictor
-
-        return BackendPredictor(Path(job.artifact or ""), provider, job.threads)
+        return options_predictor(artifact, options)
 
     return Loaded(step=lambda: backend.infer(tensor), provider=backend.active,
-                  close=backend.close, size_bytes=Path(job.artifact).stat().st_size,
+                  close=backend.close, size_bytes=artifact.stat().st_size,
                   predictor=predictor)
+
+
+def options_predictor(path: Path, options: BackendOptions) -> Any:
+    """segeval's BackendPredictor over a backend opened with ``options``.
+
+    BackendPredictor takes only provider and threads today; until it takes
+    BackendOptions, this opens the backend itself and reuses its predict().
+    """
+    from segedge.export.evaluation.evaluate import BackendPredictor
+    from segedge.runtime.backends.base import open_backend
+
+    predictor = BackendPredictor.__new__(BackendPredictor)
+    predictor.backend = open_backend(path, "onnxruntime", options)
+    predictor.meta = predictor.backend.metadata
+    predictor.classes = predictor.meta.classes
+    return predictor

@@ -1,7 +1,9 @@
 """The machine a table was measured on: numbers without it cannot be compared.
 
 Everything is read without side effects and without failing: a probe that
-cannot answer (no nvidia-smi, no /proc) leaves its field out.
+cannot answer (no nvidia-smi, no /proc) leaves its field out.  GPUs are found
+by nvidia-smi, else by CUDA itself (cuda-python), else on a Jetson by its
+Tegra release file: Jetson has no ``nvidia-smi --query-gpu``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,36 +33,45 @@ def load_average() -> tuple[float, float, float] | None:
     return (round(one, 2), round(five, 2), round(fifteen, 2))
 
 
-def cpu_idle_fraction(interval_s: float = 1.0) -> float | None:
+def _proc_stat_cpu() -> str:
+    return Path("/proc/stat").read_text().split("\n", 1)[0]
+
+
+def cpu_idle_fraction(interval_s: float = 1.0, *, read: Callable[[], str] = _proc_stat_cpu,
+                      sleep: Callable[[float], None] = time.sleep) -> float | None:
     """Share of all CPUs that was idle over the next ``interval_s`` (from /proc/stat)."""
 
     def sample() -> tuple[int, int] | None:
         try:
-            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            fields = [int(v) for v in read().split()[1:]]
         except (OSError, ValueError):
+            return None
+        if len(fields) < 4:
             return None
         return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)
 
     first = sample()
-    time.sleep(interval_s)
+    sleep(interval_s)
     second = sample()
     if first is None or second is None or second[0] <= first[0]:
         return None
     return round((second[1] - first[1]) / (second[0] - first[0]), 3)
 
 
-def wait_for_idle(min_idle: float, max_wait_s: float) -> tuple[float | None, float]:
+def wait_for_idle(min_idle: float, max_wait_s: float, *,
+                  sample: Callable[[float], float | None] = cpu_idle_fraction,
+                  clock: Callable[[], float] = time.monotonic) -> tuple[float | None, float]:
     """Sample half-second windows until the CPUs are ``min_idle`` idle or time runs out.
 
     On a shared machine this starts a measurement in a quiet gap instead of in
     the middle of someone else's burst.  Returns (last idle share, seconds waited).
     """
-    start = time.monotonic()
-    idle = cpu_idle_fraction(IDLE_WINDOW_S)
+    start = clock()
+    idle = sample(IDLE_WINDOW_S)
     while idle is not None and idle < min_idle \
-            and time.monotonic() - start + IDLE_WINDOW_S <= max_wait_s:
-        idle = cpu_idle_fraction(IDLE_WINDOW_S)
-    return idle, round(time.monotonic() - start, 1)
+            and clock() - start + IDLE_WINDOW_S <= max_wait_s:
+        idle = sample(IDLE_WINDOW_S)
+    return idle, round(clock() - start, 1)
 
 
 def cpu_model() -> str:
@@ -100,13 +112,53 @@ def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def gpus() -> list[dict[str, str]]:
+def _nvidia_smi_gpus() -> list[dict[str, str]]:
     text = _run(["nvidia-smi", f"--query-gpu={GPU_QUERY}", "--format=csv,noheader"])
     if not text:
         return []
     keys = GPU_QUERY.split(",")
-    return [dict(zip(keys, (v.strip() for v in line.split(",")), strict=False))
-            for line in text.splitlines() if line.strip()]
+    return [{**dict(zip(keys, (v.strip() for v in line.split(",")), strict=False)),
+             "source": "nvidia-smi"} for line in text.splitlines() if line.strip()]
+
+
+def _cuda_gpus() -> list[dict[str, str]]:
+    """Devices as CUDA reports them (works on Jetson, where nvidia-smi cannot query)."""
+    try:
+        from segedge.runtime.backends.cuda import device_count, gpu_info, import_cudart
+
+        cudart = import_cudart()
+        count = device_count(cudart)
+        infos = [gpu_info(i, cudart) for i in range(count)]
+    except Exception:  # noqa: BLE001 - no cuda-python, no driver, no device: just none
+        return []
+    return [{"name": i.name, "compute_capability": i.compute_capability,
+             "memory.total": f"{i.total_memory // 2**20} MiB",
+             "integrated": "yes" if i.integrated else "no", "source": "cuda"} for i in infos]
+
+
+def _tegra_gpus(root: Path = Path("/")) -> list[dict[str, str]]:
+    """A Jetson's integrated GPU, known from its Tegra release file without any library."""
+    if not (root / "etc" / "nv_tegra_release").is_file():
+        return []
+    try:
+        model = (root / "proc" / "device-tree" / "model").read_text().strip("\0 \n")
+    except OSError:
+        model = "NVIDIA Jetson"
+    return [{"name": f"{model} (integrated GPU)", "integrated": "yes", "source": "tegra"}]
+
+
+GPU_PROBES: tuple[Callable[[], list[dict[str, str]]], ...] = (_nvidia_smi_gpus, _cuda_gpus,
+                                                               _tegra_gpus)
+
+
+def gpus(probes: tuple[Callable[[], list[dict[str, str]]], ...] | None = None
+         ) -> list[dict[str, str]]:
+    """The GPUs here, from the first probe that finds any (nvidia-smi, CUDA, Tegra)."""
+    for probe in probes if probes is not None else GPU_PROBES:
+        found = probe()
+        if found:
+            return found
+    return []
 
 
 def gpu_memory_mib(pid: int) -> float | None:
@@ -125,10 +177,10 @@ def gpu_memory_mib(pid: int) -> float | None:
     return None
 
 
-def jetson() -> dict[str, str]:
+def jetson(root: Path = Path("/")) -> dict[str, str]:
     """L4T release and nvpmodel power mode on a Jetson; empty elsewhere."""
     out: dict[str, str] = {}
-    release = Path("/etc/nv_tegra_release")
+    release = root / "etc" / "nv_tegra_release"
     if release.is_file():
         out["l4t"] = release.read_text().splitlines()[0].strip()
         mode = _run(["nvpmodel", "-q"])

@@ -109,7 +109,12 @@ def accuracy(loaded: Any, job: ModelJob) -> dict[str, Any]:
     except SkipCell as why:
         return {"accuracy_note": str(why)}
     pairs = pair_labels(str(job.eval_images), str(job.eval_labels))
-    scores = evaluate(predictor, pairs, len(predictor.classes), job.ignore_index)
+    try:
+        scores = evaluate(predictor, pairs, len(predictor.classes), job.ignore_index)
+    finally:  # the predictor's own backend (GPU buffers, a TensorRT context) goes now
+        backend = getattr(predictor, "backend", None)
+        if backend is not None:
+            backend.close()
     return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
             "accuracy_note": f"{scores.images} labelled images in {job.eval_images}"}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,12 +148,18 @@ def read_sidecar(plan: str | Path, verify: bool = True) -> EngineSidecar:
 
 
 def engine_cache_key(onnx_sha: str, trt_version: str, gpu_cc: str, precision: str,
-                     profile: ProfileShapes) -> str:
-    """Stable key for 'the same engine': identical inputs build interchangeable plans."""
+                     profile: ProfileShapes, settings: Mapping[str, Any] | None = None) -> str:
+    """Stable key for 'the same engine': identical inputs build interchangeable plans.
+
+    ``settings`` holds every other build choice that changes the plan (workspace,
+    optimisation level, typing mode and builder flags, DLA core and GPU fallback):
+    a plan built under other settings must never be reused for these.
+    """
     canonical = json.dumps({
         "onnx": onnx_sha, "tensorrt": trt_version, "cc": gpu_cc, "precision": precision,
         "profile": {k: [list(s) for s in v] for k, v in sorted(profile.items())},
-    }, sort_keys=True, separators=(",", ":"))
+        **({"settings": dict(settings)} if settings else {}),
+    }, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 

@@ -6,13 +6,14 @@ are preferred; TensorRT 10's weak-typing builder flags (FP16/INT8) are the
 fallback where the requested precision differs from the ONNX, and the path
 used for DLA on TensorRT 10 (JetPack 6), which does not take strongly typed
 networks there.  TensorRT 11 removed those flags, so there the ONNX must
-already hold the wanted precision.  INT8 means a Q/DQ ONNX (explicit
-quantization); builder-side calibration is not offered.
+already hold the wanted precision.  INT8 means a TensorRT-flavoured Q/DQ ONNX
+(signed int8, zero points 0); the ONNX Runtime CPU flavour (U8S8) is refused
+here, whoever calls, and builder-side calibration is not offered.
 
-UNTESTED: nothing here that calls TensorRT has run (no TensorRT or GPU on the
-development machine); the pure parts (profile_shapes, plan_typing, EngineConfig
-validation) are tested.  ``import tensorrt`` happens inside functions so this
-module imports anywhere.
+No GPU runs here: build_engine runs in CI against a recording fake of
+``tensorrt`` and cuda-python (tests/fakes), checked against tensorrt-stubs;
+``segdoctor`` proves it on a device.  ``import tensorrt`` happens inside
+functions so this module imports anywhere.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segedge.runtime.backends.tensorrt import gpu_identity, import_cudart
+from segedge.export.tensorrt.qdq import quantization_refusal
+from segedge.runtime.backends.cuda import cuda_call, gpu_identity, import_cudart
 from segedge.runtime.backends.tensorrt import tensorrt_available as _probe
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
 from segedge.runtime.io import write_bytes_atomic
@@ -43,6 +45,10 @@ from segedge.runtime.sidecar import (
 if TYPE_CHECKING:
     import tensorrt as trt
 
+__all__ = ["BuildResult", "EngineConfig", "TypingPlan", "build_engine", "plan_typing",
+           "profile_shapes", "quantization_refusal", "read_onnx_metadata",
+           "tensorrt_available"]
+
 HW = tuple[int, int]
 _PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -60,7 +66,7 @@ class EngineConfig:
     min_hw: HW | None = None  # (H, W); None for a static-size ONNX
     opt_hw: HW | None = None
     max_hw: HW | None = None
-    batch: int | tuple[int, int, int] = 1
+    batch: int | tuple[int, int, int] | None = None  # None: the ONNX's static batch, else 1
     workspace: int | None = None  # bytes for MemoryPoolType.WORKSPACE; None: TensorRT default
     timing_cache: Path | None = None  # loaded before, saved after every build
     dla_core: int | None = None
@@ -79,6 +85,18 @@ class EngineConfig:
             raise InputError("dla_core", "a DLA core index >= 0", self.dla_core)
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
             raise InputError("optimization_level", "0..5", self.optimization_level)
+        if self.batch is not None:
+            batches = (self.batch,) * 3 if isinstance(self.batch, int) else tuple(self.batch)
+            if len(batches) != 3 or any(not isinstance(b, int) or b <= 0 for b in batches) or \
+                    not batches[0] <= batches[1] <= batches[2]:
+                raise InputError("batch", "a positive int or (min, opt, max) ascending",
+                                 self.batch)
+
+    def settings(self) -> dict[str, Any]:
+        """The build choices besides precision and profile that change the plan."""
+        return {"workspace": self.workspace, "optimization_level": self.optimization_level,
+                "dla_core": self.dla_core,
+                "gpu_fallback": self.gpu_fallback if self.dla_core is not None else None}
 
 
 def _hw(label: str, value: Any, stride: int) -> HW:
@@ -92,9 +110,15 @@ def _hw(label: str, value: Any, stride: int) -> HW:
 
 
 def profile_shapes(meta: ArtifactMetadata, min_hw: HW | None, opt_hw: HW | None,
-                   max_hw: HW | None, batch: int | tuple[int, int, int] = 1) -> ProfileShapes:
-    """Optimisation-profile shapes {input name: (min, opt, max)} for the image input."""
+                   max_hw: HW | None, batch: int | tuple[int, int, int] | None = None
+                   ) -> ProfileShapes:
+    """Optimisation-profile shapes {input name: (min, opt, max)} for the image input.
+
+    ``batch=None`` takes the ONNX's static batch (N of an N-image graph), else 1.
+    """
     spec = meta.input
+    if batch is None:
+        batch = spec.batch or 1
     given = {"min_hw": min_hw, "opt_hw": opt_hw, "max_hw": max_hw}
     hws: tuple[HW, HW, HW]
     if spec.size is not None:
@@ -240,10 +264,32 @@ def _load_timing_cache(bconfig: trt.IBuilderConfig, path: Path) -> str | None:
     return f"timing cache {path} is {reason}; starting a fresh one"
 
 
+def _typing(trt: Any, meta: ArtifactMetadata, config: EngineConfig) -> TypingPlan:
+    return plan_typing(
+        meta.precision, config.precision,
+        strongly_typed_available=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
+        weak_flags_available=hasattr(trt.BuilderFlag, "FP16"),
+        dla=config.dla_core is not None, prefer_strong=config.strongly_typed)
+
+
+def _reusable(plan_path: Path, key: str, onnx_sha: str, trt_version: str, gpu: tuple[str, str]
+              ) -> EngineSidecar | None:
+    """The sidecar of an up-to-date plan built from the same key, or None."""
+    if not (plan_path.is_file() and sidecar_path(plan_path).is_file()):
+        return None
+    try:
+        old = read_sidecar(plan_path)
+    except ArtifactError:
+        return None
+    if old.cache_key != key or is_stale(old, onnx_sha, trt_version, *gpu) is not None:
+        return None
+    return old
+
+
 def build_engine(onnx_path: str | Path, plan_path: str | Path,
                  config: EngineConfig | None = None, meta: ArtifactMetadata | None = None,
                  *, force: bool = False) -> BuildResult:
-    """Build (or reuse) ``plan_path`` + sidecar from a segedge ONNX.  Untested on a GPU."""
+    """Build (or reuse) ``plan_path`` + sidecar from a segedge ONNX."""
     onnx_path, plan_path, config = Path(onnx_path), Path(plan_path), config or EngineConfig()
     if not onnx_path.is_file():
         raise ArtifactError(f"{onnx_path}: expected an ONNX file, got no such file")
@@ -253,30 +299,28 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path,
     import tensorrt as trt
 
     meta = meta or read_onnx_metadata(onnx_path)
+    refusal = quantization_refusal(onnx_path, meta)
+    if refusal is not None:
+        raise ExportError(f"{onnx_path}: no TensorRT engine: {refusal}")
     shapes = profile_shapes(meta, config.min_hw, config.opt_hw, config.max_hw, config.batch)
-    tplan = plan_typing(
-        meta.precision, config.precision,
-        strongly_typed_available=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
-        weak_flags_available=hasattr(trt.BuilderFlag, "FP16"),
-        dla=config.dla_core is not None, prefer_strong=config.strongly_typed)
-    import_cudart().cudaSetDevice(config.device_id)
+    tplan = _typing(trt, meta, config)
+    cuda_call(import_cudart().cudaSetDevice(config.device_id), f"cudaSetDevice({config.device_id})")
     gpu_name, gpu_cc = gpu_identity(config.device_id)
     onnx_sha = sha256_file(onnx_path)
-    variant = tplan.precision if config.dla_core is None else f"{tplan.precision}/dla"
-    key = engine_cache_key(onnx_sha, trt.__version__, gpu_cc, variant, shapes)
-    if not force and plan_path.is_file() and sidecar_path(plan_path).is_file():
-        try:
-            old: EngineSidecar | None = read_sidecar(plan_path)
-        except ArtifactError:
-            old = None
-        if old is not None and old.cache_key == key and old.dla_core == config.dla_core and (
-                is_stale(old, onnx_sha, trt.__version__, gpu_name, gpu_cc) is None):
-            return BuildResult(plan_path, old, reused=True)
+    settings = {**config.settings(), "strongly_typed": tplan.strongly_typed,
+                "builder_flags": list(tplan.flags)}
+    key = engine_cache_key(onnx_sha, trt.__version__, gpu_cc, tplan.precision, shapes, settings)
+    old = None if force else _reusable(plan_path, key, onnx_sha, trt.__version__,
+                                       (gpu_name, gpu_cc))
+    if old is not None:
+        return BuildResult(plan_path, old, reused=True)
 
     logger = trt.Logger(trt.Logger.VERBOSE if config.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    strong_flag = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(strong_flag if tplan.strongly_typed else 0)
+    flags = 0
+    if tplan.strongly_typed:  # only looked up when wanted: TensorRT 8 has no such member
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
@@ -311,13 +355,11 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path,
         raise ExportError(f"{onnx_path}: TensorRT build failed (see the TensorRT log: workspace, "
                           "precision or an unsupported layer)")
     if config.timing_cache is not None:
-        config.timing_cache.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(config.timing_cache,
                            bytes(memoryview(bconfig.get_timing_cache().serialize())))
 
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar_path(plan_path).unlink(missing_ok=True)  # a plan never pairs with a stale sidecar
-    write_bytes_atomic(plan_path, memoryview(serialized))
+    write_bytes_atomic(plan_path, memoryview(serialized))  # 0644: a service account reads it
     sidecar = EngineSidecar(
         plan_sha256=sha256_file(plan_path), onnx_sha256=onnx_sha,
         segedge=json.loads(meta.with_changes(precision=tplan.precision).to_json()),
@@ -325,6 +367,7 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path,
         precision=tplan.precision, profile=shapes, build_time_s=round(seconds, 3),
         built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         strongly_typed=tplan.strongly_typed, builder_flags=tplan.flags,
-        dla_core=config.dla_core, dla_fallback_layers=fallback, cache_key=key)
+        dla_core=config.dla_core, dla_fallback_layers=fallback, cache_key=key,
+        extra={"build": settings})
     write_sidecar(plan_path, sidecar)
     return BuildResult(plan_path, sidecar, reused=False, warnings=tuple(warnings))

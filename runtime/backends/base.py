@@ -18,6 +18,8 @@ import numpy as np
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
 
+HW = tuple[int, int]
+
 
 @dataclass(frozen=True)
 class BackendOptions:
@@ -26,9 +28,26 @@ class BackendOptions:
     provider: str = "auto"  # onnxruntime: auto|cpu|cuda|tensorrt
     threads: int | None = None  # CPU intra-op threads
     fp16: bool = False  # TensorRT EP: allow FP16 kernels
-    cache_dir: Path | None = None  # TensorRT EP engine/timing cache
+    int8: bool | None = None  # TensorRT EP: INT8 (Q/DQ) kernels; None: on for a Q/DQ graph
+    cache_dir: Path | None = None  # TensorRT EP engine/timing cache root
+    # TensorRT EP profile for dynamic height/width: ((min H, W), (opt H, W), (max H, W));
+    # None: from the artifact's metadata where it says, else built at the first frame.
+    trt_profile: tuple[HW, HW, HW] | None = None
     device_id: int = 0
     metadata: ArtifactMetadata | None = None  # for a foreign ONNX without segedge metadata
+
+    def __post_init__(self) -> None:
+        if self.device_id < 0:
+            raise InputError("device_id", "a CUDA device index >= 0", self.device_id)
+        if self.trt_profile is not None:
+            try:
+                hws = tuple((int(h), int(w)) for h, w in self.trt_profile)
+            except (TypeError, ValueError):
+                hws = ()
+            if len(hws) != 3 or any(h <= 0 or w <= 0 for h, w in hws) or not all(
+                    a <= b <= c for a, b, c in zip(*hws, strict=True)):
+                raise InputError("trt_profile", "((min H, W), (opt H, W), (max H, W)), "
+                                 "positive and ascending", self.trt_profile)
 
 
 class Backend(Protocol):

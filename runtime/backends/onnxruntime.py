@@ -1,19 +1,27 @@
 """ONNX Runtime backend: provider choice, metadata, validation, I/O binding.
 
-The provider list is a request; ONNX Runtime silently drops providers it
-cannot use (onnxruntime-gpu lists CUDA without a GPU), so the active one is
-read back from the session and a fallback is reported as a warning.
+The provider list is a request: ONNX Runtime silently drops providers it
+cannot use (onnxruntime-gpu lists CUDA without a GPU), ``get_providers()``
+lists what was registered rather than where nodes run, and its own retry after
+a provider error uses default options (device 0, no cache).  So its retry is
+switched off, segedge retries with its own options, and for a GPU request one
+profiled probe run reads back which provider really executed the nodes.  An
+explicit ``--provider`` that did not run is an error; ``auto`` warns.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from segedge.runtime.backends import ort_tensorrt
 from segedge.runtime.backends.base import BackendOptions
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError
 from segedge.runtime.metadata import (
@@ -21,6 +29,7 @@ from segedge.runtime.metadata import (
     OutputSpec,
     default_palette,
 )
+from segedge.runtime.tasks import get_task
 
 log = logging.getLogger("segedge.runtime")
 
@@ -38,11 +47,18 @@ PROVIDER_CHOICES: dict[str, tuple[str, ...]] = {
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
              "tensor(uint8)": np.uint8, "tensor(double)": np.float64}
 DEFAULT_FOREIGN_STRIDE = 32
-DEFAULT_TRT_CACHE = Path.home() / ".cache" / "segedge" / "ort_trt"
+DEFAULT_TRT_CACHE = ort_tensorrt.DEFAULT_TRT_CACHE
+PROBE_HW = 256  # probe-run height/width for a dynamic input with nothing better to go on
 
 
-def resolve_providers(options: BackendOptions, available: list[str]) -> list[Any]:
-    """Provider list (with options) for the request; refuse a named one that is absent."""
+def resolve_providers(options: BackendOptions, available: list[str],
+                      model: Path | None = None) -> list[Any]:
+    """Provider list (with options) for the request; refuse a named one that is absent.
+
+    With ``model``, the TensorRT provider's engine cache folder is keyed by the
+    model's content and options, INT8 follows its Q/DQ nodes, and a dynamic
+    input gets its profile from the metadata (see ort_tensorrt).
+    """
     wanted = PROVIDER_CHOICES.get(options.provider)
     if wanted is None:
         raise InputError("provider", f"one of {', '.join(PROVIDER_CHOICES)}",
@@ -56,14 +72,9 @@ def resolve_providers(options: BackendOptions, available: list[str]) -> list[Any
         if name not in available:
             continue
         if name == TRT_EP:
-            trt: dict[str, Any] = {"device_id": options.device_id,
-                                   "trt_fp16_enable": bool(options.fp16)}
-            # Building TensorRT engines takes minutes: always cache them.
-            cache = Path(options.cache_dir) if options.cache_dir is not None else DEFAULT_TRT_CACHE
-            cache.mkdir(parents=True, exist_ok=True)
-            trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache),
-                       trt_timing_cache_enable=True, trt_timing_cache_path=str(cache))
-            providers.append((name, trt))
+            if options.cache_dir is None:  # read at call time: tests point it elsewhere
+                options = replace(options, cache_dir=DEFAULT_TRT_CACHE)
+            providers.append((name, ort_tensorrt.tensorrt_options(options, model)))
         elif name == CUDA_EP:
             providers.append((name, {"device_id": options.device_id}))
         else:
@@ -132,38 +143,76 @@ def infer_metadata(session: Any, path: Path, hints: ArtifactMetadata | None) -> 
 
 
 def output_names(meta: ArtifactMetadata) -> list[str]:
-    """The graph outputs a run needs, from the metadata (instance or semantic)."""
-    out = meta.output
-    if out.kind == "instances":
-        return [n for n in (out.boxes, out.labels, out.scores, out.masks, out.count) if n]
-    return [n for n in (out.logits, out.labels, out.confidence) if n]
+    """The graph outputs a run needs: the artifact's task names them (runtime.tasks)."""
+    return get_task(meta.task).output_names(meta)
 
 
 def check_metadata(session: Any, path: Path, meta: ArtifactMetadata) -> None:
     """The graph must really have the inputs and outputs its metadata names."""
-    instance = meta.task == "instance" or meta.output.kind == "instances"
-    if instance and (meta.task != "instance" or meta.output.kind != "instances"):
-        raise ArtifactError(f"{path}: expected task 'instance' with 'instances' outputs, got "
-                            f"task {meta.task!r} with {meta.output.kind!r} outputs")
     inputs = {i.name for i in session.get_inputs()}
     if meta.input.name not in inputs:
         raise ArtifactError(f"{path}: expected graph input {meta.input.name!r} (from metadata), "
                             f"got inputs {sorted(inputs)}")
     outputs = {o.name for o in session.get_outputs()}
-    if instance:
-        named = output_names(meta)
-        missing = [n for n in named if n not in outputs]
-        if len(named) != 5 or missing:
-            raise ArtifactError(f"{path}: expected instance outputs boxes, labels, scores, "
-                                f"masks, count (from metadata), got {sorted(outputs)}")
-        return
-    named = [n for n in (meta.output.logits, meta.output.labels, meta.output.confidence) if n]
-    wanted = {"logits": meta.output.logits, "labels": meta.output.labels,
-              "both": meta.output.labels}[meta.output.kind]
-    missing = [n for n in named if n not in outputs]
-    if not wanted or missing:
-        raise ArtifactError(f"{path}: expected graph outputs {named} for kind "
-                            f"{meta.output.kind!r} (from metadata), got {sorted(outputs)}")
+    get_task(meta.task, str(path)).check_outputs(meta, outputs, str(path))
+
+
+def _name(provider: Any) -> str:
+    return provider if isinstance(provider, str) else str(provider[0])
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
+def new_session(ort: Any, path: Path, so: Any, providers: list[Any]) -> Any:
+    """An InferenceSession without ONNX Runtime's own retry (it drops our provider options)."""
+    session = ort.InferenceSession(str(path), so, providers=providers, enable_fallback=0)
+    disable = getattr(session, "disable_fallback", None)
+    if disable is not None:  # older ORT ignores the keyword; this also stops run-time retries
+        disable()
+    return session
+
+
+def open_session(ort: Any, path: Path, so: Any, providers: list[Any], choice: str
+                 ) -> tuple[Any, list[Any]]:
+    """(session, providers it was opened with): ``auto`` steps down the list with segedge's
+    options; an explicit provider that cannot open the model is BackendUnavailableError."""
+    tiers = [providers[i:] for i in range(len(providers)) if i == 0 or choice == "auto"]
+    failure: BaseException | None = None
+    for tier in tiers:
+        try:
+            return new_session(ort, path, so, tier), tier
+        except Exception as err:  # noqa: BLE001 - ORT raises its own pybind types
+            failure = err
+            if tier is not tiers[-1]:
+                log.warning("%s could not open %s (%s); trying %s", _name(tier[0]), path.name,
+                            _first_line(err), _name(tiers[tiers.index(tier) + 1][0]))
+    assert failure is not None
+    loadable = _name(providers[0]) != CPU_EP
+    if loadable:  # did the provider fail, or is the model itself unloadable?
+        try:
+            new_session(ort, path, ort.SessionOptions(), [CPU_EP])
+        except Exception:  # noqa: BLE001
+            loadable = False
+    if not loadable:
+        raise ArtifactError(f"{path}: expected a loadable ONNX model, got "
+                            f"{_first_line(failure)}") from failure
+    raise BackendUnavailableError(f"provider {choice}: {_name(providers[0])} could not open "
+                                  f"{path.name}: {_first_line(failure)}") from failure
+
+
+def executed_providers(session: Any, feed: dict[str, np.ndarray]) -> dict[str, int]:
+    """Nodes run per provider in one profiled run: where the work really happened."""
+    session.run(None, feed)
+    profile = Path(session.end_profiling())
+    counts: dict[str, int] = {}
+    for event in json.loads(profile.read_text()):
+        if event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time"):
+            provider = str(event.get("args", {}).get("provider", "unknown"))
+            counts[provider] = counts.get(provider, 0) + 1
+    return counts
 
 
 class OnnxRuntimeBackend:
@@ -187,18 +236,37 @@ class OnnxRuntimeBackend:
         # Idle ORT workers must not spin: decode/draw/encode threads need those cores.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
-        providers = resolve_providers(options, ort.get_available_providers())
+        providers = resolve_providers(options, ort.get_available_providers(), self.path)
+        wanted = _name(providers[0])
+        probe_dir = Path(tempfile.mkdtemp(prefix="segedge-ort-")) if wanted in GPU_EPS else None
+        if probe_dir is not None:  # one profiled run says where nodes really ran
+            so.enable_profiling = True
+            so.profile_file_prefix = str(probe_dir / "probe")
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
-        except Exception as err:  # ORT raises its own pybind types: report them as one line
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-            raise ArtifactError(f"{self.path}: expected a loadable ONNX model, got "
-                                f"{type(err).__name__}: {first}") from err
-        self._active = self.session.get_providers()
-        requested = [p if isinstance(p, str) else p[0] for p in providers]
-        if requested[0] in GPU_EPS and self._active[0] != requested[0]:
-            log.warning("provider %s was requested but onnxruntime runs %s (fell back)",
-                        requested[0], self._active[0])
+            self.session, opened = open_session(ort, self.path, so, providers, options.provider)
+            self._read_metadata(options)
+            self.placement: dict[str, int] = {}
+            self._active = list(self.session.get_providers())
+            if probe_dir is not None:
+                self._verify_placement(options, [_name(p) for p in opened], wanted)
+        finally:
+            if probe_dir is not None:
+                shutil.rmtree(probe_dir, ignore_errors=True)
+        node = self._input_node()
+        self._input_dtype = _NP_TYPES.get(node.type)
+        batch = _shape(node)[0] if _shape(node) else 1
+        self._batch = batch if isinstance(batch, int) and batch > 1 else 1
+        self.output_names = output_names(self.metadata)
+        if io_binding is None:
+            io_binding = self._active[0] in GPU_EPS
+        self._device = "cuda" if self._active[0] in GPU_EPS else "cpu"
+        self._device_id = options.device_id if self._device == "cuda" else 0
+        self._binding = self.session.io_binding() if io_binding else None
+
+    def _input_node(self) -> Any:
+        return next(i for i in self.session.get_inputs() if i.name == self.input_name)
+
+    def _read_metadata(self, options: BackendOptions) -> None:
         found = ArtifactMetadata.from_props(self.session.get_modelmeta().custom_metadata_map,
                                             str(self.path))
         if found is not None:
@@ -210,16 +278,45 @@ class OnnxRuntimeBackend:
             self.metadata = infer_metadata(self.session, self.path, options.metadata)
         check_metadata(self.session, self.path, self.metadata)
         self.input_name = self.metadata.input.name
-        node = next(i for i in self.session.get_inputs() if i.name == self.input_name)
-        self._input_dtype = _NP_TYPES.get(node.type)
-        batch = _shape(node)[0] if _shape(node) else 1
-        self._batch = batch if isinstance(batch, int) and batch > 1 else 1
-        self.output_names = output_names(self.metadata)
-        if io_binding is None:
-            io_binding = self._active[0] in GPU_EPS
-        self._device = "cuda" if self._active[0] in GPU_EPS else "cpu"
-        self._device_id = options.device_id if self._device == "cuda" else 0
-        self._binding = self.session.io_binding() if io_binding else None
+
+    def _probe_tensor(self, options: BackendOptions) -> np.ndarray:
+        """Zeros in a shape the model takes (static dims, else metadata/profile, else 256)."""
+        node, spec = self._input_node(), self.metadata.input
+        hws = ort_tensorrt.profile_hw(self.metadata, options)
+        stride = max(1, spec.stride)
+        hw = spec.size or (hws[1] if hws else (ort_tensorrt._round(PROBE_HW, stride),) * 2)
+        h_axis = 1 if spec.layout == "NHWC" else 2
+        shape = [d if isinstance(d, int) and d > 0 else
+                 (spec.batch or 1) if i == 0 else hw[i - h_axis] if i in (h_axis, h_axis + 1)
+                 else 3 for i, d in enumerate(_shape(node))]
+        return np.zeros(shape, _NP_TYPES.get(node.type, np.float32))
+
+    def _verify_placement(self, options: BackendOptions, opened: list[str], wanted: str) -> None:
+        """Refuse (explicit) or warn (auto) when the requested GPU provider ran nothing."""
+        applied = self.session.get_provider_options()
+        for name in self._active:
+            device = applied.get(name, {}).get("device_id")
+            if name in GPU_EPS and device is not None and str(device) != str(options.device_id):
+                raise BackendUnavailableError(
+                    f"{name}: expected CUDA device {options.device_id}, got device {device} "
+                    "(onnxruntime re-created the session with default options)")
+        try:
+            self.placement = executed_providers(
+                self.session, {self.input_name: self._probe_tensor(options)})
+        except Exception as err:  # noqa: BLE001 - cannot verify: keep the registered list
+            log.warning("%s: could not verify where nodes run (%s); reporting registered "
+                        "providers", self.path.name, _first_line(err))
+            return
+        ran = [p for p in opened if self.placement.get(p)]
+        ran += sorted(p for p in self.placement if p not in ran)
+        self._active = ran or self._active
+        if wanted in ran:
+            return
+        message = (f"provider {wanted} was requested but onnxruntime runs {self._active[0]} "
+                   f"(fell back; nodes per provider: {self.placement})")
+        if options.provider != "auto":
+            raise BackendUnavailableError(f"provider {options.provider}: {message}")
+        log.warning("%s", message)
 
     @property
     def active(self) -> str:

@@ -2,29 +2,38 @@
 
 Written against the TensorRT 10 name-based I/O API (num_io_tensors,
 get_tensor_name/mode/dtype, set_input_shape, set_tensor_address,
-execute_async_v3), which TensorRT 11 keeps; buffers are pinned host memory and
-device memory from cuda-python's runtime bindings (no pycuda, no torch).
-One optimisation profile (index 0), one image input, buffers sized once for
-the profile's maximum shape, so per-frame shapes cost no allocation.
+execute_async_v3), which TensorRT 11 keeps; TensorRT 8 (JetPack 5) is refused
+by the availability probe.  One optimisation profile (index 0), one image
+input, buffers sized once for the profile's maximum shape, so per-frame shapes
+cost no allocation.  Discrete GPUs get pinned host buffers and explicit
+copies; integrated GPUs (Jetson: one memory for CPU and GPU) get mapped
+host memory that the GPU reads in place (zero copy).
 
-UNTESTED: nothing in this file that touches TensorRT or CUDA has run here
-(no GPU, no TensorRT on the development machine); only the pure functions
-(dtype mapping, profile range check, input validation, compatibility check,
-availability probe) are covered by tests.
+No GPU runs here: the TensorRT and CUDA calls are exercised in CI against
+recording fakes (tests/fakes) whose names and signatures are checked against
+tensorrt-stubs and cuda-python; ``segdoctor`` proves them on a real device.
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from segedge.runtime.backends.base import Backend, BackendOptions
+from segedge.runtime.backends.cuda import (
+    ThreadDevice,
+    cuda_call,
+    device_count,
+    gpu_identity,
+    gpu_info,
+    import_cudart,
+    one_line,
+)
 from segedge.runtime.errors import (
     ArtifactError,
     BackendUnavailableError,
@@ -34,6 +43,11 @@ from segedge.runtime.errors import (
 )
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.sidecar import EngineSidecar, is_stale, read_sidecar
+
+__all__ = ["TensorRTBackend", "create", "gpu_identity", "import_cudart", "tensorrt_available"]
+
+log = logging.getLogger("segedge.runtime")
+MIN_TENSORRT_MAJOR = 10  # name-based I/O, strongly typed networks; JetPack 6 ships 10.3
 
 Shape = tuple[int, ...]
 Profile = tuple[Shape, Shape, Shape]
@@ -103,27 +117,10 @@ def _dims(dims: Any) -> Shape:
     return tuple(int(dims[i]) for i in range(len(dims)))
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
-def import_cudart() -> ModuleType:
-    """cuda-python runtime bindings: ``cuda.bindings.runtime`` (12.x+/13), else ``cuda.cudart``."""
-    try:
-        return importlib.import_module("cuda.bindings.runtime")
-    except ImportError:
-        return importlib.import_module("cuda.cudart")
-
-
-def _cuda(result: Any, what: str) -> Any:
-    """Unpack a cuda-python ``(err, *values)`` tuple, raising on a CUDA error."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        name = getattr(err, "name", str(err))
-        raise BackendUnavailableError(f"CUDA {what}: expected cudaSuccess, got {name}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
+def tensorrt_major(version: str) -> int:
+    """Major version from ``trt.__version__`` ('10.3.0.30' -> 10); 0 when unreadable."""
+    head = str(version).split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
@@ -131,31 +128,26 @@ def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
     try:
         import tensorrt as trt
     except Exception as err:  # noqa: BLE001 - ImportError, or OSError from a broken libnvinfer
-        return False, f"Python package 'tensorrt' cannot be imported ({_one_line(err)})"
+        return False, f"Python package 'tensorrt' cannot be imported ({one_line(err)})"
     if not hasattr(trt, "Runtime"):
         return False, ("'tensorrt' is only type stubs or an empty namespace here, not the "
                        "TensorRT library (pip install tensorrt on a CUDA machine)")
+    version = str(getattr(trt, "__version__", "unknown"))
+    if tensorrt_major(version) < MIN_TENSORRT_MAJOR:
+        return False, (f"TensorRT: expected {MIN_TENSORRT_MAJOR}.x or newer (JetPack 6+), got "
+                       f"{version}; JetPack 5's TensorRT 8 cannot build or run segedge engines "
+                       "(use ONNX Runtime's CUDA provider there)")
     try:
         cudart = import_cudart()
     except Exception as err:  # noqa: BLE001
-        return False, f"cuda-python cannot be imported ({_one_line(err)}); pip install cuda-python"
+        return False, f"cuda-python cannot be imported ({one_line(err)}); pip install cuda-python"
     try:
-        count = _cuda(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+        count = device_count(cudart)
     except BackendUnavailableError as err:
         return False, f"no usable CUDA GPU ({err})"
-    if device_id >= int(count):
+    if device_id >= count:
         return False, f"CUDA device {device_id} requested, {count} device(s) present"
-    return True, f"TensorRT {trt.__version__}, {count} CUDA device(s)"
-
-
-def gpu_identity(device_id: int = 0) -> tuple[str, str]:
-    """(GPU name, compute capability 'major.minor') as CUDA reports them."""
-    cudart = import_cudart()
-    prop = _cuda(cudart.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
-    name = prop.name
-    if isinstance(name, bytes):
-        name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
-    return str(name), f"{prop.major}.{prop.minor}"
+    return True, f"TensorRT {version}, {count} CUDA device(s)"
 
 
 @dataclass
@@ -166,12 +158,13 @@ class _Binding:
     profile: Profile  # outputs: (max, max, max) after max input shapes were set
     nbytes: int
     host_ptr: int
-    device_ptr: int
-    host: np.ndarray  # flat view over the pinned host buffer
+    device_ptr: int  # == host_ptr's device alias for mapped (zero-copy) memory
+    host: np.ndarray  # flat view over the pinned or mapped host buffer
+    mapped: bool = False
 
 
 class TensorRTBackend:
-    """Backend over one deserialized plan; see the module docstring for what is untested."""
+    """Backend over one deserialized plan; every failure on the way in frees what it took."""
 
     name = "tensorrt"
 
@@ -179,50 +172,88 @@ class TensorRTBackend:
         import tensorrt as trt
 
         self._trt, self._cudart = trt, import_cudart()
-        self.path = path
+        self.path = Path(path)
         self._bindings: list[_Binding] = []
         self._stream: Any = None
-        sidecar = read_sidecar(path)
-        self.sidecar = sidecar
-        self.metadata: ArtifactMetadata = options.metadata or sidecar.metadata
-        _cuda(self._cudart.cudaSetDevice(options.device_id), "cudaSetDevice")
-        gpu_name, gpu_cc = gpu_identity(options.device_id)
-        check_runtime_match(sidecar, path, trt.__version__, gpu_name, gpu_cc)
-        self._device = f"{gpu_name} (sm {gpu_cc})"
-
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        if sidecar.dla_core is not None:
-            self._runtime.DLA_core = sidecar.dla_core
-        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-        if engine is None:
-            raise ArtifactError(f"{path}: TensorRT could not deserialize the plan (see log)")
-        self._engine = engine
-        self._context = engine.create_execution_context()
-        self._stream = _cuda(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._context: Any = None
+        self._engine: Any = None
+        self._runtime: Any = None
+        self.sidecar = read_sidecar(self.path)
+        # The plan's own metadata always wins: flags describe foreign ONNX, never a plan.
+        self.metadata: ArtifactMetadata = self.sidecar.metadata
+        if options.metadata is not None:
+            log.warning("%s carries segedge metadata in its sidecar; --classes/--mean/--std/"
+                        "--bgr/--stride ignored", self.path.name)
+        self._thread_device = ThreadDevice(self._cudart, options.device_id)
+        self._thread_device.ensure()
+        gpu = gpu_info(options.device_id, self._cudart)
+        check_runtime_match(self.sidecar, self.path, trt.__version__, gpu.name,
+                            gpu.compute_capability)
+        self._device = f"{gpu.name} (sm {gpu.compute_capability})"
+        self.zero_copy = gpu.integrated and gpu.can_map_host_memory
         try:
-            self._allocate()
+            self._open()
         except BaseException:
             self.close()
             raise
+        self.input_name = self._input.name
+
+    def _open(self) -> None:
+        trt, sidecar = self._trt, self.sidecar
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        if sidecar.dla_core is not None:  # must precede deserialisation
+            self._runtime.DLA_core = sidecar.dla_core
+        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise ArtifactError(f"{self.path}: TensorRT could not deserialize the plan (see log)")
+        self._engine = engine
+        context = engine.create_execution_context()
+        if context is None:
+            raise BackendUnavailableError(
+                f"{self.path}: TensorRT could not create an execution context: expected free "
+                "device memory for the engine's activations, got none (close other GPU "
+                "processes or rebuild with a smaller profile)")
+        self._context = context
+        self._stream = cuda_call(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._allocate()
         inputs = [b for b in self._bindings if b.is_input]
         if len(inputs) != 1:
-            self.close()
-            raise ArtifactError(f"{path}: expected an engine with one input, got "
+            raise ArtifactError(f"{self.path}: expected an engine with one input, got "
                                 f"{[b.name for b in inputs]}")
         self._input = inputs[0]
-        self.input_name = self._input.name
 
     def _io(self) -> list[tuple[str, bool]]:
         trt, engine = self._trt, self._engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         return [(n, engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT) for n in names]
 
+    def _buffer(self, nbytes: int) -> tuple[int, int, bool]:
+        """(host pointer, device pointer, mapped) for one I/O tensor; frees itself on failure."""
+        cudart = self._cudart
+        if self.zero_copy:
+            host = cuda_call(cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocMapped),
+                             "cudaHostAlloc(mapped)")
+            try:
+                device = cuda_call(cudart.cudaHostGetDevicePointer(host, 0),
+                                   "cudaHostGetDevicePointer")
+            except BaseException:
+                cudart.cudaFreeHost(host)
+                raise
+            return int(host), int(device), True
+        host = cuda_call(cudart.cudaMallocHost(nbytes), "cudaMallocHost")
+        try:
+            device = cuda_call(cudart.cudaMalloc(nbytes), "cudaMalloc")
+        except BaseException:
+            cudart.cudaFreeHost(host)
+            raise
+        return int(host), int(device), False
+
     def _allocate(self) -> None:
         engine, context = self._engine, self._context
         io = self._io()
         profiles: dict[str, Profile] = {}
-        for name, is_input in io:
+        for name, is_input in io:  # every input shape is set before any output shape is read
             if not is_input:
                 continue
             shape = _dims(engine.get_tensor_shape(name))
@@ -244,24 +275,20 @@ class TensorRTBackend:
                 profile = (largest, largest, largest)
             dtype = numpy_dtype(engine.get_tensor_dtype(name).name, name)
             nbytes = max(1, int(np.prod(profile[2], dtype=np.int64)) * dtype.itemsize)
-            host_ptr = _cuda(self._cudart.cudaMallocHost(nbytes), "cudaMallocHost")
-            raw = (ctypes.c_ubyte * nbytes).from_address(int(host_ptr))
+            host_ptr, device_ptr, mapped = self._buffer(nbytes)
+            raw = (ctypes.c_ubyte * nbytes).from_address(host_ptr)
             host = np.ctypeslib.as_array(raw).view(dtype)
-            try:
-                device_ptr = _cuda(self._cudart.cudaMalloc(nbytes), "cudaMalloc")
-            except BaseException:
-                self._cudart.cudaFreeHost(host_ptr)
-                raise
             self._bindings.append(
-                _Binding(name, is_input, dtype, profile, nbytes, int(host_ptr), int(device_ptr),
-                         host))
-            if not context.set_tensor_address(name, int(device_ptr)):
+                _Binding(name, is_input, dtype, profile, nbytes, host_ptr, device_ptr, host,
+                         mapped))
+            if not context.set_tensor_address(name, device_ptr):
                 raise ArtifactError(f"{self.path}: TensorRT refused the address for {name!r}")
 
     @property
     def active(self) -> str:
         dla = "" if self.sidecar.dla_core is None else f", DLA core {self.sidecar.dla_core}"
-        return f"TensorRT {self._trt.__version__} on {self._device}{dla}"
+        copy = ", zero-copy" if self.zero_copy else ""
+        return f"TensorRT {self._trt.__version__} on {self._device}{dla}{copy}"
 
     @property
     def input_profile(self) -> Profile:
@@ -270,6 +297,7 @@ class TensorRTBackend:
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         if self._stream is None:
             raise SegedgeError(f"{self.path}: backend is closed")
+        self._thread_device.ensure()  # this may be another thread than the one that opened it
         cudart, context, stream = self._cudart, self._context, self._stream
         inp = self._input
         tensor = validate_input(tensor, inp.name, inp.dtype, inp.profile)
@@ -279,8 +307,9 @@ class TensorRTBackend:
         np.copyto(inp.host[: tensor.size], tensor.ravel())
         h2d, d2h = (cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
                     cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost)
-        _cuda(cudart.cudaMemcpyAsync(inp.device_ptr, inp.host_ptr, tensor.nbytes, h2d, stream),
-              "cudaMemcpyAsync H2D")
+        if not inp.mapped:
+            cuda_call(cudart.cudaMemcpyAsync(inp.device_ptr, inp.host_ptr, tensor.nbytes, h2d,
+                                             stream), "cudaMemcpyAsync H2D")
         if not context.execute_async_v3(int(stream)):
             raise SegedgeError(f"{self.path}: TensorRT execute_async_v3 failed (see log)")
         shapes: dict[str, Shape] = {}
@@ -290,9 +319,10 @@ class TensorRTBackend:
             shape = _dims(context.get_tensor_shape(out.name))
             shapes[out.name] = shape
             size = int(np.prod(shape, dtype=np.int64)) * out.dtype.itemsize
-            _cuda(cudart.cudaMemcpyAsync(out.host_ptr, out.device_ptr, size, d2h, stream),
-                  "cudaMemcpyAsync D2H")
-        _cuda(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+            if not out.mapped:
+                cuda_call(cudart.cudaMemcpyAsync(out.host_ptr, out.device_ptr, size, d2h, stream),
+                          "cudaMemcpyAsync D2H")
+        cuda_call(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
         results: dict[str, np.ndarray] = {}
         for out in self._bindings:
             if not out.is_input:
@@ -301,18 +331,26 @@ class TensorRTBackend:
         return results
 
     def close(self) -> None:
+        """Free everything this backend took; safe after any partial open and twice."""
         cudart = self._cudart
+        try:
+            self._thread_device.ensure()
+        except (BackendUnavailableError, AttributeError):
+            pass  # freeing still has to be tried
         if self._stream is not None:
             cudart.cudaStreamSynchronize(self._stream)
         for b in self._bindings:
-            cudart.cudaFree(b.device_ptr)
+            if not b.mapped:
+                cudart.cudaFree(b.device_ptr)
             cudart.cudaFreeHost(b.host_ptr)
         self._bindings = []
         if self._stream is not None:
             cudart.cudaStreamDestroy(self._stream)
             self._stream = None
-        self.__dict__.pop("_context", None)
-        self.__dict__.pop("_engine", None)
+        # TensorRT objects are freed by reference count: context before engine before runtime.
+        self._context = None
+        self._engine = None
+        self._runtime = None
 
 
 def create(path: Path, options: BackendOptions) -> Backend:

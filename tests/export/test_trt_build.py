@@ -1,13 +1,17 @@
-"""Pure logic of the TensorRT builder: profile shapes, typing plan, config, refusal without TRT.
+"""Pure logic of the TensorRT builder: profile shapes, typing plan, config, and the refusals
+when TensorRT, cuda-python or a GPU is missing (forced, whatever this machine has).
 
-Nothing here builds an engine: TensorRT is not installed on this machine.
+Engine builds against the TensorRT/CUDA fakes are in test_trt_engine_fake.py.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
@@ -24,9 +28,13 @@ from segedge.export.tensorrt.build import (
 )
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, InputSpec
+from tests.fakes.gpu import FakeGpu, fake_gpu  # noqa: F401 - the fixture
 
-TRT_OK, TRT_WHY = tensorrt_available()
-no_tensorrt = pytest.mark.skipif(TRT_OK, reason="TensorRT is usable here; test covers its absence")
+
+@pytest.fixture
+def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT absent, whatever this machine has: ``import tensorrt`` raises ImportError."""
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
 
 
 def _meta(size: tuple[int, int] | None = (64, 96), batch: int | None = 1, layout: str = "NCHW",
@@ -73,6 +81,10 @@ def test_batch_rules() -> None:
     with pytest.raises(InputError, match="ascending"):
         profile_shapes(_meta(batch=None), None, None, None, batch=(4, 2, 1))
     assert profile_shapes(_meta(batch=None), None, None, None, batch=2)["input"][2][0] == 2
+    assert profile_shapes(_meta(batch=4), None, None, None)["input"] == ((4, 3, 64, 96),) * 3
+    assert profile_shapes(_meta(batch=None), None, None, None)["input"][0] == (1, 3, 64, 96)
+    with pytest.raises(InputError, match="^batch: expected a positive int"):
+        EngineConfig(batch=(2, 1, 4))
 
 
 # -- plan_typing --------------------------------------------------------------------------
@@ -138,14 +150,43 @@ def test_read_onnx_metadata(tmp_path: Path) -> None:
         read_onnx_metadata(_onnx(tmp_path / "b.onnx", None))
 
 
-@no_tensorrt
-def test_tensorrt_available_says_why_not_in_one_line() -> None:
-    assert TRT_OK is False
-    assert TRT_WHY and "\n" not in TRT_WHY
+def _stubs_only() -> types.ModuleType:
+    return types.ModuleType("tensorrt")  # what tensorrt-stubs alone leaves importable
 
 
-@no_tensorrt
-def test_build_without_tensorrt_is_backend_unavailable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("setup,device_id,expected", [
+    ({"tensorrt": None}, 0, "Python package 'tensorrt' cannot be imported (import of tensorrt "
+                            "halted; None in sys.modules)"),
+    ({"tensorrt": _stubs_only}, 0, "'tensorrt' is only type stubs or an empty namespace here, "
+                                   "not the TensorRT library (pip install tensorrt on a CUDA "
+                                   "machine)"),
+    ({"cuda": None}, 0, "cuda-python cannot be imported (import of cuda.cudart halted; None in "
+                        "sys.modules); pip install cuda-python"),
+    ({"devices": ()}, 0, "no usable CUDA GPU (CUDA cudaGetDeviceCount: expected cudaSuccess, got "
+                         "cudaErrorNoDevice)"),
+    ({}, 2, "CUDA device 2 requested, 1 device(s) present"),
+])
+def test_tensorrt_available_says_why_not_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, fake_gpu: Callable[..., FakeGpu],  # noqa: F811
+        setup: dict[str, Any], device_id: int, expected: str) -> None:
+    fake_gpu(**({"devices": setup["devices"]} if "devices" in setup else {}))
+    if "tensorrt" in setup:
+        module = setup["tensorrt"]
+        monkeypatch.setitem(sys.modules, "tensorrt", module() if callable(module) else module)
+    if "cuda" in setup:
+        for path in ("cuda.bindings.runtime", "cuda.cudart"):
+            monkeypatch.setitem(sys.modules, path, None)
+    ok, why = tensorrt_available(device_id)
+    assert ok is False and why == expected and "\n" not in why
+
+
+def test_tensorrt_available_with_a_gpu(fake_gpu: Callable[..., FakeGpu]) -> None:  # noqa: F811
+    fake_gpu(generation=11)
+    assert tensorrt_available() == (True, "TensorRT 11.0.0.12, 1 CUDA device(s)")
+
+
+def test_build_without_tensorrt_is_backend_unavailable(tmp_path: Path, no_tensorrt: None
+                                                       ) -> None:
     onnx_path = _onnx(tmp_path / "m.onnx", _meta())
     plan = tmp_path / "m.plan"
     with pytest.raises(BackendUnavailableError, match="cannot build a TensorRT engine") as info:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from segedge.runtime.backends.onnxruntime import (
     CUDA_EP,
     TRT_EP,
     OnnxRuntimeBackend,
+    executed_providers,
+    new_session,
     resolve_providers,
 )
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError
@@ -135,24 +138,138 @@ def test_tensorrt_engine_cache_is_on_by_default(tmp_path: Path,
     assert trt["trt_fp16_enable"] is False
 
 
+def _cpu_sessions(monkeypatch: pytest.MonkeyPatch, available: list[str]) -> list[list[object]]:
+    """onnxruntime-gpu without a GPU: providers are listed, every session runs on the CPU."""
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(available))
+    real, asked = ort.InferenceSession, []
+
+    def session(path: str, so: object, providers: list[object], **kw: object) -> object:
+        assert kw == {"enable_fallback": 0}  # ORT's own retry would drop our options
+        asked.append(providers)
+        return real(path, so, providers=[CPU_EP], **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    return asked
+
+
 def test_fallback_from_a_listed_gpu_provider_is_warned(
         models: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    """onnxruntime-gpu lists CUDA without a GPU; the session then runs on CPU."""
-    import onnxruntime as ort
+    """onnxruntime-gpu lists CUDA without a GPU; the session then runs on CPU.
 
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA_EP, CPU_EP])
-    real = ort.InferenceSession
-
-    def session(path: str, so: object, providers: list[object]) -> object:
-        return real(path, so, providers=[CPU_EP])
-
-    monkeypatch.setattr(ort, "InferenceSession", session)
+    Where nodes ran is read from a profiled probe run, not get_providers(): ``auto``
+    warns, an explicit ``--provider cuda`` that ran nothing on CUDA is refused.
+    """
+    _cpu_sessions(monkeypatch, [CUDA_EP, CPU_EP])
     with caplog.at_level(logging.WARNING, logger="segedge.runtime"):
-        backend = open_backend(models["labels"], options=BackendOptions(provider="cuda"))
+        backend = open_backend(models["labels"], options=BackendOptions(provider="auto"))
     assert backend.active == CPU_EP
     assert "CUDAExecutionProvider was requested but onnxruntime runs CPUExecutionProvider" \
         in caplog.text
+    assert backend.placement == {CPU_EP: backend.placement[CPU_EP]} and \
+        backend.placement[CPU_EP] >= 1
+    with pytest.raises(BackendUnavailableError,
+                       match=r"^provider cuda: provider CUDAExecutionProvider was requested but "
+                             r"onnxruntime runs CPUExecutionProvider \(fell back") as info:
+        open_backend(models["labels"], options=BackendOptions(provider="cuda"))
+    assert "\n" not in str(info.value)
+
+
+def test_probe_leaves_no_profile_files(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                       tmp_path: Path) -> None:
+    import tempfile
+
+    _cpu_sessions(monkeypatch, [CUDA_EP, CPU_EP])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    backend = open_backend(models["logits"], options=BackendOptions(provider="auto"))
+    assert list(tmp_path.iterdir()) == []
+    x = np.random.default_rng(1).random((1, 3, 32, 48), dtype=np.float32)
+    assert backend.infer(x)["logits"].shape == (1, 3, 32, 48)
+    assert list(tmp_path.iterdir()) == []  # profiling ended with the probe
+
+
+def test_onnxruntime_own_retry_is_off(models: dict[str, Path]) -> None:
+    """ORT's retry re-creates the session with default options (device 0, no cache)."""
+    import onnxruntime as ort
+
+    session = new_session(ort, models["labels"], ort.SessionOptions(), [CPU_EP])
+    assert session._enable_fallback is False
+
+
+def test_failed_gpu_provider_steps_down_for_auto_and_is_refused_when_named(
+        models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import onnxruntime as ort
+
+    asked = _cpu_sessions(monkeypatch, [TRT_EP, CUDA_EP, CPU_EP])
+    cpu_session = ort.InferenceSession
+
+    def fails_with_tensorrt(path: str, so: object, providers: list[object], **kw: object
+                            ) -> object:
+        if any((p if isinstance(p, str) else p[0]) == TRT_EP for p in providers):
+            asked.append(providers)
+            raise RuntimeError("TensorRT EP failed to create engine\nsecond line")
+        return cpu_session(path, so, providers, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", fails_with_tensorrt)
+    options = BackendOptions(provider="auto", cache_dir=tmp_path / "c", device_id=0)
+    with caplog.at_level(logging.WARNING, logger="segedge.runtime"):
+        backend = open_backend(models["labels"], options=options)
+    assert "TensorrtExecutionProvider could not open labels.onnx (RuntimeError: TensorRT EP " \
+           "failed to create engine); trying CUDAExecutionProvider" in caplog.text
+    # the retry keeps segedge's options (ORT's own retry would drop them)
+    assert asked[1] == [(CUDA_EP, {"device_id": 0}), CPU_EP]
+    assert backend.active == CPU_EP
+    with pytest.raises(BackendUnavailableError, match=r"^provider tensorrt: "
+                       r"TensorrtExecutionProvider could not open labels\.onnx: RuntimeError: "
+                       r"TensorRT EP failed to create engine$"):
+        open_backend(models["labels"], options=replace(options, provider="tensorrt"))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07")  # a valid protobuf prefix, not a model
+    with pytest.raises(ArtifactError, match="expected a loadable ONNX model"):
+        open_backend(bad, options=replace(options, provider="tensorrt"))
+
+
+def test_onnxruntime_retry_with_default_device_is_refused(
+        models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Older ORT ignores enable_fallback and may re-create the session on device 0."""
+    import onnxruntime as ort
+
+    _cpu_sessions(monkeypatch, [CUDA_EP, CPU_EP])
+    cpu_session = ort.InferenceSession
+
+    class Retried:
+        def __init__(self, path: str, so: object, providers: list[object], **kw: object) -> None:
+            self._real = cpu_session(path, so, providers, **kw)
+
+        def get_providers(self) -> list[str]:
+            return [CUDA_EP, CPU_EP]
+
+        def get_provider_options(self) -> dict[str, dict[str, str]]:
+            return {CUDA_EP: {"device_id": "0"}, CPU_EP: {}}
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._real, name)
+
+    monkeypatch.setattr(ort, "InferenceSession", Retried)
+    with pytest.raises(BackendUnavailableError,
+                       match=r"^CUDAExecutionProvider: expected CUDA device 1, got device 0 "):
+        open_backend(models["labels"], options=BackendOptions(provider="cuda", device_id=1))
+
+
+def test_executed_providers_counts_nodes_of_a_real_run(models: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "p")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = new_session(ort, models["logits"], so, [CPU_EP])
+    x = np.zeros((1, 3, 32, 48), np.float32)
+    assert executed_providers(session, {"input": x}) == {CPU_EP: 1}  # the one Conv
 
 
 def test_io_binding_gives_the_same_outputs(models: dict[str, Path]) -> None:

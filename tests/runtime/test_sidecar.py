@@ -1,7 +1,7 @@
 """Plan sidecar (round trip, corruption, sha mismatch, cache keys, staleness) and the pure
 parts of the TensorRT backend (dtype map, profile range, input validation, refusal without TRT).
 
-No TensorRT and no GPU here: the backend's CUDA/TensorRT paths are not exercised.
+The backend's CUDA/TensorRT paths run against the fakes in test_backend_tensorrt.py.
 """
 
 from __future__ import annotations
@@ -128,6 +128,11 @@ def test_cache_key_is_stable_and_sensitive() -> None:
     variants = [("b" * 64, *base[1:]), (base[0], "10.14.0", *base[2:]),
                 (*base[:2], "9.0", *base[3:]), (*base[:3], "int8", base[4]), (*base[:4], bigger)]
     assert len({engine_cache_key(*v) for v in variants} | {key}) == 6
+    settings = {"workspace": 1 << 28, "optimization_level": None, "strongly_typed": True}
+    with_settings = engine_cache_key(*base, settings)
+    assert with_settings != key and with_settings == engine_cache_key(*base, dict(settings))
+    assert engine_cache_key(*base, {**settings, "workspace": 1 << 29}) != with_settings
+    assert engine_cache_key(*base, {}) == key  # no settings: the key stays what it was
 
 
 def test_is_stale_reasons(tmp_path: Path) -> None:
@@ -189,8 +194,9 @@ def test_availability_probe_never_raises() -> None:
     assert isinstance(ok, bool) and why and "\n" not in why
 
 
-@pytest.mark.skipif(trt_backend.tensorrt_available()[0], reason="TensorRT usable here")
-def test_create_without_tensorrt_is_one_line_backend_unavailable(tmp_path: Path) -> None:
+def test_create_without_tensorrt_is_one_line_backend_unavailable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # absent, whatever this machine has
     plan, _ = _plan(tmp_path)
     for opener in (lambda: trt_backend.create(plan, BackendOptions()),
                    lambda: open_backend(plan)):
