@@ -35,6 +35,10 @@ class BackendOptions:
     trt_profile: tuple[HW, HW, HW] | None = None
     device_id: int = 0
     metadata: ArtifactMetadata | None = None  # for a foreign ONNX without segedge metadata
+    # OpenVINO: INFERENCE_PRECISION_HINT (f32 | bf16 | f16), always set explicitly (its CPU
+    # plugin would silently pick bf16 where the CPU has it); None means f32.
+    precision_hint: str | None = None
+    device: str | None = None  # OpenVINO device: CPU (default), GPU, NPU, AUTO
 
     def __post_init__(self) -> None:
         if self.device_id < 0:
@@ -92,7 +96,7 @@ def backend_for(path: Path) -> str:
     for entry in _REGISTRY.values():
         if suffix in entry.suffixes:
             return entry.name
-    known = sorted(s for e in _REGISTRY.values() for s in e.suffixes)
+    known = sorted({s for e in _REGISTRY.values() for s in e.suffixes})
     raise ArtifactError(
         f"{path}: expected an artifact ending in {', '.join(known)}, got {suffix!r}"
     )
@@ -114,3 +118,5 @@ def open_backend(path: str | Path, backend: str = "auto",
 
 register_backend("onnxruntime", (".onnx",), "segedge.runtime.backends.onnxruntime", "create")
 register_backend("tensorrt", (".engine", ".plan"), "segedge.runtime.backends.tensorrt", "create")
+# Same .onnx artifacts; chosen by name (--backend openvino) or by the auto rule, never by suffix.
+register_backend("openvino", (".onnx",), "segedge.runtime.backends.openvino", "create")

@@ -1,0 +1,152 @@
+"""OpenVINO backend: the same segedge .onnx artifacts on Intel/AMD x86 CPUs (and iGPU/NPU).
+
+Why a second CPU runtime: on CPUs with AVX-512 BF16/AMX or VNNI, OpenVINO runs
+bf16 and real INT8 kernels (fused Q/DQ) that ONNX Runtime's CPU provider only
+emulates, about 2x faster at equal masks. It is also the second independent
+runtime the precision gates check artifacts on.
+
+The inference precision is always set explicitly (INFERENCE_PRECISION_HINT):
+OpenVINO's CPU plugin silently defaults to bf16 where the CPU has it, which
+changes results; the precision that really runs is read back and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segedge.runtime.backends.base import BackendOptions
+from segedge.runtime.backends.onnxruntime import output_names
+from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError
+from segedge.runtime.metadata import ArtifactMetadata
+
+log = logging.getLogger("segedge.runtime")
+
+PRECISION_HINTS = ("f32", "bf16", "f16")
+DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+
+
+def openvino_available() -> tuple[bool, str]:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False, "the openvino package is not installed (pip install 'segedge[openvino]')"
+    return True, "ok"
+
+
+def _metadata(model: Any, path: Path) -> ArtifactMetadata | None:
+    """segedge metadata: OpenVINO keeps ONNX metadata_props under rt_info['framework']."""
+    if not model.has_rt_info(["framework"]):
+        return None
+    props = {str(k): model.get_rt_info(["framework", str(k)]).astype(str)
+             for k in model.get_rt_info(["framework"]).astype(dict)}
+    return ArtifactMetadata.from_props(props, str(path))
+
+
+class OpenVinoBackend:
+    """One compiled model + infer request; ``infer`` returns the outputs the metadata names."""
+
+    name = "openvino"
+
+    def __init__(self, path: Path, options: BackendOptions) -> None:
+        ok, why = openvino_available()
+        if not ok:
+            raise BackendUnavailableError(f"backend openvino: expected OpenVINO, got {why}")
+        import openvino as ov
+
+        self.path = Path(path)
+        hint = options.precision_hint or "f32"
+        if hint not in PRECISION_HINTS:
+            raise InputError("--precision-hint", f"one of {', '.join(PRECISION_HINTS)}", hint)
+        device = (options.device or "CPU").upper()
+        if device not in DEVICES:
+            raise InputError("--device", f"one of {', '.join(DEVICES)}", device)
+        core = ov.Core()
+        if device != "AUTO" and device not in core.available_devices:
+            raise BackendUnavailableError(f"OpenVINO device {device}: expected one of "
+                                          f"{core.available_devices}, got none such here")
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as err:  # noqa: BLE001 - OpenVINO raises its own types: one line
+            raise ArtifactError(f"{self.path}: expected an ONNX OpenVINO can read, got "
+                                f"{type(err).__name__}: {_first(err)}") from None
+        meta = _metadata(model, self.path)
+        if meta is None:
+            raise ArtifactError(f"{self.path}: expected a segedge artifact (metadata) for the "
+                                "OpenVINO backend, got a foreign ONNX; use --backend onnxruntime "
+                                "with --mean/--std/--classes for it")
+        self.metadata = meta
+        self.input_name = meta.input.name
+        self.output_names = output_names(meta)
+        have = {n for o in model.outputs for n in o.get_names()}
+        missing = [n for n in self.output_names if n not in have]
+        if missing:
+            raise ArtifactError(f"{self.path}: expected graph outputs {self.output_names} (from "
+                                f"metadata), got {sorted(have)}")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if device in ("CPU", "GPU"):
+            config["INFERENCE_PRECISION_HINT"] = hint
+        if options.threads is not None:
+            if options.threads < 1:
+                raise InputError("--threads", "a positive integer", options.threads)
+            config["INFERENCE_NUM_THREADS"] = options.threads
+        try:
+            self._compiled = core.compile_model(model, device, config)
+        except Exception as err:  # noqa: BLE001 - e.g. mixed-precision BatchNormalization
+            raise ArtifactError(f"{self.path}: OpenVINO cannot compile it for {device}: "
+                                f"{type(err).__name__}: {_first(err)}") from None
+        self._request = self._compiled.create_infer_request()
+        self._device = device
+        self._precision = self._read_back("INFERENCE_PRECISION_HINT", hint)
+        self._threads = self._read_back("INFERENCE_NUM_THREADS", options.threads)
+        port = next(p for p in self._compiled.inputs if self.input_name in p.get_names())
+        self._input_dtype = np.dtype(port.get_element_type().to_dtype())
+        shape = port.get_partial_shape()
+        self._batch = shape[0].get_length() if shape[0].is_static else 1
+        self._ports = {n: next(p for p in self._compiled.outputs if n in p.get_names())
+                       for n in self.output_names}
+
+    def _read_back(self, key: str, default: Any) -> Any:
+        """What the compiled model really uses (an element type reads back as e.g. 'bf16')."""
+        try:
+            value = self._compiled.get_property(key)
+        except Exception:  # noqa: BLE001 - not every device reports every property
+            return default
+        return value.get_type_name() if hasattr(value, "get_type_name") else value
+
+    @property
+    def active(self) -> str:
+        """Device and the inference precision OpenVINO really uses, e.g. 'CPU (f32)'."""
+        return f"{self._device} ({self._precision})"
+
+    @property
+    def precision(self) -> str:
+        return str(self._precision)
+
+    @property
+    def threads(self) -> Any:
+        return self._threads
+
+    def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        if tensor.dtype != self._input_dtype:
+            tensor = tensor.astype(self._input_dtype)
+        n = tensor.shape[0]
+        if n < self._batch:  # static batch > 1: pad, then drop the padding
+            tensor = np.concatenate([tensor, np.repeat(tensor[-1:], self._batch - n, axis=0)])
+        results = self._request.infer({self.input_name: np.ascontiguousarray(tensor)})
+        return {name: np.asarray(results[port])[:n] for name, port in self._ports.items()}
+
+    def close(self) -> None:
+        self._request = None
+
+
+def _first(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def create(path: Path, options: BackendOptions) -> OpenVinoBackend:
+    return OpenVinoBackend(path, options)
