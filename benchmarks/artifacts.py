@@ -13,10 +13,12 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segedge.export.config import PrecisionOptions
+from segedge.export.precision import modes
 from segedge.runtime.errors import SegedgeError
 
 Log = Callable[[str], None]
@@ -44,13 +46,27 @@ class ArtifactRequest:
         h, w = self.imgsz
         parts = [self.model, f"{h}x{w}", f"b{self.batch}", self.emit, self.input_format,
                  self.precision]
-        if self.precision == "int8":
+        if modes.get(self.precision).calibrated:  # calibrated graphs differ by Q/DQ flavour
             parts.append(self.int8_target)
         if self.engine:
             parts.append("engine")
         extra = f"{self.weights}|{self.checkpoint}|{self.num_classes}|{self.calib}"
         parts.append(hashlib.sha1(extra.encode()).hexdigest()[:8])
         return "_".join(parts)
+
+    def precision_options(self, path: Path) -> PrecisionOptions:
+        """The export's precision options for the artifact at `path`: the mode's gate open
+        (the benchmark measures accuracy instead of gating on it), calibration settings
+        (frames, held-out count, cache beside the artifact) for calibrated modes."""
+        mode = modes.get(self.precision)
+        calib: dict[str, Any] = {}
+        if mode.calibrated:
+            calib = {"calib": self.calib, "calib_count": INT8_CALIB_FRAMES,
+                     "eval_count": INT8_HELD_FRAMES,
+                     "calib_cache": path.with_suffix(".calib.json")}
+        opts = PrecisionOptions(mode=self.precision, int8_target=self.int8_target,
+                                **calib)  # type: ignore[arg-type]
+        return mode.ungated(opts)
 
 
 @dataclass(frozen=True)
@@ -107,7 +123,7 @@ class ArtifactStore:
 def export(req: ArtifactRequest, path: Path) -> dict[str, Any]:
     import torch
 
-    from segedge.export.config import ExportConfig
+    from segedge.export.config import EngineOptions, ExportConfig, VerifyOptions
     from segedge.export.pipeline import export as run_export
 
     cfg = ExportConfig(
@@ -115,15 +131,9 @@ def export(req: ArtifactRequest, path: Path) -> dict[str, Any]:
         checkpoint=Path(req.checkpoint) if req.checkpoint else None,
         num_classes=req.num_classes, imgsz=req.imgsz, batch=req.batch,
         input_format=req.input_format, emit=req.emit,  # type: ignore[arg-type]
-        verify=False, quiet=True, engine=req.engine or None)
-    if req.precision == "fp16":
-        # The benchmark measures accuracy instead of gating on it.
-        cfg = replace(cfg, precision="fp16", fp16_min_agreement=0.0)
-    elif req.precision == "int8":
-        cfg = replace(cfg, precision="int8", calib=req.calib, calib_count=INT8_CALIB_FRAMES,
-                      eval_count=INT8_HELD_FRAMES, int8_min_agreement=0.0,
-                      int8_target=req.int8_target,  # type: ignore[arg-type]
-                      calib_cache=path.with_suffix(".calib.json"))
+        quiet=True, verify=VerifyOptions(enabled=False),
+        precision=req.precision_options(path),
+        engine=EngineOptions(build=req.engine or None))
     torch.manual_seed(WEIGHT_SEED)
     start = time.perf_counter()
     report = run_export(cfg, log=lambda _m: None)

@@ -27,8 +27,9 @@ def probe(name: str) -> str | None:
 
 
 def needs(name: str, precision: str) -> Needs | str:
-    if precision == "int8":
-        return "eager int8 is not a deployment path (int8 runs in ONNX Runtime or TensorRT)"
+    if precision in ("int8", "bf16"):
+        return (f"eager {precision} is not a deployment path ({precision} runs in "
+                f"{'OpenVINO' if precision == 'bf16' else 'ONNX Runtime, OpenVINO or TensorRT'})")
     if precision == "fp16" and name == "pytorch-cpu":
         return "fp16 eager on a CPU is emulated and slow (not a deployment path)"
     return Needs("torch", precision)
@@ -44,10 +45,10 @@ def _config(job: ModelJob) -> Any:
 
 def load(name: str, job: ModelJob) -> Loaded:
     import torch
-    import torch.nn.functional as F
 
     from segedge.benchmarks.artifacts import WEIGHT_SEED
     from segedge.export.models.resolve import resolve
+    from segedge.export.verify.torch_ref import forward_labels
 
     if Path(job.model).suffix.lower() in (".onnx", ".plan", ".engine"):
         raise SkipCell("needs a zoo model name, got an exported artifact")
@@ -71,12 +72,7 @@ def load(name: str, job: ModelJob) -> Loaded:
             if rgb:
                 x = x.flip(1)
             x = ((x - mean) / std).to(dtype)
-            out = model(x)
-            if isinstance(out, dict):
-                out = out["out"]
-            if out.shape[-2:] != x.shape[-2:]:
-                out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            labels: np.ndarray = out.argmax(1).to(torch.uint8).cpu().numpy()
+            labels: np.ndarray = forward_labels(model, x).cpu().numpy()
             return labels
 
     def predictor() -> Any:

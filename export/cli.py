@@ -1,51 +1,63 @@
-"""`segexport`: click parses into an ExportConfig; the exporter does the work."""
+"""`segexport`: click parses into an ExportConfig; the pipeline does the work.
+
+Every choice comes from a registry or the config's types: precision modes
+(``--precision``, and a ``--<mode>`` shorthand for each mode that lowers),
+INT8 targets and calibration methods, export tasks, weights, exporters.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 
+from segedge.export.config import (
+    DEFAULT_MAX_DETECTIONS,
+    FP32_MIN_AGREEMENT,
+    Emit,
+    Exporter,
+    WeightsMode,
+)
+from segedge.export.precision import modes
+from segedge.export.precision.modes.int8 import CALIB_METHODS, INT8_TARGETS
+from segedge.export.tasks.base import task_names
 from segedge.runtime.cli_support import run_cli
 from segedge.runtime.errors import InputError
+from segedge.runtime.metadata import ColorOrder, InputFormat
+
+F = Callable[..., Any]
+_SHORTHANDS = tuple(m for m in map(modes.get, modes.names()) if m.lowers)
 
 
-def list_models() -> str:
-    """The zoo as a table; parameters counted on the meta device (nothing allocated)."""
-    import torch
+def _precision_flags(f: F) -> F:
+    """--fp16, --int8, ...: one flag per precision mode that lowers the FP32 graph."""
+    for mode in reversed(_SHORTHANDS):
+        f = click.option(f"--{mode.name}", is_flag=True, help=mode.flag_help)(f)
+    return f
 
-    from segedge.export.models import registry
-    from segedge.export.models.registry import BuildRequest
-    from segedge.export.models.resolve import _cached
 
-    rows = [("name", "family", "params", "size", "stride", "classes", "pretrained")]
-    for spec in registry.all_specs():
-        try:
-            with torch.device("meta"):
-                model = spec.build(BuildRequest(spec.num_classes, "random"))
-            count = sum(p.numel() for p in model.parameters())
-            params = f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count / 1e3:.0f}K"
-        except Exception:  # noqa: BLE001 - listing must never fail on one entry
-            params = "?"
-        if spec.pretrained is None:
-            pre = "no"
-        elif "default-pretrained" in spec.tags:
-            pre = "shipped"
-        else:
-            pre = "cached" if _cached(spec) else "download"
-        rows.append((spec.name, spec.family, params, f"{spec.default_size[0]}x"
-                     f"{spec.default_size[1]}", str(spec.stride), str(spec.num_classes), pre))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+def _precision(opts: dict[str, Any]) -> str:
+    """--precision and the shorthand flags must name one mode (default fp32)."""
+    flags = [f"--{m.name}" for m in _SHORTHANDS if opts.pop(m.name)]
+    named = [m.name for m in _SHORTHANDS if f"--{m.name}" in flags]
+    if opts["precision"]:
+        flags.insert(0, "--precision")
+        named.insert(0, opts["precision"])
+    if len(set(named)) > 1:
+        raise InputError("/".join(flags), "one precision", ", ".join(named))
+    return named[0] if named else "fp32"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", required=False)
 @click.option("--list", "list_", is_flag=True, help="List the model zoo and exit.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Default ./<model>.onnx")
-@click.option("--weights", type=click.Choice(["auto", "random", "pretrained"]), default="auto",
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Default ./<model>.onnx (fp16/int8: ./<model>_<precision>.onnx).")
+@click.option("--task", type=click.Choice(task_names()),
+              help="Export task (default: the zoo entry's; semantic for file.py:Class).")
+@click.option("--weights", type=click.Choice(get_args(WeightsMode)), default="auto",
               show_default=True, help="auto: pretrained when cached locally, else random.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="state_dict to load.")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path),
@@ -59,39 +71,38 @@ def list_models() -> str:
 @click.option("--dynamic", is_flag=True, help="Symbolic batch, height and width.")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--opset", type=int, default=18, show_default=True)
-@click.option("--input-format", type=click.Choice(["uint8", "float"]), default="uint8",
+@click.option("--input-format", type=click.Choice(get_args(InputFormat)), default="uint8",
               show_default=True, help="uint8: camera bytes NHWC, normalised in the graph.")
-@click.option("--input-color", type=click.Choice(["bgr", "rgb"]), default="bgr",
+@click.option("--input-color", type=click.Choice([c.lower() for c in get_args(ColorOrder)]),
+              default="bgr",
               show_default=True, help="Colour order of the uint8 input (OpenCV gives BGR).")
-@click.option("--emit", type=click.Choice(["logits", "labels", "both"]), default="labels",
+@click.option("--emit", type=click.Choice(get_args(Emit)), default="labels",
               show_default=True)
 @click.option("--confidence", is_flag=True, help="Also output per-pixel max probability.")
 @click.option("--no-simplify", is_flag=True)
 @click.option("--no-verify", is_flag=True, help="Skip the parity gate against PyTorch.")
 @click.option("--verify-images", help="Folder, image, glob or video for the parity check.")
 @click.option("--verify-count", type=int, default=4, show_default=True)
-@click.option("--min-agreement", type=float, default=None,
-              help="Percent argmax agreement: the FP32 parity gate against PyTorch (default "
-                   "99.9); with --int8, the INT8 budget against FP32 instead.")
-@click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto",
+@click.option("--min-agreement", type=float, default=FP32_MIN_AGREEMENT, show_default=True,
+              help="The FP32 parity gate: percent argmax agreement with PyTorch.")
+@click.option("--exporter", type=click.Choice(get_args(Exporter)), default="auto",
               show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
-@click.option("--max-detections", type=int, default=100, show_default=True,
+@click.option("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS, show_default=True,
               help="Instance models: fixed detection count of the outputs (padded, + count).")
 @click.option("--mask-threshold", type=float, default=0.5, show_default=True,
               help="Instance models: mask probability that counts as inside.")
 @click.option("--box-score-threshold", type=float,
               help="Instance models: minimum detection score baked into the graph.")
-@click.option("--fp16", is_flag=True, help="Write an FP16 ONNX, verified against FP32 "
-              "(>= 99.5% argmax agreement); also an engine where TensorRT and a GPU exist.")
-@click.option("--int8", is_flag=True, help="Static INT8 (Q/DQ ONNX) calibrated on --calib, "
-              "kept within the accuracy budget.")
-@click.option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt",
+@click.option("--precision", type=click.Choice(modes.names()),
+              help="Precision mode (default fp32); the flags below are shorthands.")
+@_precision_flags
+@click.option("--int8-target", type=click.Choice(INT8_TARGETS), default="tensorrt",
               show_default=True, help="Q/DQ flavour: TensorRT (S8S8 symmetric) or ONNX Runtime "
               "CPU (U8S8, faster there).")
 @click.option("--calib", metavar="DIR|VIDEO|GLOB", help="Calibration frames for --int8.")
 @click.option("--calib-count", type=int, default=300, show_default=True)
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]),
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS),
               default="percentile", show_default=True,
               help="Activation ranges: percentile (99.999) kept CamVid closest to FP32 here; "
                    "minmax is fastest.")
@@ -106,6 +117,8 @@ def list_models() -> str:
 @click.option("--max-miou-drop", type=float,
               help="INT8 budget: mIoU points it may lose against FP32 (needs --eval-labels). "
                    "Without a budget: 1.0 point with labels, else 97% agreement.")
+@click.option("--int8-min-agreement", type=float,
+              help="INT8 budget: percent argmax agreement with FP32 it must keep.")
 @click.option("--engine/--no-engine", default=None,
               help="Build a TensorRT plan + sidecar beside the ONNX (default: with --fp16/--int8 "
                    "when TensorRT and a GPU are present).")
@@ -115,26 +128,35 @@ def list_models() -> str:
 @click.option("--timing-cache", type=click.Path(path_type=Path),
               help="TensorRT timing cache file, read before and updated after the build.")
 def segexport(model: str | None, list_: bool, classes_file: Path | None, model_rgb: bool | None,
-         imgsz: tuple[int, int] | None, mean: tuple[float, ...] | None,
-         std: tuple[float, ...] | None, **opts: Any) -> None:
+              imgsz: tuple[int, int] | None, mean: tuple[float, ...] | None,
+              std: tuple[float, ...] | None, **opts: Any) -> None:
     """Export MODEL (a zoo name or path/to/model.py:Class) to a verified, self-describing ONNX."""
     if list_:
+        from segedge.export.models.listing import list_models
+
         click.echo(list_models())
         return
     if not model:
         raise click.UsageError("missing MODEL (a zoo name, see --list, or file.py:Class)")
-    if opts["fp16"] and opts["int8"]:
-        raise InputError("--fp16/--int8", "one precision", "both")
-    from segedge.export.config import ExportConfig
+    from segedge.export.config import (
+        EngineOptions,
+        ExportConfig,
+        InstanceOptions,
+        PrecisionOptions,
+        VerifyOptions,
+    )
     from segedge.export.models.resolve import read_classes
     from segedge.export.pipeline import export
 
-    precision = "int8" if opts["int8"] else "fp16" if opts["fp16"] else "fp32"
-    agreement = opts["min_agreement"]
-    fp32_gate = agreement if agreement is not None and precision != "int8" else 99.9
-
+    precision = PrecisionOptions(
+        mode=_precision(opts), int8_target=opts["int8_target"], calib=opts["calib"],
+        calib_count=opts["calib_count"], calib_method=opts["calib_method"],
+        calib_cache=opts["calib_cache"], eval_images=opts["eval_images"],
+        eval_labels=opts["eval_labels"], eval_count=opts["eval_count"],
+        ignore_index=opts["ignore_index"], max_miou_drop=opts["max_miou_drop"],
+        int8_min_agreement=opts["int8_min_agreement"])
     cfg = ExportConfig(
-        model=model, output=opts["output"], weights=opts["weights"],
+        model=model, output=opts["output"], task=opts["task"], weights=opts["weights"],
         checkpoint=opts["checkpoint"],
         classes=read_classes(classes_file) if classes_file else None,
         num_classes=opts["num_classes"], mean=mean or None, std=std or None,  # type: ignore[arg-type]
@@ -143,19 +165,15 @@ def segexport(model: str | None, list_: bool, classes_file: Path | None, model_r
         opset=opts["opset"], input_format=opts["input_format"],
         input_color=opts["input_color"].upper(), emit=opts["emit"],
         confidence=opts["confidence"], simplify=not opts["no_simplify"],
-        verify=not opts["no_verify"], verify_images=opts["verify_images"],
-        verify_count=opts["verify_count"], min_agreement=fp32_gate,
-        exporter=opts["exporter"], quiet=opts["quiet"], precision=precision,  # type: ignore[arg-type]
-        max_detections=opts["max_detections"], mask_threshold=opts["mask_threshold"],
-        box_score_threshold=opts["box_score_threshold"],
-        int8_target=opts["int8_target"], calib=opts["calib"],
-        calib_count=opts["calib_count"], calib_method=opts["calib_method"],
-        calib_cache=opts["calib_cache"], eval_images=opts["eval_images"],
-        eval_labels=opts["eval_labels"], eval_count=opts["eval_count"],
-        ignore_index=opts["ignore_index"], max_miou_drop=opts["max_miou_drop"],
-        int8_min_agreement=agreement if precision == "int8" else None,
-        engine=opts["engine"], workspace_mib=opts["workspace_mib"],
-        dla_core=opts["dla_core"], timing_cache=opts["timing_cache"],
+        exporter=opts["exporter"], quiet=opts["quiet"],
+        verify=VerifyOptions(enabled=not opts["no_verify"], images=opts["verify_images"],
+                             count=opts["verify_count"], min_agreement=opts["min_agreement"]),
+        precision=precision,
+        instance=InstanceOptions(max_detections=opts["max_detections"],
+                                 mask_threshold=opts["mask_threshold"],
+                                 box_score_threshold=opts["box_score_threshold"]),
+        engine=EngineOptions(build=opts["engine"], workspace_mib=opts["workspace_mib"],
+                             dla_core=opts["dla_core"], timing_cache=opts["timing_cache"]),
     )
     export(cfg)
 

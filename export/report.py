@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from segedge.export.precision import modes
 from segedge.runtime.io import write_json_atomic
 from segedge.runtime.sidecar import sha256_file
+
+if TYPE_CHECKING:
+    from segedge.export.tasks.base import ExportTask
 
 __all__ = ["format_summary", "publish", "report_path", "sha256_file", "write_failed_report",
            "write_json_atomic"]
@@ -33,22 +37,30 @@ def publish(tmp: Path, out: Path, report: dict[str, Any]) -> None:
     report["size_bytes"] = out.stat().st_size
 
 
-def format_summary(report: dict[str, Any]) -> str:
-    """A few human lines for the terminal; the JSON holds everything."""
+def format_summary(report: dict[str, Any], task: ExportTask[Any]) -> str:
+    """A few human lines for the terminal; the JSON holds everything.
+
+    The frame of it is shared; the task words its parity and lint lines, the
+    precision mode its check against FP32.
+    """
     lines = [f"wrote {report['artifact']} ({report['size_bytes'] / 1e6:.1f} MB, "
-             f"{report['exporter']} exporter, opset {report['opset']}, {report['precision']})"]
+             f"{report['exporter']} exporter, opset {report['opset']}, {report['precision']}"
+             f"{task.header_extra(report)})"]
     par = report.get("parity")
     if par:
-        mad = par.get("max_abs_diff")
-        diff = f", max |dlogit| {mad:.2e}" if mad is not None else ""
         lines.append(f"parity vs PyTorch on {par['images']} frames ({par['source']}): "
-                     f"argmax agreement {par['argmax_agreement']:.3f}%{diff}")
+                     + task.parity_line(par))
     else:
         lines.append("parity: not verified (--no-verify)")
-    unsupported = report["tensorrt"]["unsupported"]
-    lines.append("tensorrt lint: " + ("clean" if not unsupported else
-                 f"{len(unsupported)} unsupported: " +
-                 ", ".join(sorted({u['op_type'] for u in unsupported}))))
-    for note in report.get("notes", []):
-        lines.append(f"note: {note}")
+    lines.append(task.lint_line(report["tensorrt"]))
+    lines += [f"note: {note}" for note in report.get("notes", [])]
+    sec = report.get("precision_report")
+    if sec:
+        lines += modes.get(sec["precision"]).report_lines(sec)
+    eng = report.get("engine") or {}
+    if eng.get("plan"):
+        lines.append(f"wrote TensorRT engine {eng['plan']} ({eng['precision']}"
+                     f"{', reused' if eng.get('reused') else ''})")
+    elif eng.get("reason"):
+        lines.append(f"no TensorRT engine built: {eng['reason']}")
     return "\n".join(lines)

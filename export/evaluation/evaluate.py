@@ -44,6 +44,20 @@ class Confusion:
         self.matrix += np.bincount(self.n * t[keep] + p, minlength=self.n ** 2).reshape(
             self.n, self.n)
 
+    def ious(self, scale: float = 100.0) -> list[float | None]:
+        """Per-class IoU (x `scale`), None for a class absent from truth and prediction.
+
+        The one place per-class IoU is computed: segeval, the precision checks and the
+        export's parity comparator (verify/compare.py) all read it from here.
+        """
+        tp = np.diag(self.matrix).astype(np.float64)
+        union = self.matrix.sum(0) + self.matrix.sum(1) - tp
+        return [float(scale * t / u) if u else None for t, u in zip(tp, union, strict=True)]
+
+    def accuracy(self) -> float:
+        """Percent of counted pixels on the diagonal (pixel accuracy, or agreement)."""
+        return float(100.0 * np.trace(self.matrix) / max(int(self.matrix.sum()), 1))
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -61,15 +75,12 @@ class Scores:
 
 
 def scores(conf: Confusion, classes: Sequence[str], images: int) -> Scores:
-    m = conf.matrix
-    tp = np.diag(m).astype(np.float64)
-    union = m.sum(0) + m.sum(1) - tp
-    ious = [float(100.0 * t / u) if u else None for t, u in zip(tp, union, strict=True)]
+    ious = conf.ious()
     valid = [v for v in ious if v is not None]
     names = list(classes) + [f"class_{i}" for i in range(len(classes), conf.n)]
     return Scores(
         miou=round(float(np.mean(valid)) if valid else 0.0, 4),
-        pixel_accuracy=round(float(100.0 * tp.sum() / max(m.sum(), 1)), 4),
+        pixel_accuracy=round(conf.accuracy(), 4),
         per_class_iou={names[i]: (None if v is None else round(v, 4)) for i, v in enumerate(ious)},
         images=images, ignore_index=conf.ignore)
 
@@ -156,16 +167,13 @@ class TorchPredictor:
 
     def predict(self, frame: np.ndarray) -> tuple[np.ndarray, Geometry]:
         import torch
-        import torch.nn.functional as F
+
+        from segedge.export.verify.torch_ref import forward_labels
 
         x, geoms = prepare([frame], self.spec)
         with torch.no_grad():
-            out = self.model(torch.from_numpy(x))
-        if isinstance(out, dict):
-            out = out["out"]
-        if out.shape[-2:] != x.shape[-2:]:  # low-resolution heads: what the export bakes in
-            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return out[0].argmax(0).numpy().astype(np.uint8), geoms[0]
+            labels = forward_labels(self.model, torch.from_numpy(x))
+        return labels[0].numpy(), geoms[0]
 
 
 def labels_from_outputs(outputs: dict[str, np.ndarray], meta: ArtifactMetadata) -> np.ndarray:
@@ -222,13 +230,6 @@ class LabelledFrames:
         for pred, geom, truth in zip(preds, self.geoms, self.truths, strict=True):
             conf.add(to_label_resolution(pred, geom, truth.shape[:2]), truth)
         return scores(conf, classes, len(preds))
-
-
-def agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Percent of pixels where two label-map lists agree."""
-    same = sum(int((x == y).sum()) for x, y in zip(a, b, strict=True))
-    total = sum(x.size for x in a)
-    return round(100.0 * same / max(total, 1), 4)
 
 
 def format_table(result: Scores, title: str) -> str:

@@ -3,7 +3,8 @@
 Real user models break one exporter or the other (data-dependent control
 flow, odd module attributes, max_unpool2d in TorchScript), so both are tried
 and the one used is recorded; only when both fail does the export fail, with
-both reasons on one line.
+both reasons on one line.  The task decides the order (an ExportSpec); instance
+models allow TorchScript only.
 """
 
 from __future__ import annotations
@@ -22,8 +23,31 @@ from torch import nn
 
 from segedge.runtime.errors import ExportError
 
-OUTPUT_NAMES = ("logits", "labels", "confidence")
 INPUT_NAME = "input"
+Axes = dict[int, str]  # tensor dim -> symbolic name
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What to export, as the task decided: outputs, symbolic dims, opset, exporter order."""
+
+    output_names: tuple[str, ...]
+    input_axes: Axes  # symbolic dims of the input (empty: static)
+    output_axes: dict[str, Axes]  # symbolic dims per output (the TorchScript exporter needs them)
+    opset: int = 18
+    exporters: tuple[str, ...] = ("dynamo", "torchscript")  # tried in this order
+
+    def __post_init__(self) -> None:
+        unknown = [e for e in self.exporters if e not in EXPORTERS]
+        if not self.exporters or unknown:
+            raise ExportError(f"exporters: expected some of {sorted(EXPORTERS)}, got "
+                              f"{list(self.exporters)}")
+
+
+def exporter_order(choice: str) -> tuple[str, ...]:
+    """--exporter auto|dynamo|torchscript -> the order to try (the other one is the fallback)."""
+    first = "torchscript" if choice == "torchscript" else "dynamo"
+    return (first, *(n for n in ("dynamo", "torchscript") if n != first))
 
 
 @dataclass(frozen=True)
@@ -68,12 +92,13 @@ def dynamic_axes_for(layout_nhwc: bool, dynamic: bool) -> dict[int, str]:
         {0: "batch", 2: "height", 3: "width"}
 
 
-def _export_dynamo(module: nn.Module, example: torch.Tensor, path: Path,
-                   axes: dict[int, str], opset: int) -> None:
+def _export_dynamo(module: nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec
+                   ) -> None:
+    axes = spec.input_axes
     shapes = ({i: torch.export.Dim.DYNAMIC for i in axes},) if axes else None
     program = torch.onnx.export(
-        module, (example,), dynamo=True, external_data=False, opset_version=opset,
-        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes,
+        module, (example,), dynamo=True, external_data=False, opset_version=spec.opset,
+        input_names=[INPUT_NAME], output_names=list(spec.output_names), dynamic_shapes=shapes,
         optimize=True, verbose=False,
     )
     if program is None:
@@ -82,15 +107,13 @@ def _export_dynamo(module: nn.Module, example: torch.Tensor, path: Path,
 
 
 def _export_torchscript(module: nn.Module, example: torch.Tensor, path: Path,
-                        axes: dict[int, str], opset: int) -> None:
+                        spec: ExportSpec) -> None:
     dyn = None
-    if axes:
-        out_axes = {0: "batch", 2: "height", 3: "width"}
-        map_axes = {0: "batch", 1: "height", 2: "width"}
-        dyn = {INPUT_NAME: axes, "logits": out_axes, "labels": map_axes, "confidence": map_axes}
+    if spec.input_axes or spec.output_axes:
+        dyn = {INPUT_NAME: spec.input_axes, **spec.output_axes}
     torch.onnx.export(
-        module, (example,), str(path), dynamo=False, opset_version=min(opset, 17),
-        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dyn,
+        module, (example,), str(path), dynamo=False, opset_version=min(spec.opset, 17),
+        input_names=[INPUT_NAME], output_names=list(spec.output_names), dynamic_axes=dyn,
         do_constant_folding=True,
     )
 
@@ -98,20 +121,19 @@ def _export_torchscript(module: nn.Module, example: torch.Tensor, path: Path,
 EXPORTERS = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
 
 
-def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, *, dynamic: bool,
-                layout_nhwc: bool, opset: int = 18, prefer: str = "dynamo") -> ExportResult:
-    """Export with the preferred exporter, else the other; raise ExportError if both fail."""
-    axes = dynamic_axes_for(layout_nhwc, dynamic)
-    order = [prefer] + [n for n in EXPORTERS if n != prefer]
+def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec
+                ) -> ExportResult:
+    """Try the spec's exporters in order; raise ExportError (every reason) if all fail."""
     failures: list[str] = []
-    for name in order:
+    for name in spec.exporters:
         start = time.perf_counter()
         try:
             with _quiet(), torch.no_grad():
-                EXPORTERS[name](module, example, path, axes, opset)
+                EXPORTERS[name](module, example, path, spec)
             return ExportResult(name, time.perf_counter() - start,
                                 "; ".join(failures) if failures else None)
-        except Exception as err:  # noqa: BLE001 - any exporter failure means "try the other"
+        except Exception as err:  # noqa: BLE001 - any exporter failure means "try the next"
             failures.append(f"{name}: {_first_line(err)}")
             path.unlink(missing_ok=True)
-    raise ExportError("both ONNX exporters failed: " + " | ".join(failures))
+    what = "both ONNX exporters" if len(failures) == 2 else "the ONNX export"
+    raise ExportError(f"{what} failed: " + " | ".join(failures))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 from onnx import ModelProto
 
 from segedge.runtime.errors import ExportError
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 def rename_dynamic_dims(model: ModelProto, names: dict[int, str]) -> None:
@@ -95,3 +99,17 @@ def simplify(model: ModelProto) -> tuple[ModelProto, str | None]:
         return slim, None
     except Exception as err:  # noqa: BLE001 - a simplifier bug must not fail the export
         return model, f"{type(err).__name__}: {str(err)[:200]}"
+
+
+def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """The CPU session every export-side check runs (parity, precision, pruning proof).
+
+    ORT's per-iteration shape warnings (Mask R-CNN's mask paste loop) are kept quiet.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

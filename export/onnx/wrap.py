@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from segedge.export.verify.torch_ref import forward_logits
 from segedge.runtime.metadata import ColorOrder, InputFormat
+
+OUTPUT_NAMES = ("logits", "labels", "confidence")  # what forward returns, in order
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,8 @@ class DeployWrapper(nn.Module):
             if self.baking.input_color != self.baking.model_color:
                 x = x.flip(1)
             x = (x - self.mean255) * self.inv_std255  # type: ignore[operator]
-        logits = self.model(x)
-        if isinstance(logits, dict):
-            logits = logits["out"]
-        if self.baking.upsample:
-            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        # the dry run's upsampling decision, as a constant: no shape test in the graph
+        logits = forward_logits(self.model, x, upsample=self.baking.upsample)
         labels = logits.argmax(1).to(torch.uint8)
         # max softmax probability without materialising softmax: 1 / sum(exp(l - max)).
         top = logits.amax(1, keepdim=True)

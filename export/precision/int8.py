@@ -45,7 +45,6 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-from segedge.export.config import CalibMethod, Int8Target
 from segedge.export.precision.graph import (
     COMPUTE_OPS,
     classifier_nodes,
@@ -53,8 +52,11 @@ from segedge.export.precision.graph import (
     ensure_node_names,
     head_nodes,
 )
+from segedge.export.precision.modes.int8 import CalibMethod, Int8Target
 from segedge.runtime.errors import ExportError
 
+# Keys: precision.modes.int8.CALIB_METHODS / INT8_TARGETS (the CLI's choices; a test holds
+# them equal).
 METHODS: dict[str, CalibrationMethod] = {
     "minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,

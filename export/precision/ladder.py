@@ -17,20 +17,17 @@ from typing import Any
 import numpy as np
 import onnx
 
-from segedge.export.config import ExportConfig
-from segedge.export.evaluation.evaluate import (
-    LabelledFrames,
-    Scores,
-    agreement,
-    labels_from_outputs,
-)
+from segedge.export.config import ExportConfig, PrecisionOptions
+from segedge.export.evaluation.evaluate import LabelledFrames, Scores, labels_from_outputs
 from segedge.export.frames import load_frames
 from segedge.export.onnx import tools as onnx_tools
+from segedge.export.onnx.tools import session
 from segedge.export.precision import calibration
 from segedge.export.precision import int8 as q8
 from segedge.export.precision.fp16 import convert_fp16
+from segedge.export.precision.modes.base import LowerRequest
 from segedge.export.precision.sensitivity import Budget, Measure, search
-from segedge.export.verify.parity import session
+from segedge.export.verify.compare import agreement
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
 
@@ -68,15 +65,17 @@ def cpu_latency_ms(path: Path, tensor: np.ndarray, name: str, budget_s: float = 
 def _eval_frames(cfg: ExportConfig, meta: ArtifactMetadata, size: tuple[int, int]
                  ) -> LabelledFrames:
     """FP16 check frames: the eval images (with labels when given), else the parity frames."""
-    if cfg.eval_images:
-        fs, truths = calibration.eval_frames(cfg.eval_images, cfg.eval_labels, cfg.eval_count)
+    opts = cfg.precision
+    if opts.eval_images:
+        fs, truths = calibration.eval_frames(opts.eval_images, opts.eval_labels, opts.eval_count)
         return LabelledFrames.load(fs.frames, meta.input, fs.source, truths)
-    fs = load_frames(cfg.verify_images, max(cfg.verify_count, 8), size)
+    fs = load_frames(cfg.verify.images, max(cfg.verify.count, 8), size)
     return LabelledFrames.load(fs.frames, meta.input, fs.source)
 
 
 def _compare(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadata,
              ignore: int | None) -> tuple[float, Scores | None, Scores | None]:
+    """Agreement of `low` with `fp32` (the one comparator), and both scored on the truth."""
     ref = run_labels(fp32, frames, meta)
     got = run_labels(low, frames, meta)
     return (agreement(got, ref), frames.score(ref, meta.classes, ignore),
@@ -104,76 +103,77 @@ def _common(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadat
     return section
 
 
-def lower_fp16(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: Path,
-               size: tuple[int, int]) -> Lowered:
+def lower_fp16(req: LowerRequest) -> Lowered:
+    cfg, fp32, meta, opts = req.cfg, req.fp32, req.meta, req.cfg.precision
     result = convert_fp16(onnx.load(str(fp32)))
     new_meta = meta.with_changes(precision="fp16", extra={
         **meta.extra, "fp16": {"fp32_nodes": list(result.fp32_nodes)}})
     model = result.model
     onnx_tools.set_metadata(model, new_meta)
     model = onnx_tools.check(model)
-    path = workdir / "fp16.onnx"
+    path = req.workdir / "fp16.onnx"
     onnx.save(model, str(path))
-    frames = _eval_frames(cfg, meta, size)
-    agree, ref_s, low_s = _compare(fp32, path, frames, meta, cfg.ignore_index)
+    frames = _eval_frames(cfg, meta, req.size)
+    agree, ref_s, low_s = _compare(fp32, path, frames, meta, opts.ignore_index)
     section = _common(fp32, path, frames, meta, "fp16", ref_s, low_s)
-    passed = agree >= cfg.fp16_min_agreement
+    passed = agree >= opts.fp16_min_agreement
     section.update(argmax_agreement=agree,
-                   gate={"min_argmax_agreement": cfg.fp16_min_agreement, "passed": passed},
+                   gate={"min_argmax_agreement": opts.fp16_min_agreement, "passed": passed},
                    kept_fp32=list(result.fp32_nodes), casts=result.casts,
                    clamped_weights=result.clamped_weights)
     failure = None if passed else (
-        f"FP16 gate: expected argmax agreement >= {cfg.fp16_min_agreement}% against FP32, got "
+        f"FP16 gate: expected argmax agreement >= {opts.fp16_min_agreement}% against FP32, got "
         f"{agree:.3f}% on {len(frames)} frames")
     return Lowered(path, new_meta, section, failure)
 
 
-def _ranges(cfg: ExportConfig, pre: Path, calib: LabelledFrames, meta: ArtifactMetadata,
-            workdir: Path, out: Path) -> tuple[Path, dict[str, Any]]:
+def _ranges(opts: PrecisionOptions, quiet: bool, pre: Path, calib: LabelledFrames,
+            meta: ArtifactMetadata, workdir: Path, out: Path) -> tuple[Path, dict[str, Any]]:
     """Activation ranges from the cache when the graph and frames match, else calibrate."""
     import onnxruntime
     from tqdm import tqdm
 
-    key = calibration.cache_key(pre.read_bytes(), calib.tensors, method=cfg.calib_method,
+    key = calibration.cache_key(pre.read_bytes(), calib.tensors, method=opts.calib_method,
                                 ort=onnxruntime.__version__)
-    cache = cfg.calib_cache or out.with_suffix(".calib.json")
+    cache = opts.calib_cache or out.with_suffix(".calib.json")
     ranges = workdir / "ranges.json"
     start = time.perf_counter()
     hit = calibration.load_cache(cache, key, ranges)
     if not hit:
-        bar = tqdm(total=len(calib), desc="calibrating", unit="frame", disable=cfg.quiet,
+        bar = tqdm(total=len(calib), desc="calibrating", unit="frame", disable=quiet,
                    leave=False)
-        q8.write_ranges(q8.calibrate(pre, calib.tensors, meta.input.name, cfg.calib_method,
+        q8.write_ranges(q8.calibrate(pre, calib.tensors, meta.input.name, opts.calib_method,
                                      workdir, bar.update), ranges)
         bar.close()
-        calibration.save_cache(cache, key, ranges, {"method": cfg.calib_method,
+        calibration.save_cache(cache, key, ranges, {"method": opts.calib_method,
                                                     "frames": len(calib), "source": calib.source})
-    return ranges, {"method": cfg.calib_method, "frames": len(calib), "source": calib.source,
+    return ranges, {"method": opts.calib_method, "frames": len(calib), "source": calib.source,
                     "cache": str(cache), "cache_hit": hit,
                     "seconds": round(time.perf_counter() - start, 2)}
 
 
-def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: Path,
-               out: Path) -> Lowered:
+def lower_int8(req: LowerRequest) -> Lowered:
     from tqdm import tqdm
 
-    if not cfg.calib:
+    opts, fp32, meta, workdir = req.cfg.precision, req.fp32, req.meta, req.workdir
+    quiet = req.cfg.quiet
+    if not opts.calib:  # PrecisionOptions refuses this already; keeps the type narrow
         raise InputError("--int8", "--calib DIR|VIDEO|GLOB (calibration frames)", "none")
-    split = calibration.split_frames(cfg.calib, cfg.calib_count, cfg.eval_images,
-                                     cfg.eval_labels, cfg.eval_count)
+    split = calibration.split_frames(opts.calib, opts.calib_count, opts.eval_images,
+                                     opts.eval_labels, opts.eval_count)
     calib = LabelledFrames.load(split.calib.frames, meta.input, split.calib.source)
     held = LabelledFrames.load(split.held.frames, meta.input, split.held.source, split.truths)
     pre = q8.preprocess(fp32, workdir)
-    ranges, calib_info = _ranges(cfg, pre, calib, meta, workdir, out)
-    target, method = cfg.int8_target, cfg.calib_method
+    ranges, calib_info = _ranges(opts, quiet, pre, calib, meta, workdir, req.out)
+    target, method = opts.int8_target, opts.calib_method
     ref = run_labels(fp32, held, meta)
-    ref_scores = held.score(ref, meta.classes, cfg.ignore_index)
+    ref_scores = held.score(ref, meta.classes, opts.ignore_index)
     rank_frames = replace(held, tensors=held.tensors[:RANK_FRAMES], truths=None)
     rank_ref = ref[:RANK_FRAMES]
 
     def measure(path: Path) -> Measure:
         got = run_labels(path, held, meta)
-        s = held.score(got, meta.classes, cfg.ignore_index)
+        s = held.score(got, meta.classes, opts.ignore_index)
         return Measure(agreement(got, ref), s.miou if s else None,
                        ref_scores.miou if ref_scores else None)
 
@@ -182,12 +182,12 @@ def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: P
 
     quantizer = q8.Quantizer.open(pre, ranges, target, method)
     full = quantizer.quantize(workdir / "int8_full.onnx")
-    budget = Budget(cfg.max_miou_drop, cfg.int8_min_agreement)
+    budget = Budget(opts.max_miou_drop, opts.int8_min_agreement)
     bars: list[Any] = []  # created on the first trial: no bar when full INT8 meets the budget
 
     def tick() -> None:
         if not bars:
-            bars.append(tqdm(desc="INT8 sensitivity", unit="trial", disable=cfg.quiet,
+            bars.append(tqdm(desc="INT8 sensitivity", unit="trial", disable=quiet,
                              leave=False))
         bars[0].update()
 
@@ -209,11 +209,12 @@ def lower_int8(cfg: ExportConfig, fp32: Path, meta: ArtifactMetadata, workdir: P
     onnx.save(model, str(path))
     got = run_labels(path, held, meta)
     section = _common(fp32, path, held, meta, "int8", ref_scores,
-                      held.score(got, meta.classes, cfg.ignore_index))
+                      held.score(got, meta.classes, opts.ignore_index))
     section.update(
         target=target, argmax_agreement=agreement(got, ref),
         budget={"rule": budget.describe(held.truths is not None), "met": found.met,
-                "user_set": cfg.max_miou_drop is not None or cfg.int8_min_agreement is not None},
+                "user_set": opts.max_miou_drop is not None or
+                opts.int8_min_agreement is not None},
         kept_fp32=list(found.kept_fp32),
         quantized_layers=len(q8.quantized_layers(model)),
         calibration=calib_info,

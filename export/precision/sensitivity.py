@@ -50,7 +50,8 @@ class Budget:
         if self.max_miou_drop is not None and self.max_miou_drop < 0:
             raise InputError("--max-miou-drop", "mIoU points >= 0", self.max_miou_drop)
         if self.min_agreement is not None and not 0 <= self.min_agreement <= 100:
-            raise InputError("--min-agreement", "a percentage 0..100", self.min_agreement)
+            raise InputError("--int8-min-agreement", "a percentage 0..100",
+                             self.min_agreement)
 
     def effective(self, labelled: bool) -> Budget:
         """The user's budget, else 1 mIoU point with labels, else 97 % agreement."""

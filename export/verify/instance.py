@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
+from segedge.export.config import MIN_MEAN_MASK_IOU
+from segedge.export.onnx.tools import session
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.preprocess import resize_frame, to_tensor
 
 MIN_BOX_IOU = 0.9
-MIN_MEAN_MASK_IOU = 0.99
 # Reference mask pixels this close to the mask threshold are float-noise coin flips
 # (random heads put whole masks there): left out of the mask IoU, like argmax ties.
 TIE_BAND = 1e-3
@@ -66,13 +66,6 @@ class InstanceParity:
 
     def passed(self, min_mean_mask_iou: float = MIN_MEAN_MASK_IOU) -> bool:
         return self.mean_mask_iou is None or self.mean_mask_iou >= min_mean_mask_iou
-
-
-def session(path: Path) -> ort.InferenceSession:
-    """CPU session that keeps ORT's per-iteration shape warnings (mask paste loop) quiet."""
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from segedge.export.models.registry import CAMVID_CLASSES
+from tests.shared_data import shared_data_root
 from tools.camvid_model import CAMVID_SIZE, cached_checkpoint, camvid_root
 
 TRAIN_STEPS = 300
@@ -22,7 +23,8 @@ TRAIN_STEPS = 300
 
 def trained_checkpoint(request: pytest.FixtureRequest,
                        tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if camvid_root() is None or not (camvid_root() / "val").is_dir():  # type: ignore[operator]
+    root = camvid_root(shared_data_root())
+    if root is None or not (root / "val").is_dir():
         pytest.skip("../shared/data/camvid is absent (the precision tests train on CamVid)")
     cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
     folder = cache.mkdir("segedge-camvid") if cache is not None else \
@@ -32,13 +34,13 @@ def trained_checkpoint(request: pytest.FixtureRequest,
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))
     try:
-        return cached_checkpoint(Path(folder), TRAIN_STEPS, log=lambda _m: None)
+        return cached_checkpoint(Path(folder), root.parent, TRAIN_STEPS, log=lambda _m: None)
     finally:
         torch.set_num_threads(threads)
 
 
 def camvid() -> Path:
-    root = camvid_root()
+    root = camvid_root(shared_data_root())
     assert root is not None
     return root
 

@@ -89,10 +89,15 @@ def test_non_segmentation_model(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("args", [["--imgsz", "0", "64"], ["--batch", "0"]])
-def test_nonsense_sizes(tmp_path: Path, args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "message"), [
+    (["--imgsz", "0", "64"], "--imgsz: expected two positive sizes (H W), got 0x64"),
+    (["--batch", "0"], "--batch: expected a positive integer, got 0"),
+])
+def test_nonsense_sizes(tmp_path: Path, args: list[str], message: str) -> None:
     proc = run(f"{FIXTURE}:TinySeg", "--num-classes", "3", *args, cwd=tmp_path)
-    assert_one_line_error(proc)
+    assert proc.returncode == 2  # bad input (runtime.cli_support.EXIT_INPUT)
+    assert proc.stderr.strip() == f"segexport: error: {message}"
+    assert list(tmp_path.iterdir()) == []  # refused by the config, before any work
 
 
 class TinyObject:

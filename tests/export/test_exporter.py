@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from segedge.export.config import ExportConfig
+from segedge.export.config import ExportConfig, VerifyOptions
 from segedge.export.onnx.tools import read_metadata
 from segedge.export.pipeline import export
 from segedge.runtime.errors import VerificationError
@@ -94,7 +94,7 @@ def test_torchscript_fallback_is_recorded(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_failed_parity_gate_leaves_no_artifact(tmp_path: Path) -> None:
     with pytest.raises(VerificationError, match="argmax agreement"):
-        tiny(tmp_path, min_agreement=100.01)
+        tiny(tmp_path, verify=VerifyOptions(min_agreement=100.01))
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["tiny.failed.report.json"]
 

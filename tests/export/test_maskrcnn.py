@@ -14,12 +14,18 @@ import onnx
 import pytest
 import torch
 
-from segedge.export.config import ExportConfig
+from segedge.export.config import (
+    EngineOptions,
+    ExportConfig,
+    InstanceOptions,
+    PrecisionOptions,
+    VerifyOptions,
+)
 from segedge.export.models import registry
 from segedge.export.models.maskrcnn import maskrcnn_mobilenet, pad_detections
 from segedge.export.models.registry import BuildRequest
 from segedge.export.onnx.tools import read_metadata
-from segedge.export.tasks.instance import InstanceOptions, export_instance
+from segedge.export.pipeline import export
 from segedge.export.verify.instance import Detections, check_instance_parity, compare
 from segedge.runtime.errors import CheckpointError, InputError
 from segedge.runtime.segmenter import Segmenter
@@ -67,14 +73,15 @@ def test_pretrained_offline_is_one_line_error() -> None:
 
 
 @pytest.mark.parametrize("changes, flag", [
-    ({"precision": "fp16"}, "precision"), ({"engine": True}, "--engine"),
+    ({"precision": PrecisionOptions(mode="fp16")}, "precision"),
+    ({"engine": EngineOptions(build=True)}, "--engine"),
     ({"batch": 2}, "--batch"), ({"opset": 15}, "--opset")])
 def test_export_refuses_unsupported_options(changes: dict[str, object], flag: str,
                                             tmp_path: Path) -> None:
     cfg = ExportConfig(model="maskrcnn_mobilenet_v3_cars", output=tmp_path / "m.onnx",
                        **changes)  # type: ignore[arg-type]
     with pytest.raises(InputError, match=flag):
-        export_instance(cfg)
+        export(cfg)
     assert not list(tmp_path.iterdir())
     with pytest.raises(InputError, match="max-detections"):
         InstanceOptions(max_detections=0)
@@ -109,10 +116,11 @@ def empty_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     """The light model with a box threshold no score reaches: nothing is ever detected."""
     out = tmp_path_factory.mktemp("empty") / "cars_empty.onnx"
     torch.manual_seed(0)
-    report = export_instance(
+    report = export(
         ExportConfig(model="maskrcnn_mobilenet_v3_cars", output=out, weights="random",
-                     verify_count=2, quiet=True),
-        options=InstanceOptions(max_detections=20, box_score_threshold=1.0, verify_score=0.0))
+                     verify=VerifyOptions(count=2), quiet=True,
+                     instance=InstanceOptions(max_detections=20, box_score_threshold=1.0,
+                                              verify_score=0.0)))
     return out, report
 
 
@@ -165,9 +173,9 @@ def test_segexport_maskrcnn_resnet50_fpn_random_weights(tmp_path: Path) -> None:
     (seeded by the exporter) do detect boxes here, with masks near the 0.5 threshold, so
     this is a same-function check, not a meaningful one (that is the trained test)."""
     out = tmp_path / "maskrcnn_resnet50_fpn.onnx"
-    report = export_instance(ExportConfig(model="maskrcnn_resnet50_fpn", output=out,
-                                          weights="random", imgsz=(240, 320), verify_count=1,
-                                          quiet=True))
+    report = export(ExportConfig(model="maskrcnn_resnet50_fpn", output=out,
+                                 weights="random", imgsz=(240, 320),
+                                 verify=VerifyOptions(count=1), quiet=True))
     assert report["outputs"]["count"] == [1] and report["outputs"]["boxes"] == [1, 100, 4]
     assert report["parity"]["raw_counts_equal"]
     meta = read_metadata(onnx.load(str(out), load_external_data=False))

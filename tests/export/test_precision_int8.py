@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from segedge.export.config import ExportConfig
+from segedge.export.config import ExportConfig, PrecisionOptions
 from segedge.export.models.registry import CAMVID_CLASSES
 from segedge.export.onnx.tools import read_metadata
 from segedge.export.pipeline import export
@@ -213,9 +213,10 @@ def _int8(ckpt: Path, out: Path, **kw: Any) -> dict[str, Any]:
     root = camvid()
     return export(ExportConfig(
         model="demo", checkpoint=ckpt, classes=CAMVID_CLASSES, imgsz=(128, 160), output=out,
-        precision="int8", calib=str(root / "train"), calib_count=64, calib_method="minmax",
-        eval_images=str(root / "val"), eval_labels=root / "valannot", eval_count=50,
-        quiet=True, **kw))
+        precision=PrecisionOptions(
+            mode="int8", calib=str(root / "train"), calib_count=64, calib_method="minmax",
+            eval_images=str(root / "val"), eval_labels=root / "valannot", eval_count=50, **kw),
+        quiet=True))
 
 
 @pytest.fixture(scope="module")

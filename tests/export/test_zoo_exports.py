@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from segedge.export.config import ExportConfig
+from segedge.export.config import ExportConfig, VerifyOptions
 from segedge.export.models import registry
 from segedge.export.onnx.tools import read_metadata
 from segedge.export.pipeline import export
@@ -27,8 +27,8 @@ def test_zoo_model_exports_with_parity_on_camvid(name: str, tmp_path: Path, camv
     out = tmp_path / f"{name}.onnx"
     weights = "pretrained" if name == "demo" else "random"
     report = export(ExportConfig(model=name, imgsz=SIZES.get(name, (72, 96)), output=out,
-                                 weights=weights, verify_images=str(camvid_val), verify_count=3,
-                                 quiet=True))
+                                 weights=weights, quiet=True,
+                                 verify=VerifyOptions(images=str(camvid_val), count=3)))
     assert report["parity"]["source"].startswith(str(camvid_val))
     assert report["parity"]["images"] == 3
     assert report["parity"]["argmax_agreement"] >= 99.9, report["parity"]

@@ -1,0 +1,84 @@
+"""What a precision mode is: one object per mode owns every rule that differs between them.
+
+The pipeline, the CLI, the export tasks and the benchmarks ask the mode (by
+name, through the registry in ``__init__``) instead of comparing strings, so a
+new mode is one new file here plus one line in the registry.
+Kept free of torch / onnxruntime imports: the CLI builds its choices from it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from segedge.runtime.errors import InputError
+
+if TYPE_CHECKING:
+    from segedge.export.config import ExportConfig, PrecisionOptions
+    from segedge.export.precision.ladder import Lowered
+    from segedge.runtime.metadata import ArtifactMetadata, Precision
+
+
+@dataclass(frozen=True)
+class LowerRequest:
+    """Everything a lowering needs: the verified FP32 graph and where to work."""
+
+    cfg: ExportConfig
+    fp32: Path  # the verified FP32 ONNX (temporary)
+    meta: ArtifactMetadata  # its metadata
+    workdir: Path  # temporary folder beside the output
+    out: Path  # the final artifact path (names caches)
+    size: tuple[int, int]  # the export size (H, W)
+
+
+class PrecisionMode(ABC):
+    """One precision: validation, artifact name, lowering, engine and TensorRT needs."""
+
+    name: ClassVar[Precision]
+    suffix: ClassVar[str]  # appended to the default output stem: demo{suffix}.onnx
+    implies_engine: ClassVar[bool]  # build a TensorRT plan by default where TensorRT exists
+    lowers: ClassVar[bool] = True  # transforms the verified FP32 graph (False: it is final)
+    calibrated: ClassVar[bool] = False  # takes --calib frames and an accuracy budget
+    builder_flags: ClassVar[tuple[str, ...]] = ()  # TensorRT weak-typing flags it needs
+    flag_help: ClassVar[str] = ""  # segexport --<name> shorthand help (modes that lower)
+
+    def tensorrt_flags(self, dla: bool = False) -> tuple[str, ...]:
+        """Builder flags when TensorRT cannot take the typed graph as it is (weak typing)."""
+        return self.builder_flags
+
+    def validate(self, opts: PrecisionOptions) -> None:
+        """Refuse options this mode cannot use (one line each, before any work)."""
+        if self.calibrated:
+            return
+        if opts.calib:
+            raise InputError("--calib", "--int8 as well", f"precision {self.name}")
+        for flag, value in (("--max-miou-drop", opts.max_miou_drop),
+                            ("--int8-min-agreement", opts.int8_min_agreement)):
+            if value is not None:
+                raise InputError(flag, "--int8 as well (it is the INT8 accuracy budget)",
+                                 f"precision {self.name}")
+
+    def ungated(self, opts: PrecisionOptions) -> PrecisionOptions:
+        """The same options with this mode's accuracy gate open (measure, never refuse)."""
+        return opts
+
+    def lower(self, req: LowerRequest) -> Lowered | None:
+        """The lowered graph (report section included); None: the FP32 graph is final."""
+        return None
+
+    def report_lines(self, section: dict[str, Any]) -> list[str]:
+        """Terminal lines for this mode's check against FP32."""
+        line = (f"{self.name} vs fp32 on {section['frames']} frames: argmax agreement "
+                f"{section['argmax_agreement']:.3f}%")
+        if "miou" in section:
+            m = section["miou"]
+            line += f", mIoU {m['fp32']:.2f} -> {m[self.name]:.2f} ({-m['drop']:+.2f} points)"
+        lat = section["cpu_latency_ms"]
+        line += f"; CPU {lat['fp32']:.1f} -> {lat[self.name]:.1f} ms"
+        return [line]
+
+    @staticmethod
+    def _open(opts: PrecisionOptions, **changes: Any) -> PrecisionOptions:
+        return replace(opts, **changes)

@@ -1,0 +1,53 @@
+"""INT8: static Q/DQ quantization (precision/int8.py) calibrated on --calib frames.
+
+The only calibrated mode: it needs calibration frames and keeps layers in FP32
+until its accuracy budget (--max-miou-drop / --int8-min-agreement) holds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from segedge.export.precision.modes.base import LowerRequest, PrecisionMode
+from segedge.runtime.errors import InputError
+
+if TYPE_CHECKING:
+    from segedge.export.config import PrecisionOptions
+    from segedge.export.precision.ladder import Lowered
+
+Int8Target = Literal["tensorrt", "cpu"]
+CalibMethod = Literal["minmax", "entropy", "percentile"]
+INT8_TARGETS: tuple[Int8Target, ...] = ("tensorrt", "cpu")  # Q/DQ flavours (precision/int8.py)
+CALIB_METHODS: tuple[CalibMethod, ...] = ("minmax", "entropy", "percentile")
+
+
+class INT8(PrecisionMode):
+    name = "int8"
+    suffix = "_int8"
+    flag_help = ("Static INT8 (Q/DQ ONNX) calibrated on --calib, kept within the accuracy "
+                 "budget (--max-miou-drop / --int8-min-agreement).")
+    implies_engine: ClassVar[bool] = True
+    calibrated = True
+    builder_flags = ("INT8",)
+
+    def tensorrt_flags(self, dla: bool = False) -> tuple[str, ...]:
+        return ("INT8", "FP16") if dla else ("INT8",)  # DLA has no FP32 fallback kernels
+
+    def validate(self, opts: PrecisionOptions) -> None:
+        if not opts.calib:
+            raise InputError("--int8", "--calib DIR|VIDEO|GLOB (calibration frames)", "none")
+
+    def ungated(self, opts: PrecisionOptions) -> PrecisionOptions:
+        return self._open(opts, int8_min_agreement=0.0, max_miou_drop=None)
+
+    def lower(self, req: LowerRequest) -> Lowered:
+        from segedge.export.precision.ladder import lower_int8
+
+        return lower_int8(req)
+
+    def report_lines(self, section: dict[str, Any]) -> list[str]:
+        lines = super().report_lines(section)
+        if section.get("kept_fp32"):
+            lines.append(f"kept in fp32 to meet the budget ({section['budget']['rule']}): "
+                         + ", ".join(section["kept_fp32"]))
+        return lines
