@@ -27,7 +27,8 @@ CUDNN_LIBRARIES = ("libcudnn.so.9", "libcudnn.so.8", "libcudnn.so")
 ROOT = Path("/")  # where /etc/nv_tegra_release and /proc/device-tree are read (tests move it)
 
 
-def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
+def run_command(cmd: list[str], timeout: float = 10.0) -> str | None:
+    """stdout of a tool that may be absent or fail (nvidia-smi, nvpmodel): None then."""
     if shutil.which(cmd[0]) is None:
         return None
     try:
@@ -47,7 +48,7 @@ def find_gpu(root: Path | None = None) -> tuple[bool, str]:
         cuda = "CUDA reports 0 devices"
     except Exception as err:  # noqa: BLE001 - no cuda-python, no driver: try the others
         cuda = one_line(err)
-    listed = _run(["nvidia-smi", "-L"])
+    listed = run_command(["nvidia-smi", "-L"])
     if listed and any(line.startswith("GPU ") for line in listed.splitlines()):
         return True, "nvidia-smi lists a GPU (CUDA cannot use it from Python: " + cuda + ")"
     if (root / "etc" / "nv_tegra_release").is_file():
@@ -72,7 +73,7 @@ def jetson(root: Path | None = None) -> dict[str, str]:
         out["model"] = (root / "proc" / "device-tree" / "model").read_text().strip("\0 \n")
     except OSError:
         pass
-    mode = _run(["nvpmodel", "-q"])
+    mode = run_command(["nvpmodel", "-q"])
     if mode:
         out["power_mode"] = " ".join(mode.split())
     return out

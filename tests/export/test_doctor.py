@@ -29,7 +29,7 @@ def no_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No CUDA from Python, no nvidia-smi, no Tegra release file, whatever this machine has."""
     for path in ("cuda.bindings.runtime", "cuda.cudart"):
         monkeypatch.setitem(sys.modules, path, None)
-    monkeypatch.setattr(probe, "_run", lambda cmd, timeout=10.0: None)
+    monkeypatch.setattr(probe, "run_command", lambda cmd, timeout=10.0: None)
     monkeypatch.setattr(probe, "ROOT", tmp_path / "root")
 
 
@@ -189,7 +189,7 @@ def test_jetson_release_and_power_mode(tmp_path: Path, monkeypatch: pytest.Monke
         "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64\n")
     (tmp_path / "proc" / "device-tree").mkdir(parents=True)
     (tmp_path / "proc" / "device-tree" / "model").write_text("NVIDIA Jetson Orin NX\0")
-    monkeypatch.setattr(probe, "_run", lambda cmd, timeout=10.0:
+    monkeypatch.setattr(probe, "run_command", lambda cmd, timeout=10.0:
                         "NV Power Mode: MAXN\n0" if cmd[0] == "nvpmodel" else None)
     assert probe.jetson(tmp_path) == {
         "release_file": "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, "
