@@ -54,7 +54,12 @@ def read_images(files: list[Path], what: str) -> list[np.ndarray]:
 def split_frames(calib: str, count: int, eval_images: str | None = None,
                  eval_labels: Path | None = None, eval_count: int | None = None,
                  holdout: int = DEFAULT_HOLDOUT) -> Split:
-    """Calibration frames from `calib` (folder, glob or video) and disjoint held-out frames."""
+    """Calibration frames from `calib` (folder, glob or video) and disjoint held-out frames.
+
+    The calibration frames depend on `calib` and `count` only: the frames held
+    back from `calib` are reserved whether or not `--eval-images` is given, so
+    adding evaluation flags never changes the calibration (nor misses its cache).
+    """
     if count < 1:
         raise InputError("--calib-count", "a positive number of frames", count)
     held: FrameSet | None = None
@@ -69,36 +74,36 @@ def split_frames(calib: str, count: int, eval_images: str | None = None,
     files = list_images(calib)
     if not files:
         raise InputError("--calib", "a folder, glob or video with frames", repr(calib))
+    if len(files) < 2:
+        raise InputError("--calib", "at least 2 frames (some are held back to measure "
+                         "accuracy)", f"{len(files)} frame")
+    reserved = spread(files, min(holdout, max(1, len(files) // 5)))
+    pool = [f for f in files if f not in set(reserved)]
+    picked = spread(pool, count)
     if held is not None:
         taken = {Path(p).resolve() for p in held.paths}
-        pool = [f for f in files if f.resolve() not in taken]
-        if not pool:
+        both = [f for f in picked if f.resolve() in taken]
+        if both:
             raise InputError("--calib", "frames that are not also evaluation frames",
-                             f"all {len(files)} are in --eval-images")
+                             f"{len(both)} of the {len(picked)} calibration frames are in "
+                             "--eval-images")
     else:
-        if len(files) < 2:
-            raise InputError("--calib", "at least 2 frames (some are held back to measure "
-                             "accuracy)", f"{len(files)} frame")
-        held_files = spread(files, min(eval_count or holdout, max(1, len(files) // 5)))
-        pool = [f for f in files if f not in set(held_files)]
+        held_files = spread(reserved, eval_count) if eval_count else reserved
         held = FrameSet(read_images(held_files, "--calib"),
                         f"{calib} ({len(held_files)} held-out frames)",
                         tuple(str(p) for p in held_files))
-    picked = spread(pool, count)
     return Split(FrameSet(read_images(picked, "--calib"), f"{calib} ({len(picked)} frames)",
                           tuple(str(p) for p in picked)), held, truths)
 
 
 def _split_video(path: Path, count: int, held: FrameSet | None,
                  truths: list[np.ndarray] | None, n_held: int) -> Split:
-    """Frames spread over the video; without eval images every k-th one is held back."""
-    if held is not None:
-        calib = read_video(path, count)
-    else:
-        frames = read_video(path, count + n_held)
-        step = max(2, len(frames) // max(n_held, 1))
-        held_idx = set(range(step // 2, len(frames), step))
-        calib = [f for i, f in enumerate(frames) if i not in held_idx]
+    """Frames spread over the video, every k-th one held back (also with eval images)."""
+    frames = read_video(path, count + n_held)
+    step = max(2, len(frames) // max(n_held, 1))
+    held_idx = set(range(step // 2, len(frames), step))
+    calib = [f for i, f in enumerate(frames) if i not in held_idx]
+    if held is None:
         held = FrameSet([f for i, f in enumerate(frames) if i in held_idx],
                         f"video {path} ({len(held_idx)} held-out frames)")
     if not calib or not held.frames:
@@ -133,11 +138,12 @@ def eval_frames(images: str, labels: Path | None, count: int | None
 
 
 def cache_key(graph: bytes, tensors: list[np.ndarray], **settings: Any) -> str:
-    """Same graph, same prepared frames, same settings -> same key."""
-    digest = hashlib.sha256(graph)
+    """Same graph (sha256), same prepared frames (content hashes, in order, so their count
+    too), same settings (method, target flavour, ...) -> same key."""
+    digest = hashlib.sha256(hashlib.sha256(graph).digest())
     for tensor in tensors:
-        digest.update(np.ascontiguousarray(tensor).tobytes())
-    digest.update(json.dumps(settings, sort_keys=True).encode())
+        digest.update(hashlib.sha256(np.ascontiguousarray(tensor).tobytes()).digest())
+    digest.update(json.dumps({"frames": len(tensors), **settings}, sort_keys=True).encode())
     return digest.hexdigest()
 
 

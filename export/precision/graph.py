@@ -87,3 +87,50 @@ def elem_types(model: ModelProto) -> dict[str, int]:
         if value.type.HasField("tensor_type"):
             types[value.name] = value.type.tensor_type.elem_type
     return types
+
+
+# Layout and elementwise ops that make up an input normalisation (uint8 -> float, NHWC ->
+# NCHW, BGR -> RGB, (x - mean) * 1/std): kept FP32 by the FP16 pass.
+NORMALISATION_OPS = frozenset({
+    "Cast", "Transpose", "Slice", "Sub", "Mul", "Div", "Add", "Reshape", "Unsqueeze",
+    "Squeeze", "Gather", "Identity", "Flatten", "Split", "Neg",
+})
+
+
+def input_nodes(model: ModelProto) -> list[str]:
+    """The input normalisation: layout/elementwise nodes with no compute layer upstream."""
+    return [n.name for n in model.graph.node
+            if n.op_type in NORMALISATION_OPS and not _after_compute(model, n)]
+
+
+_SCHEMA_CACHE: dict[tuple[str, str, int], tuple[list[str], list[str]] | None] = {}
+
+
+def _formal_types(op_type: str, domain: str, opset: int) -> tuple[list[str], list[str]] | None:
+    key = (op_type, domain, opset)
+    if key not in _SCHEMA_CACHE:
+        try:
+            schema = onnx.defs.get_schema(op_type, opset, domain)
+        except onnx.defs.SchemaError:
+            _SCHEMA_CACHE[key] = None
+        else:
+            _SCHEMA_CACHE[key] = ([f.type_str for f in schema.inputs],
+                                  [f.type_str for f in schema.outputs])
+    return _SCHEMA_CACHE[key]
+
+
+def same_type_inputs(model: ModelProto, node: NodeProto) -> list[str]:
+    """Inputs that must share the type of the node's first output (schema type variable).
+
+    These are the inputs a runtime refuses to see mixed (Concat, Add, Mul,
+    BatchNormalization's data and statistics, ...); index, shape and scale
+    inputs have their own type variables and are not listed.
+    """
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
+    formal = _formal_types(node.op_type, node.domain or "", opset)
+    if formal is None or not formal[1] or not formal[0]:
+        return []
+    ins, outs = formal
+    main = outs[0]
+    kinds = ins[:len(node.input)] + [ins[-1]] * max(0, len(node.input) - len(ins))
+    return [name for name, kind in zip(node.input, kinds, strict=True) if name and kind == main]

@@ -18,20 +18,21 @@ import numpy as np
 import onnx
 
 from segedge.export.config import ExportConfig, PrecisionOptions
-from segedge.export.evaluation.evaluate import LabelledFrames, Scores, labels_from_outputs
+from segedge.export.evaluation.evaluate import LabelledFrames, Scores
 from segedge.export.frames import load_frames
 from segedge.export.onnx import tools as onnx_tools
 from segedge.export.onnx.tools import session
-from segedge.export.precision import calibration
+from segedge.export.precision import calibration, runtimes
 from segedge.export.precision import int8 as q8
 from segedge.export.precision.fp16 import convert_fp16
 from segedge.export.precision.modes.base import LowerRequest
 from segedge.export.precision.sensitivity import Budget, Measure, search
 from segedge.export.verify.compare import agreement
-from segedge.runtime.errors import InputError
+from segedge.runtime.errors import ExportError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
 
 RANK_FRAMES = 16  # held-out frames used to rank layer sensitivity (the budget uses all)
+CALIB_SEARCH_S = 180.0  # time the default budget may spend trying other calibration methods
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,9 @@ class Lowered:
     failure: str | None = None  # why the artifact must not be published
 
 
-def run_labels(path: Path, frames: LabelledFrames, meta: ArtifactMetadata) -> list[np.ndarray]:
-    sess = session(path)
-    names = [o.name for o in sess.get_outputs()]
-    return [labels_from_outputs(dict(zip(names, sess.run(None, {meta.input.name: t}),
-                                         strict=True)), meta) for t in frames.tensors]
+def run_labels(path: Path, frames: LabelledFrames, meta: ArtifactMetadata,
+               runtime: str = runtimes.ORT) -> list[np.ndarray]:
+    return runtimes.run_labels(path, frames, meta, runtime)
 
 
 def cpu_latency_ms(path: Path, tensor: np.ndarray, name: str, budget_s: float = 2.0) -> float:
@@ -60,6 +59,48 @@ def cpu_latency_ms(path: Path, tensor: np.ndarray, name: str, budget_s: float = 
         sess.run(None, {name: tensor})
         times.append(time.perf_counter() - t0)
     return round(1000.0 * float(np.median(times)), 3)
+
+
+def per_runtime(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadata,
+                ignore: int | None, precision: str) -> dict[str, dict[str, Any]]:
+    """Agreement (and mIoU) of `low` against `fp32` on each installed runtime.
+
+    Each runtime is compared with its own FP32 run, so what is measured is what
+    the lowering changed there; a runtime that cannot load the artifact gets
+    an ``error`` instead of numbers.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for rt in runtimes.available():
+        why = runtimes.probe(low, rt)
+        if why is not None:
+            found[rt] = {"error": why}
+            continue
+        ref = run_labels(fp32, frames, meta, rt)
+        got = run_labels(low, frames, meta, rt)
+        entry: dict[str, Any] = {"argmax_agreement": agreement(got, ref)}
+        ref_s = frames.score(ref, meta.classes, ignore)
+        low_s = frames.score(got, meta.classes, ignore)
+        if ref_s is not None and low_s is not None:
+            entry["miou"] = {"fp32": ref_s.miou, precision: low_s.miou,
+                             "drop": round(ref_s.miou - low_s.miou, 4)}
+        if rt == runtimes.OPENVINO:
+            entry["precision_hint"] = "f32"
+        found[rt] = entry
+    return found
+
+
+def runtime_failure(found: dict[str, dict[str, Any]], passes: Any, rule: str,
+                    what: str, frames: int) -> str | None:
+    """One line naming the first runtime where `passes(entry)` is false (or that failed)."""
+    for rt, entry in found.items():
+        if "error" in entry:
+            return f"{what}: expected the artifact to load in {rt}, got {entry['error']}"
+        if not passes(entry):
+            got = f"agreement {entry['argmax_agreement']:.3f}%"
+            if "miou" in entry:
+                got += f", mIoU drop {entry['miou']['drop']:.3f}"
+            return f"{what} on {rt}: expected {rule} against FP32, got {got} on {frames} frames"
+    return None
 
 
 def _eval_frames(cfg: ExportConfig, meta: ArtifactMetadata, size: tuple[int, int]
@@ -98,6 +139,8 @@ def _common(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadat
                            "drop": round(ref_scores.miou - low_scores.miou, 4)}
         section["pixel_accuracy"] = {"fp32": ref_scores.pixel_accuracy,
                                      precision: low_scores.pixel_accuracy}
+        section["class_accuracy"] = {"fp32": ref_scores.class_accuracy,
+                                     precision: low_scores.class_accuracy}
         section["per_class_iou"] = {"fp32": ref_scores.per_class_iou,
                                     precision: low_scores.per_class_iou}
     return section
@@ -116,27 +159,37 @@ def lower_fp16(req: LowerRequest) -> Lowered:
     frames = _eval_frames(cfg, meta, req.size)
     agree, ref_s, low_s = _compare(fp32, path, frames, meta, opts.ignore_index)
     section = _common(fp32, path, frames, meta, "fp16", ref_s, low_s)
-    passed = agree >= opts.fp16_min_agreement
-    section.update(argmax_agreement=agree,
-                   gate={"min_argmax_agreement": opts.fp16_min_agreement, "passed": passed},
+    found = per_runtime(fp32, path, frames, meta, opts.ignore_index, "fp16")
+    rule = f"argmax agreement >= {opts.fp16_min_agreement}%"
+    failure = runtime_failure(
+        found, lambda e: e["argmax_agreement"] >= opts.fp16_min_agreement, rule, "FP16 gate",
+        len(frames))
+    section.update(argmax_agreement=agree, runtimes=found,
+                   gate={"min_argmax_agreement": opts.fp16_min_agreement,
+                         "runtimes": list(found), "passed": failure is None},
                    kept_fp32=list(result.fp32_nodes), casts=result.casts,
-                   clamped_weights=result.clamped_weights)
-    failure = None if passed else (
-        f"FP16 gate: expected argmax agreement >= {opts.fp16_min_agreement}% against FP32, got "
-        f"{agree:.3f}% on {len(frames)} frames")
+                   clamped_weights=result.clamped_weights,
+                   folded_batchnorms=result.folded_batchnorms)
     return Lowered(path, new_meta, section, failure)
 
 
 def _ranges(opts: PrecisionOptions, quiet: bool, pre: Path, calib: LabelledFrames,
-            meta: ArtifactMetadata, workdir: Path, out: Path) -> tuple[Path, dict[str, Any]]:
-    """Activation ranges from the cache when the graph and frames match, else calibrate."""
+            meta: ArtifactMetadata, workdir: Path, out: Path, primary: bool = True
+            ) -> tuple[Path, dict[str, Any]]:
+    """Activation ranges from the cache when the graph and frames match, else calibrate.
+
+    `primary`: the user's method, cached at --calib-cache (or <output>.calib.json); a
+    method tried by the calibration search gets its own file beside it.
+    """
     import onnxruntime
     from tqdm import tqdm
 
     key = calibration.cache_key(pre.read_bytes(), calib.tensors, method=opts.calib_method,
-                                ort=onnxruntime.__version__)
-    cache = opts.calib_cache or out.with_suffix(".calib.json")
-    ranges = workdir / "ranges.json"
+                                target=opts.int8_target, ort=onnxruntime.__version__)
+    default = opts.calib_cache or out.with_suffix(".calib.json")
+    cache = default if primary else default.with_name(
+        f"{default.stem}.{opts.calib_method}{default.suffix}")
+    ranges = workdir / f"ranges_{opts.calib_method}.json"
     start = time.perf_counter()
     hit = calibration.load_cache(cache, key, ranges)
     if not hit:
@@ -183,6 +236,13 @@ def lower_int8(req: LowerRequest) -> Lowered:
     quantizer = q8.Quantizer.open(pre, ranges, target, method)
     full = quantizer.quantize(workdir / "int8_full.onnx")
     budget = Budget(opts.max_miou_drop, opts.int8_min_agreement)
+    searched: list[dict[str, Any]] = []
+    if opts.max_miou_drop is None and opts.int8_min_agreement is None:
+        # default budget: the tool also chooses the calibration method (within a time budget)
+        # before keeping layers in FP32; with a user budget, the user's calibration stands
+        quantizer, full, calib_info, searched = _search_calibration(
+            req, pre, calib, budget, measure, quantizer, full, calib_info)
+        method = quantizer.method
     bars: list[Any] = []  # created on the first trial: no bar when full INT8 meets the budget
 
     def tick() -> None:
@@ -217,12 +277,108 @@ def lower_int8(req: LowerRequest) -> Lowered:
                 opts.int8_min_agreement is not None},
         kept_fp32=list(found.kept_fp32),
         quantized_layers=len(q8.quantized_layers(model)),
-        calibration=calib_info,
+        calibration={**calib_info, "searched": searched},
         sensitivity=[{"layer": n, "changed_pixels_percent": s} for n, s in found.ranking],
         trials=list(found.trials))
+    rule = budget.describe(held.truths is not None)
     failure = None if found.met else (
-        f"INT8 budget: expected {budget.describe(held.truths is not None)}, got agreement "
+        f"INT8 budget: expected {rule}, got agreement "
         f"{found.measure.agreement:.3f}%" + (f", mIoU drop {found.measure.miou_drop:.3f}"
                                              if found.measure.miou_drop is not None else "")
         + f" even with {len(found.kept_fp32)} layer(s) kept in FP32")
+    checked = per_runtime(fp32, path, held, meta, opts.ignore_index, "int8")
+    section["runtimes"] = checked
+    section["held_out"] = {"frames": len(held), "source": held.source,
+                           "disjoint_from_calibration": True,
+                           "miou_drop": {rt: e["miou"]["drop"] for rt, e in checked.items()
+                                         if "miou" in e}}
+    failure = failure or runtime_failure(
+        checked, lambda e: budget.met(Measure(
+            e["argmax_agreement"], e["miou"]["int8"] if "miou" in e else None,
+            e["miou"]["fp32"] if "miou" in e else None)), rule, "INT8 budget", len(held))
+    section["speed"] = speed_section(fp32, path, held.tensors[0], meta, target)
     return Lowered(path, new_meta, section, failure)
+
+
+def speed_section(fp32: Path, int8: Path, tensor: np.ndarray, meta: ArtifactMetadata,
+                  target: str) -> dict[str, Any]:
+    """INT8 vs FP32 (and vs OpenVINO bf16 where the CPU has it) latency, with a verdict.
+
+    The target backend decides which numbers the verdict reads: OpenVINO CPU
+    for ``--int8-target cpu`` where installed (it runs real INT8 kernels; ONNX
+    Runtime's CPU provider emulates Q/DQ and is noted too), TensorRT for
+    ``tensorrt`` (measured by the engine build on the device, not here).
+    """
+    ms: dict[str, dict[str, float]] = {runtimes.ORT: {
+        "fp32": runtimes.latency_ms(fp32, tensor, meta), "int8": runtimes.latency_ms(
+            int8, tensor, meta)}}
+    if runtimes.OPENVINO in runtimes.available() and \
+            runtimes.probe(int8, runtimes.OPENVINO) is None:
+        ov = {"fp32": runtimes.latency_ms(fp32, tensor, meta, runtimes.OPENVINO, "f32"),
+              "int8": runtimes.latency_ms(int8, tensor, meta, runtimes.OPENVINO, "f32")}
+        if runtimes.has_bf16():
+            ov["bf16"] = runtimes.latency_ms(fp32, tensor, meta, runtimes.OPENVINO, "bf16")
+        ms[runtimes.OPENVINO] = ov
+    backend = runtimes.OPENVINO if runtimes.OPENVINO in ms else runtimes.ORT
+    if target == "tensorrt":
+        backend_note = ("target TensorRT is not measured here; CPU numbers for reference, "
+                        f"verdict on {backend}")
+    else:
+        backend_note = f"target CPU: verdict on {backend}"
+    nums = ms[backend]
+    speedup = round(nums["fp32"] / nums["int8"], 2) if nums["int8"] > 0 else 0.0
+    faster_than = [k for k in ("fp32", "bf16") if k in nums and nums["int8"] < nums[k]]
+    slower_than = [k for k in ("fp32", "bf16") if k in nums and nums["int8"] >= nums[k]]
+    warning = None
+    if slower_than:
+        warning = (f"INT8 is not faster than {' or '.join(slower_than)} on {backend} "
+                   f"({nums['int8']:.1f} ms vs " + ", ".join(
+                       f"{k} {nums[k]:.1f} ms" for k in slower_than) + ")")
+    return {"latency_ms": ms, "backend": backend, "note": backend_note,
+            "int8_speedup_vs_fp32": speedup, "faster_than": faster_than, "warning": warning}
+
+
+CALIB_ORDER = ("percentile", "entropy", "minmax")  # tried in this order by the search
+
+
+def _search_calibration(req: LowerRequest, pre: Path, calib: LabelledFrames, budget: Budget,
+                        measure: Any, quantizer: q8.Quantizer, full: Path,
+                        info: dict[str, Any]) -> tuple[q8.Quantizer, Path, dict[str, Any],
+                                                       list[dict[str, Any]]]:
+    """Try the other calibration methods while the full INT8 graph misses the budget.
+
+    Keeps the first method that meets the budget, else the best measured one;
+    each method's ranges are cached like the first.  Stops after CALIB_SEARCH_S.
+    """
+    opts = req.cfg.precision
+    first = measure(full)
+    tried = [{"method": quantizer.method, **first.to_dict()}]
+    if budget.met(first):
+        return quantizer, full, info, tried
+    best = (first, quantizer, full, info)
+    start = time.perf_counter()
+    for method in CALIB_ORDER:
+        if method == quantizer.method or time.perf_counter() - start > CALIB_SEARCH_S:
+            continue
+        alt_opts = replace(opts, calib_method=method)
+        try:
+            ranges, alt_info = _ranges(alt_opts, req.cfg.quiet, pre, calib, req.meta,
+                                       req.workdir, req.out, primary=False)
+        except ExportError as err:  # e.g. a histogram method on a degenerate range
+            tried.append({"method": method, "error": str(err)})
+            continue
+        alt = q8.Quantizer.open(pre, ranges, opts.int8_target, method)
+        path = alt.quantize(req.workdir / f"int8_full_{method}.onnx")
+        m = measure(path)
+        tried.append({"method": method, **m.to_dict()})
+        if _better(m, best[0]):
+            best = (m, alt, path, alt_info)
+        if budget.met(m):
+            break
+    return best[1], best[2], best[3], tried
+
+
+def _better(a: Measure, b: Measure) -> bool:
+    if a.miou_drop is not None and b.miou_drop is not None:
+        return a.miou_drop < b.miou_drop
+    return a.agreement > b.agreement

@@ -19,10 +19,13 @@ from tests.shared_data import shared_data_root
 from tools.camvid_model import CAMVID_SIZE, cached_checkpoint, camvid_root
 
 TRAIN_STEPS = 300
+ESPNET_STEPS = 400
+ESPNET_FILE = Path(__file__).parents[2] / "tools" / "espnet_lite.py"
 
 
 def trained_checkpoint(request: pytest.FixtureRequest,
-                       tmp_path_factory: pytest.TempPathFactory) -> Path:
+                       tmp_path_factory: pytest.TempPathFactory, espnet: bool = False) -> Path:
+    """DemoNet (or, `espnet`, ESPNetLite: PReLU, Concat, BN, dilated) trained on CamVid."""
     root = camvid_root(shared_data_root())
     if root is None or not (root / "val").is_dir():
         pytest.skip("../shared/data/camvid is absent (the precision tests train on CamVid)")
@@ -34,6 +37,11 @@ def trained_checkpoint(request: pytest.FixtureRequest,
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))
     try:
+        if espnet:
+            from tools.camvid_espnet import cached_checkpoint as espnet_checkpoint
+
+            return espnet_checkpoint(Path(folder), root.parent, ESPNET_STEPS,
+                                     log=lambda _m: None)
         return cached_checkpoint(Path(folder), root.parent, TRAIN_STEPS, log=lambda _m: None)
     finally:
         torch.set_num_threads(threads)

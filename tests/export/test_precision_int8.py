@@ -111,8 +111,12 @@ def test_budget_rules() -> None:
     assert Budget(max_miou_drop=0.5).met(Measure(90.0, 60.0, 60.4))
     assert not Budget(max_miou_drop=0.5).met(Measure(99.9, 60.0, 60.6))
     assert not Budget(min_agreement=99.0).met(Measure(98.9))
-    assert Budget().met(Measure(97.5)) and not Budget().met(Measure(96.9))  # default 97 %
-    assert not Budget().met(Measure(99.0, 50.0, 51.5))  # default with labels: 1 point
+    # defaults (issue 11): 99 % agreement without labels, 0.5 mIoU point with them
+    assert Budget().met(Measure(99.0)) and not Budget().met(Measure(98.9))
+    assert not Budget().met(Measure(97.5))  # the old 97 % default let 1.7 points through
+    assert not Budget().met(Measure(99.0, 50.0, 51.5))  # default with labels: 1.5 > 0.5
+    assert not Budget().met(Measure(99.9, 50.0, 50.6))  # ... and 0.6 > 0.5
+    assert Budget().met(Measure(90.0, 50.0, 50.5))  # 0.5 points is within the default
     with pytest.raises(InputError, match="eval-labels"):
         Budget(max_miou_drop=0.5).met(Measure(99.0))
     with pytest.raises(InputError):
@@ -182,6 +186,29 @@ def test_split_holds_frames_back_and_cache_is_keyed(tmp_path: Path) -> None:
     assert calibration.load_cache(cache, key, tmp_path / "out.json")
     assert json.loads((tmp_path / "out.json").read_text()) == {"data": {}}
     assert not calibration.load_cache(cache, "other", tmp_path / "x.json")
+
+
+def test_calibration_frames_do_not_depend_on_eval_flags(tmp_path: Path) -> None:
+    """Issue 11: --eval-images used to change the calibration frames (and miss the cache)."""
+    calib = _images(tmp_path / "calib", 40)
+    evals = _images(tmp_path / "eval", 5)
+    alone = calibration.split_frames(str(calib), 12)
+    with_eval = calibration.split_frames(str(calib), 12, eval_images=str(evals))
+    counted = calibration.split_frames(str(calib), 12, eval_images=str(evals), eval_count=3)
+    assert alone.calib.paths == with_eval.calib.paths == counted.calib.paths
+    assert len(alone.calib.paths) == 12 and len(with_eval.held.frames) == 5
+    assert not set(alone.held.paths) & set(alone.calib.paths)
+
+
+def test_cache_key_covers_what_calibration_depends_on() -> None:
+    tensors = [np.zeros((1, 8, 8, 3), np.uint8), np.ones((1, 8, 8, 3), np.uint8)]
+    key = calibration.cache_key(b"graph", tensors, method="minmax", target="cpu")
+    assert key == calibration.cache_key(b"graph", [t.copy() for t in tensors],
+                                        method="minmax", target="cpu")
+    assert key != calibration.cache_key(b"graph", tensors, method="minmax", target="tensorrt")
+    assert key != calibration.cache_key(b"graph", tensors[:1], method="minmax", target="cpu")
+    assert key != calibration.cache_key(b"graph", tensors[::-1], method="minmax", target="cpu")
+    assert key != calibration.cache_key(b"other", tensors, method="minmax", target="cpu")
 
 
 def test_video_calibration_holds_frames_back(tmp_path: Path) -> None:
@@ -275,3 +302,25 @@ def test_tight_budget_is_met_by_keeping_sensitive_layers(
     assert not set(kept) & set(q8.quantized_layers(model))  # really FP32 now
     meta = read_metadata(model)
     assert meta is not None and meta.extra["int8"]["kept_fp32"] == kept
+
+
+def test_a_failure_on_either_runtime_is_one_line_naming_it() -> None:
+    from segedge.export.precision.ladder import runtime_failure
+
+    good = {"argmax_agreement": 99.6}
+    bad = {"argmax_agreement": 73.3, "miou": {"fp32": 57.2, "int8": 40.0, "drop": 17.2}}
+
+    def passes(entry: dict[str, Any]) -> bool:
+        return entry["argmax_agreement"] >= 99.0
+
+    assert runtime_failure({"onnxruntime": good, "openvino": good}, passes, "r", "INT8", 5) \
+        is None
+    line = runtime_failure({"onnxruntime": good, "openvino": bad}, passes,
+                           "argmax agreement >= 99.0%", "INT8 budget", 101)
+    assert line == ("INT8 budget on openvino: expected argmax agreement >= 99.0% against FP32, "
+                    "got agreement 73.300%, mIoU drop 17.200 on 101 frames")
+    crashed = runtime_failure({"onnxruntime": good, "openvino": {
+        "error": "OpenVINO crashed compiling it (signal 11)"}}, passes, "r", "FP16 gate", 8)
+    assert crashed == ("FP16 gate: expected the artifact to load in openvino, got OpenVINO "
+                       "crashed compiling it (signal 11)")
+    assert "\n" not in line + crashed

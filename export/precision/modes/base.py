@@ -77,7 +77,13 @@ class PrecisionMode(ABC):
             line += f", mIoU {m['fp32']:.2f} -> {m[self.name]:.2f} ({-m['drop']:+.2f} points)"
         lat = section["cpu_latency_ms"]
         line += f"; CPU {lat['fp32']:.1f} -> {lat[self.name]:.1f} ms"
-        return [line]
+        lines = [line]
+        for rt, entry in section.get("runtimes", {}).items():
+            lines.append(f"  on {rt}: " + (f"cannot load: {entry['error']}" if "error" in entry
+                                          else f"agreement {entry['argmax_agreement']:.3f}%"
+                                          + (f", mIoU drop {entry['miou']['drop']:+.2f}"
+                                             if "miou" in entry else "")))
+        return lines
 
     @staticmethod
     def _open(opts: PrecisionOptions, **changes: Any) -> PrecisionOptions:

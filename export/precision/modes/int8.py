@@ -50,4 +50,12 @@ class INT8(PrecisionMode):
         if section.get("kept_fp32"):
             lines.append(f"kept in fp32 to meet the budget ({section['budget']['rule']}): "
                          + ", ".join(section["kept_fp32"]))
+        speed = section.get("speed")
+        if speed:
+            nums = speed["latency_ms"][speed["backend"]]
+            lines.append(f"int8 speed on {speed['backend']}: " + ", ".join(
+                f"{k} {v:.1f} ms" for k, v in nums.items())
+                + f" (x{speed['int8_speedup_vs_fp32']:.2f} vs fp32)")
+            if speed.get("warning"):
+                lines.append(f"warning: {speed['warning']}")
         return lines
