@@ -9,7 +9,7 @@ and output kind all travel with the model.  Versioned by ``schema``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -149,16 +149,75 @@ class ArtifactMetadata:
             raise ArtifactError(f"{source}: segedge metadata is incomplete ({err})") from err
 
 
-def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
-    """Pascal-VOC style bit-interleaved palette: distinct, deterministic colours."""
-    palette = []
-    for label in range(num_classes):
-        r = g = b = 0
-        c = label
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette.append((r, g, b))
-    return tuple(palette)
+RGB = tuple[int, int, int]
+BLACK: RGB = (0, 0, 0)
+# Classes that may be drawn black: "nothing here".  Any other class never is.
+VOID_NAMES = frozenset({"void", "background", "unlabelled", "unlabeled"})
+# Published road-scene palettes (RGB), keyed by normalised class name (lower case,
+# letters and digits only).  CamVid: SegNet's colours (Brostow et al.); Cityscapes: the
+# official cityscapesScripts labels.  A class list takes the table matching most names.
+ROAD_PALETTES: dict[str, dict[str, RGB]] = {
+    "camvid": {
+        "sky": (128, 128, 128), "building": (128, 0, 0), "pole": (192, 192, 128),
+        "columnpole": (192, 192, 128), "roadmarking": (255, 69, 0), "road": (128, 64, 128),
+        "pavement": (60, 40, 222), "sidewalk": (60, 40, 222), "tree": (128, 128, 0),
+        "signsymbol": (192, 128, 128), "fence": (64, 64, 128), "car": (64, 0, 128),
+        "pedestrian": (64, 64, 0), "bicyclist": (0, 128, 192),
+    },
+    "cityscapes": {
+        "road": (128, 64, 128), "sidewalk": (244, 35, 232), "building": (70, 70, 70),
+        "wall": (102, 102, 156), "fence": (190, 153, 153), "pole": (153, 153, 153),
+        "trafficlight": (250, 170, 30), "trafficsign": (220, 220, 0),
+        "vegetation": (107, 142, 35), "terrain": (152, 251, 152), "sky": (70, 130, 180),
+        "person": (220, 20, 60), "rider": (255, 0, 0), "car": (0, 0, 142),
+        "truck": (0, 0, 70), "bus": (0, 60, 100), "train": (0, 80, 100),
+        "motorcycle": (0, 0, 230), "bicycle": (119, 11, 32),
+    },
+}
+
+
+def _normalise(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _bit_colour(label: int) -> RGB:
+    """Pascal-VOC style bit-interleaved colour of `label` (distinct for every label)."""
+    r = g = b = 0
+    c = label
+    for shift in range(7, -1, -1):
+        r |= ((c >> 0) & 1) << shift
+        g |= ((c >> 1) & 1) << shift
+        b |= ((c >> 2) & 1) << shift
+        c >>= 3
+    return (r, g, b)
+
+
+def default_palette(classes: int | Sequence[str]) -> tuple[RGB, ...]:
+    """Distinct, deterministic colours for a class count or, better, the class names.
+
+    Named road-scene classes get their dataset's published colours (a 12-class
+    CamVid model with void: CamVid's palette plus black for void) when most names
+    are in one table; a class is
+    black only when named void/background/unlabelled; every other class gets the
+    Pascal-VOC bit-interleaved colour of its index, or the next unused one where
+    that is black or already taken.
+    """
+    names = [""] * classes if isinstance(classes, int) else [str(c) for c in classes]
+    keys = [_normalise(n) for n in names]
+    named = [k for k in keys if k and k not in VOID_NAMES]
+    best = max(ROAD_PALETTES.values(), key=lambda t: sum(k in t for k in named))
+    # a road-scene table only for a road-scene class list (most names in it), so a VOC
+    # list keeps its colours although "bicycle" is a Cityscapes name too
+    table = best if 2 * sum(k in best for k in named) > len(named) else {}
+    out: list[RGB | None] = [BLACK if k in VOID_NAMES else table.get(k) for k in keys]
+    used = {c for c in out if c is not None}
+    spare = len(out)  # colours past the class count are free for the ones that clash
+    for i, colour in enumerate(out):
+        if colour is not None:
+            continue
+        pick = _bit_colour(i)
+        while pick == BLACK or pick in used:
+            pick, spare = _bit_colour(spare), spare + 1
+        out[i] = pick
+        used.add(pick)
+    return tuple(c for c in out if c is not None)

@@ -1,4 +1,8 @@
-"""Mask sink: one lossless PNG per frame of the task's per-pixel map, named by frame index.
+"""Mask sink: one lossless PNG per frame of the task's per-pixel map.
+
+Named after the source image (``frame_0001.jpg`` -> ``frame_0001.png``) when
+the source can say (an image folder or glob with unique file stems), else by
+frame index (``000000.png``: video, cameras, streams).
 
 Semantic artifacts give class labels (uint8, 255 = below the score
 threshold); instance artifacts give instance ids (0 background; uint16 past
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -30,19 +35,21 @@ if hasattr(cv2, "IMWRITE_PNG_FILTER"):
     PNG_FAST += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
-def mask_name(index: int) -> str:
-    return f"{index:06d}.png"
+def mask_name(index: int, source_name: str | None = None) -> str:
+    return f"{source_name}.png" if source_name else f"{index:06d}.png"
 
 
 class MaskSink:
-    """One lossless PNG label map per frame, named by the frame index."""
+    """One lossless PNG label map per frame, named after its image or by the frame index."""
 
     needs_pixels = False
     main_thread = False
     quit_requested = False
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path,
+                 frame_names: Callable[[int], str | None] | None = None) -> None:
         self.directory = Path(directory)
+        self.frame_names = frame_names
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -61,7 +68,8 @@ class MaskSink:
             log.info("%s: mask not written (%s); counting failures", path, cause)
 
     def write(self, index: int, image: np.ndarray | None, labels: np.ndarray) -> None:
-        path = self.directory / mask_name(index)
+        path = self.directory / mask_name(index, self.frame_names(index)
+                                          if self.frame_names is not None else None)
         try:
             ok, data = cv2.imencode(".png", labels, PNG_FAST)
         except cv2.error as err:

@@ -55,6 +55,16 @@ class ImageSource:
         self._corrupt = 0
         self._first_corrupt: Path | None = None
         self._summarised = False
+        # frame index -> position in `paths` (unreadable images are skipped), so a mask can
+        # be named after its image; names only when every file stem is unique
+        self._positions: list[int] = []
+        self._unique_stems = len({p.stem for p in self.paths}) == len(self.paths)
+
+    def frame_name(self, index: int) -> str | None:
+        """The source image's file stem for frame `index` (None when stems repeat)."""
+        if not self._unique_stems or not 0 <= index < len(self._positions):
+            return None
+        return self.paths[self._positions[index]].stem
 
     @property
     def fps(self) -> float | None:
@@ -78,6 +88,7 @@ class ImageSource:
                 self._first_corrupt = self._first_corrupt or path
                 continue
             frame = Frame(self._index, image, time.monotonic())
+            self._positions.append(self._pos - 1)
             self._index += 1
             return frame
         self._summarise()

@@ -8,11 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segedge.export.evaluation.evaluate import Confusion, scores
+from segedge.export.evaluation.metrics import Confusion, scores
 from segedge.export.onnx.wrap import Baking, DeployWrapper
-from segedge.export.verify.compare import LabelComparator, agreement, compare
+from segedge.export.verify.compare import (
+    FiniteCheck,
+    LabelComparator,
+    agreement,
+    compare,
+    flat_class,
+)
 from segedge.export.verify.torch_ref import forward_labels, forward_logits, pick_logits
-from segedge.runtime.errors import ShapeError
+from segedge.runtime.errors import ShapeError, VerificationError
 
 
 class Coarse(nn.Module):
@@ -97,3 +103,58 @@ def test_comparator_refuses_mismatched_inputs() -> None:
     with pytest.raises(ShapeError) as err:
         compare([np.zeros((2, 2))], [])
     assert str(err.value) == "label maps: expected 0 frames like the reference, got 1"
+
+
+def test_all_nan_outputs_never_agree() -> None:
+    """argmax of an all-NaN map is 0 on both sides: that must fail, not read 100 %."""
+    cmp = LabelComparator(("a", "b"), candidate="the ONNX", reference="PyTorch")
+    nan = np.full((2, 4, 4), np.nan, np.float32)
+    for _ in range(4):
+        cmp.add(nan.argmax(0), nan.argmax(0), nan, nan)
+    with pytest.raises(VerificationError) as err:
+        cmp.result()
+    assert str(err.value) == (
+        "PyTorch produced NaN in 100% of logits on 4 of 4 frame(s): check the checkpoint "
+        "(NaN/Inf weights), the model's forward and --mean/--std")
+    assert err.value.exit_code == 3
+
+
+def test_non_finite_candidate_confidence_is_named() -> None:
+    cmp = LabelComparator(("a", "b"), candidate="fp16.onnx", reference="fp32.onnx")
+    labels = np.zeros((2, 2), np.uint8)
+    conf = np.array([[0.5, np.inf], [0.5, 0.5]], np.float32)
+    cmp.add(labels, labels, got_confidence=np.full((2, 2), 0.5, np.float32))
+    cmp.add(labels, labels, got_confidence=conf, ref_logits=np.zeros((2, 2, 2), np.float32))
+    with pytest.raises(VerificationError) as err:
+        cmp.result()
+    assert str(err.value).startswith("fp16.onnx produced Inf in 12.5% of confidence on 1 of 2 "
+                                     "frame(s): ")
+
+
+def test_finite_check_counts() -> None:
+    check = FiniteCheck("PyTorch")
+    check.add(np.array([1.0, np.nan, np.inf, 2.0]))
+    check.add(None)  # this side gave none
+    check.add(np.zeros(4, np.float32))
+    assert (check.frames, check.bad_frames, check.values, check.nan, check.inf) == (2, 1, 8, 1, 1)
+    assert check.message() is not None and check.message().startswith(  # type: ignore[union-attr]
+        "PyTorch produced NaN and Inf in 25% of logits on 1 of 2 frame(s)")
+    assert FiniteCheck("x").message() is None
+
+
+def test_degenerate_masks_are_warned_per_side() -> None:
+    flat = np.zeros((10, 10), np.uint8)
+    varied = flat.copy()
+    varied[:, 5:] = 1
+    cmp = LabelComparator(("road", "car"), candidate="the ONNX", reference="PyTorch")
+    for _ in range(3):
+        cmp.add(flat, flat)
+    r = cmp.result()
+    assert r.agreement == 100.0
+    assert r.warnings == tuple(
+        f"{side} predicts one class (road) on more than 98% of the pixels of every one of 3 "
+        "frame(s): a degenerate mask; check the checkpoint and --mean/--std/--bgr"
+        for side in ("PyTorch", "the ONNX"))
+    cmp.add(varied, varied)  # one real frame: no warning
+    assert cmp.result().warnings == ()
+    assert flat_class(varied) is None and flat_class(flat) == 0
