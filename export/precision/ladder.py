@@ -30,6 +30,7 @@ from segedge.export.precision.sensitivity import Budget, Measure, search
 from segedge.export.verify.compare import agreement
 from segedge.runtime.errors import ExportError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.progress import progress
 
 RANK_FRAMES = 16  # held-out frames used to rank layer sensitivity (the budget uses all)
 CALIB_SEARCH_S = 180.0  # time the default budget may spend trying other calibration methods
@@ -182,7 +183,6 @@ def _ranges(opts: PrecisionOptions, quiet: bool, pre: Path, calib: LabelledFrame
     method tried by the calibration search gets its own file beside it.
     """
     import onnxruntime
-    from tqdm import tqdm
 
     key = calibration.cache_key(pre.read_bytes(), calib.tensors, method=opts.calib_method,
                                 target=opts.int8_target, ort=onnxruntime.__version__)
@@ -193,8 +193,7 @@ def _ranges(opts: PrecisionOptions, quiet: bool, pre: Path, calib: LabelledFrame
     start = time.perf_counter()
     hit = calibration.load_cache(cache, key, ranges)
     if not hit:
-        bar = tqdm(total=len(calib), desc="calibrating", unit="frame", disable=quiet,
-                   leave=False)
+        bar = progress(total=len(calib), desc="calibrating", unit="frame", quiet=quiet)
         q8.write_ranges(q8.calibrate(pre, calib.tensors, meta.input.name, opts.calib_method,
                                      workdir, bar.update), ranges)
         bar.close()
@@ -206,8 +205,6 @@ def _ranges(opts: PrecisionOptions, quiet: bool, pre: Path, calib: LabelledFrame
 
 
 def lower_int8(req: LowerRequest) -> Lowered:
-    from tqdm import tqdm
-
     opts, fp32, meta, workdir = req.cfg.precision, req.fp32, req.meta, req.workdir
     quiet = req.cfg.quiet
     if not opts.calib:  # PrecisionOptions refuses this already; keeps the type narrow
@@ -247,8 +244,7 @@ def lower_int8(req: LowerRequest) -> Lowered:
 
     def tick() -> None:
         if not bars:
-            bars.append(tqdm(desc="INT8 sensitivity", unit="trial", disable=quiet,
-                             leave=False))
+            bars.append(progress(desc="INT8 sensitivity", unit="trial", quiet=quiet))
         bars[0].update()
 
     found = search(
