@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from segedge.export.precision import modes
 from segedge.export.precision.modes.int8 import (
@@ -22,8 +22,10 @@ from segedge.export.precision.modes.int8 import (
     Int8Target,
 )
 from segedge.export.tasks.base import task_names
+from segedge.runtime.contract import MAX_SIDE
 from segedge.runtime.errors import InputError
-from segedge.runtime.metadata import ColorOrder, InputFormat
+from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, InputFormat
+from segedge.runtime.normalization import Normalization, NormUnits, normalization
 
 __all__ = ["CalibMethod", "Emit", "EngineOptions", "ExportConfig", "Exporter", "InputFormat",
            "InstanceOptions", "Int8Target", "PrecisionOptions", "VerifyOptions", "WeightsMode"]
@@ -36,6 +38,12 @@ FP32_MIN_AGREEMENT = 99.9  # percent argmax agreement of the FP32 ONNX with PyTo
 FP16_MIN_AGREEMENT = 99.5  # percent argmax agreement of the FP16 ONNX with the FP32 one
 MIN_MEAN_MASK_IOU = 0.99  # instance parity: mean mask IoU of matched detections
 DEFAULT_MAX_DETECTIONS = 100
+# The opsets an export writes as asked.  Below 11 Resize has no half_pixel mode (the
+# baked bilinear upsampling changes and parity fails); where torch's dynamo exporter
+# cannot write the opset asked (it writes 18 instead) the TorchScript exporter does
+# (export/onnx/convert.py); 23 is torch's ONNX_MAX_OPSET.  Tests pin both ends.
+MIN_OPSET, MAX_OPSET = 11, 23
+ModelArgs = tuple[tuple[str, Any], ...]  # constructor keyword arguments (--model-args)
 
 
 def _choice(flag: str, value: object, choices: Sequence[object]) -> None:
@@ -62,10 +70,16 @@ class VerifyOptions:
     images: str | None = None  # folder, image, glob or video; else generated scenes
     count: int = 4
     min_agreement: float = FP32_MIN_AGREEMENT  # --min-agreement: the FP32 gate, nothing else
+    labels: Path | None = None  # label PNGs named like `images`: PyTorch and ONNX mIoU
 
     def __post_init__(self) -> None:
         _positive("--verify-count", self.count)
         _gate("--min-agreement", self.min_agreement)
+        if self.labels is not None and not self.images:
+            raise InputError("--verify-labels", "--verify-images DIR as well", "labels only")
+        if self.labels is not None and not self.enabled:
+            raise InputError("--verify-labels", "verification (it scores the verification "
+                             "frames)", "--no-verify")
 
 
 @dataclass(frozen=True)
@@ -157,8 +171,11 @@ class ExportConfig:
     checkpoint: Path | None = None
     classes: tuple[str, ...] | None = None
     num_classes: int | None = None
-    mean: tuple[float, float, float] | None = None
+    mean: tuple[float, float, float] | None = None  # in `norm_units` (see normalization)
     std: tuple[float, float, float] | None = None
+    norm_units: NormUnits | None = None  # None: 0..1, or pixel when a mean value exceeds 1
+    scale: float = 1.0  # K in y = (x - M) / S * K
+    model_args: ModelArgs = ()  # keyword arguments for a user model's constructor
     model_color: ColorOrder | None = None  # colour order the network was trained on
     imgsz: tuple[int, int] | None = None
     dynamic: bool = False
@@ -191,10 +208,38 @@ class ExportConfig:
         if self.imgsz is not None and (len(self.imgsz) != 2 or min(self.imgsz) < 1):
             raise InputError("--imgsz", "two positive sizes (H W)",
                              "x".join(map(str, self.imgsz)))
+        if self.imgsz is not None and max(self.imgsz) > MAX_SIDE:
+            raise InputError("--imgsz", f"sides of at most {MAX_SIDE} pixels (H W)",
+                             "x".join(map(str, self.imgsz)))
         _positive("--batch", self.batch)
-        _positive("--opset", self.opset)
-        for flag, values in (("--mean", self.mean), ("--std", self.std)):
-            if values is not None and len(values) != 3:
-                raise InputError(flag, "three per-channel values", values)
-        if self.std is not None and min(self.std) <= 0:
-            raise InputError("--std", "positive per-channel values", self.std)
+        if not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise InputError("--opset", f"{MIN_OPSET}..{MAX_OPSET} (what the ONNX exporters "
+                             "here write as asked)", self.opset)
+        self.normalization()  # refuses std <= 0, non-finite values, mixed units
+        if (self.norm_units is not None or self.scale != 1.0) and self.mean is None \
+                and self.std is None:
+            flag = "--norm-units" if self.norm_units is not None else "--scale"
+            raise InputError(flag, "--mean and --std to apply to", "neither")
+        _check_model_args(self.model_args, self.model)
+
+    def normalization(self, default_mean: tuple[float, float, float] = IMAGENET_MEAN,
+                      default_std: tuple[float, float, float] = IMAGENET_STD
+                      ) -> Normalization:
+        """--mean/--std/--norm-units/--scale by the one rule, over the model's defaults."""
+        return normalization(self.mean, self.std, self.norm_units, self.scale, default_mean,
+                             default_std)
+
+
+def _check_model_args(args: ModelArgs, model: str) -> None:
+    if not args:
+        return
+    if ":" not in model or not model.split(":", 1)[0].endswith(".py"):
+        raise InputError("--model-args", "a path/to/file.py:Class model (zoo entries take "
+                         "--num-classes)", model)
+    names = [pair[0] if isinstance(pair, tuple) and len(pair) == 2 else pair for pair in args]
+    bad = [n for n in names if not isinstance(n, str) or not n.isidentifier()]
+    if bad:
+        raise InputError("--model-args", "key=value pairs with Python names", bad[0])
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError("--model-args", "each name once", f"{dup[0]} twice")

@@ -19,7 +19,7 @@ from segedge.runtime.errors import InputError
 from segedge.runtime.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_video, list_images
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "FrameSet", "list_images", "load_frames",
-           "read_video"]
+           "load_labelled_frames", "read_video"]
 
 SCENES_SOURCE = "generated road scenes"
 
@@ -31,6 +31,8 @@ class FrameSet:
     frames: list[np.ndarray]
     source: str
     paths: tuple[str, ...] = field(default=())
+    truths: tuple[np.ndarray, ...] | None = None  # label maps (frame size), one per frame
+    labels_source: str = ""
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -38,6 +40,9 @@ class FrameSet:
         if self.paths and len(self.paths) != len(self.frames):
             raise ValueError(f"FrameSet.paths: expected one per frame ({len(self.frames)}), "
                              f"got {len(self.paths)}")
+        if self.truths is not None and len(self.truths) != len(self.frames):
+            raise ValueError(f"FrameSet.truths: expected one per frame ({len(self.frames)}), "
+                             f"got {len(self.truths)}")
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -86,3 +91,30 @@ def _read_files(files: list[Path], source: str) -> FrameSet:
             raise InputError("image", "a readable image file", str(f))
         frames.append(img)
     return FrameSet(frames, source, tuple(str(f) for f in files))
+
+
+def load_labelled_frames(spec: str, labels: Path, count: int) -> FrameSet:
+    """The first `count` frames of `spec` (as load_frames picks them) with their label maps.
+
+    Labels are matched by file name and must have the frame's size
+    (segedge.export.evaluation's rules: pair_labels, read_pair).
+    """
+    from segedge.export.evaluation.evaluate import pair_labels, read_pair
+
+    path = Path(spec)
+    if path.is_file() and is_video(path):
+        raise InputError("--verify-labels", "--verify-images as image files named like the "
+                         "labels", f"a video {path}")
+    try:
+        pairs = pair_labels(spec, labels)[:count]
+        read = [read_pair(image, label) for image, label in pairs]
+    except InputError as err:  # named for segeval's flags; say which flag it was here
+        flag = {"--images": "--verify-images", "--labels": "--verify-labels"}.get(err.what)
+        if flag is None:
+            raise
+        raise InputError(flag, err.expected, err.received) from None
+    frames, truths = [], []
+    for frame, truth in read:
+        frames.append(frame)
+        truths.append(truth)
+    return FrameSet(frames, spec, tuple(str(p) for p, _ in pairs), tuple(truths), str(labels))

@@ -6,17 +6,19 @@ precision mode lowering -> TensorRT lint -> publish -> optional engine.
 
 What differs between semantic and instance models lives in export/tasks/,
 what differs between fp32 / fp16 / int8 in export/precision/modes/; this file
-names neither.  Everything is written under a temporary name in the output
-folder and only renamed into place once it checked and verified, so a failed
-or interrupted export never leaves a file that looks complete.
+names neither.  Every output is checked for writability before the model is
+built; everything is written in a work folder beside the output and only
+renamed into place once it checked and verified (its report first), so a
+failed or interrupted export (SIGTERM included) never leaves a file that looks
+complete, and work folders of a SIGKILLed export are removed by the next one
+(export/workspace.py).  The user's model code runs under `user_code`: its
+sys.exit() or self-raised KeyboardInterrupt is one error line, never exit 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +28,9 @@ import onnx
 import torch
 
 from segedge.export.config import ExportConfig
+from segedge.export.models import registry
 from segedge.export.models.resolve import resolve
+from segedge.export.models.user_model import is_user_ref, user_code
 from segedge.export.onnx import tools as onnx_tools
 from segedge.export.onnx.convert import export_onnx
 from segedge.export.precision.modes import LowerRequest, PrecisionMode
@@ -35,12 +39,12 @@ from segedge.export.report import (
     publish,
     report_path,
     write_failed_report,
-    write_json_atomic,
+    write_report,
 )
 from segedge.export.tasks.base import ExportTask, task_for
+from segedge.export.workspace import check_outputs, sweep_stale, work_dir, writing
 from segedge.runtime.errors import (
     BackendUnavailableError,
-    InputError,
     SegedgeError,
     VerificationError,
 )
@@ -54,14 +58,15 @@ def stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def model_name(cfg: ExportConfig) -> str:
+    """The name the artifact is called after, known before the model is built."""
+    return cfg.model.split(":", 1)[1] if is_user_ref(cfg.model) else registry.get(cfg.model).name
+
+
 def output_path(cfg: ExportConfig, name: str) -> Path:
-    """--output, else ./<model><precision suffix>.onnx; its folder must exist and be writable."""
+    """--output, else ./<model><precision suffix>.onnx; checked writable (with its reports)."""
     path = cfg.output or Path(f"{name.lower()}{cfg.precision.spec.suffix}.onnx")
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise InputError("--output", "a path in an existing folder", f"no folder {parent}")
-    if not os.access(parent, os.W_OK):
-        raise InputError("--output", "a writable folder", f"read-only {parent}")
+    check_outputs(cfg, path)
     return path
 
 
@@ -104,14 +109,34 @@ def export(cfg: ExportConfig, log: Log = stderr_log) -> dict[str, Any]:
     task.check(cfg)
     mode = cfg.precision.spec
     require_engine_backend(cfg)
+    out = output_path(cfg, model_name(cfg))  # every output writable, before any work
+    swept = sweep_stale(out.resolve().parent)  # left by SIGKILLed exports (owner gone)
+    notes = [f"removed {len(swept)} work folder(s) left by killed exports: "
+             + ", ".join(p.name for p in swept)] if swept else []
+    with user_code(cfg.model):
+        report = _export(cfg, task, mode, out, notes)
+    report["total_seconds"] = round(time.perf_counter() - start, 2)
+    write_report(report_path(out), report, f"{out} stands; its report misses the final "
+                                           "timings")
+    if not cfg.quiet:
+        log(format_summary(report, task))
+    elif report["warnings"]:  # --quiet silences the summary, not what may be wrong
+        log("\n".join(f"warning: {w}" for w in report["warnings"]))
+    return report
+
+
+def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: Path,
+            notes: list[str]) -> dict[str, Any]:
+    """resolve ... publish ... engine; `notes` start the report's notes."""
     if task.seed is not None:
         torch.manual_seed(task.seed)
     res = resolve(cfg)
-    out = output_path(cfg, res.name)
     prep = task.prepare(res, cfg)
-    notes = list(prep.notes)
-    with tempfile.TemporaryDirectory(prefix=".segedge-", dir=out.resolve().parent) as tmpdir:
-        work = Path(tmpdir)
+    notes = [*notes, *prep.notes]
+    warnings: list[str] = []
+    # a write that fails in the work folder (disk full) is one line naming it, exit 4
+    with work_dir(out.resolve().parent) as work, \
+            writing(work, f"no artifact written at {out}"):
         raw = work / "raw.onnx"
         exported = export_onnx(prep.wrapper, prep.example, raw, prep.spec)
         if exported.fallback_reason:
@@ -119,6 +144,9 @@ def export(cfg: ExportConfig, log: Log = stderr_log) -> dict[str, Any]:
         finished = task.finish_graph(onnx.load(str(raw)), cfg, prep)
         notes += finished.notes
         opset = onnx_tools.opset_of(finished.model)
+        if opset != cfg.opset and not any("opset" in n for n in notes):
+            notes.append(f"opset {cfg.opset} asked, {opset} written by the {exported.exporter} "
+                         "exporter")
         meta = task.metadata(res, cfg, prep, exported.exporter, opset)
         onnx_tools.set_metadata(finished.model, meta)
         model = onnx_tools.check(finished.model)
@@ -128,6 +156,7 @@ def export(cfg: ExportConfig, log: Log = stderr_log) -> dict[str, Any]:
         gate_failure = None
         if parity is not None:
             notes += task.parity_notes(parity)
+            warnings += task.parity_warnings(parity)
             gate_failure = task.gate_failure(parity, cfg)
         model, final_tmp = task.publishable(model, verified, work, meta, cfg)
         lowered = None
@@ -142,12 +171,13 @@ def export(cfg: ExportConfig, log: Log = stderr_log) -> dict[str, Any]:
             "precision": meta.precision, "exporter": exported.exporter, "opset": opset,
             "export_seconds": round(exported.seconds, 2), "simplified": finished.simplified,
             "rewrites": [*prep.rewrites, *finished.rewrites], "weights": res.weights,
+            "model_args": {k: v for k, v in cfg.model_args},
             **task.report_fields(cfg),
             "inputs": {meta.input.name: value_shape(model.graph.input[0])},
             "outputs": {o.name: value_shape(o) for o in model.graph.output},
             "parity": parity.to_dict() if parity is not None else None,
             "gate": task.gate(cfg), "tensorrt": lint_section(model, task),
-            "metadata": dataclasses.asdict(meta), "notes": notes,
+            "metadata": dataclasses.asdict(meta), "notes": notes, "warnings": warnings,
         }
         if lowered is not None:
             report["precision_report"] = lowered.section
@@ -164,12 +194,9 @@ def export(cfg: ExportConfig, log: Log = stderr_log) -> dict[str, Any]:
         report["engine"] = engine_section(cfg, mode, out, meta, prep.size)
     except SegedgeError as err:  # the ONNX stands; say in its report why there is no plan
         report["engine"] = {"plan": None, "error": str(err)}
-        write_json_atomic(report_path(out), report)
+        write_report(report_path(out), report, f"{out} stands; its report misses why no "
+                                               "engine was built")
         raise
-    report["total_seconds"] = round(time.perf_counter() - start, 2)
-    write_json_atomic(report_path(out), report)
-    if not cfg.quiet:
-        log(format_summary(report, task))
     return report
 
 
@@ -184,6 +211,11 @@ def engine_section(cfg: ExportConfig, mode: PrecisionMode, out: Path, meta: Arti
     if not ok:  # only reachable when implied: an explicit --engine was refused up front
         return {"plan": None, "reason": f"{why}; the {mode.name} ONNX is ready for TensorRT "
                                         "on the target (segexport --engine there)"}
+    from segedge.export.tensorrt.build import quantization_refusal
+
+    refusal = quantization_refusal(out, meta)  # e.g. --int8-target cpu: U8 Q/DQ
+    if refusal is not None:
+        return {"plan": None, "reason": refusal}
     h, w = size
     stride = max(1, meta.input.stride)
     dyn = meta.input.size is None

@@ -13,28 +13,47 @@ from segedge.runtime.sidecar import sha256_file
 if TYPE_CHECKING:
     from segedge.export.tasks.base import ExportTask
 
-__all__ = ["format_summary", "publish", "report_path", "sha256_file", "write_failed_report",
-           "write_json_atomic"]
+__all__ = ["failed_report_path", "format_summary", "publish", "report_path", "sha256_file",
+           "write_failed_report", "write_json_atomic", "write_report"]
 
 
 def report_path(artifact: Path) -> Path:
     return artifact.with_suffix(".report.json")
 
 
+def failed_report_path(artifact: Path) -> Path:
+    return artifact.with_suffix(".failed.report.json")
+
+
+def write_report(path: Path, report: dict[str, Any], outcome: str | None = None) -> Path:
+    """Atomically; a failed write (disk full, ...) is one line naming `path` (exit 4)."""
+    from segedge.export.workspace import NOTHING_WRITTEN, writing
+
+    with writing(path, outcome or NOTHING_WRITTEN):
+        return write_json_atomic(path, report)
+
+
 def write_failed_report(out: Path, report: dict[str, Any]) -> Path:
     """A gate failed: keep the evidence under a name that cannot pass for the artifact's report."""
     report["status"] = "failed"
-    failed = out.with_suffix(".failed.report.json")
-    write_json_atomic(failed, report)
-    return failed
+    return write_report(failed_report_path(out), report)
 
 
 def publish(tmp: Path, out: Path, report: dict[str, Any]) -> None:
-    """Rename the verified temp artifact into place and record what was published."""
-    os.replace(tmp, out)
+    """Record what is published, write its report, then rename the artifact into place.
+
+    The report goes first: if it cannot be written (disk full) the artifact never
+    gets its final name, so a published ONNX always has its report beside it.
+    """
     report["status"] = "ok"
-    report["sha256"] = sha256_file(out)
-    report["size_bytes"] = out.stat().st_size
+    report["sha256"] = sha256_file(tmp)
+    report["size_bytes"] = tmp.stat().st_size
+    written = write_report(report_path(out), report)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        written.unlink(missing_ok=True)
+        raise
 
 
 def format_summary(report: dict[str, Any], task: ExportTask[Any]) -> str:
@@ -52,8 +71,15 @@ def format_summary(report: dict[str, Any], task: ExportTask[Any]) -> str:
                      + task.parity_line(par))
     else:
         lines.append("parity: not verified (--no-verify)")
+    acc = (par or {}).get("accuracy")
+    if acc:
+        pt, ox = acc["pytorch"], acc["onnx"]
+        lines.append(f"accuracy on {par['images']} labelled frames ({acc['labels']}): mIoU "
+                     f"PyTorch {pt['miou']:.2f} / ONNX {ox['miou']:.2f}, pixel accuracy "
+                     f"PyTorch {pt['pixel_accuracy']:.2f} / ONNX {ox['pixel_accuracy']:.2f}")
     lines.append(task.lint_line(report["tensorrt"]))
     lines += [f"note: {note}" for note in report.get("notes", [])]
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
     sec = report.get("precision_report")
     if sec:
         lines += modes.get(sec["precision"]).report_lines(sec)

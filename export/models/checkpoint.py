@@ -1,7 +1,16 @@
-"""Loading untrusted checkpoints: weights_only, common wrappers, readable diffs."""
+"""Loading untrusted checkpoints: weights_only, common wrappers, readable diffs.
+
+What fits is what torch's own ``load_state_dict(strict=True)`` accepts: torch
+decides which keys are missing (its ``_load_from_state_dict`` fills in what old
+module versions lacked, e.g. BatchNorm's ``num_batches_tracked`` before
+PyTorch 0.4.1), reading the versions a checkpoint records in its
+``_metadata``, which is kept through unwrapping and prefix changes.  A real
+mismatch is one line listing missing, unexpected and mis-shaped keys.
+"""
 
 from __future__ import annotations
 
+import collections
 import pickle
 from pathlib import Path
 from typing import Any
@@ -44,26 +53,59 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"{', '.join(WRAPPER_KEYS)}), got {type(blob).__name__}"
             + (f" with keys {sorted(blob)[:6]}" if isinstance(blob, dict) else "")
         )
-    return {k: v for k, v in blob.items() if isinstance(v, torch.Tensor)}
+    return _keep_metadata({k: v for k, v in blob.items() if isinstance(v, torch.Tensor)}, blob)
+
+
+def _keep_metadata(new: dict[str, torch.Tensor], old: Any, rename: Any = None
+                   ) -> dict[str, torch.Tensor]:
+    """Carry the module versions torch reads (``state_dict._metadata``) over to `new`.
+
+    `rename` maps an old module prefix ("" for the root, "layer1.0.bn1") to the new
+    one, or to None to drop it; without the versions torch would treat every module
+    as pre-versioning and accept keys its strict load refuses.
+    """
+    meta = getattr(old, "_metadata", None)
+    out: Any = collections.OrderedDict(new)
+    if meta is not None:
+        moved: Any = collections.OrderedDict()
+        for prefix, value in meta.items():
+            target = rename(prefix) if rename is not None else prefix
+            if target is not None:
+                moved[target] = value
+        out._metadata = moved
+    return out  # type: ignore[no-any-return]
 
 
 def _is_state(d: dict[Any, Any]) -> bool:
     return bool(d) and sum(isinstance(v, torch.Tensor) for v in d.values()) >= max(1, len(d) // 2)
 
 
+def _strip(prefix: str) -> Any:
+    head = prefix.rstrip(".")
+
+    def rename(module: str) -> str | None:
+        if module == head:
+            return ""
+        return module.removeprefix(prefix) if module.startswith(prefix) else None
+    return rename
+
+
+def _add(prefix: str) -> Any:
+    head = prefix.rstrip(".")
+    return lambda module: f"{prefix}{module}" if module else head
+
+
 def _align(own: set[str], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip or add wrapper prefixes (DataParallel, torch.compile, our OutOnly) to fit."""
     best = state
     best_hits = len(own & set(state))
-    candidates = []
     for prefix in STRIP_PREFIXES:
-        candidates.append({(k.removeprefix(prefix)): v
-                           for k, v in state.items()})
-        candidates.append({prefix + k: v for k, v in state.items()})
-    for cand in candidates:
-        hits = len(own & set(cand))
-        if hits > best_hits:
-            best, best_hits = cand, hits
+        for cand, rename in (({k.removeprefix(prefix): v for k, v in state.items()},
+                              _strip(prefix)),
+                             ({prefix + k: v for k, v in state.items()}, _add(prefix))):
+            hits = len(own & set(cand))
+            if hits > best_hits:
+                best, best_hits = _keep_metadata(cand, state, rename), hits
     return best
 
 
@@ -78,16 +120,23 @@ def load_checkpoint(model: nn.Module, path: Path) -> list[str]:
     A mismatch raises one line listing missing, unexpected and mis-shaped keys,
     which is usually enough to see a wrong architecture or class count.
     """
-    own = model.state_dict()
+    own = nn.Module.state_dict(model)  # unbound: a model may shadow nn.Module's methods
     state = _align(set(own), read_state_dict(path))
     notes = []
     aux = [k for k in state if "aux_classifier." in k and k not in own]
     if aux:
-        state = {k: v for k, v in state.items() if k not in aux}
+        state = _keep_metadata({k: v for k, v in state.items() if k not in aux}, state)
         notes.append(f"ignored {len(aux)} aux_classifier keys (training-only head)")
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
     misshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    fitting = _keep_metadata({k: v for k, v in state.items() if k not in misshaped}, state)
+    try:  # torch decides what is missing; strict=True is this with both lists empty
+        result = nn.Module.load_state_dict(model, fitting, strict=False)
+    except RuntimeError as err:  # a module's own loading refused a value
+        first = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: "
+                              f"{first[:200]}") from None
+    missing = sorted(set(result.missing_keys) - set(misshaped))
+    unexpected = sorted(result.unexpected_keys)
     if missing or unexpected or misshaped:
         parts = []
         if missing:
@@ -102,5 +151,4 @@ def load_checkpoint(model: nn.Module, path: Path) -> list[str]:
         raise CheckpointError(
             f"checkpoint {path} does not fit {type(model).__name__}{hint}: " + "; ".join(parts)
         )
-    model.load_state_dict(state, strict=True)
     return notes

@@ -25,10 +25,7 @@ CAMVID_CLASSES = (
     "sky", "building", "pole", "road", "pavement", "tree",
     "sign_symbol", "fence", "car", "pedestrian", "bicyclist",
 )
-CAMVID_PALETTE = (
-    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
-    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
-)
+CAMVID_PALETTE = default_palette(CAMVID_CLASSES)  # CamVid's published colours (one table)
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -88,7 +85,7 @@ class ModelSpec:
 
     def resolved_palette(self) -> tuple[tuple[int, int, int], ...]:
         return self.palette if len(self.palette) == len(self.classes) else default_palette(
-            len(self.classes)
+            self.classes
         )
 
 

@@ -15,6 +15,7 @@ from segedge.export.models.user_model import build_user_model, is_user_ref
 from segedge.export.models.weights import choose_weights
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
+from segedge.runtime.normalization import Normalization
 
 
 @dataclass
@@ -31,13 +32,26 @@ class Resolved:
     stride: int
     weights: str
     notes: list[str] = field(default_factory=list)
+    normalization: Normalization | None = None  # how mean/std were given (for the report)
 
 
 def read_classes(path: Path) -> tuple[str, ...]:
+    """Class names, one per line, from a UTF-8 text file (binary files: one line)."""
+    what = "a UTF-8 text file with one class name per line"
     if not path.is_file():
-        raise InputError("--classes", "a text file with one class name per line",
-                         f"no such file {path}")
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+        raise InputError("--classes", what, f"no such file {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError("--classes", what, f"{path} ({err.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError("--classes", what, f"{path}, which is not UTF-8 text (byte "
+                         f"0x{data[err.start]:02x} at offset {err.start})") from None
+    if any(ord(ch) < 32 and ch not in "\t\r\n\f\v" or ch == "\x7f" for ch in text):
+        raise InputError("--classes", what, f"{path}, which is a binary file")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not names:
         raise InputError("--classes", "at least one class name", f"an empty file {path}")
     return names
@@ -66,10 +80,10 @@ def resolve(cfg: ExportConfig) -> Resolved:
     notes: list[str] = []
     if is_user_ref(cfg.model):
         classes = _classes(cfg, None)
-        model = build_user_model(cfg.model, len(classes))
+        model = build_user_model(cfg.model, len(classes), cfg.model_args)
         name = cfg.model.split(":", 1)[1]
         family, size, stride, weights = "custom", (512, 512), 1, "random"
-        palette = default_palette(len(classes))
+        palette = default_palette(classes)
         mean, std, color = IMAGENET_MEAN, IMAGENET_STD, "RGB"
     else:
         spec = registry.get(cfg.model)
@@ -82,7 +96,7 @@ def resolve(cfg: ExportConfig) -> Resolved:
         model = spec.build(BuildRequest(len(classes), weights))  # type: ignore[arg-type]
         name, family, size, stride = spec.name, spec.family, spec.default_size, spec.stride
         palette = spec.palette if classes == spec.classes and spec.palette else \
-            default_palette(len(classes))
+            default_palette(classes)
         mean, std, color = spec.mean, spec.std, spec.color_order
         if weights == "pretrained" and spec.weights is not None:
             weights = spec.weights.description
@@ -92,9 +106,13 @@ def resolve(cfg: ExportConfig) -> Resolved:
     extra = getattr(model, "segedge_weights_note", None)
     if isinstance(extra, str):
         notes.append(extra)
-    model.eval()
+    nn.Module.eval(model)  # unbound: a model may shadow nn.Module's methods
+    norm = cfg.normalization(mean, std)
+    if (note := norm.note()) is not None:
+        notes.append(note)
     return Resolved(
         name=name, family=family, model=model, classes=classes, palette=palette,
-        mean=cfg.mean or mean, std=cfg.std or std, model_color=cfg.model_color or color,
+        mean=norm.unit_mean, std=norm.unit_std, model_color=cfg.model_color or color,
         size=cfg.imgsz or size, stride=stride, weights=weights, notes=notes,
+        normalization=norm,
     )

@@ -166,7 +166,7 @@ class SegNet(nn.Module):
 def set_index_free_unpool(model: nn.Module, enabled: bool = True) -> int:
     """Switch every :class:`MaxUnpool2x2` in ``model``; returns how many changed mode."""
     changed = 0
-    for module in model.modules():
+    for module in nn.Module.modules(model):  # unbound: models may shadow `modules` (a list)
         if isinstance(module, MaxUnpool2x2) and module.index_free != enabled:
             module.index_free = enabled
             changed += 1

@@ -12,6 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -21,9 +24,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from segedge.export.models.user_model import shadowing_hint
+from segedge.export.workspace import is_write_error
 from segedge.runtime.errors import ExportError
 
 INPUT_NAME = "input"
+TORCHSCRIPT_MAX_OPSET = 17  # the TorchScript fallback writes at most this opset
 Axes = dict[int, str]  # tensor dim -> symbolic name
 
 
@@ -68,12 +74,36 @@ def _quiet() -> Iterator[io.StringIO]:
         lg.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(buf), \
-                contextlib.redirect_stderr(buf):
+                contextlib.redirect_stderr(buf), _native_output_silenced():
             warnings.simplefilter("ignore")
             yield buf
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """torch's C++ side writes straight to file descriptors 1 and 2 (e.g. a whole
+    TorchScript graph on stdout when an op has no symbolic); the CLI's contract is one
+    error line on stderr and a clean stdout, so both point at a scratch file meanwhile."""
+    for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    saved: list[tuple[int, int]] = []
+    with tempfile.TemporaryFile() as sink:
+        try:
+            for fd in (1, 2):
+                try:
+                    saved.append((fd, os.dup(fd)))
+                except OSError:  # not open: nothing to protect
+                    continue
+                os.dup2(sink.fileno(), fd)
+            yield
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def _first_line(err: BaseException) -> str:
@@ -112,13 +142,31 @@ def _export_torchscript(module: nn.Module, example: torch.Tensor, path: Path,
     if spec.input_axes or spec.output_axes:
         dyn = {INPUT_NAME: spec.input_axes, **spec.output_axes}
     torch.onnx.export(
-        module, (example,), str(path), dynamo=False, opset_version=min(spec.opset, 17),
+        module, (example,), str(path), dynamo=False,
+        opset_version=min(spec.opset, TORCHSCRIPT_MAX_OPSET),
         input_names=[INPUT_NAME], output_names=list(spec.output_names), dynamic_axes=dyn,
         do_constant_folding=True,
     )
 
 
 EXPORTERS = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+
+
+def written_opset(path: Path) -> int | None:
+    """The default-domain opset of an ONNX file (its header only: no weights loaded)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _check_opset(name: str, path: Path, asked: int) -> None:
+    """The dynamo exporter writes opset 18 when its version converter cannot go lower: that
+    is a failure of this exporter for this request, and the next one is tried."""
+    want = min(asked, TORCHSCRIPT_MAX_OPSET) if name == "torchscript" else asked
+    got = written_opset(path)
+    if got != want:
+        raise ExportError(f"wrote opset {got}, not the {asked} asked for")
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec
@@ -130,10 +178,27 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, spec: Expo
         try:
             with _quiet(), torch.no_grad():
                 EXPORTERS[name](module, example, path, spec)
+            _check_opset(name, path, spec.opset)
             return ExportResult(name, time.perf_counter() - start,
                                 "; ".join(failures) if failures else None)
         except Exception as err:  # noqa: BLE001 - any exporter failure means "try the next"
-            failures.append(f"{name}: {_first_line(err)}")
             path.unlink(missing_ok=True)
+            written = _write_failure(err)
+            if written is not None:  # the disk, not the exporter: the next one fails alike
+                raise OSError(written.errno, written.strerror, str(path)) from None
+            failures.append(f"{name}: {_first_line(err)}")
     what = "both ONNX exporters" if len(failures) == 2 else "the ONNX export"
-    raise ExportError(f"{what} failed: " + " | ".join(failures))
+    hint = shadowing_hint(module)
+    raise ExportError(f"{what} failed: " + " | ".join(failures) + hint)
+
+
+def _write_failure(err: BaseException) -> OSError | None:
+    """The OSError (disk full, read-only, ...) behind an exporter failure, if it was one."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        if is_write_error(cur):
+            return cur  # type: ignore[return-value]
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None

@@ -132,6 +132,10 @@ class ExportTask(ABC, Generic[P]):
         """Notes the parity result calls for (e.g. what it could not cover)."""
         return []
 
+    def parity_warnings(self, parity: P) -> list[str]:
+        """Warnings it calls for (printed even with --quiet), e.g. degenerate masks."""
+        return []
+
     def tensorrt_extra(self, model: onnx.ModelProto, table: Any, findings: list[Any]
                        ) -> dict[str, Any]:
         """Task-specific additions to the report's TensorRT section (lint table, findings)."""

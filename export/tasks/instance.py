@@ -52,6 +52,17 @@ class InstanceTask(ExportTask[InstanceParity]):
         if cfg.batch != 1:
             raise InputError("--batch", "1 for instance models (detections are per image)",
                              cfg.batch)
+        given = [flag for flag, on in (("--mean", cfg.mean is not None),
+                                       ("--std", cfg.std is not None),
+                                       ("--norm-units", cfg.norm_units is not None),
+                                       ("--scale", cfg.scale != 1.0)) if on]
+        if given:
+            raise InputError("/".join(given), "no normalisation flags for instance models "
+                             "(torchvision's Mask R-CNN normalises inside, with its own "
+                             "mean/std)", " ".join(given))
+        if cfg.verify.labels is not None:
+            raise InputError("--verify-labels", "a semantic model (instance parity matches "
+                             "detections; it has no label maps to score)", cfg.verify.labels)
         if _opset(cfg) < MIN_OPSET:
             raise InputError("--opset", f"{MIN_OPSET} or newer (RoiAlign half_pixel)",
                              cfg.opset)

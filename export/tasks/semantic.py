@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 import torch
+from torch import nn
 
 from segedge.export.config import ExportConfig
-from segedge.export.frames import load_frames
+from segedge.export.frames import FrameSet, load_frames, load_labelled_frames
 from segedge.export.models.resolve import Resolved
 from segedge.export.onnx import tools as onnx_tools
 from segedge.export.onnx.convert import INPUT_NAME, ExportSpec, dynamic_axes_for, exporter_order
@@ -79,7 +80,7 @@ class SemanticTask(ExportTask[Parity]):
 
     def prepare(self, res: Resolved, cfg: ExportConfig) -> Prepared:
         check_size(res)
-        reference = copy.deepcopy(res.model).eval()  # parity compares against the untouched net
+        reference = nn.Module.eval(copy.deepcopy(res.model))  # parity: the untouched net
         rewrites = apply_rewrites(res.model)
         uint8 = cfg.input_format == "uint8"
         h, w = res.size
@@ -129,15 +130,21 @@ class SemanticTask(ExportTask[Parity]):
                               labels="labels" if "labels" in names else None,
                               confidence="confidence" if "confidence" in names else None),
             precision="fp32", opset=opset, exporter=exporter,
-            versions=versions(), extra={"weights": res.weights, "model_color": res.model_color},
+            versions=versions(), extra=_extra(res, cfg),
         )
 
     def verify(self, prep: Prepared, path: Path, meta: ArtifactMetadata, cfg: ExportConfig
                ) -> Parity:
-        frames = prep.frames or load_frames(cfg.verify.images, cfg.verify.count, prep.size)
+        frames = prep.frames or verification_frames(cfg, prep.size)
         # PyTorch is fed in the colour order it was trained on (recorded in the metadata)
         return check_parity(prep.reference, path, meta, frames.frames, frames.source,
-                            str(meta.extra["model_color"]))
+                            str(meta.extra["model_color"]),
+                            truths=list(frames.truths) if frames.truths is not None else None,
+                            labels_source=frames.labels_source,
+                            ignore_index=cfg.precision.ignore_index)
+
+    def parity_warnings(self, parity: Parity) -> list[str]:
+        return list(parity.warnings)
 
     def gate_failure(self, parity: Parity, cfg: ExportConfig) -> str | None:
         gate = cfg.verify.min_agreement
@@ -163,6 +170,26 @@ class SemanticTask(ExportTask[Parity]):
         onnx.save(model, str(pruned))
         _same_outputs(verified, pruned, meta)
         return model, pruned
+
+
+def verification_frames(cfg: ExportConfig, size: tuple[int, int]) -> FrameSet:
+    """--verify-images (with --verify-labels: their label maps too), else generated scenes."""
+    if cfg.verify.labels is not None and cfg.verify.images:
+        return load_labelled_frames(cfg.verify.images, cfg.verify.labels, cfg.verify.count)
+    return load_frames(cfg.verify.images, cfg.verify.count, size)
+
+
+def _extra(res: Resolved, cfg: ExportConfig) -> dict[str, Any]:
+    """Metadata extras: weights, training colour order, how the normalisation was given,
+    and for dynamic graphs the export size (ONNX Runtime's TensorRT provider builds its
+    optimisation profile around it)."""
+    extra: dict[str, Any] = {"weights": res.weights, "model_color": res.model_color}
+    norm = res.normalization
+    if norm is not None and (norm.units != "unit" or norm.scale != 1.0):
+        extra["normalization"] = norm.to_dict()  # the user's form; mean/std hold the result
+    if cfg.dynamic:
+        extra["imgsz"] = [int(res.size[0]), int(res.size[1])]
+    return extra
 
 
 def _same_outputs(full: Path, pruned: Path, meta: ArtifactMetadata) -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from segedge.export import cli
 from segedge.export.config import (
+    MAX_OPSET,
+    MIN_OPSET,
     EngineOptions,
     ExportConfig,
     InstanceOptions,
@@ -39,6 +41,26 @@ FIXTURE = Path(__file__).parent / "fixtures" / "tiny_model.py"
     (lambda: ExportConfig(model="demo", std=(0.2, 0.0, 0.2)),
      "--std: expected positive per-channel values, got (0.2, 0.0, 0.2)"),
     (lambda: VerifyOptions(count=0), "--verify-count: expected a positive integer, got 0"),
+    (lambda: VerifyOptions(labels=Path("l")),
+     "--verify-labels: expected --verify-images DIR as well, got labels only"),
+    (lambda: ExportConfig(model="demo", opset=5),
+     "--opset: expected 11..23 (what the ONNX exporters here write as asked), got 5"),
+    (lambda: ExportConfig(model="demo", opset=99),
+     "--opset: expected 11..23 (what the ONNX exporters here write as asked), got 99"),
+    (lambda: ExportConfig(model="demo", imgsz=(100000, 100000)),
+     "--imgsz: expected sides of at most 16384 pixels (H W), got 100000x100000"),
+    (lambda: ExportConfig(model="demo", std=(0.2, float("nan"), 0.2)),
+     "--std: expected finite per-channel values, got (0.2, nan, 0.2)"),
+    (lambda: ExportConfig(model="demo", mean=(123.7, 116.3, 103.5), norm_units="unit"),
+     "--mean: expected 0..1 values in 0..1 units (pixel values need --norm-units pixel), "
+     "got 123.7,116.3,103.5"),
+    (lambda: ExportConfig(model="demo", mean=(123.7, 116.3, 103.5)),
+     "--std: expected both --mean and --std in pixel units, got only the other one"),
+    (lambda: ExportConfig(model="demo", scale=1 / 255),
+     "--scale: expected --mean and --std to apply to, got neither"),
+    (lambda: ExportConfig(model="demo", model_args=(("classes", 12),)),
+     "--model-args: expected a path/to/file.py:Class model (zoo entries take --num-classes), "
+     "got demo"),
     (lambda: VerifyOptions(min_agreement=-1.0),
      "--min-agreement: expected a percentage >= 0, got -1.0"),
     (lambda: PrecisionOptions(mode="int4"), "precision: expected fp32 or fp16 or int8, got 'int4'"),
@@ -170,3 +192,42 @@ def test_conflicting_precisions_are_refused(monkeypatch: pytest.MonkeyPatch,
         _parsed(monkeypatch, *args)
     assert code.value.code == 2
     assert capsys.readouterr().err.strip() == f"segexport: error: {message}"
+
+
+def test_model_args_and_normalisation_flags_reach_the_config(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _parsed(monkeypatch, "--model-args", "classes=3", "p=2", "name=esp", "--norm-units",
+                  "pixel", "--mean", "72.39", "82.91", "73.16", "--std", "45.3", "46.2", "44.9",
+                  "--scale", "1/255", "--bgr", "--verify-images", "v/", "--verify-labels", "l/")
+    assert cfg.model_args == (("classes", 3), ("p", 2), ("name", "esp"))
+    assert cfg.norm_units == "pixel" and cfg.scale == pytest.approx(1 / 255, rel=1e-15)
+    assert cfg.mean == (72.39, 82.91, 73.16) and cfg.model_color == "BGR"
+    assert cfg.verify.images == "v/" and cfg.verify.labels == Path("l/")
+    norm = cfg.normalization()
+    assert norm.offset == pytest.approx((72.39, 82.91, 73.16))
+    assert norm.divisor == pytest.approx((45.3 * 255, 46.2 * 255, 44.9 * 255))
+    # the words after --model-args stop at the next option; repeating it works too
+    cfg = _parsed(monkeypatch, "--model-args", "p=2", "--model-args", "q=8")
+    assert cfg.model_args == (("p", 2), ("q", 8))
+
+
+def test_opset_range_is_what_torch_can_write() -> None:
+    from torch.onnx import _constants
+
+    assert _constants.ONNX_MAX_OPSET >= MAX_OPSET
+    assert MIN_OPSET <= 18 <= MAX_OPSET  # the default is inside
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"mean": (0.5, 0.5, 0.5)}, "--mean: expected no normalisation flags for instance models "
+                                "(torchvision's Mask R-CNN normalises inside, with its own "
+                                "mean/std), got --mean"),
+    ({"verify": VerifyOptions(images="v/", labels=Path("l"))},
+     "--verify-labels: expected a semantic model (instance parity matches detections; it has "
+     "no label maps to score), got l"),
+])
+def test_instance_task_refuses_what_it_cannot_honour(kw: dict[str, Any], message: str) -> None:
+    cfg = ExportConfig(model="maskrcnn_mobilenet_v3_cars", **kw)
+    with pytest.raises(InputError) as err:
+        get_task("instance").check(cfg)
+    assert str(err.value) == message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -11,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from segedge.export.config import ExportConfig, VerifyOptions
+from segedge.export.config import MAX_OPSET, MIN_OPSET, ExportConfig, VerifyOptions
 from segedge.export.onnx.tools import read_metadata
 from segedge.export.pipeline import export
 from segedge.runtime.errors import VerificationError
@@ -75,6 +76,8 @@ def test_dynamic_axes_are_named_and_run_at_other_sizes(tmp_path: Path) -> None:
     sess = ort.InferenceSession(str(tmp_path / "tiny.onnx"), providers=["CPUExecutionProvider"])
     out = sess.run(None, {"input": np.zeros((2, 50, 70, 3), np.uint8)})[0]
     assert out.shape == (2, 50, 70)
+    meta = read_metadata(model)  # ONNX Runtime's TensorRT provider profiles around it
+    assert meta is not None and meta.extra["imgsz"] == [64, 96]
 
 
 def test_torchscript_fallback_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -128,3 +131,171 @@ def test_float_input_format(tmp_path: Path) -> None:
     assert meta is not None
     assert (meta.input.format, meta.input.layout, meta.input.color_order) == ("float", "NCHW",
                                                                                "RGB")
+
+
+def _module(name: str) -> Any:
+    """The fixture file imported under its own name (as segexport imports user files)."""
+    from importlib import util
+
+    spec = util.spec_from_file_location(name, FIXTURE)
+    assert spec and spec.loader
+    mod = util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_authors_convention_is_baked_exactly(tmp_path: Path) -> None:
+    """(BGR - mean) / std / 255 with pixel-unit mean/std: --norm-units pixel --scale 1/255 --bgr.
+
+    The graph, fed raw BGR bytes, must give what the authors' own code gives PyTorch."""
+    torch.manual_seed(0)
+    net = _module("tiny_for_norm").TinySeg(3).eval()
+    ckpt = tmp_path / "w.pth"
+    torch.save(net.state_dict(), ckpt)
+    mean, std = (72.39, 82.91, 73.16), (45.32, 46.15, 44.91)
+    tiny(tmp_path, checkpoint=ckpt, mean=mean, std=std, norm_units="pixel", scale=1 / 255,
+         model_color="BGR", emit="logits")
+    frame = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    authors = (frame.astype(np.float32) - np.float32(mean)) / np.float32(std) / 255.0
+    x = torch.from_numpy(authors.transpose(2, 0, 1)[None].copy())
+    with torch.no_grad():
+        want = torch.nn.functional.interpolate(net(x), size=(64, 96), mode="bilinear",
+                                               align_corners=False).numpy()
+    sess = ort.InferenceSession(str(tmp_path / "tiny.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], {"input": frame[None]})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    meta = read_metadata(onnx.load(str(tmp_path / "tiny.onnx")))
+    assert meta is not None and meta.extra["normalization"]["units"] == "pixel"
+    assert meta.input.std == pytest.approx(std, rel=1e-12)  # S / (K * 255) in 0..1 units
+
+
+@pytest.mark.parametrize(("opset", "exporter"), [(MIN_OPSET, "torchscript"),
+                                                  (MAX_OPSET, "dynamo")])
+def test_opset_is_honoured_at_both_ends_of_its_range(tmp_path: Path, opset: int,
+                                                     exporter: str) -> None:
+    """Where dynamo cannot write the opset asked (it writes 18), TorchScript does."""
+    report = tiny(tmp_path, opset=opset)
+    assert report["opset"] == opset and report["exporter"] == exporter
+    assert not any("asked" in n for n in report["notes"] if "fell back" not in n)
+    model = onnx.load(str(tmp_path / "tiny.onnx"))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [opset]
+    assert report["parity"]["argmax_agreement"] >= 99.9
+
+
+def test_published_model_with_constructor_args_shadowing_and_legacy_batchnorm(
+        tmp_path: Path) -> None:
+    """classes/p/q constructor, `self.modules = [...]`, a pre-0.4.1 BatchNorm checkpoint."""
+    torch.manual_seed(1)
+    net = _module("shadow_for_ckpt").ShadowsModules(3, 2, 8)
+    state = net.state_dict()
+    old: Any = type(state)((k, v) for k, v in state.items() if "num_batches" not in k)
+    old._metadata = {k: dict(v, version=1) if k == "stem.1" else v
+                     for k, v in state._metadata.items()}
+    ckpt = tmp_path / "espnet_2018.pth"
+    torch.save(old, ckpt)
+    report = export(ExportConfig(
+        model=f"{FIXTURE}:ShadowsModules", num_classes=3, checkpoint=ckpt, imgsz=(64, 96),
+        model_args=(("classes", 3), ("p", 2), ("q", 8)), output=tmp_path / "esp.onnx",
+        quiet=True))
+    assert report["model_args"] == {"classes": 3, "p": 2, "q": 8}
+    assert report["weights"] == f"checkpoint {ckpt}"
+    assert report["parity"]["argmax_agreement"] >= 99.9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["esp.onnx", "esp.report.json",
+                                                          "espnet_2018.pth"]
+
+
+def _labelled_scenes(root: Path, count: int) -> tuple[Path, Path]:
+    """Generated road scenes and label maps (a fixed split of the picture) as PNG files."""
+    import cv2
+
+    from segedge.export import scenes
+
+    images, labels = root / "images", root / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for i, frame in enumerate(scenes.frames(count, (64, 96), seed=5)):
+        cv2.imwrite(str(images / f"f{i}.png"), frame)
+        truth = np.zeros((64, 96), np.uint8)
+        truth[32:] = 1
+        truth[:, 80:] = 2
+        cv2.imwrite(str(labels / f"f{i}.png"), truth)
+    return images, labels
+
+
+def test_verify_labels_put_pytorch_and_onnx_miou_side_by_side(tmp_path: Path) -> None:
+    from segedge.export.evaluation.evaluate import evaluate, pair_labels
+    from segedge.export.evaluation.predictors import TorchPredictor
+    from segedge.export.report import format_summary
+    from segedge.export.tasks.base import get_task
+
+    images, labels = _labelled_scenes(tmp_path, 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = ExportConfig(model=f"{FIXTURE}:TinySeg", num_classes=3, imgsz=(64, 96),
+                       output=out / "tiny.onnx", quiet=True,
+                       verify=VerifyOptions(images=str(images), labels=labels, count=3))
+    torch.manual_seed(0)
+    report = export(cfg)
+    acc = report["parity"]["accuracy"]
+    assert acc["labels"] == str(labels) and acc["ignore_index"] == 255
+    assert acc["pytorch"]["images"] == acc["onnx"]["images"] == 3
+    assert acc["pytorch"]["miou"] == acc["onnx"]["miou"]  # parity 100 %: the same masks
+    # the same number segeval's PyTorch path computes for these frames (one metrics rule)
+    torch.manual_seed(0)
+    pt = evaluate(TorchPredictor(cfg), pair_labels(images, labels), 3, 255)
+    assert acc["pytorch"]["miou"] == pytest.approx(pt.miou, abs=1e-9)
+    assert acc["pytorch"]["pixel_accuracy"] == pytest.approx(pt.pixel_accuracy, abs=1e-9)
+    line = format_summary(report, get_task("semantic")).splitlines()[2]
+    assert line == (f"accuracy on 3 labelled frames ({labels}): mIoU PyTorch "
+                    f"{acc['pytorch']['miou']:.2f} / ONNX {acc['onnx']['miou']:.2f}, pixel "
+                    f"accuracy PyTorch {acc['pytorch']['pixel_accuracy']:.2f} / ONNX "
+                    f"{acc['onnx']['pixel_accuracy']:.2f}")
+
+
+def test_degenerate_masks_warn_even_when_quiet(tmp_path: Path) -> None:
+    net = _module("tiny_flat").TinySeg(3)
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.copy_(torch.tensor([0.0, 4.0, 0.0]))  # class 1 everywhere
+    ckpt = tmp_path / "flat.pth"
+    torch.save(net.state_dict(), ckpt)
+    lines: list[str] = []
+    report = export(ExportConfig(model=f"{FIXTURE}:TinySeg", num_classes=3, imgsz=(64, 96),
+                                 checkpoint=ckpt, output=tmp_path / "flat.onnx", quiet=True),
+                    log=lines.append)
+    warning = ("PyTorch predicts one class (class_1) on more than 98% of the pixels of every "
+               "one of 4 frame(s): a degenerate mask; check the checkpoint and "
+               "--mean/--std/--bgr (or --norm-units/--scale)")
+    assert report["warnings"] == [warning]
+    assert lines == [f"warning: {warning}"]  # --quiet silences the summary only
+
+
+def test_engine_is_not_attempted_for_a_graph_tensorrt_would_refuse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--int8-target cpu (U8 Q/DQ): the report says why there is no plan; no build runs."""
+    from segedge.export.config import EngineOptions
+    from segedge.export.pipeline import engine_section
+    from segedge.export.precision import modes
+    from segedge.export.tensorrt import build
+    from segedge.runtime.metadata import ArtifactMetadata
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("build_engine must not run")
+
+    seen: list[tuple[Path, str]] = []
+
+    def refusal(path: Path, meta: ArtifactMetadata) -> str:
+        seen.append((path, meta.precision))
+        return "U8 activations: TensorRT needs S8S8 Q/DQ (--int8-target tensorrt)"
+
+    monkeypatch.setattr(build, "tensorrt_available", lambda: (True, ""))
+    monkeypatch.setattr(build, "quantization_refusal", refusal)
+    monkeypatch.setattr(build, "build_engine", never)
+    meta = ArtifactMetadata(model="m", family="f", classes=("a",), palette=((0, 0, 0),),
+                            precision="int8")
+    cfg = ExportConfig(model="demo", engine=EngineOptions(build=True))
+    out = tmp_path / "m_int8.onnx"
+    assert engine_section(cfg, modes.get("int8"), out, meta, (64, 96)) == {
+        "plan": None, "reason": "U8 activations: TensorRT needs S8S8 Q/DQ (--int8-target "
+                                "tensorrt)"}
+    assert seen == [(out, "int8")]

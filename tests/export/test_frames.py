@@ -68,3 +68,32 @@ def test_suffixes_are_the_runtime_rule() -> None:
     assert frames.IMAGE_SUFFIXES is paths.IMAGE_SUFFIXES
     assert frames.VIDEO_SUFFIXES is paths.VIDEO_SUFFIXES
     assert frames.list_images is paths.list_images
+
+
+def test_labelled_frames_pair_by_name_and_refuse_what_cannot_be_scored(tmp_path: Path) -> None:
+    from segedge.export.frames import load_labelled_frames
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(images / f"f{i}.png"), np.full((12, 16, 3), i, np.uint8))
+        cv2.imwrite(str(labels / f"f{i}.png"), np.full((12, 16), i, np.uint8))
+    got = load_labelled_frames(str(images), labels, 2)
+    assert got.paths == (str(images / "f0.png"), str(images / "f1.png"))
+    assert got.truths is not None and [int(t[0, 0]) for t in got.truths] == [0, 1]
+    assert got.labels_source == str(labels) and len(got) == 2
+    cv2.imwrite(str(labels / "f0.png"), np.zeros((6, 8), np.uint8))
+    with pytest.raises(InputError) as err:
+        load_labelled_frames(str(images), labels, 2)
+    assert str(err.value) == ("--verify-labels: expected label maps the size of their images, "
+                              "got f0.png 8x6 for f0.png 16x12 (W x H)")
+    (labels / "f2.png").unlink()
+    with pytest.raises(InputError) as err:
+        load_labelled_frames(str(images), labels, 2)
+    assert str(err.value) == (f"--verify-labels: expected a label file named like every image "
+                              f"in {images}, got 1 without one (first: f2.png)")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(InputError, match="^--verify-labels: expected --verify-images as image "):
+        load_labelled_frames(str(video), labels, 2)

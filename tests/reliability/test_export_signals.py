@@ -1,0 +1,87 @@
+"""segexport and signals (issue 10 item 6): SIGTERM unwinds like Ctrl-C (143 / 130) and
+removes its work folder; a folder left by a SIGKILLed export is removed by the next export
+into the same folder, and only when its owner is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from segedge.export.workspace import host_tag, sweep_stale, work_prefix
+from tests.reliability.export_cases import TINY, segexport, segexport_cmd, work_folders
+
+EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+# a model and size that keep the export busy for a few seconds after its work folder exists
+SLOW = (f"{TINY}:WideSeg", "--num-classes", "3", "--imgsz", "256", "256")
+
+
+def start_export(folder: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(segexport_cmd(*SLOW, "-o", folder / "wide.onnx"), cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_work_folder(folder: Path, proc: subprocess.Popen[str], seconds: float = 60
+                         ) -> str:
+    deadline = time.monotonic() + seconds
+    while not work_folders(folder):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the export never made its work folder"
+        time.sleep(0.02)
+    (name,) = work_folders(folder)
+    return name
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_export_removes_the_work_folder(tmp_path: Path,
+                                                    sig: signal.Signals) -> None:
+    proc = start_export(tmp_path)
+    name = wait_for_work_folder(tmp_path, proc)
+    assert name.startswith(work_prefix(proc.pid))  # owner recorded in the name
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT[sig], stderr
+    assert stderr == f"segexport: {WORDS[sig]}\n" and stdout == ""
+    assert list(tmp_path.iterdir()) == []  # no work folder, no artifact, no report
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_export(tmp_path: Path) -> None:
+    proc = start_export(tmp_path)
+    name = wait_for_work_folder(tmp_path, proc)
+    proc.kill()
+    proc.communicate(timeout=60)  # reaped: the PID is gone, not a zombie
+    assert work_folders(tmp_path) == [name]  # SIGKILL leaves it, as nothing can run
+    alive = tmp_path / f"{work_prefix(os.getpid())}inuse"  # this process owns it: alive
+    elsewhere = "0" * 8 if host_tag() != "0" * 8 else "1" * 8  # another machine's folder
+    other_host = tmp_path / f".segedge-{proc.pid}@{elsewhere}-x"
+    alive.mkdir()
+    other_host.mkdir()
+    done = segexport(f"{TINY}:TinySeg", "--num-classes", "3", "--imgsz", "32", "32", "-o",
+                     "tiny.onnx", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert work_folders(tmp_path) == sorted([alive.name, other_host.name])
+    report = json.loads((tmp_path / "tiny.report.json").read_text())
+    assert f"removed 1 work folder(s) left by killed exports: {name}" in report["notes"]
+
+
+def test_sweep_keeps_folders_of_running_exports(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        live = tmp_path / f"{work_prefix(sleeper.pid)}abc"
+        live.mkdir()
+        (live / "raw.onnx").write_bytes(b"x")
+        assert sweep_stale(tmp_path) == []
+        sleeper.kill()
+        sleeper.wait()
+        assert sweep_stale(tmp_path) == [live] and not live.exists()
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
