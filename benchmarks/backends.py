@@ -60,8 +60,13 @@ _PKG = "segedge.benchmarks"
 register("pytorch-cpu", f"{_PKG}.bench_pytorch", "cpu", "PyTorch eager on the CPU (baseline)")
 register("pytorch-cuda", f"{_PKG}.bench_pytorch", "cuda", "PyTorch eager on a CUDA GPU")
 register("plain-ort", f"{_PKG}.bench_plain", "cpu",
-         "plain loop: numpy normalise + 1-thread ONNX Runtime (logits) + numpy argmax (baseline)")
+         "plain loop: numpy normalise + ONNX Runtime, default threads (logits) + numpy argmax "
+         "(baseline)")
 register("ort-cpu", f"{_PKG}.bench_ort", "cpu", "segedge: ONNX Runtime CPU provider")
 register("ort-cuda", f"{_PKG}.bench_ort", "cuda", "segedge: ONNX Runtime CUDA provider")
 register("ort-tensorrt", f"{_PKG}.bench_ort", "cuda", "segedge: ONNX Runtime TensorRT provider")
 register("tensorrt", f"{_PKG}.bench_tensorrt", "cuda", "segedge: native TensorRT plan")
+register("openvino-cpu", f"{_PKG}.bench_openvino", "cpu",
+         "segedge: OpenVINO backend on the CPU (precision hint read back)")
+register("openvino-direct", f"{_PKG}.bench_openvino", "cpu",
+         "OpenVINO used directly: Core().compile_model, same artifact and threads (peer)")

@@ -39,6 +39,8 @@ def probe(name: str) -> str | None:
 
 
 def needs(name: str, precision: str) -> Needs | str:
+    if precision == "bf16":
+        return "ONNX Runtime has no bf16 inference precision for an FP32 graph (OpenVINO rows)"
     if name == "ort-tensorrt":
         if precision == "fp16":  # TensorRT picks fp16 kernels itself from the fp32 graph
             return Needs("onnx", "fp32")
@@ -80,17 +82,8 @@ def load(name: str, job: ModelJob) -> Loaded:
                   predictor=predictor)
 
 
-def options_predictor(path: Path, options: BackendOptions) -> Any:
-    """segeval's BackendPredictor over a backend opened with ``options``.
-
-    BackendPredictor takes only provider and threads today; until it takes
-    BackendOptions, this opens the backend itself and reuses its predict().
-    """
+def options_predictor(path: Path, options: BackendOptions, backend: str = "onnxruntime") -> Any:
+    """segeval's BackendPredictor over ``backend`` opened with ``options`` (the timed ones)."""
     from segedge.export.evaluation.evaluate import BackendPredictor
-    from segedge.runtime.backends.base import open_backend
 
-    predictor = BackendPredictor.__new__(BackendPredictor)
-    predictor.backend = open_backend(path, "onnxruntime", options)
-    predictor.meta = predictor.backend.metadata
-    predictor.classes = predictor.meta.classes
-    return predictor
+    return BackendPredictor(path, options=options, backend=backend)

@@ -17,6 +17,8 @@ def probe(name: str) -> str | None:
 
 
 def needs(name: str, precision: str) -> Needs | str:
+    if precision == "bf16":
+        return "segedge builds TensorRT plans in fp32, fp16 or int8 (bf16: OpenVINO rows)"
     return Needs("plan", precision, int8_target="tensorrt")
 
 

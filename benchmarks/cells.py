@@ -13,10 +13,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["ok", "skipped", "failed"]
-PRECISIONS = ("fp32", "fp16", "int8")
-# Reference rows: the same network in PyTorch eager, and a plain 1-thread ONNX Runtime loop.
+# bf16 is a runtime precision (OpenVINO's hint on the FP32 artifact), not an export mode.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Reference rows: the same network in PyTorch eager (segedge's thread count), and a plain
+# ONNX Runtime loop with ONNX Runtime's default threads.
 PYTORCH_BASELINE = "pytorch-cpu"
 PLAIN_BASELINE = "plain-ort"
+# OpenVINO used directly: the peer of segedge's OpenVINO rows, at the same precision.
+OPENVINO_PEER = "openvino-direct"
+OPENVINO_ROWS = "openvino-cpu"
+PEER_TOLERANCE = 0.05  # segedge's OpenVINO backend within 5 % of OpenVINO used directly
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,11 @@ class Record:
     accuracy_note: str = ""
     vs_pytorch: float | None = None  # PyTorch eager p50 / this p50 (same model, size, batch)
     vs_plain: float | None = None  # plain ORT loop p50 / this p50
+    vs_peer: float | None = None  # openvino-direct p50 / this p50 (openvino-cpu rows)
+    # threads of the baseline row each ratio divides by (every ratio states both sides)
+    pytorch_threads: int | None = None
+    plain_threads: int | None = None
+    peer_threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -103,20 +114,40 @@ def expand(models: Iterable[str], backends: Iterable[str], precisions: Iterable[
 
 
 def attach_ratios(records: list[Record]) -> None:
-    """Fill vs_pytorch / vs_plain from the fp32 baseline rows of each group (in place)."""
-    base: dict[tuple[str, str, Any, int], float] = {}
+    """Fill vs_pytorch / vs_plain from the fp32 baseline rows of each group, and vs_peer of
+    the openvino-cpu rows from the openvino-direct row of the same precision (in place)."""
+    base: dict[tuple[str, str, str, Any, int], Record] = {}
     for r in records:
-        if r.ok and r.kind == "model" and r.backend in (PYTORCH_BASELINE, PLAIN_BASELINE) \
-                and r.precision == "fp32" and r.p50_ms:
-            base[(r.backend, r.model, _key(r.imgsz), r.batch)] = r.p50_ms
+        if r.ok and r.kind == "model" and r.p50_ms and (
+                r.backend in (PYTORCH_BASELINE, PLAIN_BASELINE) and r.precision == "fp32"
+                or r.backend == OPENVINO_PEER):
+            base[(r.backend, r.precision, r.model, _key(r.imgsz), r.batch)] = r
     for r in records:
         if not r.ok or r.kind != "model" or not r.p50_ms:
             continue
         group = (r.model, _key(r.imgsz), r.batch)
-        torch_p50 = base.get((PYTORCH_BASELINE, *group))
-        plain_p50 = base.get((PLAIN_BASELINE, *group))
-        r.vs_pytorch = round(torch_p50 / r.p50_ms, 3) if torch_p50 else None
-        r.vs_plain = round(plain_p50 / r.p50_ms, 3) if plain_p50 else None
+        torch_row = base.get((PYTORCH_BASELINE, "fp32", *group))
+        plain_row = base.get((PLAIN_BASELINE, "fp32", *group))
+        peer = base.get((OPENVINO_PEER, r.precision, *group)) \
+            if r.backend == OPENVINO_ROWS else None
+        r.vs_pytorch, r.pytorch_threads = _ratio(torch_row, r)
+        r.vs_plain, r.plain_threads = _ratio(plain_row, r)
+        r.vs_peer, r.peer_threads = _peer_ratio(r) or _ratio(peer, r)
+
+
+def _peer_ratio(row: Record) -> tuple[float, int | None] | None:
+    """The peer timed interleaved in the row's own process wins over the separate row: a
+    5 % bound needs both sides measured under the same load."""
+    pair = row.extra.get("peer") if row.backend == OPENVINO_ROWS else None
+    if not pair or not pair.get("segedge_p50_ms") or not pair.get("peer_p50_ms"):
+        return None
+    return round(pair["peer_p50_ms"] / pair["segedge_p50_ms"], 3), pair.get("threads")
+
+
+def _ratio(baseline: Record | None, row: Record) -> tuple[float | None, int | None]:
+    if baseline is None or not baseline.p50_ms or not row.p50_ms:
+        return None, None
+    return round(baseline.p50_ms / row.p50_ms, 3), baseline.threads
 
 
 def _key(imgsz: list[int] | None) -> tuple[int, ...] | None:

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from segedge.runtime.cli_support import run_cli
-from segedge.runtime.errors import InputError
+from segedge.runtime.errors import DegradedRunError, InputError
 
 DEFAULT_WORKDIR = Path.home() / ".cache" / "segedge" / "bench"
 
@@ -110,8 +110,9 @@ def print_summary(result: Any) -> None:
                    f"{s['fps_median']['segrun']:.2f} FPS = {s['segrun_vs_model_only']:.3f} of "
                    f"model-only ({s['fps_median']['model-only']:.2f}), "
                    f"{s['segrun_vs_plain']:.2f}x the plain loop "
-                   f"({s['fps_median']['plain-loop']:.2f})"
-                   f" - targets {'met' if s['meets_targets'] else 'NOT met'}")
+                   f"({s['fps_median']['plain-loop']:.2f}); ceiling "
+                   f"{s.get('ceiling_vs_model_only')}; {s.get('backend')} "
+                   f"{s.get('precision')} - targets {'met' if s['meets_targets'] else 'NOT met'}")
     skipped = [r for r in result.records if not r.ok]
     if skipped:
         click.echo(f"{len(skipped)} cell(s) skipped or failed (reasons in the JSON/Markdown); "
@@ -127,16 +128,19 @@ def print_summary(result: Any) -> None:
               help="With --default: the data folder holding video/solidWhiteRight.mp4 (e.g. "
                    "../shared/data); without it the cells that need that video are skipped.")
 @click.option("--backends", multiple=True, metavar="A,B",
-              help="pytorch-cpu, pytorch-cuda, plain-ort, ort-cpu, ort-cuda, ort-tensorrt, "
-                   "tensorrt [all].")
-@click.option("--precisions", multiple=True, metavar="A,B", help="fp32, fp16, int8 [all].")
+              help="pytorch-cpu, pytorch-cuda, plain-ort, ort-cpu, openvino-cpu, "
+                   "openvino-direct, ort-cuda, ort-tensorrt, tensorrt [all].")
+@click.option("--precisions", multiple=True, metavar="A,B",
+              help="fp32, fp16, bf16 (OpenVINO), int8 [all].")
 @click.option("--imgsz", type=int, nargs=2, multiple=True, metavar="H W",
               help="Input size (repeat for several) [the model's own].")
 @click.option("--batch", type=int, multiple=True, help="Batch size (repeat for several) [1].")
 @click.option("--iters", type=int, default=100, show_default=True, help="Timed iterations.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed iterations.")
 @click.option("--max-seconds", type=float, help="Stop a cell's timing after this (>= 10 iters).")
-@click.option("--threads", type=int, help="CPU threads for segedge rows [all cores].")
+@click.option("--threads", type=int,
+              help="CPU threads for segedge, PyTorch and OpenVINO rows [all cores]; the plain "
+                   "loop keeps ONNX Runtime's default.")
 @click.option("--settle", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Shared machines: wait up to this long before each measurement for the CPUs "
                    "to be 85 percent idle (8x this in all); the default set uses 15.")
@@ -175,6 +179,10 @@ def segbench(models: tuple[str, ...], **o: Any) -> None:
     obj = click.get_current_context().obj or {}
     command = obj.get("command") or "segbench " + shlex.join(sys.argv[1:])
     start = time.perf_counter()
+    if o["json_path"] is not None:  # before any measuring: an unwritable --json is one line
+        from segedge.runtime.io import check_writable
+
+        check_writable(o["json_path"], "--json")
     cfg = build_config(models, o, command)
     result = Suite(cfg, log=lambda m: None if o["quiet"] else click.echo(m, err=True)).run()
     made: dict[str, str] = {}
@@ -184,12 +192,23 @@ def segbench(models: tuple[str, ...], **o: Any) -> None:
     if o["json_path"] is not None:
         report.write_json(result, o["json_path"])
     if o["csv_path"] is not None:
-        report.write_csv(result.records, o["csv_path"])
+        report.write_csv(result.records, o["csv_path"], result.environment)
     if o["md_path"] is not None:
         report.write_markdown(result, o["md_path"], made, notes)
     print_summary(result)
     click.echo(f"segbench: {len(result.records)} records in {time.perf_counter() - start:.0f} s",
                err=True)
+    nothing_measured(result.records)
+
+
+def nothing_measured(records: list[Any]) -> None:
+    """A run none of whose cells measured anything did not do what was asked: exit 4
+    (runtime.cli_support), one line, after its files were written."""
+    if any(r.ok for r in records):
+        return
+    first = next((f"{r.backend} {r.precision}: {r.reason}" for r in records if r.reason), "")
+    raise DegradedRunError(f"every one of the {len(records)} cell(s) failed or was skipped"
+                           + (f" (first: {first})" if first else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

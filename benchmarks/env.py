@@ -11,15 +11,16 @@ from __future__ import annotations
 import importlib
 import os
 import platform
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("segedge", "numpy", "cv2", "onnxruntime", "onnx", "torch", "torchvision",
-             "tensorrt", "matplotlib", "psutil")
+LIBRARIES = ("segedge", "numpy", "cv2", "onnxruntime", "openvino", "onnx", "torch",
+             "torchvision", "tensorrt", "matplotlib", "psutil")
+# CPU features that decide which CPU runtime and precision win (bf16, int8 dot products).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+                "amx_bf16", "amx_int8", "amx_fp16", "asimd", "asimddp", "bf16", "i8mm")
 IDLE_WINDOW_S = 0.5
 GPU_QUERY = ("name,driver_version,memory.total,clocks.sm,clocks.mem,clocks.max.sm,"
              "power.limit,pstate")
@@ -75,13 +76,25 @@ def wait_for_idle(min_idle: float, max_wait_s: float, *,
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (the runtime's own rule: the auto backend keys its cache by it)."""
+    from segedge.runtime.backends.auto import cpu_model as runtime_cpu_model
+
+    return runtime_cpu_model()
+
+
+def cpu_features(text: str | None = None) -> list[str]:
+    """Which of CPU_FEATURES /proc/cpuinfo lists (x86 'flags' or Arm 'Features')."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    found: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            found.update(value.split())
+    return [f for f in CPU_FEATURES if f in found]
 
 
 def library_versions() -> dict[str, str]:
@@ -102,14 +115,11 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+
 def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
-    if shutil.which(cmd[0]) is None:
-        return None
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    from segedge.export.doctor.probe import run_command
+
+    return run_command(cmd, timeout)
 
 
 def _nvidia_smi_gpus() -> list[dict[str, str]]:
@@ -190,7 +200,8 @@ def jetson(root: Path = Path("/")) -> dict[str, str]:
 
 
 def cpu_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"model": cpu_model(), "logical_cores": os.cpu_count()}
+    info: dict[str, Any] = {"model": cpu_model(), "logical_cores": os.cpu_count(),
+                            "features": cpu_features()}
     try:
         info["usable_cores"] = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -28,6 +28,9 @@ class Needs:
     emit: str = "labels"
     input_format: str = "uint8"
     int8_target: str = "cpu"
+    # The row measures its own mask agreement against the FP32 artifact on ONNX Runtime
+    # (another runtime than the export's check ran on): the suite supplies that artifact.
+    reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class ModelJob:
     ignore_index: int | None = 255
     max_seconds: float | None = None  # stop timing early (after MIN_ITERS) past this
     cache_dir: str | None = None  # TensorRT EP engine cache
+    reference_artifact: str | None = None  # FP32 labels .onnx, for Needs.reference rows
 
 
 @dataclass
@@ -64,6 +68,11 @@ class Loaded:
     size_bytes: int | None = None
     predictor: Callable[[], Any] | None = None  # -> segedge.export.evaluation.evaluate.Predictor
     gpu_mem_mib: Callable[[], float | None] | None = None
+    threads: int | None = None  # what the library really uses, when it differs from the job's
+    agreement: Callable[[], float | None] | None = None  # % pixels equal to the FP32 reference
+    # A peer doing the same work (OpenVINO used directly on the same tensor), timed interleaved
+    # with ``step`` after the row's own timing: (call, its threads).
+    peer: tuple[Callable[[], Any], int | None] | None = None
 
 
 def frame_batch(frame: np.ndarray, imgsz: tuple[int, int], batch: int) -> np.ndarray:

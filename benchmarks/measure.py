@@ -69,6 +69,24 @@ def timed(step: Any, iters: int, warmup: int, max_seconds: float | None) -> list
     return samples
 
 
+def timed_pair(step: Any, peer: Any, iters: int, max_seconds: float | None
+               ) -> tuple[list[float], list[float]]:
+    """Both callables, alternating which goes first, so load from elsewhere hits both alike."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    start = time.perf_counter()
+    for i in range(iters):
+        for fn, into in ((step, ours), (peer, theirs)) if i % 2 == 0 else \
+                ((peer, theirs), (step, ours)):
+            t0 = time.perf_counter()
+            fn()
+            into.append((time.perf_counter() - t0) * 1e3)
+        if max_seconds is not None and len(ours) >= MIN_ITERS \
+                and time.perf_counter() - start > max_seconds:
+            break
+    return ours, theirs
+
+
 def measure_model(job: ModelJob) -> dict[str, Any]:
     """Load, warm up, time; then accuracy when labels were given.  Skips raise SkipCell."""
     out: dict[str, Any] = {"load1": (load_average() or (None,))[0],
@@ -91,8 +109,20 @@ def measure_model(job: ModelJob) -> dict[str, Any]:
         if gpu is None and backends.get(job.backend).device == "cuda":
             gpu = gpu_memory_mib(os.getpid())
         out["gpu_mem_mib"] = gpu
+        if loaded.threads is not None:
+            out["threads"] = loaded.threads
+        if loaded.peer is not None:
+            peer, peer_threads = loaded.peer
+            peer()  # its own warm-up
+            ours, theirs = timed_pair(loaded.step, peer, job.iters, job.max_seconds)
+            out["extra"] = {"peer": {
+                "segedge_p50_ms": round(summarize(ours).p50_ms, 3),
+                "peer_p50_ms": round(summarize(theirs).p50_ms, 3), "iters": len(ours),
+                "threads": peer_threads, "how": "interleaved in one process, same tensor"}}
     finally:
         loaded.close()
+    if loaded.agreement is not None:
+        out["agreement_vs_fp32"] = loaded.agreement()
     if job.eval_images and job.eval_labels:
         out.update(accuracy(loaded, job))
     return out
@@ -126,6 +156,7 @@ class SegrunJob:
     output: str
     threads: int
     max_frames: int | None = None
+    backend: str = "auto"
 
 
 def measure_segrun(job: SegrunJob) -> dict[str, Any]:
@@ -136,14 +167,15 @@ def measure_segrun(job: SegrunJob) -> dict[str, Any]:
 
     c0 = cpu_s()
     stats = run(RunConfig(model=Path(job.artifact), source=job.video, output=Path(job.output),
-                          display=False, max_frames=job.max_frames,
-                          backend_options=BackendOptions(provider="cpu", threads=job.threads)))
+                          display=False, max_frames=job.max_frames, backend=job.backend,
+                          backend_options=BackendOptions(threads=job.threads)))
     stages = {name: {"mean_ms": round(s.mean_ms, 3), "p50_ms": round(s.p50_ms, 3),
                      "p90_ms": round(s.p90_ms, 3), "p99_ms": round(s.p99_ms, 3),
                      "count": s.count} for name, s in stats.stages.items()}
     return {"frames": stats.frames_processed, "frames_read": stats.frames_read,
             "dropped": stats.frames_dropped, "corrupt": stats.frames_corrupt,
             "wall_s": stats.wall_s, "fps": stats.fps, "provider": stats.provider,
+            "backend": stats.backend, "backend_reason": stats.backend_reason,
             "stages": stages, "peak_rss_mib": peak_rss_mib(),
             "cpu_ms_per_frame": round((cpu_s() - c0) * 1e3 / max(stats.frames_processed, 1), 3)}
 

@@ -17,8 +17,8 @@ from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
 
 ARTIFACT_SUFFIXES = (".onnx", ".plan", ".engine")
-DEFAULT_BACKENDS = ("pytorch-cpu", "plain-ort", "ort-cpu", "pytorch-cuda", "ort-cuda",
-                    "ort-tensorrt", "tensorrt")
+DEFAULT_BACKENDS = ("pytorch-cpu", "plain-ort", "ort-cpu", "openvino-cpu", "openvino-direct",
+                    "pytorch-cuda", "ort-cuda", "ort-tensorrt", "tensorrt")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segedge.benchmarks.cells import PLAIN_BASELINE, PYTORCH_BASELINE, Record
+from segedge.benchmarks.cells import PEER_TOLERANCE, PLAIN_BASELINE, PYTORCH_BASELINE, Record
 from segedge.benchmarks.suite import SuiteResult
 from segedge.runtime.io import write_text_atomic
 
@@ -25,7 +25,10 @@ CSV_FIELDS = ("model", "backend", "precision", "imgsz", "batch", "kind", "status
               "iters", "warmup", "threads", "provider", "model_size_bytes", "export_s",
               "export_cached", "load_s", "peak_rss_mib", "rss_before_load_mib", "gpu_mem_mib",
               "load1", "idle_before", "cpu_ms_per_iter", "weights", "agreement_vs_fp32", "miou",
-              "pixel_accuracy", "vs_pytorch", "vs_plain", "artifact")
+              "pixel_accuracy", "vs_pytorch", "pytorch_threads", "vs_plain", "plain_threads",
+              "vs_peer", "peer_threads", "artifact")
+# Every results file names the machine: these columns repeat it on each CSV row.
+CSV_MACHINE = ("cpu_model", "openvino", "onnxruntime", "torch")
 
 
 def write_json(result: SuiteResult, path: Path) -> Path:
@@ -33,14 +36,19 @@ def write_json(result: SuiteResult, path: Path) -> Path:
                              + "\n")
 
 
-def write_csv(records: Sequence[Record], path: Path) -> Path:
+def write_csv(records: Sequence[Record], path: Path,
+              environment: dict[str, Any] | None = None) -> Path:
+    envd = environment or {}
+    libs = envd.get("libraries", {})
+    machine = {"cpu_model": envd.get("cpu", {}).get("model", ""),
+               **{k: libs.get(k, "") for k in CSV_MACHINE[1:]}}
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=(*CSV_FIELDS, *CSV_MACHINE), extrasaction="ignore")
     writer.writeheader()
     for rec in records:
         row = rec.to_dict()
         row["imgsz"] = "x".join(map(str, rec.imgsz)) if rec.imgsz else ""
-        writer.writerow(row)
+        writer.writerow({**row, **machine})
     return write_text_atomic(Path(path), buf.getvalue())
 
 
@@ -50,6 +58,17 @@ def _f(value: float | None, digits: int = 1) -> str:
 
 def _x(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}x"
+
+
+def _xt(value: float | None, baseline_threads: int | None, threads: int | None) -> str:
+    """A ratio with the thread counts of both sides: '1.85x (2t vs 2t)', baseline first."""
+    if value is None:
+        return "–"
+    return f"{value:.2f}x ({_t(baseline_threads)} vs {_t(threads)})"
+
+
+def _t(threads: int | None) -> str:
+    return "?t" if threads is None else f"{threads}t"
 
 
 def _size(rec: Record) -> str:
@@ -72,6 +91,9 @@ def environment_lines(envd: dict[str, Any]) -> list[str]:
         f"- CPU: {cpu.get('model', '?')}, {cpu.get('usable_cores', cpu.get('logical_cores'))} "
         f"usable cores ({cpu.get('physical_cores', '?')} physical), "
         f"{cpu.get('memory_gib', '?')} GiB RAM; segedge rows use {envd.get('threads')} threads",
+        "- CPU features that decide the CPU rows: "
+        + (", ".join(cpu.get("features") or []) or "none of " + "/".join(("avx512_bf16",
+                                                                          "amx", "vnni"))),
         f"- Load average (1, 5, 15 min): {envd.get('load_average_start')} at start, "
         f"{envd.get('load_average_end')} at end (the end value includes this run); share of "
         f"the CPUs idle just before the run {_pct(envd.get('cpu_idle_start'))} and just after "
@@ -128,14 +150,36 @@ def headline_rows(records: Sequence[Record]) -> list[list[str]]:
     rows = []
     for r in records:
         if r.ok and r.kind == "model" and r.batch == 1:
-            rows.append([r.model, _size(r), r.backend, r.precision, _f(r.p50_ms, 2),
-                         _f(r.p99_ms, 2), _f(r.fps), _x(r.vs_pytorch), _x(r.vs_plain),
-                         _f(r.miou, 2)])
+            rows.append([r.model, _size(r), r.backend, r.precision, _t(r.threads),
+                         _f(r.p50_ms, 2), _f(r.p99_ms, 2), _f(r.fps),
+                         _xt(r.vs_pytorch, r.pytorch_threads, r.threads),
+                         _xt(r.vs_plain, r.plain_threads, r.threads),
+                         _xt(r.vs_peer, r.peer_threads, r.threads),
+                         _f(r.agreement_vs_fp32, 2), _f(r.miou, 2)])
     return rows
 
 
-HEADLINE_HEADER = ("model", "input", "backend", "precision", "p50 ms", "p99 ms", "FPS",
-                   "vs PyTorch", "vs plain loop", "mIoU %")
+HEADLINE_HEADER = ("model", "input", "backend", "precision", "threads", "p50 ms", "p99 ms",
+                   "FPS", "vs PyTorch", "vs plain loop", "vs OpenVINO direct",
+                   "agreement vs fp32 %", "mIoU %")
+
+
+def peer_lines(records: Sequence[Record]) -> list[str]:
+    """segedge's OpenVINO rows against OpenVINO used directly (the 5 % bound)."""
+    rows = [r for r in records if r.ok and r.kind == "model" and r.vs_peer is not None]
+    if not rows:
+        return []
+    lines = [f"segedge's OpenVINO backend must be within {PEER_TOLERANCE:.0%} of OpenVINO used "
+             "directly (same artifact, tensor, precision and threads): ratio = direct p50 / "
+             "segedge p50, both timed interleaved in one process (the `openvino-direct` rows "
+             "were timed on their own, a little apart).", ""]
+    lines += _table(("model", "input", "batch", "precision", "segedge p50 ms", "ratio",
+                     "within 5 %"),
+                    [[r.model, _size(r), str(r.batch), r.precision, _f(r.p50_ms, 2),
+                      _xt(r.vs_peer, r.peer_threads, r.threads),
+                      "yes" if (r.vs_peer or 0) >= 1 - PEER_TOLERANCE else "NO"]
+                     for r in rows])
+    return [*lines, ""]
 
 
 def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
@@ -146,7 +190,9 @@ def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
         lines += [
             f"**{s['model']}** at {h}x{w} on `{Path(s['video']).name}` "
             f"({s['frames']} frames, {s['threads']} threads, median of {s['repeats']} "
-            f"interleaved repeat(s)):", "",
+            f"interleaved repeat(s)); `segrun --backend auto` ran "
+            f"`{s.get('backend', '?')}` {s.get('precision', '')}: "
+            f"{s.get('backend_reason', '?')}", "",
             *_table(("measurement", "FPS (median)", "FPS per repeat", "ratio", "target"), [
                 ["model only (runtime backend, 1 frame)", _f(med["model-only"], 2),
                  ", ".join(_f(v, 2) for v in s["fps_runs"]["model-only"]), "–", "–"],
@@ -154,20 +200,26 @@ def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
                  ", ".join(_f(v, 2) for v in s["fps_runs"]["segrun"]),
                  f"{_f(s['segrun_vs_model_only'], 3)} of model-only",
                  f">= {tgt['segrun_vs_model_only']}"],
-                ["plain 1-thread loop", _f(med["plain-loop"], 2),
+                [f"plain loop (ONNX Runtime default, {_t(s.get('plain_threads'))}; one "
+                 "Python thread)", _f(med["plain-loop"], 2),
                  ", ".join(_f(v, 2) for v in s["fps_runs"]["plain-loop"]),
                  f"segrun is {_x(s['segrun_vs_plain'])}", f">= {tgt['segrun_vs_plain']}x"],
             ]), "",
             f"Ratios of the medians above; the medians of the per-repeat ratios are "
             f"{_f(_median_of(s, 'segrun_vs_model_only'), 3)} and "
             f"{_f(_median_of(s, 'segrun_vs_plain'), 2)}x.", "",
+            f"Physical ceiling of segrun / model-only on this CPU: "
+            f"{_f(s.get('ceiling_vs_model_only'), 3)} (segrun's CPU ms per frame spread over "
+            f"every core, against the model's wall ms per frame). Real time: segrun "
+            f"{_f(med['segrun'], 1)} FPS against >= {tgt.get('segrun_fps', '–')}.", "",
             f"Targets {'met' if s['meets_targets'] else 'NOT met'}; dropped frames "
             f"{s['dropped']}; 1-min load at each repeat: {s['load1']}{_idle_note(s)}.", "",
             "Per-stage mean ms per frame (segrun's stages run concurrently on their own "
             "threads, so they overlap; the plain loop's add up):", "",
         ]
         stages = s["stages_mean_ms"]
-        names = list(stages["plain-loop"] or stages["segrun"])
+        names = list(stages["segrun"]) + [n for n in stages["plain-loop"]
+                                          if n not in stages["segrun"]]
         cpu = s.get("cpu_ms_per_frame", {})
         lines += _table(("run", *names, "wall ms/frame", "CPU ms/frame (all threads)"), [
             [run, *[_f(stages[run].get(n), 1) for n in names],
@@ -194,8 +246,11 @@ def matrix_rows(records: Sequence[Record]) -> list[list[str]]:
             continue
         rows.append([r.model, _size(r), str(r.batch), r.backend, r.precision, _f(r.p50_ms, 2),
                      _f(r.p90_ms, 2), _f(r.p99_ms, 2), _f(r.max_ms, 2), _f(r.mean_ms, 2),
-                     _f(r.std_ms, 2), _f(r.fps), str(r.iters), _x(r.vs_pytorch),
-                     _x(r.vs_plain), _f((r.model_size_bytes or 0) / 1e6, 2),
+                     _f(r.std_ms, 2), _f(r.fps), str(r.iters), _t(r.threads),
+                     _xt(r.vs_pytorch, r.pytorch_threads, r.threads),
+                     _xt(r.vs_plain, r.plain_threads, r.threads),
+                     _xt(r.vs_peer, r.peer_threads, r.threads),
+                     _f((r.model_size_bytes or 0) / 1e6, 2),
                      _f(r.export_s) + (" (cached)" if r.export_cached else ""),
                      _f(r.load_s, 2), _f(r.peak_rss_mib, 0), _f(r.gpu_mem_mib, 0),
                      _f(r.cpu_ms_per_iter, 1), _f(r.load1, 2),
@@ -204,7 +259,8 @@ def matrix_rows(records: Sequence[Record]) -> list[list[str]]:
 
 
 MATRIX_HEADER = ("model", "input", "batch", "backend", "precision", "p50", "p90", "p99", "max",
-                 "mean", "std", "FPS", "iters", "vs PyTorch", "vs plain", "size MB",
+                 "mean", "std", "FPS", "iters", "threads", "vs PyTorch", "vs plain",
+                 "vs OpenVINO direct", "size MB",
                  "export s", "load s", "peak RSS MiB", "GPU MiB", "CPU ms", "load1",
                  "idle before")
 
@@ -218,9 +274,12 @@ def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, s
              "## Where these numbers come from", "", *environment_lines(result.environment),
              quiet_line(result), "",
              "## Headline (batch 1, model only)", "",
-             f"Latency is one network-sized frame to a label map. `{PYTORCH_BASELINE}` and "
-             f"`{PLAIN_BASELINE}` are the baselines; the ratios are baseline p50 / row p50 "
-             "(higher is faster).", "", *_table(HEADLINE_HEADER, headline_rows(recs)), ""]
+             f"Latency is one network-sized frame to a label map. `{PYTORCH_BASELINE}` (segedge's "
+             f"thread count) and `{PLAIN_BASELINE}` (ONNX Runtime's default threads) are the "
+             "baselines, `openvino-direct` the peer of the `openvino-cpu` rows; the ratios are "
+             "baseline p50 / row p50 (higher is faster), each with the thread counts of both "
+             "sides (baseline first; `2t` = 2 threads).", "",
+             *_table(HEADLINE_HEADER, headline_rows(recs)), "", *peer_lines(recs)]
     if result.e2e:
         lines += ["## End to end on a video", "", *e2e_lines(result.e2e)]
     ladder = ladder_rows(recs)
@@ -262,8 +321,15 @@ def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, s
               "- `ort-*` and `tensorrt` rows time the runtime backend's `infer` on the tensor "
               "`segedge.runtime.preprocess.prepare` makes (normalisation and argmax are baked "
               "into the graph). `pytorch-*` rows time uint8 frame → normalise → forward → "
-              "argmax. `plain-ort` times numpy normalise → 1-thread default ONNX Runtime "
-              "session (logits) → numpy argmax.",
+              "argmax with segedge's thread count. `plain-ort` times numpy normalise → a "
+              "default ONNX Runtime session (its default threads, counted) (logits) → numpy "
+              "argmax.",
+              "- `openvino-cpu` rows are segedge's OpenVINO backend with an explicit precision "
+              "hint read back after compiling (bf16/fp16: the FP32 artifact with that hint; a "
+              "CPU that does not honour it skips the row); int8 is the Q/DQ artifact. Their "
+              "agreement is measured against the FP32 artifact on ONNX Runtime. "
+              "`openvino-direct` is `Core().compile_model` on the same artifact with the same "
+              "threads and hint, called on the same tensor.",
               "- `CPU ms` is CPU time of all the process's threads per iteration (about "
               "threads x wall when the cores were free; close to wall when another process held "
               "one). `idle before` is the share of the CPUs idle in the half second before timing "

@@ -136,7 +136,7 @@ class Suite:
             art = self._artifact(plan, cell, decision.needs)
         except ArtifactError as err:
             return Record.for_cell(cell, status="failed", reason=str(err), weights=weights)
-        job = self._job(plan, cell, art, weights)
+        job = self._job(plan, cell, art, weights, self._reference(plan, cell, decision.needs))
         idle = self.settle()
         try:
             out = isolate.call(measure_model, job, self.cfg.isolated)
@@ -157,7 +157,27 @@ class Suite:
         return rec
 
     def _threads(self, cell: Cell) -> int:
-        return 1 if cell.backend == "plain-ort" else self.cfg.threads
+        """segedge's thread count; baselines with their own rule (plain-ort: ONNX Runtime's
+        default) report what they really used instead (Loaded.threads)."""
+        return self.cfg.threads
+
+    def _reference(self, plan: ModelPlan, cell: Cell, needs: Needs) -> str | None:
+        """The FP32 labels artifact a Needs.reference row measures its agreement against."""
+        if not needs.reference:
+            return None
+        if plan.is_artifact:
+            from segedge.benchmarks.plan import artifact_metadata
+
+            path = Path(plan.model)
+            return str(path) if artifact_metadata(path).precision == "fp32" else None
+        assert cell.imgsz is not None
+        try:
+            return str(self.store.get(ArtifactRequest(
+                model=plan.model, precision="fp32", imgsz=cell.imgsz, batch=cell.batch,
+                weights=plan.weights, checkpoint=plan.checkpoint,
+                num_classes=plan.num_classes)).path)
+        except ArtifactError:
+            return None
 
     def _artifact(self, plan: ModelPlan, cell: Cell, needs: Needs) -> Artifact | None:
         if needs.kind == "torch":
@@ -174,7 +194,8 @@ class Suite:
             engine=needs.kind == "plan", weights=plan.weights, checkpoint=plan.checkpoint,
             num_classes=plan.num_classes, calib=plan.calib))
 
-    def _job(self, plan: ModelPlan, cell: Cell, art: Artifact | None, weights: str) -> ModelJob:
+    def _job(self, plan: ModelPlan, cell: Cell, art: Artifact | None, weights: str,
+             reference: str | None = None) -> ModelJob:
         assert cell.imgsz is not None
         labelled = bool(plan.eval_images and plan.eval_labels) and weights != "random"
         artifact = None if art is None else str(art.plan or art.path)
@@ -185,4 +206,5 @@ class Suite:
             weights=plan.weights, checkpoint=plan.checkpoint, num_classes=plan.num_classes,
             eval_images=plan.eval_images if labelled else None,
             eval_labels=plan.eval_labels if labelled else None,
-            max_seconds=plan.max_seconds, cache_dir=str(self.cfg.workdir / "trt_cache"))
+            max_seconds=plan.max_seconds, cache_dir=str(self.cfg.workdir / "trt_cache"),
+            reference_artifact=reference)

@@ -42,6 +42,15 @@ from segedge.runtime.metadata import (  # noqa: E402
     ArtifactMetadata,
     InputSpec,
 )
+from segedge.runtime.normalization import (  # noqa: E402
+    NORM_UNITS,
+    NormUnits,
+    infer_units,
+    normalization,
+    parse_numbers,
+    parse_scale,
+)
+from segedge.runtime.normalization import RULE as NORM_RULE  # noqa: E402
 from segedge.runtime.redact import redact  # noqa: E402
 from segedge.runtime.sources.base import MAX_WAIT_S, SourceOptions  # noqa: E402
 
@@ -49,16 +58,13 @@ RGB = tuple[int, int, int]
 
 
 def parse_triple(flag: str, text: str) -> tuple[float, float, float]:
-    """``0.485,0.456,0.406`` (0..1) or ``123.7,116.3,103.5`` (0..255, divided by 255)."""
-    try:
-        values = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise InputError(flag, "three comma-separated numbers", repr(text))
-    if any(v > 1.0 for v in values):
-        values = tuple(v / 255.0 for v in values)
-    return values  # type: ignore[return-value]
+    """One triple in 0..1 units by segedge.runtime.normalization's rule: ``0.485,0.456,0.406``
+    as is, ``123.7,116.3,103.5`` (a value above 1: pixel units) divided by 255.  --mean and
+    --std go through `foreign_hints` together (the mean decides the units of both)."""
+    values = parse_numbers(flag, text)
+    if infer_units(values) == "pixel":
+        return (values[0] / 255.0, values[1] / 255.0, values[2] / 255.0)
+    return values
 
 
 def read_text_file(flag: str, path: Path, what: str) -> str:
@@ -135,14 +141,27 @@ def parse_palette(text: str) -> tuple[RGB, ...]:
 
 
 def foreign_hints(model: Path, mean: str | None, std: str | None, classes: str | None,
-                  bgr: bool, stride: int | None) -> ArtifactMetadata | None:
-    """What the flags say about a model without segedge metadata (None: nothing said)."""
-    if mean is None and std is None and classes is None and not bgr and stride is None:
+                  bgr: bool, stride: int | None, norm_units: NormUnits | None = None,
+                  scale: str | None = None) -> ArtifactMetadata | None:
+    """What the flags say about a model without segedge metadata (None: nothing said).
+
+    --mean/--std/--norm-units/--scale follow segexport's one rule
+    (segedge.runtime.normalization); units omitted, a mean value above 1 means pixel
+    units for both, so the 0..255 form segrun always accepted still works.
+    """
+    if mean is None and std is None and classes is None and not bgr and stride is None \
+            and norm_units is None and scale is None:
         return None
     if stride is not None and stride < 1:
         raise InputError("--stride", "a positive integer", stride)
-    spec = InputSpec(mean=parse_triple("--mean", mean) if mean else IMAGENET_MEAN,
-                     std=parse_triple("--std", std) if std else IMAGENET_STD,
+    if (norm_units is not None or scale is not None) and mean is None and std is None:
+        flag = "--norm-units" if norm_units is not None else "--scale"
+        raise InputError(flag, "--mean and --std to apply to", "neither")
+    norm = normalization(parse_numbers("--mean", mean) if mean else None,
+                         parse_numbers("--std", std) if std else None, norm_units,
+                         parse_scale(scale) if scale is not None else 1.0,
+                         IMAGENET_MEAN, IMAGENET_STD)
+    spec = InputSpec(mean=norm.unit_mean, std=norm.unit_std,
                      color_order="BGR" if bgr else "RGB", stride=stride or 1)
     return ArtifactMetadata(model=model.stem, family="foreign",
                             classes=parse_classes(classes) if classes else (), palette=(),
@@ -191,9 +210,17 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
               help="FPS and per-stage milliseconds on the picture.")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
               default="auto", show_default=True, help="ONNX Runtime execution provider.")
-@click.option("--threads", type=int, help="CPU provider intra-op threads.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]),
-              default="auto", show_default=True)
+@click.option("--threads", type=int,
+              help="CPU inference threads (ONNX Runtime intra-op, OpenVINO) [the library's].")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]),
+              default="auto", show_default=True,
+              help="auto: a plan runs on TensorRT; an .onnx on ONNX Runtime's GPU providers "
+                   "when a GPU executes it, else on OpenVINO or ONNX Runtime, whichever a short "
+                   "timed probe finds faster on this CPU (cached per artifact, CPU and threads; "
+                   "the first line says which and why).")
+@click.option("--precision-hint", type=click.Choice(["f32", "bf16", "f16"]),
+              help="OpenVINO inference precision [f32; auto: bf16 only where the artifact's "
+                   "export report verified it].")
 @click.option("--fp16", is_flag=True, help="TensorRT EP: allow FP16 kernels.")
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="TensorRT EP engine and timing cache directory.")
@@ -220,8 +247,13 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
               help="Seconds before the first reopen attempt; doubles per attempt up to "
                    "8 s (or this value, if larger).")
 @click.option("--camera-size", help="Ask a camera for this size, e.g. 1280x720.")
-@click.option("--mean", help="Foreign ONNX: normalisation mean, e.g. 0.485,0.456,0.406.")
+@click.option("--mean", help="Foreign ONNX: normalisation mean, e.g. 0.485,0.456,0.406 "
+              "(0..1) or 123.7,116.3,103.5 (pixel). " + NORM_RULE)
 @click.option("--std", help="Foreign ONNX: normalisation std, e.g. 0.229,0.224,0.225.")
+@click.option("--norm-units", type=click.Choice(NORM_UNITS),
+              help="Foreign ONNX: units of --mean/--std, unit (0..1) or pixel (0..255).")
+@click.option("--scale", metavar="K",
+              help="Foreign ONNX: K in y = (x - M) / S * K, e.g. 1/255 [1].")
 @click.option("--classes", help="Foreign ONNX: class names a,b,c or a file (one per line).")
 @click.option("--bgr", is_flag=True, help="Foreign ONNX: the model takes BGR.")
 @click.option("--stride", type=int, help="Foreign ONNX with dynamic size: size multiple.")
@@ -240,7 +272,8 @@ def segrun(**kw: Any) -> int:
     from segedge.runtime.pipeline import run
 
     model: Path = kw["model"]
-    hints = foreign_hints(model, kw["mean"], kw["std"], kw["classes"], kw["bgr"], kw["stride"])
+    hints = foreign_hints(model, kw["mean"], kw["std"], kw["classes"], kw["bgr"], kw["stride"],
+                          kw["norm_units"], kw["scale"])
     config = RunConfig(
         model=model, source=kw["source"], output=kw["output"], save_masks=kw["save_masks"],
         stats_path=kw["stats_path"], display=kw["display"],
@@ -251,7 +284,8 @@ def segrun(**kw: Any) -> int:
         backend=kw["backend"],
         backend_options=BackendOptions(provider=kw["provider"], threads=kw["threads"],
                                        fp16=kw["fp16"], cache_dir=kw["cache_dir"],
-                                       device_id=kw["device_id"], metadata=hints),
+                                       device_id=kw["device_id"], metadata=hints,
+                                       precision_hint=kw["precision_hint"]),
         source_options=source_options(kw["fps"], kw["camera_size"], kw["reconnect"],
                                       kw["reconnect_backoff"]),
         postprocess=kw["postprocess"], score_threshold=kw["score_threshold"],

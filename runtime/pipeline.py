@@ -178,8 +178,11 @@ class _Pipeline:
                 self.rec.add("read", (p1 - p0) * 1e3)
                 if pace:
                     self.stop.wait(max(0.0, start + count / float(pace) - time.monotonic()))
-                tensor, geom = self.seg.preprocess(frame.image)
-                self.rec.add("preprocess", (time.perf_counter() - p1) * 1e3)
+                split: dict[str, float] = {}
+                tensor, geom = self.seg.preprocess(frame.image, split)
+                resize_ms = split.get("resize", 0.0)
+                self.rec.add("resize", resize_ms)
+                self.rec.add("preprocess", (time.perf_counter() - p1) * 1e3 - resize_ms)
                 t_start = frame.timestamp if self.source.live else t0
                 if not self._put(self.q_infer, _Item(frame.index, t_start, frame.image,
                                                      tensor, geom)):
@@ -322,6 +325,7 @@ class _Pipeline:
             wall, dropped=self.source.dropped, corrupt=self.source.corrupt,
             model=str(self.config.model), source=self.source_name,
             backend=self.seg.backend.name, provider=self.seg.active,
+            backend_reason=self.seg.backend_reason,
             output=str(output) if output is not None else None,
             interrupted=self.stop.signum is not None or not finished,
             stop_reason=reason, extra=self.frame_stats.extra(),
@@ -364,6 +368,7 @@ def failure_stats(config: RunConfig, err: BaseException,
         0.0, dropped=0, corrupt=0, model=str(config.model), source=redact(config.source),
         backend=segmenter.backend.name if segmenter is not None else "",
         provider=segmenter.active if segmenter is not None else "",
+        backend_reason=segmenter.backend_reason if segmenter is not None else "",
         output=str(config.output) if config.output is not None else None,
         interrupted=interrupted, stop_reason=reason)
 
@@ -378,13 +383,13 @@ def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:
                               postprocess=config.postprocess,
                               score_threshold=config.score_threshold,
                               options=config.backend_options)
-        log.info("model %s on %s (%s)", config.model, segmenter.backend.name, segmenter.active)
+        log.info("model %s on %s", config.model, segmenter.backend_reason)
         source = in_background_thread(
             lambda: open_source(config.source, config.source_options), config.background_nice)
         try:
             log.info("source %s", redact(config.source))
             sinks = build_sinks(config.output, config.save_masks, config.display, source.fps,
-                                config.window_name)
+                                config.window_name, getattr(source, "frame_name", None))
             # The stages already run in parallel: OpenCV's own worker pool (at normal
             # priority) would only compete with inference for the same cores.
             cv_threads = cv2.getNumThreads()

@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from segedge.runtime.backends.auto import label, open_auto
 from segedge.runtime.backends.base import Backend, BackendOptions, open_backend
 from segedge.runtime.contract import check_input_spec, describe_input, describe_outputs, guarded
 from segedge.runtime.draw import DrawConfig, colorize, palette_lut
@@ -106,8 +107,10 @@ def merge_options(options: BackendOptions | None, **given: Any) -> BackendOption
 class Segmenter:
     """One loaded artifact; call it on BGR frames.
 
-    ``provider``, ``threads`` and ``hints`` (metadata for a foreign ONNX) may be
-    given directly or inside ``options``; both together must agree.
+    ``provider``, ``threads``, ``precision_hint`` (OpenVINO) and ``hints`` (metadata
+    for a foreign ONNX) may be given directly or inside ``options``; both together
+    must agree.  ``backend="auto"`` picks the fastest verified backend here by
+    measuring (runtime.backends.auto); ``backend_reason`` says what it picked and why.
     """
 
     def __init__(self, model: str | Path, *, backend: str = "auto",
@@ -115,11 +118,18 @@ class Segmenter:
                  postprocess: PostprocessMode = "exact",
                  score_threshold: float | None = None,
                  hints: ArtifactMetadata | None = None,
+                 precision_hint: str | None = None,
                  options: BackendOptions | None = None) -> None:
         self.decode_options = DecodeOptions(postprocess, score_threshold)
         self.options = merge_options(options, provider=provider, threads=threads,
-                                     metadata=hints)
-        self.backend: Backend = open_backend(model, backend, self.options)
+                                     metadata=hints, precision_hint=precision_hint)
+        self.backend: Backend
+        if backend == "auto":  # measured once per artifact and machine (backends.auto)
+            choice = open_auto(model, self.options, opener=open_backend)
+            self.backend, self.backend_reason = choice.backend, choice.reason
+        else:
+            self.backend = open_backend(model, backend, self.options)
+            self.backend_reason = f"{label(self.backend)}: --backend {backend}"
         self.metadata: ArtifactMetadata = self.backend.metadata
         self._source = str(model)
         try:
@@ -158,13 +168,16 @@ class Segmenter:
     def active(self) -> str:
         return self.backend.active
 
-    def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
+    def preprocess(self, frame_bgr: np.ndarray, timings: dict[str, float] | None = None
+                   ) -> tuple[np.ndarray, Geometry]:
+        """Frame -> (input tensor, geometry); ``timings`` receives the resize's ms."""
         spec = self.metadata.input
         if self._checked["preprocess"]:
-            tensor, (geom,) = prepare([frame_bgr], spec)
+            tensor, (geom,) = prepare([frame_bgr], spec, timings)
         else:
             shape = list(getattr(frame_bgr, "shape", []))
-            tensor, (geom,) = guarded(lambda: prepare([frame_bgr], spec), self._source,
+            tensor, (geom,) = guarded(lambda: prepare([frame_bgr], spec, timings),
+                                      self._source,
                                       f"frames to fit its {describe_input(spec)}",
                                       f"frame {shape}")
             self._checked["preprocess"] = True

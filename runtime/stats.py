@@ -24,7 +24,9 @@ from segedge.runtime.cli_support import (
 from segedge.runtime.errors import InputError
 from segedge.runtime.io import write_text_atomic
 
-STAGES = ("read", "preprocess", "infer", "postprocess", "draw", "write", "latency")
+# read = decode, resize = to the network size, preprocess = the rest (colour, layout,
+# normalisation), draw = overlay, write = encode (every sink).
+STAGES = ("read", "resize", "preprocess", "infer", "postprocess", "draw", "write", "latency")
 
 
 class LatencyRecorder:
@@ -127,6 +129,7 @@ class RunStats:
     source: str = ""
     backend: str = ""
     provider: str = ""
+    backend_reason: str = ""  # why this backend ran (--backend auto: what was measured)
     output: str | None = None
     interrupted: bool = False
     stop_reason: str = "end of stream"
@@ -183,7 +186,7 @@ class StatsRecorder:
     def hud_lines(self) -> list[str]:
         parts = [f"{name[:4]} {self.stages[name].recent:5.1f}" for name in STAGES[:-1]]
         return [f"FPS {self.fps.fps:5.1f}  latency {self.stages['latency'].recent:6.1f} ms",
-                " ".join(parts[:3]) + " ms", " ".join(parts[3:]) + " ms"]
+                " ".join(parts[:4]) + " ms", " ".join(parts[4:]) + " ms"]
 
     def finish(self, wall_s: float, dropped: int, corrupt: int, **info: Any) -> RunStats:
         processed = self.counters.processed

@@ -3,11 +3,26 @@ say why."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.shared_data import shared_data_root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _auto_backend_pinned() -> Iterator[None]:
+    """`--backend auto` times OpenVINO against ONNX Runtime; the suite pins ONNX Runtime so no
+    result hinges on a timing probe (tests/runtime/test_auto_backend.py tests the rule)."""
+    saved = os.environ.get("SEGEDGE_AUTO_BACKEND")
+    os.environ["SEGEDGE_AUTO_BACKEND"] = "onnxruntime"
+    yield
+    if saved is None:
+        os.environ.pop("SEGEDGE_AUTO_BACKEND", None)
+    else:
+        os.environ["SEGEDGE_AUTO_BACKEND"] = saved
 
 
 @pytest.fixture(scope="session")

@@ -126,15 +126,19 @@ def open_sink(name: str, *args: Any, **kwargs: Any) -> Sink:
 
 
 def build_sinks(output: Path | None, save_masks: Path | None, display: bool | None,
-                fps: float | None, window_name: str = "segrun") -> list[Sink]:
-    """Sinks for the run; display=None shows a window only where one can exist."""
+                fps: float | None, window_name: str = "segrun",
+                frame_names: Callable[[int], str | None] | None = None) -> list[Sink]:
+    """Sinks for the run; display=None shows a window only where one can exist.
+
+    `frame_names` (an image source's ``frame_name``) names mask files after their images.
+    """
     from segedge.runtime.sinks import window
 
     sinks: list[Sink] = []
     if output is not None:
         sinks.append(open_sink("video", output, fps))
     if save_masks is not None:
-        sinks.append(open_sink("masks", save_masks))
+        sinks.append(open_sink("masks", save_masks, frame_names=frame_names))
     show = window.display_available() if display is None else display
     if show and not window.display_available():
         log.warning("no display (or OpenCV without GUI support): running headless")

@@ -54,3 +54,9 @@ def test_summary_refuses_no_samples_and_ratio_handles_missing() -> None:
     assert ratio(3.0, 2.0) == 1.5
     assert ratio(None, 2.0) is None
     assert ratio(1.0, 0.0) is None
+
+
+def test_ratios_keep_four_significant_digits_however_small() -> None:
+    assert ratio(1.0, 25.38) == 0.0394  # 3 fixed decimals would say 0.039 (1 % off)
+    assert ratio(27.0, 10.0) == 2.7 and ratio(12.0, 30.0) == 0.4
+    assert ratio(2.0, 3.0) == 0.6667 and ratio(200.0, 3.0) == 66.67

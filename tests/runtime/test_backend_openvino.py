@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +59,28 @@ def test_dynamic_input_runs_any_size(models: dict[str, Path]) -> None:
     backend = open_backend(models["labels_dynamic"], "openvino", BackendOptions(threads=1))
     out = backend.infer(frame(40, 56))
     assert out["labels"].shape == (1, 40, 56)
+
+
+SIGNAL_AFTER_CLOSE = """
+import gc, os, signal, sys
+from segedge.runtime.backends.base import BackendOptions, open_backend
+first = open_backend(sys.argv[1], "openvino", BackendOptions(threads=1))
+second = open_backend(sys.argv[1], "openvino", BackendOptions(threads=1, precision_hint="bf16"))
+first.close(); second.close()
+del first, second  # destroyed in creation order, not LIFO
+gc.collect()
+got = []
+signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+os.kill(os.getpid(), signal.SIGTERM)
+print("handled", got)
+"""
+
+
+def test_a_signal_after_closing_backends_reaches_python(models: dict[str, Path]) -> None:
+    """Each openvino.Core's CPU plugin swaps the signal alternate stack; two Cores destroyed
+    in creation order left a freed one behind and SIGTERM crashed with SIGSEGV (exit -11).
+    One Core per process (shared_core) keeps segrun's exit codes 130/143 intact."""
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_CLOSE, str(models["labels"])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.strip() == f"handled [{int(signal.SIGTERM)}]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,3 +231,48 @@ def test_degraded_run_prints_stats_then_one_line_and_exits_4(
     assert json.loads(out)["frames_corrupt"] == 3
     assert err.strip() == (f"segrun: error: run degraded: {images}: no frame could be processed "
                            "(3 unreadable)")
+
+
+def test_backend_openvino_and_precision_hint_reach_the_backend(
+        capsys: pytest.CaptureFixture[str], models: dict[str, Path], video: Path) -> None:
+    pytest.importorskip("openvino")
+    code, out, err = call(capsys, models["labels"], video, "--backend", "openvino",
+                          "--precision-hint", "f32", "--threads", "1", "--no-display",
+                          "--max-frames", "4")
+    assert code == 0, err
+    stats = json.loads(out)
+    assert stats["backend"] == "openvino" and stats["provider"] == "CPU (f32)"
+    assert stats["backend_reason"] == "openvino CPU (f32): --backend openvino"
+    assert stats["frames_processed"] == 4
+    code, _, err = call(capsys, models["labels"], video, "--precision-hint", "int4")
+    assert code == 2 and "'int4' is not one of 'f32', 'bf16', 'f16'" in err
+
+
+AUTO_LINE = re.compile(
+    r"^segrun: model \S+labels\.onnx on (?P<winner>openvino CPU \(f32\)|onnxruntime CPU): "
+    r"[0-9.]+ ms vs (openvino CPU \(f32\)|onnxruntime CPU) [0-9.]+ ms at 32x48, 1 thread, "
+    r"(?P<how>measured|measured earlier \(cached\)); bf16 not verified by the export report, "
+    r"so f32$")
+
+
+def test_auto_says_in_its_first_line_what_it_measured_and_then_reads_the_cache(
+        models: dict[str, Path], video: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    env = {k: v for k, v in os.environ.items() if k != "SEGEDGE_AUTO_BACKEND"}
+    env["SEGEDGE_AUTO_BACKEND_CACHE"] = str(tmp_path / "auto.json")
+    seen = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "segedge.runtime.cli", str(models["labels"]), str(video),
+             "--no-display", "--max-frames", "3", "--threads", "1"],
+            capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        assert proc.returncode == 0, proc.stderr
+        first = proc.stderr.splitlines()[0]
+        match = AUTO_LINE.match(first)
+        assert match is not None, first
+        stats = json.loads(proc.stdout)
+        assert stats["backend_reason"] == first.split(" on ", 1)[1]
+        assert stats["backend"] == match["winner"].split()[0]
+        seen.append((match["winner"], match["how"]))
+    assert seen[0][1] == "measured" and seen[1] == (seen[0][0], "measured earlier (cached)")
+    assert len(json.loads((tmp_path / "auto.json").read_text())["entries"]) == 1

@@ -31,8 +31,10 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
         frames.append(image)
 
 
-def read_mask(directory: Path, index: int) -> np.ndarray:
-    mask = cv2.imread(str(directory / f"{index:06d}.png"), cv2.IMREAD_UNCHANGED)
+def read_mask(directory: Path, index: int | str) -> np.ndarray:
+    """Mask `index` of a video source, or the mask named after image `index` (its stem)."""
+    name = index if isinstance(index, str) else f"{index:06d}"
+    mask = cv2.imread(str(directory / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     assert mask is not None, f"mask {index} missing"
     return np.asarray(mask)
 
@@ -111,7 +113,7 @@ def test_image_directory_to_video(models: dict[str, Path], tmp_path: Path) -> No
     out = tmp_path / "o.avi"
     stats = run(config(models["labels"], images, output=out, save_masks=tmp_path / "m"))
     assert stats.frames_processed == 4 and count_frames(out) == (4, (64, 48))
-    assert (read_mask(tmp_path / "m", 2)[:, :10] == 1).all()
+    assert (read_mask(tmp_path / "m", "2")[:, :10] == 1).all()  # named after 2.png
 
 
 def test_truncated_video_is_processed_up_to_the_damage(models: dict[str, Path],
@@ -132,7 +134,7 @@ def test_score_threshold_writes_unknown_labels(models: dict[str, Path], tmp_path
     cv2.imwrite(str(tmp_path / "f.png"), frame)
     run(config(models["labels_dynamic"], tmp_path / "f.png", save_masks=tmp_path / "m",
                score_threshold=0.7))
-    mask = read_mask(tmp_path / "m", 0)
+    mask = read_mask(tmp_path / "m", "f")  # named after f.png
     assert (mask[:, :32] == UNKNOWN_LABEL).all()  # red but unsure
     assert (mask[:, 32:] == UNKNOWN_LABEL).all()  # background, confidence 0
 
@@ -255,3 +257,16 @@ def test_outputs_are_checked_for_writability_before_anything_runs(
     with pytest.raises(InputError, match="--stats: expected a path other than --output"):
         config(models["labels"], video, output=tmp_path / "o.mp4",
                stats_path=tmp_path / "o.mp4")
+
+
+def test_stats_time_the_resize_on_its_own_and_say_why_this_backend(
+        models: dict[str, Path], video: Path) -> None:
+    stats = run(config(models["labels"], video, max_frames=5))
+    assert stats.stages["resize"].count == stats.stages["preprocess"].count == 5
+    assert stats.stages["resize"].p50_ms > 0.0  # 64x48 frames into a 32x48 graph
+    assert stats.backend_reason == "onnxruntime CPU: pinned by SEGEDGE_AUTO_BACKEND"
+    pytest.importorskip("openvino")
+    stats = run(config(models["labels"], video, max_frames=5, backend="openvino"))
+    assert stats.backend == "openvino" and stats.provider == "CPU (f32)"
+    assert stats.backend_reason == "openvino CPU (f32): --backend openvino"
+    assert stats.frames_processed == 5
