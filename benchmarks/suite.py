@@ -21,6 +21,7 @@ from segedge.benchmarks.jobs import ModelJob, Needs, SkipCell
 from segedge.benchmarks.measure import measure_model
 from segedge.benchmarks.plan import ModelPlan, Planner
 from segedge.runtime.errors import SegedgeError
+from segedge.runtime.progress import progress
 
 Log = Callable[[str], None]
 
@@ -94,16 +95,13 @@ class Suite:
             self._bar.update(1)
 
     def run(self) -> SuiteResult:
-        from tqdm import tqdm
-
         start = time.perf_counter()
         environment = env.environment(self.cfg.threads)
         work = [(plan, cell) for plan in self.cfg.plans for cell in plan.cells()]
         total = len(work) + sum(p.steps() for p in self.cfg.e2e)
         records: list[Record] = []
         summaries: list[dict[str, Any]] = []
-        with tqdm(total=total, unit="cell", disable=not self.cfg.progress, leave=False,
-                  dynamic_ncols=True) as bar:
+        with progress(total=total, unit="cell", quiet=not self.cfg.progress) as bar:
             self._bar = bar
             for plan, cell in work:
                 bar.set_description_str(cell.label()[:60])

@@ -134,7 +134,9 @@ def openvino_info() -> dict[str, Any] | None:
         return {"error": one_line(err)}
     info: dict[str, Any] = {"version": getattr(ov, "__version__", "unknown")}
     try:
-        info["devices"] = list(ov.Core().available_devices)
+        from segedge.runtime.backends.openvino import shared_core
+
+        info["devices"] = list(shared_core().available_devices)
     except Exception as err:  # noqa: BLE001
         info["devices_error"] = one_line(err)
     return info

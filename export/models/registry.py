@@ -64,9 +64,11 @@ class ModelSpec:
         """Full-model weights must predict this entry's classes with its preprocessing."""
         if not self.classes:
             raise ValueError(f"zoo entry {self.name!r}: expected at least one class, got none")
-        if self.task not in ("semantic", "instance"):
-            raise ValueError(f"zoo entry {self.name!r}: expected task semantic or instance, "
-                             f"got {self.task!r}")
+        from segedge.export.tasks.base import task_names
+
+        if self.task not in task_names():
+            raise ValueError(f"zoo entry {self.name!r}: expected task one of "
+                             f"{', '.join(task_names())}, got {self.task!r}")
         meta = self.weights.meta if self.weights is not None else None
         if meta is None:
             return

@@ -97,9 +97,9 @@ def latency_ms(path: Path, tensor: np.ndarray, meta: ArtifactMetadata, runtime: 
 def has_bf16() -> bool:
     """Whether OpenVINO's CPU plugin has native bf16 here (AVX-512 BF16 / AMX)."""
     try:
-        import openvino as ov
+        from segedge.runtime.backends.openvino import shared_core
 
-        caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        caps = shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except Exception:  # noqa: BLE001 - no OpenVINO, or no CPU device
         return False
     return "BF16" in [str(c).upper() for c in caps]

@@ -131,7 +131,7 @@ def infer_metadata(session: Any, path: Path, hints: ArtifactMetadata | None) -> 
     elif channels is not None and len(classes) != channels:
         raise InputError("--classes", f"{channels} names (the model's output channels)",
                          f"{len(classes)} names")
-    palette = base.palette if len(base.palette) >= len(classes) else default_palette(len(classes))
+    palette = base.palette if len(base.palette) >= len(classes) else default_palette(classes)
     in_spec = replace(
         base.input, name=inp.name, layout=layout, size=size,
         format="uint8" if inp.type == "tensor(uint8)" else "float",
