@@ -103,6 +103,10 @@ def _precision(opts: dict[str, Any]) -> str:
 @click.option("--verify-labels", type=click.Path(path_type=Path),
               help="Label PNGs named like --verify-images: the report shows PyTorch and ONNX "
                    "mIoU side by side (a wrong --mean/--std/--bgr shows there, not in parity).")
+@click.option("--check-bf16", is_flag=True,
+              help="Also gate OpenVINO bf16 against FP32 on the verification frames (needs "
+                   "OpenVINO and a CPU with bf16); segrun --backend auto uses bf16 only where "
+                   "this passed.")
 @click.option("--min-agreement", type=float, default=FP32_MIN_AGREEMENT, show_default=True,
               help="The FP32 parity gate: percent argmax agreement with PyTorch.")
 @click.option("--exporter", type=click.Choice(get_args(Exporter)), default="auto",
@@ -199,7 +203,7 @@ def segexport(model: str | None, list_: bool, classes_file: Path | None, model_r
         exporter=opts["exporter"], quiet=opts["quiet"],
         verify=VerifyOptions(enabled=not opts["no_verify"], images=opts["verify_images"],
                              count=opts["verify_count"], min_agreement=opts["min_agreement"],
-                             labels=opts["verify_labels"]),
+                             labels=opts["verify_labels"], bf16=opts["check_bf16"]),
         precision=precision,
         instance=InstanceOptions(max_detections=opts["max_detections"],
                                  mask_threshold=opts["mask_threshold"],

@@ -71,6 +71,7 @@ class VerifyOptions:
     count: int = 4
     min_agreement: float = FP32_MIN_AGREEMENT  # --min-agreement: the FP32 gate, nothing else
     labels: Path | None = None  # label PNGs named like `images`: PyTorch and ONNX mIoU
+    bf16: bool = False  # --check-bf16: gate OpenVINO bf16 against FP32 for `--backend auto`
 
     def __post_init__(self) -> None:
         _positive("--verify-count", self.count)

@@ -179,6 +179,9 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
             "gate": task.gate(cfg), "tensorrt": lint_section(model, task),
             "metadata": dataclasses.asdict(meta), "notes": notes, "warnings": warnings,
         }
+        if cfg.verify.bf16:
+            report["openvino"] = {"bf16": bf16_section(cfg, task.name, final_tmp, meta,
+                                                       prep.size)}
         if lowered is not None:
             report["precision_report"] = lowered.section
             if lowered.failure:
@@ -198,6 +201,19 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
                                                "engine was built")
         raise
     return report
+
+
+def bf16_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMetadata,
+                 size: tuple[int, int]) -> dict[str, Any]:
+    """--check-bf16: OpenVINO bf16 vs FP32 on the verification frames (runtime hint, not graph)."""
+    if task != "semantic":
+        return {"checked": False, "reason": f"bf16 gate is for label maps, not task {task!r}"}
+    from segedge.export.config import FP16_MIN_AGREEMENT
+    from segedge.export.frames import load_frames
+    from segedge.export.precision.runtimes import bf16_gate
+
+    frames = load_frames(cfg.verify.images, cfg.verify.count, size)
+    return bf16_gate(artifact, meta, frames.frames, FP16_MIN_AGREEMENT)
 
 
 def engine_section(cfg: ExportConfig, mode: PrecisionMode, out: Path, meta: ArtifactMetadata,

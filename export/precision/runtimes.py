@@ -103,3 +103,28 @@ def has_bf16() -> bool:
     except Exception:  # noqa: BLE001 - no OpenVINO, or no CPU device
         return False
     return "BF16" in [str(c).upper() for c in caps]
+
+
+def bf16_gate(path: Path, meta: ArtifactMetadata, images: list[np.ndarray],
+              min_agreement: float) -> dict[str, object]:
+    """OpenVINO bf16 against ONNX Runtime FP32 on the verification frames (the export report's
+    ``openvino.bf16`` section): bf16 is a runtime hint, not a graph, so it is verified per
+    artifact and `segrun --backend auto` uses it only where this gate passed."""
+    from segedge.runtime.preprocess import prepare
+
+    if OPENVINO not in available():
+        return {"checked": False, "reason": "OpenVINO is not installed"}
+    if not has_bf16():
+        return {"checked": False, "reason": "this CPU has no native bf16 (AVX-512 BF16 / AMX)"}
+    fp32, bf16 = runner(path, meta, ORT), runner(path, meta, OPENVINO, hint="bf16")
+    same = total = 0
+    for image in images:
+        tensor, _ = prepare([image], meta.input)
+        a = labels_from_outputs(fp32(tensor), meta)
+        b = labels_from_outputs(bf16(tensor), meta)
+        same += int(np.count_nonzero(a == b))
+        total += int(a.size)
+    agreement = round(100.0 * same / max(total, 1), 3)
+    return {"checked": True, "runtime": "openvino CPU bf16 vs onnxruntime fp32",
+            "frames": len(images), "argmax_agreement": agreement,
+            "gate": {"min_argmax_agreement": min_agreement, "passed": agreement >= min_agreement}}

@@ -1,0 +1,65 @@
+"""--check-bf16: OpenVINO bf16 gated against FP32 per artifact, and what `--backend auto` reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segedge.export.config import ExportConfig, VerifyOptions
+from segedge.export.pipeline import bf16_section, export
+from segedge.export.precision import runtimes
+from segedge.runtime.backends.auto import bf16_verified
+from segedge.runtime.io import write_json_atomic
+from segedge.runtime.sidecar import sha256_file
+
+pytest.importorskip("openvino", reason="openvino not installed (pip install 'segedge[openvino]')")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bf16") / "demo.onnx"
+    export(ExportConfig(model="demo", output=out, quiet=True, verify=VerifyOptions(bf16=True)))
+    return out
+
+
+def test_report_gates_bf16_and_auto_trusts_only_that_file(exported: Path) -> None:
+    report = json.loads(exported.with_suffix(".report.json").read_text())
+    section = report["openvino"]["bf16"]
+    if not runtimes.has_bf16():
+        assert section == {"checked": False,
+                           "reason": "this CPU has no native bf16 (AVX-512 BF16 / AMX)"}
+        return
+    assert section["checked"] is True and section["frames"] == 4
+    assert 99.5 <= section["argmax_agreement"] <= 100.0
+    assert section["gate"] == {"min_argmax_agreement": 99.5, "passed": True}
+    sha = sha256_file(exported)
+    assert bf16_verified(exported, sha) is True
+    assert bf16_verified(exported, "0" * 64) is False  # another file's report never counts
+    failed = dict(report, openvino={"bf16": dict(section, gate={"min_argmax_agreement": 99.5,
+                                                                "passed": False})})
+    write_json_atomic(exported.with_suffix(".report.json"), failed)
+    assert bf16_verified(exported, sha) is False
+
+
+def test_gate_fails_below_the_threshold_and_says_why_when_absent(
+        exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segedge.export.onnx.tools import read_metadata
+
+    meta = read_metadata(exported)
+    assert meta is not None
+    frames = [np.full((240, 320, 3), v, np.uint8) for v in (0, 128)]
+    if runtimes.has_bf16():
+        strict = runtimes.bf16_gate(exported, meta, frames, 100.01)
+        assert strict["checked"] is True and strict["gate"]["passed"] is False
+    monkeypatch.setattr(runtimes, "has_bf16", lambda: False)
+    assert runtimes.bf16_gate(exported, meta, frames, 99.5) == {
+        "checked": False, "reason": "this CPU has no native bf16 (AVX-512 BF16 / AMX)"}
+
+
+def test_instance_artifacts_are_not_bf16_gated(exported: Path) -> None:
+    cfg = ExportConfig(model="demo", quiet=True, verify=VerifyOptions(bf16=True))
+    assert bf16_section(cfg, "instance", exported, None, (240, 320)) == {  # type: ignore[arg-type]
+        "checked": False, "reason": "bf16 gate is for label maps, not task 'instance'"}
