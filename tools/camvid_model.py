@@ -59,11 +59,14 @@ def load_split(root: Path, split: str, size: tuple[int, int]) -> tuple[np.ndarra
 
 def train(root: Path, steps: int = DEFAULT_STEPS, batch: int = 8,
           size: tuple[int, int] = CAMVID_SIZE, seed: int = 0,
-          log: Callable[[str], None] = print) -> DemoNet:
-    """AdamW + one-cycle on random crops-free flips: enough for a stable, useful model."""
+          log: Callable[[str], None] = print,
+          build: Callable[[int], torch.nn.Module] = DemoNet) -> torch.nn.Module:
+    """AdamW + one-cycle on random crops-free flips: enough for a stable, useful model.
+
+    `build(num_classes)` makes the network (DemoNet; tools/camvid_espnet.py passes ESPNetLite)."""
     torch.manual_seed(seed)
     images, labels = load_split(root, "train", size)
-    model = DemoNet(len(CAMVID_CLASSES))
+    model = build(len(CAMVID_CLASSES))
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-3, total_steps=steps)
     rng = np.random.default_rng(seed)
@@ -85,26 +88,28 @@ def train(root: Path, steps: int = DEFAULT_STEPS, batch: int = 8,
     return model.eval()
 
 
-def save(model: DemoNet, path: Path, **info: object) -> Path:
+def save(model: torch.nn.Module, path: Path, architecture: str = "demo", **info: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"state_dict": model.state_dict(), "classes": list(CAMVID_CLASSES),
-                "architecture": "demo", "size": list(CAMVID_SIZE), **info}, tmp)
+                "architecture": architecture, "size": list(CAMVID_SIZE), **info}, tmp)
     tmp.replace(path)
     return path
 
 
 def cached_checkpoint(folder: Path, data: Path | None, steps: int = DEFAULT_STEPS,
-                      log: Callable[[str], None] = print) -> Path:
-    """Train once per (steps, size) into `folder` on `data`/camvid; later calls return the
-    saved file."""
+                      log: Callable[[str], None] = print,
+                      build: Callable[[int], torch.nn.Module] = DemoNet,
+                      name: str = "demo", architecture: str = "demo") -> Path:
+    """Train once per (network, steps, size) into `folder` on `data`/camvid; later calls
+    return the saved file."""
     root = camvid_root(data)
     if root is None:
         raise InputError("CamVid", "a data root holding camvid/train", f"none under {data}")
     h, w = CAMVID_SIZE
-    path = folder / f"camvid_demo_{steps}steps_{h}x{w}.pt"
+    path = folder / f"camvid_{name}_{steps}steps_{h}x{w}.pt"
     if not path.is_file():
-        save(train(root, steps=steps, log=log), path, steps=steps)
+        save(train(root, steps=steps, log=log, build=build), path, architecture, steps=steps)
     return path
 
 
