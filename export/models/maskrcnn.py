@@ -96,11 +96,7 @@ def torchvision_maskrcnn(factory: str, weights: Weights) -> Callable[[BuildReque
         model: nn.Module = getattr(detection, factory)(weights=None, weights_backbone=None,
                                                        num_classes=req.num_classes)
         if req.weights == "pretrained":
-            missing = weights.load(model)
-            note = f"pretrained {weights.enum()}"
-            if missing:
-                note += f"; random: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
-            model.segedge_weights_note = note  # type: ignore[assignment]
+            weights.load_noted(model, list_at_most=6)
         return model.eval()
 
     return build

@@ -32,12 +32,7 @@ def torchvision_builder(factory: str, weights: Weights) -> Callable[[BuildReques
                                         num_classes=req.num_classes, aux_loss=False)
         wrapped = OutOnly(model)
         if req.weights == "pretrained":
-            missing = weights.load(model)
-            note = f"pretrained {weights.enum()}"
-            if missing:
-                note += f"; random: {', '.join(missing)}"
-            # On the wrapper: resolve reads the note from what the builder returns.
-            wrapped.segedge_weights_note = note  # type: ignore[assignment]
+            weights.load_noted(model, note_on=wrapped)  # resolve reads the returned module
         return wrapped
 
     return build

@@ -186,6 +186,19 @@ class Weights:
             return []
         return load_matching(model, state)
 
+    def load_noted(self, model: nn.Module, note_on: nn.Module | None = None,
+                   list_at_most: int | None = None) -> None:
+        """Load (not strict) and leave the report's weights note on `note_on` (default
+        `model`; resolve reads it from what the builder returns): the enum, and which
+        keys stayed random (the first `list_at_most` of them, when given)."""
+        missing = self.load(model)
+        note = f"pretrained {self.enum()}"
+        if missing:
+            shown = missing if list_at_most is None else missing[:list_at_most]
+            more = " ..." if len(shown) < len(missing) else ""
+            note += f"; random: {', '.join(shown)}{more}"
+        (note_on or model).segedge_weights_note = note  # type: ignore[assignment]
+
 
 def choose_weights(spec_weights: Weights | None, mode: WeightsMode,
                    checkpoint: Path | str | None = None) -> Chosen:
