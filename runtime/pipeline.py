@@ -42,7 +42,7 @@ from segedge.runtime.preprocess import Geometry
 from segedge.runtime.redact import redact
 from segedge.runtime.segmenter import Segmenter
 from segedge.runtime.signals import StopRequest, stop_on_signals
-from segedge.runtime.sinks import Sink, SinkOutcome, build_sinks, needs_pixels
+from segedge.runtime.sinks import Sink, SinkOutcome, needs_pixels, sinks_for
 from segedge.runtime.sources.base import Source, open_source
 from segedge.runtime.stats import RunStats, StatsRecorder
 
@@ -388,8 +388,7 @@ def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:
             lambda: open_source(config.source, config.source_options), config.background_nice)
         try:
             log.info("source %s", redact(config.source))
-            sinks = build_sinks(config.output, config.save_masks, config.display, source.fps,
-                                config.window_name, getattr(source, "frame_name", None))
+            sinks = sinks_for(config, source)
             # The stages already run in parallel: OpenCV's own worker pool (at normal
             # priority) would only compete with inference for the same cores.
             cv_threads = cv2.getNumThreads()

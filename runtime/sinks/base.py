@@ -125,6 +125,28 @@ def open_sink(name: str, *args: Any, **kwargs: Any) -> Sink:
     return factory(*args, **kwargs)
 
 
+@dataclass(frozen=True)
+class SinkContext:
+    """What a sink may need to know about the run besides its own target.
+
+    ``fps``: the source's frame rate (None: unknown); ``frame_names``: an image source's
+    name of frame i (overlays and masks named after their images); ``stream``: the
+    stream's name in a multi-stream run ("" for one stream); ``window_name``: title of
+    a display window.
+    """
+
+    fps: float | None = None
+    frame_names: Callable[[int], str | None] | None = None
+    stream: str = ""
+    window_name: str = "segrun"
+
+
+def sinks_for(config: Any, source: Any) -> list[Sink]:
+    """The sinks of one run (a RunConfig) reading ``source``: the pipeline's one entry."""
+    return build_sinks(config.output, config.save_masks, config.display, source.fps,
+                       config.window_name, getattr(source, "frame_name", None))
+
+
 def build_sinks(output: Path | None, save_masks: Path | None, display: bool | None,
                 fps: float | None, window_name: str = "segrun",
                 frame_names: Callable[[int], str | None] | None = None) -> list[Sink]:
