@@ -1,1 +1,1 @@
-"""Hand-offs from a verified artifact to the serving engines users grow into (Triton, DeepStream)."""
+"""Hand-offs from a verified artifact to the serving engines users grow into: Triton, DeepStream."""
