@@ -166,7 +166,7 @@ def measure_segrun(job: SegrunJob) -> dict[str, Any]:
     from segedge.runtime.pipeline import run
 
     c0 = cpu_s()
-    stats = run(RunConfig(model=Path(job.artifact), source=job.video, output=Path(job.output),
+    stats = run(RunConfig(model=Path(job.artifact), source=job.video, outputs=(job.output,),
                           display=False, max_frames=job.max_frames, backend=job.backend,
                           backend_options=BackendOptions(threads=job.threads)))
     stages = {name: {"mean_ms": round(s.mean_ms, 3), "p50_ms": round(s.p50_ms, 3),

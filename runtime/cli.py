@@ -1,13 +1,18 @@
-"""`segrun MODEL SOURCE`: the command line; it only parses into a RunConfig.
+"""`segrun MODEL SOURCE...`: the command line; it only parses into RunConfigs.
 
 Every SegedgeError becomes one line ``segrun: error: ...`` on stderr and the
-error's exit code, without a traceback.  Outputs are checked for writability
-before the model loads (exit 2).  A run that finished degraded (source lost,
-no frame readable, an output that failed verification) prints its stats and
-one error line and exits 4.  An interrupted run (Ctrl-C, SIGTERM) still
+error's exit code, without a traceback.  Outputs (``-o`` by URI: files,
+folders, display, network) are checked before the model loads (exit 2).  A
+run ends with a short summary on stderr; the full statistics go where
+``--stats`` says (a file, ``-`` for stdout) and nowhere else, so stdout is
+empty unless asked.  A run that finished degraded (source lost, no frame
+readable, an output that failed verification) prints its summary and one
+error line and exits 4.  An interrupted run (Ctrl-C, SIGTERM) still
 finalises its outputs and exits with 130 / 143.  No password in a source URI
 reaches stdout, stderr or the stats file: the source is redacted where it is
-opened and a filter on segrun's log handler redacts every line again.
+opened and a filter on segrun's log handler redacts every line again.  One
+source runs segedge.runtime.pipeline.run as always; several run together in
+segedge.runtime.streams.run_many, named and routed by runtime/multistream.py.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from segedge.runtime.cli_support import (  # noqa: E402
     run_cli,
 )
 from segedge.runtime.draw import VISUALIZE_MODES, DrawConfig  # noqa: E402
-from segedge.runtime.errors import DegradedRunError, InputError  # noqa: E402
+from segedge.runtime.errors import DegradedRunError, InputError, SegedgeError  # noqa: E402
 from segedge.runtime.metadata import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -140,7 +145,7 @@ def parse_palette(text: str) -> tuple[RGB, ...]:
     return tuple(colours)  # type: ignore[arg-type]
 
 
-def foreign_hints(model: Path, mean: str | None, std: str | None, classes: str | None,
+def foreign_hints(model: Path | str, mean: str | None, std: str | None, classes: str | None,
                   bgr: bool, stride: int | None, norm_units: NormUnits | None = None,
                   scale: str | None = None) -> ArtifactMetadata | None:
     """What the flags say about a model without segedge metadata (None: nothing said).
@@ -163,7 +168,8 @@ def foreign_hints(model: Path, mean: str | None, std: str | None, classes: str |
                          IMAGENET_MEAN, IMAGENET_STD)
     spec = InputSpec(mean=norm.unit_mean, std=norm.unit_std,
                      color_order="BGR" if bgr else "RGB", stride=stride or 1)
-    return ArtifactMetadata(model=model.stem, family="foreign",
+    name = Path(model).stem if isinstance(model, Path) else model.rstrip("/").rsplit("/", 1)[-1]
+    return ArtifactMetadata(model=name, family="foreign",
                             classes=parse_classes(classes) if classes else (), palette=(),
                             input=spec)
 
@@ -185,21 +191,71 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
     return tuple(int(v) if v.isdigit() else v for v in values)
 
 
+def parse_model(text: str) -> Path | str:
+    """An artifact path, or a URI kept as text (``triton://host:8000/m``: a Path would
+    collapse its ``//``)."""
+    from segedge.runtime.config import is_uri
+
+    return text if is_uri(text) else Path(text)
+
+
+def read_sources(path: Path) -> tuple[str, ...]:
+    """``--sources FILE``: one source per line; blank lines and ``#`` comment lines skipped."""
+    text = read_text_file("--sources", path, "a UTF-8 text file, one source per line")
+    return tuple(line.strip() for line in text.splitlines()
+                 if line.strip() and not line.strip().startswith("#"))
+
+
+def gather_sources(given: tuple[str, ...], sources_file: Path | None) -> tuple[str, ...]:
+    """The command line's sources, then those of ``--sources FILE``; at least one."""
+    sources = tuple(given) + (read_sources(sources_file) if sources_file is not None else ())
+    if not sources:
+        where = f"{sources_file} lists none" if sources_file is not None else "none"
+        raise InputError("SOURCE", "at least one source (or --sources FILE)", where)
+    return sources
+
+
+def parse_stats(values: tuple[str, ...]) -> tuple[bool, Path | None]:
+    """``--stats PATH`` and/or ``--stats -`` (stdout): (JSON on stdout?, file or None)."""
+    paths = list(dict.fromkeys(v for v in values if v != "-"))
+    if len(paths) > 1:
+        raise InputError("--stats", "one file path (and '-' for stdout)",
+                         ", ".join(paths))
+    return "-" in values, Path(paths[0]) if paths else None
+
+
+def log_levels(quiet: bool, verbose: bool) -> int:
+    """-q: warnings and errors only (no summary); -v: debug lines too."""
+    if quiet and verbose:
+        raise InputError("--verbose", "either -q or -v", "both")
+    return logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("source")
-@click.option("--output", "-o", type=click.Path(path_type=Path),
-              help="Video file to write (.mp4 -> mp4v, .avi -> MJPG). Reopened and checked "
-                   "(every frame there) before it gets this name; otherwise removed, exit 4.")
+@click.argument("model")
+@click.argument("sources", nargs=-1, metavar="SOURCE...")
+@click.option("--sources", "sources_file", type=click.Path(path_type=Path), metavar="FILE",
+              help="More sources, one per line (# comments).")
+@click.option("--output", "-o", "outputs", multiple=True, metavar="TARGET",
+              help="Where the overlays go; repeat for several. x.mp4 / x.avi: video; x.png / "
+                   "x.jpg: the image of a single-image source; DIR/ (an existing folder, a "
+                   "path ending in / or without suffix): one PNG per frame, named after its "
+                   "image (000000.png for video); display://0: a window; udp://HOST:PORT, "
+                   "rtp://HOST:PORT, rtsp://HOST:PORT/PATH: a network stream. Several "
+                   "sources: a pattern with {stream} or a folder. Files are verified before "
+                   "they get their name; a failed output exits 4.")
 @click.option("--save-masks", type=click.Path(path_type=Path),
-              help="Directory for PNG label maps named by frame index (000000.png); "
-                   "instance models: instance-id maps (0 background, k = k-th detection). "
-                   "Masks that cannot be written are counted; exit 4.")
-@click.option("--stats", "stats_path", type=click.Path(path_type=Path),
-              help="Also write the end-of-run stats JSON here (also when the run fails or "
-                   "is interrupted).")
+              help="Directory for PNG label maps named after their image or by frame index "
+                   "(000000.png); instance models: instance-id maps (0 background, k = k-th "
+                   "detection); several sources: DIR/<stream>/. Masks that cannot be written "
+                   "are counted; exit 4.")
+@click.option("--stats", "stats_targets", multiple=True, metavar="PATH|-",
+              help="The full end-of-run statistics as JSON: a file (also written when the run "
+                   "fails or is interrupted), or - for stdout (nothing else goes there). May "
+                   "be given twice (a file and -).")
 @click.option("--display/--no-display", default=None,
-              help="Show a window (default: only when a display exists).")
+              help="Show a window (default: only when a display exists; several sources: only "
+                   "when asked).")
 @click.option("--visualize", type=click.Choice(VISUALIZE_MODES), default="overlay",
               show_default=True)
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="Overlay opacity.")
@@ -234,7 +290,7 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
                    "instance models: drop detections scoring below it (default 0.5).")
 @click.option("--boxes/--no-boxes", default=True, show_default=True,
               help="Instance models: draw each detection's box.")
-@click.option("--max-frames", type=int, help="Stop after this many frames.")
+@click.option("--max-frames", type=int, help="Stop after this many frames (per stream).")
 @click.option("--realtime", is_flag=True, help="Play files at their frame rate.")
 @click.option("--fps", type=float,
               help="Override the source frame rate (output video); in (0, 1000].")
@@ -257,26 +313,51 @@ def _ignore(values: tuple[str, ...]) -> tuple[int | str, ...]:
 @click.option("--classes", help="Foreign ONNX: class names a,b,c or a file (one per line).")
 @click.option("--bgr", is_flag=True, help="Foreign ONNX: the model takes BGR.")
 @click.option("--stride", type=int, help="Foreign ONNX with dynamic size: size multiple.")
-@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="Only warnings and errors on stderr (no progress lines, no summary).")
+@click.option("--verbose", "-v", is_flag=True, help="Debug lines too.")
 def segrun(**kw: Any) -> int:
-    """Segment SOURCE (camera index, /dev/videoN, csi://N, video, image(s), rtsp://,
-    http(s)://, GStreamer pipeline, demo://) with MODEL (.onnx or TensorRT plan).
+    """Segment each SOURCE (camera index, /dev/videoN, csi://N, video, image, folder or glob
+    of images, rtsp://, http(s)://, GStreamer pipeline, demo://) with MODEL (.onnx,
+    TensorRT plan, or triton://HOST:PORT/NAME).
+
+    Ends with a short summary on stderr (frames, FPS, per-stage ms, where each output
+    went); the full statistics only with --stats PATH or --stats - (stdout).
 
     \b
     Exit codes: 0 ok; 1 internal error; 2 bad input (checked before the model loads);
     4 degraded run: source lost, no frame readable, an output failed (stats say which);
     130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Outputs and stats are
-    finalised on 130/143."""
-    logging.getLogger("segedge").setLevel(logging.WARNING if kw["quiet"] else logging.INFO)
-    from segedge.runtime.config import RunConfig
-    from segedge.runtime.pipeline import run
+    finalised on 130/143.
 
-    model: Path = kw["model"]
+    \b
+    Examples:
+      segrun model.onnx photo.jpg -o photo_out.png     image in, image out
+      segrun model.onnx frames/ -o overlays/           a folder of overlays named after
+                                                       the images
+      segrun model.onnx clip.mp4 -o out.mp4 -o overlays/ -o udp://127.0.0.1:5000
+                                                       several outputs at once
+      segrun model.onnx 0 -o display://0               a camera, on screen
+      segrun model.onnx a.mp4 b.mp4 rtsp://cam3/s -o out/
+                                                       several streams: out/a.mp4,
+                                                       out/b.mp4, out/cam3.mp4
+      segrun model.onnx --sources cams.txt -o out_{stream}.mp4 --stats -
+                                                       sources from a file; the
+                                                       statistics JSON on stdout
+    """
+    # The lead appends segedge.runtime.view.KEYS_HELP (window keys) after the examples.
+    logging.getLogger("segedge").setLevel(log_levels(kw["quiet"], kw["verbose"]))
+    from segedge.runtime.config import RunConfig
+    from segedge.runtime.multistream import per_stream_masks, per_stream_outputs, stream_names
+
+    model = parse_model(kw["model"])
+    sources = gather_sources(kw["sources"], kw["sources_file"])
+    to_stdout, stats_path = parse_stats(kw["stats_targets"])
     hints = foreign_hints(model, kw["mean"], kw["std"], kw["classes"], kw["bgr"], kw["stride"],
                           kw["norm_units"], kw["scale"])
-    config = RunConfig(
-        model=model, source=kw["source"], output=kw["output"], save_masks=kw["save_masks"],
-        stats_path=kw["stats_path"], display=kw["display"],
+    several = len(sources) > 1
+    shared: dict[str, Any] = dict(
+        model=model, display=False if several and kw["display"] is None else kw["display"],
         draw=DrawConfig(mode=kw["visualize"], alpha=kw["alpha"],
                         palette=parse_palette(kw["palette"]) if kw["palette"] else None,
                         ignore=_ignore(kw["ignore_class"]), legend=kw["legend"],
@@ -290,17 +371,65 @@ def segrun(**kw: Any) -> int:
                                       kw["reconnect_backoff"]),
         postprocess=kw["postprocess"], score_threshold=kw["score_threshold"],
         max_frames=kw["max_frames"], realtime=kw["realtime"])
+    names = stream_names(sources)
+    outputs = per_stream_outputs(kw["outputs"], sources, names)
+    masks = per_stream_masks(kw["save_masks"], names)
+    if not several:
+        return run_one(RunConfig(source=sources[0], outputs=outputs[0], save_masks=masks[0],
+                                 stats_path=stats_path, **shared), to_stdout)
+    configs = [RunConfig(source=source, outputs=out, save_masks=mask, stream=name,
+                         window_name=f"segrun {name}", **shared)
+               for source, out, mask, name in zip(sources, outputs, masks, names, strict=True)]
+    return run_several(configs, stats_path, to_stdout)
+
+
+log = logging.getLogger("segedge.runtime.cli")
+
+
+def _interrupted(err: KeyboardInterrupt) -> int:
+    # Answered here: click would turn it into Abort (a blank line, and 130 even for SIGTERM).
+    terminated = isinstance(err, Terminated)
+    click.echo(f"segrun: {'terminated' if terminated else 'interrupted'}", err=True)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+def finish(stats: Any, to_stdout: bool) -> int:
+    """The JSON on stdout when asked, the summary on stderr, one error line when degraded."""
+    if to_stdout:
+        click.echo(redact(stats.to_json()))
+    for line in stats.summary_lines():
+        log.info("%s", line)
+    if stats.degraded:
+        raise DegradedRunError("run degraded: " + "; ".join(stats.degraded))
+    return int(stats.exit_code)
+
+
+def run_one(config: Any, to_stdout: bool) -> int:
+    """One source: the pipeline as it always ran (segedge.runtime.pipeline.run)."""
+    from segedge.runtime.pipeline import failure_stats, run
+
     try:
         stats = run(config)
     except KeyboardInterrupt as err:  # a signal before the pipeline ran (loading, connecting)
-        # Answered here: click would turn it into Abort (a blank line, and 130 even for SIGTERM).
-        terminated = isinstance(err, Terminated)
-        click.echo(f"segrun: {'terminated' if terminated else 'interrupted'}", err=True)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-    click.echo(redact(stats.to_json()))
-    if stats.degraded:
-        raise DegradedRunError("run degraded: " + "; ".join(stats.degraded))
-    return stats.exit_code
+        if to_stdout:
+            click.echo(redact(failure_stats(config, err).to_json()))
+        return _interrupted(err)
+    except SegedgeError as err:
+        if to_stdout:
+            click.echo(redact(failure_stats(config, err).to_json()))
+        raise
+    return finish(stats, to_stdout)
+
+
+def run_several(configs: list[Any], stats_path: Path | None, to_stdout: bool) -> int:
+    """Several sources: one engine for all (segedge.runtime.streams.run_many)."""
+    from segedge.runtime.streams import run_many
+
+    try:
+        stats = run_many(configs, stats_path)
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
+    return finish(stats, to_stdout)
 
 
 class RedactFilter(logging.Filter):

@@ -111,7 +111,7 @@ SIGNAL_EXIT = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
 
 @dataclass(frozen=True)
 class RunStats:
-    """What a run did; written as JSON at the end (and to ``--stats PATH``).
+    """What a run did: a few summary lines at the end, the whole JSON with ``--stats``.
 
     ``source`` is the redacted URI (never a password).  ``outputs`` maps each file
     output to ``ok`` or ``STATE: why`` and ``frames_written`` to what it holds;
@@ -170,6 +170,35 @@ class RunStats:
 
     def with_degraded(self, *reasons: str) -> RunStats:
         return replace(self, degraded=(*self.degraded, *reasons))
+
+    def summary_lines(self) -> list[str]:
+        """What a person reads at the end of a run (segrun prints them with ``segrun: ``):
+        the frame counts and end-to-end FPS, the mean milliseconds of each stage that ran,
+        and where each output went.  The whole document is ``to_json`` (``--stats``)."""
+        counts = (f"{self.frames_read} frames read, {self.frames_processed} processed, "
+                  f"{self.frames_dropped} dropped")
+        if self.frames_corrupt:
+            counts += f", {self.frames_corrupt} corrupt"
+        first = f"{counts} in {self.wall_s:.2f} s: {self.fps:.1f} FPS end to end"
+        if self.stop_reason != "end of stream":
+            first += f" (stopped: {self.stop_reason})"
+        lines = [first]
+        ran = [(name, s.mean_ms) for name, s in self.stages.items()
+               if s.count and name != "latency"]
+        if ran:
+            latency = self.stages.get("latency")
+            tail = f"; latency {latency.mean_ms:.1f}" if latency and latency.count else ""
+            lines.append("mean ms per frame: " + ", ".join(f"{name} {ms:.1f}" for name, ms in ran)
+                         + tail)
+        lines.append("outputs: " + (", ".join(self._output_text(t) for t in self.outputs)
+                                    or "none (-o FILE, -o DIR/ or -o URI keeps the overlays)"))
+        return lines
+
+    def _output_text(self, target: str) -> str:
+        frames = self.frames_written.get(target, 0)
+        state = self.outputs[target].split(":", 1)[0]
+        return f"{target} ({frames} frame{'' if frames == 1 else 's'}" + (
+            ")" if state == "ok" else f", {state})")
 
 
 class StatsRecorder:

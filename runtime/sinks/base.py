@@ -1,11 +1,17 @@
-"""Sink contract, the registry of sink kinds, and assembling the sinks of a run.
+"""Sink contract, the registry of sink kinds (chosen by URI), and assembling a run's sinks.
 
 A sink receives, in frame order, the drawn image (None when no sink needs
 pixels) and the task's per-pixel map (labels, or instance ids);
 ``close(complete)`` finalises it and says what it delivered (a SinkOutcome:
 the stats' ``outputs`` and ``frames_written``), because a write error must
-never pass for success.  Kinds live one per module and are imported on first
-use, like sources and backends.
+never pass for success.
+
+Outputs are chosen the way sources are: ``-o TARGET`` names a kind by its
+scheme (``display://0``, ``udp://host:port``) or its suffix (``.mp4``,
+``.png``), and a path ending in ``/``, an existing folder or a path without a
+suffix is a folder.  Each kind lives in its own module, imported on first
+use; its optional ``check(target, flag)`` runs when the RunConfig is built,
+before any model loads, so a bad target costs nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +29,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 
 from segedge.runtime.errors import InputError
+from segedge.runtime.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger("segedge.runtime")
 
@@ -95,36 +103,6 @@ class Sink(Protocol):
         ...
 
 
-SinkFactory = Callable[..., Sink]
-
-
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    module: str
-    factory: str
-
-
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def register_sink(name: str, module: str, factory: str) -> None:
-    _REGISTRY[name] = _Entry(name, module, factory)
-
-
-def sink_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def open_sink(name: str, *args: Any, **kwargs: Any) -> Sink:
-    """Create a sink of a registered kind (arguments as its constructor takes them)."""
-    if name not in _REGISTRY:
-        raise InputError("sink", f"one of {', '.join(sink_names())}", repr(name))
-    entry = _REGISTRY[name]
-    factory: SinkFactory = getattr(importlib.import_module(entry.module), entry.factory)
-    return factory(*args, **kwargs)
-
-
 @dataclass(frozen=True)
 class SinkContext:
     """What a sink may need to know about the run besides its own target.
@@ -141,33 +119,175 @@ class SinkContext:
     window_name: str = "segrun"
 
 
+SinkFactory = Callable[[str, SinkContext], Sink]
+SinkCheck = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class SinkKind:
+    """One registered kind of output.
+
+    ``schemes`` / ``suffixes`` say which ``-o`` targets it claims; ``folder``: it claims
+    folder targets; ``single_image``: it holds one picture, so only a source that is one
+    image may feed it.  ``factory`` and ``check`` are attribute names in ``module``
+    (imported on first use, so a kind whose library is missing costs nothing until used).
+    """
+
+    name: str
+    module: str
+    factory: str
+    schemes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
+    folder: bool = False
+    single_image: bool = False
+    check: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise InputError("sink kind", "a lower-case identifier", repr(self.name))
+        bad = [s for s in self.suffixes if not s.startswith(".") or s != s.lower()]
+        if bad or any(not re.fullmatch(r"[a-z][a-z0-9+.-]*", s) for s in self.schemes):
+            raise InputError(f"sink kind {self.name}", "lower-case schemes and .suffixes",
+                             f"{self.schemes} {self.suffixes}")
+
+    def _attr(self, name: str) -> Any:
+        try:
+            module = importlib.import_module(self.module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not self.module.startswith(err.name):
+                raise
+            raise InputError("--output", f"a {self.name} output (module {self.module})",
+                             "a segedge without it") from None
+        return getattr(module, name)
+
+    def validate(self, target: str, flag: str = "--output") -> None:
+        """The kind's own up-front check of ``target`` (format, writability); InputError."""
+        if self.check is not None:
+            check: SinkCheck = self._attr(self.check)
+            check(target, flag)
+
+    def open(self, target: str, ctx: SinkContext) -> Sink:
+        factory: SinkFactory = self._attr(self.factory)
+        return factory(target, ctx)
+
+
+_REGISTRY: dict[str, SinkKind] = {}
+
+
+def register_sink(name: str, module: str, factory: str, *, schemes: Sequence[str] = (),
+                  suffixes: Sequence[str] = (), folder: bool = False,
+                  single_image: bool = False, check: str | None = None) -> SinkKind:
+    """Add a kind: ``factory(target, ctx) -> Sink`` and optional ``check(target, flag)``
+    in ``module``; ``schemes`` / ``suffixes`` / ``folder`` say which targets it claims."""
+    kind = SinkKind(name, module, factory, tuple(schemes), tuple(suffixes), folder,
+                    single_image, check)
+    _REGISTRY[name] = kind
+    return kind
+
+
+def sink_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def sink_kind(name: str) -> SinkKind:
+    if name not in _REGISTRY:
+        raise InputError("sink", f"one of {', '.join(sink_names())}", repr(name))
+    return _REGISTRY[name]
+
+
+def open_sink(name: str, target: str | Path = "", ctx: SinkContext | None = None) -> Sink:
+    """Create a sink of a registered kind for ``target``."""
+    return sink_kind(name).open(str(target), ctx or SinkContext())
+
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+def target_scheme(target: str) -> str | None:
+    match = _SCHEME.match(target)
+    return match.group(1).lower() if match else None
+
+
+def is_folder_target(target: str) -> bool:
+    """An existing folder, a path ending in ``/``, or a path without a suffix."""
+    if target.endswith(("/", os.sep)) or Path(target).is_dir():
+        return True
+    return Path(target).suffix == ""
+
+
+def _expected() -> str:
+    def suffixes(family: tuple[str, ...]) -> str:
+        found = [s for k in _REGISTRY.values() for s in k.suffixes if s in family]
+        return ", ".join(dict.fromkeys(found))
+
+    uris = ", ".join(f"{s}://" for k in sorted(_REGISTRY.values(), key=lambda k: k.name)
+                     for s in k.schemes)
+    return (f"a video path ending in {suffixes(VIDEO_SUFFIXES)}, an image path ending in "
+            f"{suffixes(IMAGE_SUFFIXES)}, a folder (DIR/) or a URI ({uris})")
+
+
+def sink_for(target: str | Path) -> SinkKind:
+    """The kind that writes ``target`` (by scheme, then folder, then suffix); InputError."""
+    text = str(target)
+    if not text.strip():
+        raise InputError("--output", _expected(), "an empty string")
+    found = target_scheme(text)
+    if found is not None:
+        for kind in _REGISTRY.values():
+            if found in kind.schemes:
+                return kind
+        raise InputError("--output", _expected(), f"unsupported scheme {found!r} ({text!r})")
+    if is_folder_target(text):
+        return next(k for k in _REGISTRY.values() if k.folder)
+    suffix = Path(text).suffix.lower()
+    for kind in _REGISTRY.values():
+        if suffix in kind.suffixes:
+            return kind
+    raise InputError("--output", _expected(), repr(text))
+
+
+def check_output(target: str, flag: str = "--output") -> SinkKind:
+    """Pick the kind of ``target`` and run its check: one InputError line, before any work."""
+    kind = sink_for(target)
+    kind.validate(target, flag)
+    return kind
+
+
 def sinks_for(config: Any, source: Any) -> list[Sink]:
     """The sinks of one run (a RunConfig) reading ``source``: the pipeline's one entry."""
-    return build_sinks(config.output, config.save_masks, config.display, source.fps,
-                       config.window_name, getattr(source, "frame_name", None))
+    ctx = SinkContext(fps=source.fps, frame_names=getattr(source, "frame_name", None),
+                      stream=getattr(config, "stream", ""), window_name=config.window_name)
+    return build_sinks(config.outputs, config.save_masks, config.display, ctx)
 
 
-def build_sinks(output: Path | None, save_masks: Path | None, display: bool | None,
-                fps: float | None, window_name: str = "segrun",
-                frame_names: Callable[[int], str | None] | None = None) -> list[Sink]:
-    """Sinks for the run; display=None shows a window only where one can exist.
+def build_sinks(outputs: Sequence[str | Path], save_masks: Path | None, display: bool | None,
+                ctx: SinkContext | None = None) -> list[Sink]:
+    """Sinks for the run, in the order given; display=None shows a window only where one
+    can exist, and a ``display://`` output asks for one like ``--display``.
 
-    `frame_names` (an image source's ``frame_name``) names mask files after their images.
+    ``ctx.frame_names`` (an image source's ``frame_name``) names overlay and mask files
+    after their images.
     """
     from segedge.runtime.sinks import window
 
+    ctx = ctx or SinkContext()
     sinks: list[Sink] = []
-    if output is not None:
-        sinks.append(open_sink("video", output, fps))
+    wants_window, screen = display, "display://0"
+    for target in outputs:
+        kind = sink_for(target)
+        if kind.name == "display":  # one window per run, like --display
+            wants_window, screen = display is not False, str(target)
+            continue
+        sinks.append(kind.open(str(target), ctx))
     if save_masks is not None:
-        sinks.append(open_sink("masks", save_masks, frame_names=frame_names))
-    show = window.display_available() if display is None else display
+        sinks.append(open_sink("masks", save_masks, ctx))
+    show = window.display_available() if wants_window is None else wants_window
     if show and not window.display_available():
         log.warning("no display (or OpenCV without GUI support): running headless")
         show = False
     if show:
-        sinks.append(open_sink("window", window_name))
-    elif display is None:
+        sinks.append(open_sink("display", screen, ctx))
+    elif wants_window is None:
         log.info("no display: running headless")
     return sinks
 
@@ -176,6 +296,28 @@ def needs_pixels(sinks: Sequence[Sink]) -> bool:
     return any(s.needs_pixels for s in sinks)
 
 
-register_sink("video", "segedge.runtime.sinks.video", "VideoSink")
-register_sink("masks", "segedge.runtime.sinks.masks", "MaskSink")
-register_sink("window", "segedge.runtime.sinks.window", "WindowSink")
+def open_window(target: str, ctx: SinkContext) -> Sink:
+    """``display://N``: the on-screen window (sinks/window.py), titled ``ctx.window_name``."""
+    from segedge.runtime.sinks.window import WindowSink
+
+    index = target.partition("://")[2]
+    return WindowSink(ctx.window_name, stream=ctx.stream, screen=int(index) if index else 0)
+
+
+def check_display(target: str, flag: str) -> None:
+    if not re.fullmatch(r"display://\d*", target, re.IGNORECASE):
+        raise InputError(flag, "display://N (N: the screen, e.g. display://0)", repr(target))
+
+
+_PKG = "segedge.runtime.sinks"
+register_sink("video", f"{_PKG}.video", "create", suffixes=(".mp4", ".m4v", ".mov", ".avi",
+                                                             ".mkv"), check="check_target")
+register_sink("image", f"{_PKG}.images", "create_image", single_image=True,
+              suffixes=(".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"),
+              check="check_image")
+register_sink("folder", f"{_PKG}.images", "create_folder", folder=True, check="check_folder")
+register_sink("display", f"{_PKG}.base", "open_window", schemes=("display",),
+              check="check_display")
+register_sink("network", f"{_PKG}.network", "NetworkSink", schemes=("rtp", "udp", "rtsp"),
+              check="check_network")
+register_sink("masks", f"{_PKG}.masks", "create")

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from segedge.runtime.errors import InputError
-from segedge.runtime.sinks.base import SinkOutcome
+from segedge.runtime.sinks.base import SinkContext, SinkOutcome
 
 log = logging.getLogger("segedge.runtime")
 
@@ -98,3 +98,8 @@ class MaskSink:
         if self.frames == 0:
             return SinkOutcome(target, 0, "empty", "no frames reached it")
         return SinkOutcome(target, self.frames)
+
+
+def create(target: str, ctx: SinkContext) -> MaskSink:
+    """The registry's factory (``--save-masks DIR``): named after the source's images."""
+    return MaskSink(Path(target), frame_names=ctx.frame_names)

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from segedge.runtime.errors import InputError
-from segedge.runtime.sinks.base import SinkOutcome, write_failure_cause
+from segedge.runtime.io import check_writable
+from segedge.runtime.sinks.base import SinkContext, SinkOutcome, write_failure_cause
 
 log = logging.getLogger("segedge.runtime")
 
@@ -30,12 +31,18 @@ CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv"
 DEFAULT_FPS = 25.0
 
 
-def check_video_path(path: Path) -> None:
+def check_video_path(path: Path, flag: str = "--output") -> None:
     if path.suffix.lower() not in CODECS:
-        raise InputError("--output", f"a video path ending in {', '.join(CODECS)}",
+        raise InputError(flag, f"a video path ending in {', '.join(CODECS)}",
                          repr(str(path)))
     if path.is_dir():
-        raise InputError("--output", "a video file path", f"directory {path}")
+        raise InputError(flag, "a video file path", f"directory {path}")
+
+
+def check_target(target: str, flag: str = "--output") -> None:
+    """The registry's up-front check: a video suffix, and a folder that can take the file."""
+    check_video_path(Path(target), flag)
+    check_writable(Path(target), flag)
 
 
 def partial_path(path: Path, pid: int | None = None) -> Path:
@@ -160,3 +167,8 @@ class VideoSink:
         return SinkOutcome(target, 0, "failed",
                            f"video not written{because}: {problem}; {self.frames} frame(s) "
                            "were sent, the incomplete file was removed")
+
+
+def create(target: str, ctx: SinkContext) -> VideoSink:
+    """The registry's factory: ``-o x.mp4`` at the source's frame rate."""
+    return VideoSink(Path(target), ctx.fps)

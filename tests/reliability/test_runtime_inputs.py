@@ -43,7 +43,7 @@ def test_some_corrupt_images_give_one_summary_warning(rt_models: dict[str, Path]
     images = corrupt_images(tmp_path / "imgs", 10)
     for i in range(3):
         cv2.imwrite(str(images / f"good{i}.png"), scene(i))
-    proc = segrun(rt_models["labels"], images, "--no-display", "-q")
+    proc = segrun(rt_models["labels"], images, "--no-display", "-q", "--stats", "-")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"segrun: {images}: 10 of 13 image(s) could not be decoded and were skipped "

@@ -36,7 +36,7 @@ def test_full_disk_video_is_removed_and_reported(rt_models: dict[str, Path], rt_
     with tmpfs("300k") as disk:
         out = disk / f"o{suffix}"
         proc = segrun(rt_models["labels"], rt_noise_clip, "-o", out, "--stats", stats_path,
-                      "--no-display", "-q")
+                      "--stats", "-", "--no-display", "-q")
         line = assert_fails(proc, 4, f"run degraded: {out}: video not written ({NOSPC}): ")
         assert "30 frame(s) were sent, the incomplete file was removed" in line
         assert list(disk.iterdir()) == []  # neither a final file nor a temp file
@@ -73,8 +73,8 @@ def test_stats_file_on_a_full_disk_still_reaches_stdout(rt_models: dict[str, Pat
                                                         rt_clip: Path) -> None:
     with tmpfs("64k") as disk:
         fill(disk, leave_bytes=0)
-        proc = segrun(rt_models["labels"], rt_clip, "--stats", disk / "s.json", "--no-display",
-                      "-q")
+        proc = segrun(rt_models["labels"], rt_clip, "--stats", disk / "s.json", "--stats", "-",
+                      "--no-display", "-q")
         assert_fails(proc, 4, f"run degraded: {disk / 's.json'}: stats file not written ({NOSPC})")
         assert not (disk / "s.json").exists() and hidden_leftovers(disk) == []
     stats = json.loads(proc.stdout)
@@ -117,7 +117,7 @@ def test_verified_video_and_stats_say_what_was_written(rt_models: dict[str, Path
                                                        tmp_path: Path) -> None:
     out, masks = tmp_path / "o.mp4", tmp_path / "masks"
     proc = segrun(rt_models["labels"], rt_clip, "-o", out, "--save-masks", masks, "--no-display",
-                  "-q")
+                  "-q", "--stats", "-")
     assert proc.returncode == 0 and proc.stderr == ""
     stats = json.loads(proc.stdout)
     assert stats["outputs"] == {str(out): "ok", str(masks): "ok"}

@@ -41,7 +41,8 @@ def test_signal_mid_run_finalises_every_output(rt_models: dict[str, Path], tmp_p
                                                sig: signal.Signals) -> None:
     out, masks, stats_path = tmp_path / "o.mp4", tmp_path / "masks", tmp_path / "s.json"
     proc = start(rt_models["labels"], "synthetic://?frames=100000&size=64x48&fps=25", "-o", out,
-                 "--save-masks", masks, "--stats", stats_path, "--realtime", "--no-display", "-q")
+                 "--save-masks", masks, "--stats", stats_path, "--stats", "-", "--realtime",
+                 "--no-display", "-q")
     wait_for(partial_path(out, proc.pid), proc)
     time.sleep(0.4)
     proc.send_signal(sig)

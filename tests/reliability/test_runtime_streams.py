@@ -41,7 +41,8 @@ def test_lost_stream_exits_4_after_the_reconnects_the_user_asked_for(
 
 def test_reconnect_zero_gives_up_at_once(rt_models: dict[str, Path]) -> None:
     uri = "synthetic://?frames=5&size=64x48&fps=200&live=1&lost=1"
-    proc = segrun(rt_models["labels"], uri, "--reconnect", "0", "--no-display", "-q")
+    proc = segrun(rt_models["labels"], uri, "--reconnect", "0", "--no-display", "-q", "--stats",
+                  "-")
     assert proc.returncode == 4
     assert "reopening" not in proc.stderr
     assert json.loads(proc.stdout)["stop_reason"] == "source lost"
@@ -52,7 +53,8 @@ def test_password_protected_camera_that_drops_never_shows_the_password(
     stats_path = tmp_path / "s.json"
     with dropping_mjpeg_camera() as url:
         proc = segrun(rt_models["labels_dynamic"], url, "--reconnect", "2", *FAST,
-                      "--stats", stats_path, "--no-display")  # not -q: every log line too
+                      "--stats", stats_path, "--stats", "-",
+                      "--no-display")  # not -q: every log line too
     clean = url.replace(SECRET, "***")
     assert proc.returncode == 4, proc.stderr
     for text in (proc.stdout, proc.stderr, stats_path.read_text()):

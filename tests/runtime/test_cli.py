@@ -57,7 +57,8 @@ def test_success_prints_stats_json(capsys: pytest.CaptureFixture[str], models: d
                                    video: Path, tmp_path: Path) -> None:
     code, out, err = call(capsys, models["labels"], video, "--output", tmp_path / "o.mp4",
                           "--no-display", "--max-frames", "8", "--visualize", "contours",
-                          "--ignore-class", "background", "--palette", "#000000,#00ff00")
+                          "--ignore-class", "background", "--palette", "#000000,#00ff00",
+                          "--stats", "-")
     assert code == 0, err
     stats = json.loads(out)
     assert stats["frames_processed"] == 8 and stats["provider"] == "CPUExecutionProvider"
@@ -96,7 +97,7 @@ def test_foreign_model_flags(capsys: pytest.CaptureFixture[str], models: dict[st
                              video: Path, tmp_path: Path) -> None:
     code, out, err = call(capsys, models["foreign"], video, "--no-display", "--max-frames", "2",
                           "--mean", "0,0,0", "--std", "1,1,1", "--classes", "b,r,g", "--bgr",
-                          "--save-masks", tmp_path)
+                          "--save-masks", tmp_path, "--stats", "-")
     assert code == 0, err
     assert json.loads(out)["frames_processed"] == 2
     code, _, err = call(capsys, models["foreign"], video, "--classes", "a,b", "--no-display")
@@ -134,7 +135,8 @@ def test_signal_half_way_leaves_a_playable_file(models: dict[str, Path], tmp_pat
     out, stats_path = tmp_path / "out.mp4", tmp_path / "s.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "segedge.runtime.cli", str(models["labels"]), str(clip),
-         "--output", str(out), "--no-display", "--realtime", "--stats", str(stats_path)],
+         "--output", str(out), "--no-display", "--realtime", "--stats", str(stats_path),
+         "--stats", "-"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     deadline = time.monotonic() + 60
     while not partial_path(out).with_name(partial_path(out).name.replace(
@@ -226,7 +228,7 @@ def test_degraded_run_prints_stats_then_one_line_and_exits_4(
     images.mkdir()
     for i in range(3):
         (images / f"{i}.png").write_bytes(b"not a png")
-    code, out, err = call(capsys, models["labels"], images, "--no-display", "-q")
+    code, out, err = call(capsys, models["labels"], images, "--no-display", "-q", "--stats", "-")
     assert code == 4
     assert json.loads(out)["frames_corrupt"] == 3
     assert err.strip() == (f"segrun: error: run degraded: {images}: no frame could be processed "
@@ -238,7 +240,7 @@ def test_backend_openvino_and_precision_hint_reach_the_backend(
     pytest.importorskip("openvino")
     code, out, err = call(capsys, models["labels"], video, "--backend", "openvino",
                           "--precision-hint", "f32", "--threads", "1", "--no-display",
-                          "--max-frames", "4")
+                          "--max-frames", "4", "--stats", "-")
     assert code == 0, err
     stats = json.loads(out)
     assert stats["backend"] == "openvino" and stats["provider"] == "CPU (f32)"
@@ -264,7 +266,7 @@ def test_auto_says_in_its_first_line_what_it_measured_and_then_reads_the_cache(
     for _ in range(2):
         proc = subprocess.run(
             [sys.executable, "-m", "segedge.runtime.cli", str(models["labels"]), str(video),
-             "--no-display", "--max-frames", "3", "--threads", "1"],
+             "--no-display", "--max-frames", "3", "--threads", "1", "--stats", "-"],
             capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
         assert proc.returncode == 0, proc.stderr
         first = proc.stderr.splitlines()[0]

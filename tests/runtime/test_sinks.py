@@ -11,6 +11,7 @@ import pytest
 from segedge.runtime.errors import InputError
 from segedge.runtime.sinks import window as sink_window
 from segedge.runtime.sinks.base import (
+    SinkContext,
     SinkOutcome,
     build_sinks,
     needs_pixels,
@@ -96,6 +97,7 @@ def test_display_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr(sink_window, "gui_available", lambda: True)
+    monkeypatch.setattr(sink_window, "pygame_available", lambda: False, raising=False)
     assert not sink_window.display_available()
     monkeypatch.setenv("DISPLAY", ":0")
     assert sink_window.display_available()
@@ -107,18 +109,24 @@ def test_headless_automatically_and_forced(monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
     import segedge.runtime.sinks.window as sinks_mod
 
+    ctx = SinkContext(fps=25.0)
     monkeypatch.setattr(sinks_mod, "display_available", lambda: False)
-    assert build_sinks(None, None, None, 25.0) == []
-    assert build_sinks(None, None, True, 25.0) == []  # asked for, but impossible: warned
+    assert build_sinks((), None, None, ctx) == []
+    assert build_sinks((), None, True, ctx) == []  # asked for, but impossible: warned
+    assert build_sinks(("display://0",), None, None, ctx) == []  # the same, by URI
     monkeypatch.setattr(sinks_mod, "display_available", lambda: True)
-    assert [type(s).__name__ for s in build_sinks(None, None, None, 25.0)] == ["WindowSink"]
-    assert build_sinks(None, None, False, 25.0) == []  # --no-display
-    kinds = [type(s).__name__ for s in build_sinks(tmp_path / "a.mp4", tmp_path / "m", False,
-                                                   25.0)]
+    assert [type(s).__name__ for s in build_sinks((), None, None, ctx)] == ["WindowSink"]
+    assert build_sinks((), None, False, ctx) == []  # --no-display
+    kinds = [type(s).__name__ for s in build_sinks((str(tmp_path / "a.mp4"),), tmp_path / "m",
+                                                   False, ctx)]
     assert kinds == ["VideoSink", "MaskSink"]
+    kinds = [type(s).__name__ for s in build_sinks(
+        (str(tmp_path / "p.png"), f"{tmp_path / 'dir'}/", "display://0"), None, None, ctx)]
+    assert kinds == ["ImageSink", "FolderSink", "WindowSink"]  # one window, after the files
 
 
 def test_window_quits_on_q(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sink_window, "gui_available", lambda: True)  # the cv2.imshow window
     shown = []
     monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(image.shape))
     monkeypatch.setattr(cv2, "waitKey", lambda delay: ord("q"))
@@ -138,13 +146,14 @@ def test_sink_kinds_say_what_they_need(tmp_path: Path) -> None:
     assert [s.main_thread for s in (video, masks, window)] == [False, False, True]
     assert not any(s.quit_requested for s in (video, masks, window))
     assert needs_pixels([masks]) is False and needs_pixels([masks, video]) is True
-    assert sink_names() == ["masks", "video", "window"]
+    assert sink_names() == ["display", "folder", "image", "masks", "network", "video"]
 
 
 def test_unknown_sink_kind_names_the_known_ones() -> None:
     with pytest.raises(InputError) as err:
         open_sink("printer")
-    assert str(err.value) == "sink: expected one of masks, video, window, got 'printer'"
+    assert str(err.value) == ("sink: expected one of display, folder, image, masks, network, "
+                              "video, got 'printer'")
 
 
 def test_sink_outcome_validates_and_formats() -> None:

@@ -90,3 +90,26 @@ def test_run_stats_validate_and_record_outputs(tmp_path: Path) -> None:
         RunStats(0, -1, 0, 0, 1.0, 0.0, {})
     with pytest.raises(InputError, match="frames_written: expected a count per listed output"):
         _stats(frames_written={"o.mp4": 5})
+
+
+def test_summary_lines_are_short_and_exact() -> None:
+    rec = StatsRecorder()
+    rec.counters.add("read", 12)
+    rec.counters.add("processed", 12)
+    for stage, ms in (("read", 1.25), ("infer", 20.0), ("write", 2.0), ("latency", 45.04)):
+        rec.add(stage, ms)
+    stats = rec.finish(1.5, dropped=0, corrupt=0, stop_reason="max frames",
+                       outputs={"a.mp4": "ok", "m": "failed: 1 of 12 mask(s) not written"},
+                       frames_written={"a.mp4": 12, "m": 11})
+    assert stats.summary_lines() == [
+        "12 frames read, 12 processed, 0 dropped in 1.50 s: 8.0 FPS end to end "
+        "(stopped: max frames)",
+        "mean ms per frame: read 1.2, infer 20.0, write 2.0; latency 45.0",
+        "outputs: a.mp4 (12 frames), m (11 frames, failed)"]
+    quiet = StatsRecorder().finish(2.0, dropped=3, corrupt=2)
+    assert quiet.summary_lines() == [  # nothing ran: no stage line; corrupt only when > 0
+        "0 frames read, 0 processed, 3 dropped, 2 corrupt in 2.00 s: 0.0 FPS end to end",
+        "outputs: none (-o FILE, -o DIR/ or -o URI keeps the overlays)"]
+    one = StatsRecorder().finish(1.0, dropped=0, corrupt=0, outputs={"p.png": "ok"},
+                                 frames_written={"p.png": 1})
+    assert one.summary_lines()[-1] == "outputs: p.png (1 frame)"
