@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import default_palette
+
+if TYPE_CHECKING:
+    from segedge.runtime.view import View, ViewState
 
 VisualizeMode = Literal["overlay", "mask", "side-by-side", "contours", "none"]
 VISUALIZE_MODES: tuple[str, ...] = ("overlay", "mask", "side-by-side", "contours", "none")
@@ -132,10 +135,16 @@ class Drawer:
         self._legend_args = (list(classes), colours, hidden)
         self._legends: dict[float, np.ndarray | None] = {}
         self.legend = render_legend(classes, colours, hidden) if config.legend else None
+        self.view: ViewState | None = None  # set by attach_view: keys in a window change it
 
-    def legend_for(self, width: int) -> np.ndarray | None:
+    @property
+    def hud_wanted(self) -> bool:
+        """Whether the next frame shows the HUD (the config's, or the window's h key)."""
+        return self.view.current().hud if self.view is not None else self.config.hud
+
+    def legend_for(self, width: int, show: bool | None = None) -> np.ndarray | None:
         """Legend sized to the frame (cached per size), so small frames stay readable."""
-        if not self.config.legend:
+        if not (self.config.legend if show is None else show):
             return None
         scale = text_scale(width)
         if scale not in self._legends:
@@ -170,7 +179,8 @@ class Drawer:
 
     def draw(self, frame: np.ndarray, labels: np.ndarray,
              hud: Sequence[str] | None = None) -> np.ndarray:
-        mode = self.config.mode
+        view = self.view.current() if self.view is not None else None
+        mode, legend_on, hud_on = view_choice(self.config, view)
         if mode == "overlay":
             out = self.overlay(frame, labels)
         elif mode == "mask":
@@ -181,12 +191,50 @@ class Drawer:
             out = self.contours(frame, labels)
         else:
             out = frame.copy()
-        legend = self.legend_for(out.shape[1])
+        if view is not None:  # a key changed the layout: every sink keeps its frame size
+            out = fit_into(out, output_shape(frame.shape, self.config.mode))
+        hidden = view is not None and view.hidden  # segmentation hidden: no legend either
+        legend = None if hidden else self.legend_for(out.shape[1], legend_on)
         if legend is not None:
             paste_top_right(out, legend)
-        if hud and self.config.hud:
+        if hud and hud_on:
             draw_hud(out, hud, text_scale(out.shape[1]))
         return out
+
+
+def view_choice(config: DrawConfig, view: View | None) -> tuple[str, bool, bool]:
+    """(mode, legend, hud) of this frame: the window's view where there is one, else the
+    config's (mode "none" = the plain frame: a view that hides the segmentation)."""
+    if view is None:
+        return config.mode, config.legend, config.hud
+    return ("none" if view.hidden else view.mode), view.legend, view.hud
+
+
+def output_shape(frame_shape: Sequence[int], mode: str) -> tuple[int, int]:
+    """(height, width) of the picture ``mode`` draws for a frame: side-by-side is twice
+    as wide.  Files and streams are opened at the run's first size and keep it."""
+    height, width = int(frame_shape[0]), int(frame_shape[1])
+    return height, width * 2 if mode == "side-by-side" else width
+
+
+def fit_into(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``image`` scaled to fit (height, width), centred on black; unchanged when it fits.
+
+    A window key that switches to side-by-side (or back) changes the picture's width;
+    video files and network encoders take one frame size, so the picture is letterboxed.
+    """
+    height, width = int(shape[0]), int(shape[1])
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
+                       else cv2.INTER_LINEAR)
+    out = np.zeros((height, width, *image.shape[2:]), image.dtype)
+    y, x = (height - nh) // 2, (width - nw) // 2
+    out[y : y + nh, x : x + nw] = small
+    return out
 
 
 def text_scale(width: int) -> float:
@@ -202,13 +250,16 @@ def paste_top_right(image: np.ndarray, patch: np.ndarray, margin: int = 8) -> No
     image[margin : margin + h, x : x + w] = patch
 
 
-def draw_hud(image: np.ndarray, lines: Sequence[str], scale: float = 0.5) -> None:
+def draw_hud(image: np.ndarray, lines: Sequence[str], scale: float = 0.5,
+             bottom: bool = False) -> None:
+    """White text on a darkened box, top-left (the HUD) or bottom-left (key hints)."""
     (_, th), base = cv2.getTextSize("Mg", FONT, scale, 1)
     step = th + base + 4
     width = max(cv2.getTextSize(s, FONT, scale, 1)[0][0] for s in lines) + 12
     height = step * len(lines) + 6
-    region = image[:height, :width]
+    top = max(0, image.shape[0] - height) if bottom else 0
+    region = image[top : top + height, :width]
     region[:] = region // 3  # darken behind the text so it reads on any frame
     for i, text in enumerate(lines):
-        cv2.putText(image, text, (6, 4 + th + i * step), FONT, scale, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        cv2.putText(image, text, (6, top + 4 + th + i * step), FONT, scale, (255, 255, 255),
+                    1, cv2.LINE_AA)

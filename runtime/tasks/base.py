@@ -27,6 +27,7 @@ from segedge.runtime.metadata import ArtifactMetadata
 if TYPE_CHECKING:
     from segedge.runtime.draw import DrawConfig
     from segedge.runtime.preprocess import Geometry
+    from segedge.runtime.view import ViewState
 
 PostprocessMode = Literal["exact", "fast"]
 
@@ -86,7 +87,18 @@ class FrameResult(Protocol):
 
 
 class FrameDrawer(Protocol):
-    """Draws a task's results; built once per run (or per Segmenter) and reused."""
+    """Draws a task's results; built once per run (or per Segmenter) and reused.
+
+    ``view``: a window's ViewState (runtime/view.py, set by ``attach_view``) read per
+    frame; None draws exactly the DrawConfig.  ``hud_wanted``: whether the next frame
+    shows the HUD (the pipeline computes the HUD lines only then).
+    """
+
+    config: DrawConfig
+    view: ViewState | None
+
+    @property
+    def hud_wanted(self) -> bool: ...
 
     def draw(self, frame: np.ndarray, result: Any,
              hud: Sequence[str] | None = None) -> np.ndarray:

@@ -17,11 +17,21 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from segedge.runtime.draw import FONT, DrawConfig, draw_hud, resolve_classes, text_scale
+from segedge.runtime.draw import (
+    FONT,
+    DrawConfig,
+    draw_hud,
+    fit_into,
+    output_shape,
+    resolve_classes,
+    text_scale,
+    view_choice,
+)
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.preprocess import Geometry, labels_to_frame
 from segedge.runtime.tasks.base import DecodeOptions, RuntimeTask
+from segedge.runtime.view import ViewState
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 MAX_INSTANCE_FRAMES = 100_000  # per-frame instance records kept for the stats JSON
@@ -134,11 +144,23 @@ class InstanceDrawer:
         self.lut = np.zeros((256, 1, 3), np.uint8)
         self.lut[1:, 0] = instance_colours(255)
         self._hidden = set(resolve_classes(config.ignore, classes))
+        self.view: ViewState | None = None  # set by attach_view: keys in a window change it
+
+    @property
+    def hud_wanted(self) -> bool:
+        return self.view.current().hud if self.view is not None else self.config.hud
 
     def draw(self, frame: np.ndarray, result: InstanceResult,
              hud: Sequence[str] | None = None) -> np.ndarray:
-        out = self._render(frame, result, self.config.mode, self.config.alpha)
-        if hud and self.config.hud:
+        view = self.view.current() if self.view is not None else None
+        mode, _legend, hud_on = view_choice(self.config, view)
+        if view is not None and view.hidden:  # the window's o key hid the segmentation
+            out = frame.copy()
+        else:
+            out = self._render(frame, result, mode, self.config.alpha)
+        if view is not None:  # a key changed the layout: every sink keeps its frame size
+            out = fit_into(out, output_shape(frame.shape, self.config.mode))
+        if hud and hud_on:
             draw_hud(out, hud, text_scale(frame.shape[1]))
         return out
 
@@ -159,6 +181,10 @@ class InstanceDrawer:
             out = colours
         elif mode == "none":
             out = frame.copy()
+        elif mode == "contours":
+            out = frame.copy()
+            edges = cv2.morphologyEx(ids8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+            cv2.copyTo(colours, (edges > 0).view(np.uint8), out)
         else:
             out = cv2.addWeighted(frame, 1.0 - alpha, colours, alpha, 0.0)
             cv2.copyTo(frame, (ids8 == 0).view(np.uint8), out)

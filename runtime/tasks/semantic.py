@@ -20,6 +20,7 @@ from segedge.runtime.errors import ArtifactError
 from segedge.runtime.metadata import ArtifactMetadata, OutputSpec
 from segedge.runtime.preprocess import Geometry, labels_to_frame, logits_to_labels
 from segedge.runtime.tasks.base import DecodeOptions, Lazy, RuntimeTask
+from segedge.runtime.view import ViewState
 
 
 def softmax_max(logits: np.ndarray) -> np.ndarray:
@@ -110,6 +111,20 @@ class SemanticDrawer:
         unknown = (options.score_threshold is not None if config.unknown is None
                    else config.unknown)
         self.drawer = Drawer(config, meta.classes, meta.palette, unknown=unknown)
+        self.config = config
+
+    @property
+    def view(self) -> ViewState | None:
+        """The window's view (set by attach_view); None: draw the config."""
+        return self.drawer.view
+
+    @view.setter
+    def view(self, view: ViewState | None) -> None:
+        self.drawer.view = view
+
+    @property
+    def hud_wanted(self) -> bool:
+        return self.drawer.hud_wanted
 
     def draw(self, frame: np.ndarray, result: SemanticResult,
              hud: Sequence[str] | None = None) -> np.ndarray:
