@@ -113,3 +113,57 @@ def test_legend_and_hud_are_drawn() -> None:
 def test_bad_config(kw: dict[str, object], match: str) -> None:
     with pytest.raises(InputError, match=match):
         DrawConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_fit_into_letterboxes_and_keeps_a_fitting_image() -> None:
+    from segedge.runtime.draw import fit_into, output_shape
+
+    image = np.full((60, 160, 3), 200, np.uint8)  # side-by-side of an 80x60 frame
+    same = fit_into(image, (60, 160))
+    assert same is image
+    boxed = fit_into(image, (60, 80))
+    assert boxed.shape == (60, 80, 3)
+    assert not boxed[:15].any() and not boxed[45:].any()
+    assert (boxed[15:45] == 200).all()
+    tall = fit_into(np.full((60, 80, 3), 50, np.uint8), (60, 160))  # pillarboxed
+    assert not tall[:, :40].any() and not tall[:, 120:].any() and (tall[:, 40:120] == 50).all()
+    assert output_shape((60, 80, 3), "side-by-side") == (60, 160)
+    assert output_shape((60, 80, 3), "contours") == (60, 80)
+
+
+def test_without_a_view_the_drawer_draws_its_config_exactly() -> None:
+    """--visualize none still gets its legend (as before views existed)."""
+    frame = np.zeros((240, 320, 3), np.uint8)
+    labels = np.zeros((240, 320), np.uint8)
+    drawer = Drawer(DrawConfig(mode="none", legend=True, hud=False), CLASSES, PALETTE)
+    out = drawer.draw(frame, labels)
+    assert out[:, :160].sum() == 0 and out[:, 160:].any()
+    assert drawer.view is None and drawer.hud_wanted is False
+
+
+def _instances() -> tuple[object, np.ndarray]:
+    from segedge.runtime.tasks.instance import Instance, InstanceResult
+
+    ids = np.zeros((60, 80), np.uint8)
+    ids[10:40, 10:50] = 1
+    result = InstanceResult((Instance(1, "car", 0.9, (10.0, 10.0, 49.0, 39.0), 1200),), ids)
+    return result, np.full((60, 80, 3), 90, np.uint8)
+
+
+def test_instance_drawer_follows_the_view() -> None:
+    from segedge.runtime.tasks.instance import InstanceDrawer
+    from segedge.runtime.view import ViewState
+
+    result, frame = _instances()
+    config = DrawConfig(mode="overlay", hud=False, boxes=False)
+    drawer = InstanceDrawer(config, ("bg", "car"))
+    state = ViewState.from_config(config)
+    drawer.view = state
+    state.press("c")  # contours: the outline coloured, the inside left as the frame
+    out = drawer.draw(frame, result)
+    assert (out[25, 30] == 90).all() and (out[10, 30] != 90).any()
+    state.press("o")
+    state.press("o")  # hidden: the frame, without labels
+    np.testing.assert_array_equal(drawer.draw(frame, result), frame)
+    state.press("s")
+    assert drawer.draw(frame, result).shape == frame.shape  # letterboxed to the run's size
