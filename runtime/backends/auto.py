@@ -50,7 +50,13 @@ from segedge.runtime.backends.auto_cache import (
     cpu_model,
     file_sha256,
 )
-from segedge.runtime.backends.base import Backend, BackendOptions, backend_for, open_backend
+from segedge.runtime.backends.base import (
+    Backend,
+    BackendOptions,
+    backend_for,
+    backend_for_uri,
+    open_backend,
+)
 from segedge.runtime.errors import InputError, SegedgeError
 
 log = logging.getLogger("segedge.runtime")
@@ -100,6 +106,8 @@ class AutoChoice:
 
 def label(backend: Backend) -> str:
     """'openvino CPU (f32)', 'onnxruntime CPU' - how the reason names a backend."""
+    if backend.active.startswith(f"{backend.name} "):  # 'triton http://h:8000 model m v1'
+        return backend.active
     if backend.name == "onnxruntime":
         active = backend.active
         short = active.removesuffix("ExecutionProvider")
@@ -356,4 +364,8 @@ def _openvino_available() -> tuple[bool, str]:
 def open_auto(path: str | Path, options: BackendOptions | None = None, *,
               opener: Opener = open_backend) -> AutoChoice:
     """``--backend auto`` for segrun, Segmenter and segeval (``opener`` opens each backend)."""
+    served = backend_for_uri(path)
+    if served is not None:  # a model on a server (triton://...): nothing here to measure
+        backend = opener(path, served, options or BackendOptions())  # type: ignore[arg-type]
+        return AutoChoice(backend, f"{label(backend)}: a served model, nothing to probe here")
     return AutoSelector(opener=opener).select(Path(path), options or BackendOptions())

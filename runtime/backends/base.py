@@ -8,6 +8,7 @@ provider actually runs it (read back after creation, never assumed).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.redact import redact
 
 HW = tuple[int, int]
 
@@ -69,7 +71,8 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-BackendFactory = Callable[[Path, BackendOptions], Backend]
+# A file backend gets a Path; a served model (triton://...) gets its URI as a str.
+BackendFactory = Callable[[Path | str, BackendOptions], Backend]
 
 
 @dataclass(frozen=True)
@@ -78,13 +81,16 @@ class _Entry:
     suffixes: tuple[str, ...]
     module: str  # imported lazily: the TensorRT backend must not load where TensorRT is absent
     factory: str
+    schemes: tuple[str, ...] = ()  # URI schemes it serves (a model on a server, not a file)
 
 
 _REGISTRY: dict[str, _Entry] = {}
+_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
-def register_backend(name: str, suffixes: tuple[str, ...], module: str, factory: str) -> None:
-    _REGISTRY[name] = _Entry(name, suffixes, module, factory)
+def register_backend(name: str, suffixes: tuple[str, ...], module: str, factory: str,
+                     schemes: tuple[str, ...] = ()) -> None:
+    _REGISTRY[name] = _Entry(name, suffixes, module, factory, schemes)
 
 
 def backend_names() -> list[str]:
@@ -102,9 +108,30 @@ def backend_for(path: Path) -> str:
     )
 
 
+def backend_for_uri(model: str | Path) -> str | None:
+    """The backend a model URI's scheme names (``triton://...``), None for a file path."""
+    match = _SCHEME.match(model) if isinstance(model, str) else None
+    if match is None:
+        return None
+    scheme = match.group("scheme").lower()
+    for entry in _REGISTRY.values():
+        if scheme in entry.schemes:
+            return entry.name
+    known = [f"{s}://" for e in _REGISTRY.values() for s in e.schemes]
+    raise ArtifactError(f"{redact(model)}: expected a model file or a {' or '.join(known)} "
+                        f"URI, got scheme {scheme}://")
+
+
 def open_backend(path: str | Path, backend: str = "auto",
                  options: BackendOptions | None = None) -> Backend:
-    """Open an artifact with the named backend, or the one its file kind implies."""
+    """Open an artifact with the named backend, or the one its file kind (or URI) implies."""
+    served = backend_for_uri(path)
+    if served is not None:  # a model on a server: its scheme names the only backend
+        if backend not in ("auto", served):
+            raise InputError("backend", f"auto or {served} for a {served} URI", repr(backend))
+        entry = _REGISTRY[served]
+        factory: BackendFactory = getattr(importlib.import_module(entry.module), entry.factory)
+        return factory(str(path), options or BackendOptions())
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: expected a model file, got no such file")
@@ -112,7 +139,10 @@ def open_backend(path: str | Path, backend: str = "auto",
     if name not in _REGISTRY:
         raise InputError("backend", f"one of {', '.join(['auto', *backend_names()])}", repr(name))
     entry = _REGISTRY[name]
-    factory: BackendFactory = getattr(importlib.import_module(entry.module), entry.factory)
+    if entry.schemes and not entry.suffixes:
+        raise InputError("backend", f"a backend for files ({name} serves "
+                         f"{', '.join(f'{s}://' for s in entry.schemes)} URIs)", repr(name))
+    factory = getattr(importlib.import_module(entry.module), entry.factory)
     return factory(path, options or BackendOptions())
 
 
@@ -120,3 +150,6 @@ register_backend("onnxruntime", (".onnx",), "segedge.runtime.backends.onnxruntim
 register_backend("tensorrt", (".engine", ".plan"), "segedge.runtime.backends.tensorrt", "create")
 # Same .onnx artifacts; chosen by name (--backend openvino) or by the auto rule, never by suffix.
 register_backend("openvino", (".onnx",), "segedge.runtime.backends.openvino", "create")
+# A model on a Triton Inference Server, chosen by the URI's scheme (HTTP or gRPC).
+register_backend("triton", (), "segedge.runtime.backends.triton", "create",
+                 schemes=("triton", "triton+grpc"))
