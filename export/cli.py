@@ -102,7 +102,9 @@ def _precision(opts: dict[str, Any]) -> str:
 @click.option("--verify-count", type=int, default=4, show_default=True, help="At least 1.")
 @click.option("--verify-labels", type=click.Path(path_type=Path),
               help="Label PNGs named like --verify-images: the report shows PyTorch and ONNX "
-                   "mIoU side by side (a wrong --mean/--std/--bgr shows there, not in parity).")
+                   "mIoU side by side, and the export fails (exit 3) when PyTorch's score says "
+                   "the preprocessing is wrong (degenerate, or far better with the other colour "
+                   "order or the std/mean in other units).")
 @click.option("--check-bf16", is_flag=True,
               help="Also gate OpenVINO bf16 against FP32 on the verification frames (needs "
                    "OpenVINO and a CPU with bf16); segrun --backend auto uses bf16 only where "
@@ -129,10 +131,14 @@ def _precision(opts: dict[str, Any]) -> str:
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS),
               default="percentile", show_default=True,
               help="Activation ranges: percentile (99.999) kept CamVid closest to FP32 here; "
-                   "minmax is fastest.")
+                   "minmax is fastest.  Without a budget flag, when full INT8 misses the default "
+                   "budget the tool also tries the other methods, 128/64/32 frames and "
+                   "per-channel off (at most 3 minutes).")
 @click.option("--calib-cache", type=click.Path(path_type=Path),
               help="Calibration cache file (default <output>.calib.json).")
-@click.option("--eval-images", help="Held-out frames for the accuracy report (folder/glob).")
+@click.option("--eval-images", help="Held-out frames for the accuracy report (folder/glob); "
+                                    "from 32 on, half choose (calibration, layers kept in "
+                                    "FP32), the other half report the drop.")
 @click.option("--eval-labels", type=click.Path(path_type=Path),
               help="Label PNGs named like --eval-images: adds mIoU and pixel accuracy.")
 @click.option("--eval-count", type=int, help="Use at most N eval frames (spread).")

@@ -109,8 +109,9 @@ def _check_outputs(json_path: Path | None, confusion: Path | None) -> Path | Non
 @click.option("--confusion", type=click.Path(path_type=Path), metavar="DIR",
               help="Write confusion.csv (counts) and confusion.png (row shares) into DIR.")
 @click.option("--backend", default="auto", show_default=True,
-              help="Runtime backend for an artifact: auto (by file kind), onnxruntime, "
-                   "openvino, tensorrt.")
+              help="Runtime backend for an artifact: auto (segrun's rule: a plan on TensorRT, "
+                   "a GPU that executes, else OpenVINO vs ONNX Runtime timed on the "
+                   "artifact), onnxruntime, openvino, tensorrt.")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
               default="auto", show_default=True, help="ONNX Runtime provider for an .onnx.")
 @click.option("--threads", type=int, help="CPU threads (ONNX Runtime, OpenVINO, PyTorch).")
@@ -150,18 +151,22 @@ def segeval(artifact: str, images: str, labels: Path, ignore_index: int, json_pa
         predictor = BackendPredictor(Path(artifact), provider, threads, backend=backend,
                                      batch=batch or 1)
         runner = f"{predictor.backend.name} ({predictor.backend.active})"
+        backend_reason: str | None = predictor.reason
     else:
         import torch
 
         predictor = TorchPredictor(_torch_config(artifact, opts), threads=threads,
                                    **({"batch": batch} if batch else {}))
         runner = f"pytorch (cpu, {torch.get_num_threads()} threads)"
+        backend_reason = None
     loaded = time.perf_counter()
     with progress(total=len(pairs), desc="evaluating", unit="img", quiet=quiet) as bar:
         conf = accumulate(predictor, pairs, ignore_index, bar)
     result = scores(conf, predictor.classes, len(pairs))
     done = time.perf_counter()
     click.echo(format_table(result, f"{artifact} on {images} via {runner}"))
+    if backend_reason:
+        click.echo(f"backend: {backend_reason}")
     files: dict[str, str] = {}
     if stem is not None:
         csv_path, png_path = write_confusion(conf, predictor.classes, stem)
@@ -170,7 +175,8 @@ def segeval(artifact: str, images: str, labels: Path, ignore_index: int, json_pa
         from segedge.runtime.io import write_json_atomic
 
         write_json_atomic(json_path, {
-            "artifact": artifact, "runner": runner, "images_dir": str(images),
+            "artifact": artifact, "runner": runner, "backend_reason": backend_reason,
+            "images_dir": str(images),
             "labels_dir": str(labels), **result.to_dict(), **files,
             "confusion": conf.counts.tolist(), "seconds": round(done - start, 2),
             "eval_seconds": round(done - loaded, 2),

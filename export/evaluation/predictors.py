@@ -83,12 +83,18 @@ class BackendPredictor:
 
     def __init__(self, path: Path, provider: str = "auto", threads: int | None = None,
                  options: Any = None, backend: str = "auto", batch: int = 1) -> None:
+        from segedge.runtime.backends.auto import label, open_auto
         from segedge.runtime.backends.base import BackendOptions, open_backend
 
         if batch < 1:
             raise InputError("--batch", "a frame count >= 1", batch)
         opts = options or BackendOptions(provider=provider, threads=threads)
-        self.backend = open_backend(path, backend, opts)
+        if backend == "auto":  # the runtime's one rule (segrun, Segmenter, segbench use it too)
+            choice = open_auto(path, opts)
+            self.backend, self.reason = choice.backend, choice.reason
+        else:
+            self.backend = open_backend(path, backend, opts)
+            self.reason = f"--backend {backend}: {label(self.backend)}"
         self.name = Path(path).name
         self.meta: ArtifactMetadata = self.backend.metadata
         self.classes = self.meta.classes

@@ -134,3 +134,71 @@ def same_type_inputs(model: ModelProto, node: NodeProto) -> list[str]:
     main = outs[0]
     kinds = ins[:len(node.input)] + [ins[-1]] * max(0, len(node.input) - len(ins))
     return [name for name, kind in zip(node.input, kinds, strict=True) if name and kind == main]
+
+
+def _attr(node: NodeProto, name: str, default: int) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), default)
+
+
+def output_channel_axis(node: NodeProto, weight_rank: int) -> int | None:
+    """The weight axis that indexes the layer's *output* channels, or None when no one axis
+    does (a grouped ConvTranspose: [Cin, Cout/group, kH, kW] repeats Cout/group per group).
+
+    Fused INT8 kernels (OpenVINO, TensorRT) apply per-channel weight scales per output
+    channel; a scale per *input* channel is exact only where Q/DQ is emulated (ONNX Runtime).
+    """
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "ConvTranspose":
+        return 1 if _attr(node, "group", 1) == 1 else None
+    if node.op_type == "Gemm":
+        return 0 if _attr(node, "transB", 0) else 1
+    if node.op_type == "MatMul":
+        return weight_rank - 1 if weight_rank >= 2 else None
+    return None
+
+
+def weight_axes(model: ModelProto) -> dict[str, int | None]:
+    """Per-channel axis for each compute layer's weight initializer (None: per-tensor).
+
+    A weight shared by layers that disagree on the axis is per-tensor.
+    """
+    ranks = {i.name: len(i.dims) for i in model.graph.initializer}
+    axes: dict[str, int | None] = {}
+    for node in model.graph.node:
+        if node.op_type not in COMPUTE_OPS or len(node.input) < 2 or node.input[1] not in ranks:
+            continue
+        name = node.input[1]
+        axis = output_channel_axis(node, ranks[name])
+        axes[name] = axis if axes.get(name, axis) == axis else None
+    return axes
+
+
+def qdq_axis_problems(model: ModelProto) -> list[str]:
+    """Compute layers whose weight DequantizeLinear is per-channel on another axis than the
+    output channels (one line each); empty when every fused INT8 kernel reads it right."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    ranks = {i.name: len(i.dims) for i in model.graph.initializer}
+    scale_dims = {i.name: list(i.dims) for i in model.graph.initializer}
+    problems = []
+    for node in model.graph.node:
+        if node.op_type not in COMPUTE_OPS or len(node.input) < 2:
+            continue
+        dq = producer.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 2:
+            continue
+        dims = scale_dims.get(dq.input[1], [])
+        if not dims or all(d == 1 for d in dims):
+            continue  # per-tensor: every kernel reads it right
+        rank = ranks.get(dq.input[0], 0)
+        axis = _attr(dq, "axis", 1)
+        axis = axis + rank if axis < 0 else axis
+        want = output_channel_axis(node, rank)
+        if axis != want:
+            group = _attr(node, "group", 1)
+            expected = (f"per-tensor (a {node.op_type} with group {group} has no single "
+                        "output-channel axis)" if want is None else
+                        f"axis {want} (its output channels)")
+            problems.append(f"{node.op_type} {node.name!r}: weight scales per-channel on axis "
+                            f"{axis}, expected {expected}")
+    return problems

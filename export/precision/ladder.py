@@ -22,18 +22,18 @@ from segedge.export.evaluation.evaluate import LabelledFrames, Scores
 from segedge.export.frames import load_frames
 from segedge.export.onnx import tools as onnx_tools
 from segedge.export.onnx.tools import session
-from segedge.export.precision import calibration, runtimes
+from segedge.export.precision import calibration, int8_search, runtimes
 from segedge.export.precision import int8 as q8
 from segedge.export.precision.fp16 import convert_fp16
 from segedge.export.precision.modes.base import LowerRequest
+from segedge.export.precision.modes.int8 import CalibMethod
 from segedge.export.precision.sensitivity import Budget, Measure, search
 from segedge.export.verify.compare import agreement
-from segedge.runtime.errors import ExportError, InputError
+from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.progress import progress
 
-RANK_FRAMES = 16  # held-out frames used to rank layer sensitivity (the budget uses all)
-CALIB_SEARCH_S = 180.0  # time the default budget may spend trying other calibration methods
+RANK_FRAMES = 16  # selection frames used to rank layer sensitivity (the budget uses all)
 
 
 @dataclass(frozen=True)
@@ -175,36 +175,49 @@ def lower_fp16(req: LowerRequest) -> Lowered:
 
 
 def _ranges(opts: PrecisionOptions, quiet: bool, pre: Path, calib: LabelledFrames,
-            meta: ArtifactMetadata, workdir: Path, out: Path, primary: bool = True
-            ) -> tuple[Path, dict[str, Any]]:
+            meta: ArtifactMetadata, workdir: Path, out: Path, primary: bool = True,
+            method: CalibMethod | None = None) -> tuple[Path, dict[str, Any]]:
     """Activation ranges from the cache when the graph and frames match, else calibrate.
 
-    `primary`: the user's method, cached at --calib-cache (or <output>.calib.json); a
-    method tried by the calibration search gets its own file beside it.
+    `primary`: the user's method on all calibration frames, cached at --calib-cache (or
+    <output>.calib.json); a (method, frame count) tried by the calibration search gets its
+    own file beside it.
     """
     import onnxruntime
 
-    key = calibration.cache_key(pre.read_bytes(), calib.tensors, method=opts.calib_method,
+    method = method or opts.calib_method
+    key = calibration.cache_key(pre.read_bytes(), calib.tensors, method=method,
                                 target=opts.int8_target, ort=onnxruntime.__version__)
     default = opts.calib_cache or out.with_suffix(".calib.json")
     cache = default if primary else default.with_name(
-        f"{default.stem}.{opts.calib_method}{default.suffix}")
-    ranges = workdir / f"ranges_{opts.calib_method}.json"
+        f"{default.stem}.{method}.{len(calib)}{default.suffix}")
+    ranges = workdir / f"ranges_{method}_{len(calib)}.json"
     start = time.perf_counter()
     hit = calibration.load_cache(cache, key, ranges)
     if not hit:
         bar = progress(total=len(calib), desc="calibrating", unit="frame", quiet=quiet)
-        q8.write_ranges(q8.calibrate(pre, calib.tensors, meta.input.name, opts.calib_method,
+        q8.write_ranges(q8.calibrate(pre, calib.tensors, meta.input.name, method,
                                      workdir, bar.update), ranges)
         bar.close()
-        calibration.save_cache(cache, key, ranges, {"method": opts.calib_method,
+        calibration.save_cache(cache, key, ranges, {"method": method,
                                                     "frames": len(calib), "source": calib.source})
-    return ranges, {"method": opts.calib_method, "frames": len(calib), "source": calib.source,
+    return ranges, {"method": method, "frames": len(calib), "source": calib.source,
                     "cache": str(cache), "cache_hit": hit,
                     "seconds": round(time.perf_counter() - start, 2)}
 
 
+def _subset(frames: LabelledFrames, count: int) -> LabelledFrames:
+    """`count` calibration frames spread over the pool (all of them when count >= pool)."""
+    if count >= len(frames):
+        return frames
+    idx = calibration.spread(list(range(len(frames))), count)
+    return replace(frames, tensors=[frames.tensors[i] for i in idx],
+                   geoms=[frames.geoms[i] for i in idx], truths=None,
+                   source=f"{frames.source}, {count} spread")
+
+
 def lower_int8(req: LowerRequest) -> Lowered:
+    """Quantize, choosing on the held-out selection frames, reporting on the report frames."""
     opts, fp32, meta, workdir = req.cfg.precision, req.fp32, req.meta, req.workdir
     quiet = req.cfg.quiet
     if not opts.calib:  # PrecisionOptions refuses this already; keeps the type narrow
@@ -212,13 +225,17 @@ def lower_int8(req: LowerRequest) -> Lowered:
     split = calibration.split_frames(opts.calib, opts.calib_count, opts.eval_images,
                                      opts.eval_labels, opts.eval_count)
     calib = LabelledFrames.load(split.calib.frames, meta.input, split.calib.source)
-    held = LabelledFrames.load(split.held.frames, meta.input, split.held.source, split.truths)
+    held_all = LabelledFrames.load(split.held.frames, meta.input, split.held.source,
+                                   split.truths)
+    parts = int8_search.split_held(held_all)
+    held, rep = parts.selection, parts.report
     pre = q8.preprocess(fp32, workdir)
     ranges, calib_info = _ranges(opts, quiet, pre, calib, meta, workdir, req.out)
     target, method = opts.int8_target, opts.calib_method
     ref = run_labels(fp32, held, meta)
     ref_scores = held.score(ref, meta.classes, opts.ignore_index)
-    rank_frames = replace(held, tensors=held.tensors[:RANK_FRAMES], truths=None)
+    rank_frames = replace(held, tensors=held.tensors[:RANK_FRAMES],
+                          geoms=held.geoms[:RANK_FRAMES], truths=None)
     rank_ref = ref[:RANK_FRAMES]
 
     def measure(path: Path) -> Measure:
@@ -233,13 +250,27 @@ def lower_int8(req: LowerRequest) -> Lowered:
     quantizer = q8.Quantizer.open(pre, ranges, target, method)
     full = quantizer.quantize(workdir / "int8_full.onnx")
     budget = Budget(opts.max_miou_drop, opts.int8_min_agreement)
+    user_set = opts.max_miou_drop is not None or opts.int8_min_agreement is not None
     searched: list[dict[str, Any]] = []
-    if opts.max_miou_drop is None and opts.int8_min_agreement is None:
-        # default budget: the tool also chooses the calibration method (within a time budget)
-        # before keeping layers in FP32; with a user budget, the user's calibration stands
-        quantizer, full, calib_info, searched = _search_calibration(
-            req, pre, calib, budget, measure, quantizer, full, calib_info)
-        method = quantizer.method
+    per_channel = True
+    if not user_set:
+        # default budget: the tool also chooses the calibration (method, frame count,
+        # per-channel) before keeping layers in FP32; with a user budget, theirs stands
+        def build(c: int8_search.Candidate) -> tuple[q8.Quantizer, Path, dict[str, Any]]:
+            ranges_c, info = _ranges(opts, quiet, pre, _subset(calib, c.frames), meta,
+                                     workdir, req.out, primary=False,
+                                     method=c.method)  # type: ignore[arg-type]
+            qz = q8.Quantizer.open(pre, ranges_c, target, c.method,  # type: ignore[arg-type]
+                                   per_channel=c.per_channel)
+            name = f"int8_full_{c.method}_{c.frames}_{'pc' if c.per_channel else 'pt'}.onnx"
+            return qz, qz.quantize(workdir / name), info
+
+        first = int8_search.Candidate(method, len(calib), True)
+        chosen, built, searched = int8_search.search(
+            first, measure(full), budget, build, lambda b: measure(b[1]))
+        if built is not None:
+            quantizer, full, calib_info = built
+            method, per_channel = quantizer.method, chosen.per_channel
     bars: list[Any] = []  # created on the first trial: no bar when full INT8 meets the budget
 
     def tick() -> None:
@@ -257,42 +288,50 @@ def lower_int8(req: LowerRequest) -> Lowered:
     model = onnx.load(str(found.path))
     new_meta = meta.with_changes(precision="int8", opset=onnx_tools.opset_of(model), extra={
         **meta.extra, "int8": {"target": target, "calibration": method,
-                               "calibration_frames": len(calib),
+                               "calibration_frames": calib_info["frames"],
+                               "per_channel": per_channel,
                                "kept_fp32": list(found.kept_fp32)}})
     onnx_tools.set_metadata(model, new_meta)
     model = onnx_tools.check(model)
     path = workdir / "int8.onnx"
     onnx.save(model, str(path))
-    got = run_labels(path, held, meta)
-    section = _common(fp32, path, held, meta, "int8", ref_scores,
-                      held.score(got, meta.classes, opts.ignore_index))
+    # the drop the report states: on the report frames, which chose nothing
+    rep_ref = run_labels(fp32, rep, meta) if parts.split else ref
+    got = run_labels(path, rep, meta)
+    section = _common(fp32, path, rep, meta, "int8",
+                      rep.score(rep_ref, meta.classes, opts.ignore_index),
+                      rep.score(got, meta.classes, opts.ignore_index))
+    rule = budget.describe(held.truths is not None)
     section.update(
-        target=target, argmax_agreement=agreement(got, ref),
-        budget={"rule": budget.describe(held.truths is not None), "met": found.met,
-                "user_set": opts.max_miou_drop is not None or
-                opts.int8_min_agreement is not None},
-        kept_fp32=list(found.kept_fp32),
+        target=target, argmax_agreement=agreement(got, rep_ref),
+        budget={"rule": rule, "met": found.met, "user_set": user_set},
+        kept_fp32=list(found.kept_fp32), per_channel=per_channel,
         quantized_layers=len(q8.quantized_layers(model)),
-        calibration={**calib_info, "searched": searched},
+        calibration={**calib_info, "searched": searched,
+                     "search_space": "method x frame count x per-channel" if not user_set
+                     else "none (a user budget keeps the user's calibration)"},
         sensitivity=[{"layer": n, "changed_pixels_percent": s} for n, s in found.ranking],
         trials=list(found.trials))
-    rule = budget.describe(held.truths is not None)
     failure = None if found.met else (
         f"INT8 budget: expected {rule}, got agreement "
         f"{found.measure.agreement:.3f}%" + (f", mIoU drop {found.measure.miou_drop:.3f}"
                                              if found.measure.miou_drop is not None else "")
         + f" even with {len(found.kept_fp32)} layer(s) kept in FP32")
-    checked = per_runtime(fp32, path, held, meta, opts.ignore_index, "int8")
+    checked = per_runtime(fp32, path, rep, meta, opts.ignore_index, "int8")
     section["runtimes"] = checked
-    section["held_out"] = {"frames": len(held), "source": held.source,
-                           "disjoint_from_calibration": True,
+    section["held_out"] = {"frames": len(held_all), "source": held_all.source,
+                           "disjoint_from_calibration": True, **parts.describe(),
+                           "selection_measure": found.measure.to_dict(),
                            "miou_drop": {rt: e["miou"]["drop"] for rt, e in checked.items()
                                          if "miou" in e}}
-    failure = failure or runtime_failure(
+    report_miss = runtime_failure(
         checked, lambda e: budget.met(Measure(
             e["argmax_agreement"], e["miou"]["int8"] if "miou" in e else None,
-            e["miou"]["fp32"] if "miou" in e else None)), rule, "INT8 budget", len(held))
-    section["speed"] = speed_section(fp32, path, held.tensors[0], meta, target)
+            e["miou"]["fp32"] if "miou" in e else None)), rule,
+        "INT8 budget (report frames)" if parts.split else "INT8 budget", len(rep))
+    failure = failure or report_miss
+    section["budget"]["met"] = failure is None
+    section["speed"] = speed_section(fp32, path, rep.tensors[0], meta, target)
     return Lowered(path, new_meta, section, failure)
 
 
@@ -332,49 +371,3 @@ def speed_section(fp32: Path, int8: Path, tensor: np.ndarray, meta: ArtifactMeta
                        f"{k} {nums[k]:.1f} ms" for k in slower_than) + ")")
     return {"latency_ms": ms, "backend": backend, "note": backend_note,
             "int8_speedup_vs_fp32": speedup, "faster_than": faster_than, "warning": warning}
-
-
-CALIB_ORDER = ("percentile", "entropy", "minmax")  # tried in this order by the search
-
-
-def _search_calibration(req: LowerRequest, pre: Path, calib: LabelledFrames, budget: Budget,
-                        measure: Any, quantizer: q8.Quantizer, full: Path,
-                        info: dict[str, Any]) -> tuple[q8.Quantizer, Path, dict[str, Any],
-                                                       list[dict[str, Any]]]:
-    """Try the other calibration methods while the full INT8 graph misses the budget.
-
-    Keeps the first method that meets the budget, else the best measured one;
-    each method's ranges are cached like the first.  Stops after CALIB_SEARCH_S.
-    """
-    opts = req.cfg.precision
-    first = measure(full)
-    tried = [{"method": quantizer.method, **first.to_dict()}]
-    if budget.met(first):
-        return quantizer, full, info, tried
-    best = (first, quantizer, full, info)
-    start = time.perf_counter()
-    for method in CALIB_ORDER:
-        if method == quantizer.method or time.perf_counter() - start > CALIB_SEARCH_S:
-            continue
-        alt_opts = replace(opts, calib_method=method)
-        try:
-            ranges, alt_info = _ranges(alt_opts, req.cfg.quiet, pre, calib, req.meta,
-                                       req.workdir, req.out, primary=False)
-        except ExportError as err:  # e.g. a histogram method on a degenerate range
-            tried.append({"method": method, "error": str(err)})
-            continue
-        alt = q8.Quantizer.open(pre, ranges, opts.int8_target, method)
-        path = alt.quantize(req.workdir / f"int8_full_{method}.onnx")
-        m = measure(path)
-        tried.append({"method": method, **m.to_dict()})
-        if _better(m, best[0]):
-            best = (m, alt, path, alt_info)
-        if budget.met(m):
-            break
-    return best[1], best[2], best[3], tried
-
-
-def _better(a: Measure, b: Measure) -> bool:
-    if a.miou_drop is not None and b.miou_drop is not None:
-        return a.miou_drop < b.miou_drop
-    return a.agreement > b.agreement

@@ -148,6 +148,8 @@ class SemanticTask(ExportTask[Parity]):
 
     def gate_failure(self, parity: Parity, cfg: ExportConfig) -> str | None:
         gate = cfg.verify.min_agreement
+        if parity.failure is not None:  # --verify-labels say the preprocessing is wrong
+            return parity.failure
         if parity.argmax_agreement >= gate:
             return None
         return (f"parity gate: expected argmax agreement >= {gate}% against PyTorch, "

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segedge.export.precision import modes as precision_modes
 from segedge.export.tensorrt.qdq import quantization_refusal
 from segedge.runtime.backends.cuda import cuda_call, gpu_identity, import_cudart
 from segedge.runtime.backends.tensorrt import tensorrt_available as _probe
@@ -50,7 +51,7 @@ __all__ = ["BuildResult", "EngineConfig", "TypingPlan", "build_engine", "plan_ty
            "tensorrt_available"]
 
 HW = tuple[int, int]
-_PRECISIONS = ("fp32", "fp16", "int8")
+_PRECISIONS = precision_modes.names()
 
 
 def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
@@ -172,7 +173,6 @@ def plan_typing(onnx_precision: Precision, engine_precision: Precision | None, *
         raise ExportError(f"{target} engine: expected a float ONNX, got a Q/DQ (int8) ONNX")
     if dla and target == "fp32":
         raise InputError("precision for DLA", "fp16 or int8 (DLA has no FP32 kernels)", target)
-    weak_flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16") if dla else ("INT8",)}
     strong_fits = target == onnx_precision and strongly_typed_available
     if prefer_strong is True:
         if not strong_fits:
@@ -189,7 +189,8 @@ def plan_typing(onnx_precision: Precision, engine_precision: Precision | None, *
                           f"{target} first")
     if onnx_precision == "fp16" and target == "fp32":
         raise ExportError("fp32 engine: expected an fp32 ONNX, got an fp16 ONNX")
-    return TypingPlan(False, weak_flags[target], target)
+    # the precision-mode registry owns each mode's weak-typing flags (one table, not two)
+    return TypingPlan(False, precision_modes.get(target).tensorrt_flags(dla), target)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ label-map comparator (verify/compare.py).
 Parity cannot see a wrong normalisation or colour order: both sides get the same
 input.  So the check also looks at what PyTorch predicts: with labels for the
 verification frames (``--verify-labels``) it scores PyTorch and the ONNX side by
-side with the one metrics implementation (export/evaluation/metrics.py); without
-labels it passes on the comparator's warning when the masks are degenerate (one
-class nearly everywhere on every frame), the usual sign of wrong preprocessing
-flags.  Non-finite outputs fail in the comparator (exit 3).
+side with the one metrics implementation (export/evaluation/metrics.py) and
+fails the export when PyTorch's score says the preprocessing is wrong
+(verify/preprocessing_check.py); without labels it passes on the comparator's
+warning when the masks are degenerate (one class nearly everywhere on every
+frame), the usual sign of wrong preprocessing flags.  Non-finite outputs fail in
+the comparator (exit 3).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from torch import nn
 from segedge.export.evaluation.evaluate import to_label_resolution
 from segedge.export.evaluation.metrics import Confusion, scores
 from segedge.export.onnx.tools import session
+from segedge.export.verify import preprocessing_check
 from segedge.export.verify.compare import LabelComparator
 from segedge.export.verify.torch_ref import forward_logits
-from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.metadata import ArtifactMetadata, InputSpec
 from segedge.runtime.preprocess import resize_frame, to_tensor
 
 PREPROCESSING_HINT = "check --mean/--std/--norm-units/--scale/--bgr"
@@ -78,6 +81,15 @@ class Parity:
     # with labels: {"labels", "ignore_index", "pytorch": scores, "onnx": scores}
     accuracy: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. degenerate masks
+    # with labels: PyTorch under each single preprocessing mistake (preprocessing_check.py);
+    # its "failure" fails the export like the parity gate
+    preprocessing_check: dict[str, Any] | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the verification frames' labels say the preprocessing is wrong, or None."""
+        found = (self.preprocessing_check or {}).get("failure")
+        return str(found) if found else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +103,17 @@ def reference_logits(model: nn.Module, resized_bgr: np.ndarray, meta: ArtifactMe
     with torch.no_grad():
         out = forward_logits(model, x)
     return out[0].float().numpy()
+
+
+def _torch_masks(model: nn.Module, resized: list[np.ndarray], spec: InputSpec
+                 ) -> list[np.ndarray]:
+    """PyTorch's label maps for resized frames fed the classic float way under `spec`."""
+    out = []
+    for frame in resized:
+        with torch.no_grad():
+            logits = forward_logits(model, torch.from_numpy(to_tensor([frame], spec)))
+        out.append(logits[0].float().argmax(0).numpy())
+    return out
 
 
 def check_parity(model: nn.Module, onnx_path: Path, meta: ArtifactMetadata,
@@ -111,6 +134,7 @@ def check_parity(model: nn.Module, onnx_path: Path, meta: ArtifactMetadata,
     scored = {"pytorch": Confusion(n, ignore_index), "onnx": Confusion(n, ignore_index)}
     seen: list[np.ndarray] = []  # resized frames and PyTorch masks, for ignores_picture
     torch_masks: list[np.ndarray] = []
+    geoms: list[Any] = []
     for i, frame in enumerate(frames):
         resized, geom = resize_frame(frame, meta.input)
         ref = reference_logits(model, resized, meta, model_color)
@@ -124,6 +148,7 @@ def check_parity(model: nn.Module, onnx_path: Path, meta: ArtifactMetadata,
         ref_labels = ref.argmax(0)
         seen.append(resized)
         torch_masks.append(ref_labels)
+        geoms.append(geom)
         conf = outs.get("confidence")
         versus_torch.add(labels, ref_labels, got, ref,
                          got_confidence=None if conf is None else conf[0])
@@ -132,14 +157,16 @@ def check_parity(model: nn.Module, onnx_path: Path, meta: ArtifactMetadata,
             for side, pred in (("pytorch", ref_labels), ("onnx", labels)):
                 scored[side].add(to_label_resolution(pred, geom, truth.shape[:2]), truth)
     cmp = versus_torch.result()  # NaN/Inf on either side: VerificationError
-    accuracy, warnings = None, []
+    accuracy, warnings, sanity = None, [], None
     if truths is not None:
         accuracy = {"labels": labels_source, "ignore_index": ignore_index,
                     **{side: scores(c, meta.classes, len(frames)).to_dict()
                        for side, c in scored.items()}}
-        if accuracy["pytorch"]["degenerate"]:
-            warnings.append(f"PyTorch on the labelled verification frames: "
-                            f"{accuracy['pytorch']['degenerate']}; {PREPROCESSING_HINT}")
+        spec = replace(meta.input, format="float", layout="NCHW", color_order=model_color)
+        sanity = preprocessing_check.check(
+            spec, lambda s: torch_masks if s is spec else _torch_masks(
+                model, seen[:preprocessing_check.FRAMES], s), geoms, truths, meta.classes,
+            ignore_index, accuracy["pytorch"]["miou"], accuracy["pytorch"]["degenerate"])
     else:
         # both sides flat is one finding (parity holds): say it of PyTorch only
         flat = [w for w in cmp.warnings if w.startswith("PyTorch")] or list(cmp.warnings)
@@ -152,5 +179,5 @@ def check_parity(model: nn.Module, onnx_path: Path, meta: ArtifactMetadata,
         per_class_iou=cmp.per_class_iou,
         baked_labels_agreement=(baked.result().agreement
                                 if "labels" in out_names and "logits" in out_names else None),
-        accuracy=accuracy, warnings=warnings,
+        accuracy=accuracy, warnings=warnings, preprocessing_check=sanity,
     )

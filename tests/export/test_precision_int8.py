@@ -264,7 +264,10 @@ def test_int8_camvid_val_within_half_a_point(int8_half_point: tuple[dict[str, An
     assert sec["miou"]["fp32"] > 25.0  # a trained model
     assert sec["miou"]["drop"] <= 0.5  # goal 0.5, acceptance 1.0
     assert sec["argmax_agreement"] >= 95.0
-    assert sec["frames"] == 50 and sec["calibration"]["frames"] == 64
+    # 50 held-out frames: 25 choose (selection part), 25 report the drop (report part)
+    assert sec["held_out"]["frames"] == 50 and sec["held_out"]["split"]
+    assert sec["frames"] == 25 == sec["held_out"]["report"]["frames"]
+    assert sec["held_out"]["selection"]["frames"] == 25 and sec["calibration"]["frames"] == 64
     assert not sec["calibration"]["cache_hit"]
     assert Path(sec["calibration"]["cache"]).is_file()
     assert sec["size_bytes"]["int8"] < 0.7 * sec["size_bytes"]["fp32"]

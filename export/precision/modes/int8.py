@@ -47,6 +47,18 @@ class INT8(PrecisionMode):
 
     def report_lines(self, section: dict[str, Any]) -> list[str]:
         lines = super().report_lines(section)
+        held = section.get("held_out") or {}
+        if held.get("split"):
+            lines.append(f"held-out frames: {held['selection']['frames']} chose the calibration "
+                         f"and the layers kept, {held['report']['frames']} others measured the "
+                         "drop above")
+        elif held.get("note"):
+            lines.append(f"note: {held['note']}")
+        calib = section.get("calibration") or {}
+        if len(calib.get("searched") or []) > 1:
+            lines.append(f"calibration searched ({len(calib['searched'])} tried): "
+                         f"{calib['method']}, {calib['frames']} frames, per-channel "
+                         f"{'on' if section.get('per_channel', True) else 'off'}")
         if section.get("kept_fp32"):
             lines.append(f"kept in fp32 to meet the budget ({section['budget']['rule']}): "
                          + ", ".join(section["kept_fp32"]))
