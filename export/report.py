@@ -72,7 +72,7 @@ def format_summary(report: dict[str, Any], task: ExportTask[Any]) -> str:
     else:
         lines.append("parity: not verified (--no-verify)")
     acc = (par or {}).get("accuracy")
-    if acc:
+    if par and acc:
         pt, ox = acc["pytorch"], acc["onnx"]
         lines.append(f"accuracy on {par['images']} labelled frames ({acc['labels']}): mIoU "
                      f"PyTorch {pt['miou']:.2f} / ONNX {ox['miou']:.2f}, pixel accuracy "
