@@ -170,6 +170,10 @@ def print_summary(result: Any) -> None:
 @click.option("--no-isolate", is_flag=True,
               help="Measure in this process (faster start; peak memory then covers the run).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--streams", type=int, metavar="N",
+              help="Several streams in one segrun: N copies of the dash-cam clip (--data DIR) "
+                   "or --video through one run, against one stream's model-only throughput; "
+                   "writes --json/--markdown [WORKDIR/streams.json, .md].")
 def segbench(models: tuple[str, ...], **o: Any) -> None:
     """Benchmark MODEL_OR_ARTIFACT... (zoo names, .onnx or .plan) on this machine."""
     from segedge.benchmarks import plots, report
@@ -183,6 +187,9 @@ def segbench(models: tuple[str, ...], **o: Any) -> None:
         from segedge.runtime.io import check_writable
 
         check_writable(o["json_path"], "--json")
+    if o["streams"] is not None:
+        streams_bench(models, o)
+        return
     cfg = build_config(models, o, command)
     result = Suite(cfg, log=lambda m: None if o["quiet"] else click.echo(m, err=True)).run()
     made: dict[str, str] = {}
@@ -199,6 +206,44 @@ def segbench(models: tuple[str, ...], **o: Any) -> None:
     click.echo(f"segbench: {len(result.records)} records in {time.perf_counter() - start:.0f} s",
                err=True)
     nothing_measured(result.records)
+
+
+def streams_bench(models: tuple[str, ...], o: dict[str, Any]) -> None:
+    """`segbench --streams N`: the multi-stream benchmark (benchmarks/bench_streams.py)."""
+    from segedge.benchmarks import env, report
+    from segedge.benchmarks.artifacts import ArtifactStore
+    from segedge.benchmarks.bench_streams import run_streams, summary_lines
+    from segedge.benchmarks.defaults import E2E_MODEL, STREAMS_REPEATS, streams_plan
+    from segedge.runtime.io import check_writable
+
+    if len(models) > 1 or o["default"]:
+        raise InputError("MODEL", "at most one zoo name with --streams (and no --default)",
+                         " ".join(models) or "--default")
+    threads = o["threads"] or os.cpu_count() or 1
+    workdir = o["workdir"] or DEFAULT_WORKDIR
+    json_path = o["json_path"] or workdir / "streams.json"
+    md_path = o["md_path"] or workdir / "streams.md"
+    check_writable(md_path, "--markdown")
+    given = click.get_current_context().get_parameter_source("e2e_repeats")
+    repeats = (o["e2e_repeats"] if given is not click.core.ParameterSource.DEFAULT
+               else STREAMS_REPEATS)
+    plan = streams_plan(o["data"], threads, video=str(o["video"]) if o["video"] else None,
+                        model=models[0] if models else E2E_MODEL, frames=o["e2e_frames"],
+                        repeats=repeats, streams=o["streams"])
+    if o["imgsz"]:
+        plan = replace(plan, imgsz=tuple(o["imgsz"][0]))
+    say = (lambda m: None) if o["quiet"] else (lambda m: click.echo(m, err=True))
+    start = time.perf_counter()
+    environment = env.environment(threads)
+    settle = ((lambda: env.wait_for_idle(0.85, o["settle"])[0]) if o["settle"]
+              else (lambda: None))
+    summary = run_streams(plan, ArtifactStore(workdir / "artifacts", say, o["fresh"]),
+                          not o["no_isolate"], say, settle)
+    environment = env.finish(environment, time.perf_counter() - start)
+    for path in report.write_streams(summary, environment, json_path, md_path):
+        click.echo(f"segbench: wrote {path}", err=True)
+    for line in summary_lines(summary):
+        click.echo(line)
 
 
 def nothing_measured(records: list[Any]) -> None:

@@ -22,6 +22,7 @@ end run uses the shipped demo clip.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -124,3 +125,24 @@ def default_set(workdir: Path, threads: int, command: str = "", isolated: bool =
                        frame_source=video, workdir=workdir, isolated=isolated,
                        fresh=fresh, progress=progress, command=command, settle_s=SETTLE_S,
                        settle_budget_s=SETTLE_BUDGET_S)
+
+
+# Several streams in one segrun (issue 14): four copies of the dash-cam clip, LR-ASPP at the
+# end-to-end size, batched by a static batch-4 export; every frame, three interleaved repeats.
+STREAMS = 4
+STREAMS_REPEATS = 3
+
+
+def streams_plan(data: Path | None, threads: int, video: str | None = None,
+                 model: str = E2E_MODEL, frames: int | None = None,
+                 repeats: int = STREAMS_REPEATS, streams: int = STREAMS) -> Any:
+    """The multi-stream plan on ``video``, or the dash-cam clip under ``data``."""
+    from segedge.benchmarks.bench_streams import StreamsPlan
+    from segedge.runtime.errors import InputError
+
+    clip = video or real_video(data)
+    if clip is None:
+        raise InputError("--data", f"a folder holding {VIDEO_NAME} (or --video FILE)",
+                         no_video_reason(data))
+    return StreamsPlan(model=model, video=clip, threads=threads, streams=streams,
+                       imgsz=E2E_SIZE, frames=frames, repeats=repeats)

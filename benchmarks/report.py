@@ -346,3 +346,17 @@ def markdown(result: SuiteResult, plots: dict[str, str], plot_notes: dict[str, s
 def write_markdown(result: SuiteResult, path: Path, plots: dict[str, str],
                    plot_notes: dict[str, str]) -> Path:
     return write_text_atomic(Path(path), markdown(result, plots, plot_notes, Path(path)))
+
+
+def write_streams(summary: dict[str, Any], env: dict[str, Any], json_path: Path | None,
+                  md_path: Path | None) -> list[Path]:
+    """The multi-stream benchmark's files (bench_streams); both name the CPU (``env``)."""
+    from segedge.benchmarks.bench_streams import markdown as streams_markdown
+
+    written = []
+    if json_path is not None:
+        written.append(write_text_atomic(Path(json_path), json.dumps(
+            {"environment": env, "streams": summary}, indent=2, sort_keys=True) + "\n"))
+    if md_path is not None:
+        written.append(write_text_atomic(Path(md_path), streams_markdown(summary, env)))
+    return written

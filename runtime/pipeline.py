@@ -7,6 +7,11 @@ order is preserved; the queues bound memory and latency.  OpenCV and ONNX
 Runtime release the GIL, so decoding, drawing and encoding proceed while the
 model runs.
 
+Several streams (runtime.streams) reuse these stages per stream; only the
+inference stage is shared: a stream built with a ``Feed`` hands its frames to
+the one batching inference thread (runtime.batching), which ``deliver``s the
+results back in order.
+
 Stopping: a graceful stop (Ctrl-C, SIGTERM, q in the window, --max-frames)
 stops the reader and lets in-flight frames drain, then finalises the
 outputs.  An error in any stage aborts all of them; the video stays under
@@ -22,15 +27,13 @@ also when the model or source fails to open, on errors and on interruption.
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -39,6 +42,7 @@ from segedge.runtime.cli_support import Terminated
 from segedge.runtime.config import RunConfig
 from segedge.runtime.draw import resolve_classes
 from segedge.runtime.preprocess import Geometry
+from segedge.runtime.priority import in_background_thread, lower_priority
 from segedge.runtime.redact import redact
 from segedge.runtime.segmenter import Segmenter
 from segedge.runtime.signals import StopRequest, stop_on_signals
@@ -51,7 +55,6 @@ __all__ = ["RunConfig", "RunStats", "run"]
 log = logging.getLogger("segedge.runtime")
 _END = object()
 _POLL_S = 0.1
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -66,51 +69,29 @@ class _Item:
     image: np.ndarray | None = None
 
 
-def lower_priority(nice: int) -> None:
-    """Make the calling thread yield to inference (Linux: nice is per thread).
+class Feed(Protocol):
+    """Where a stream's preprocessed frames go when inference is shared (runtime.batching):
+    ``put`` blocks while the stream's share is full and returns False once ``abort`` is set;
+    ``end`` says the stream has no more frames (never blocks); ``release`` that the
+    postprocess stage took a frame back (its share has room again)."""
 
-    Inference threads run parallel loops with barriers: a core taken by an
-    equal-priority encoder stalls all of them.  At lower priority, decode,
-    draw and encode fill the gaps instead.  Threads created afterwards from
-    this one (FFmpeg decoders, capture threads) inherit the priority.
-    """
-    if nice <= 0 or not sys.platform.startswith("linux"):
-        return
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, current + nice))
-    except OSError:
-        pass
+    def put(self, item: Any, abort: threading.Event) -> bool: ...
+
+    def end(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
-def in_background_thread(fn: Callable[[], T], nice: int) -> T:
-    """Run ``fn`` on a short-lived lower-priority thread (so the threads it starts inherit
-    that priority) and return its result or raise its error here."""
-    if nice <= 0 or not sys.platform.startswith("linux"):
-        return fn()
-    box: dict[str, Any] = {}
+class Pipeline:
+    """One stream's stages.  With ``feed`` the inference stage is not its own: frames go
+    to the feed and results come back through ``deliver`` (several streams, one model)."""
 
-    def target() -> None:
-        lower_priority(nice)
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - re-raised on the calling thread
-            box["error"] = err
-
-    thread = threading.Thread(target=target, name="segrun-open", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(timeout=_POLL_S)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
-
-
-class _Pipeline:
     def __init__(self, config: RunConfig, segmenter: Segmenter, source: Source,
-                 sinks: list[Sink], stop: StopRequest) -> None:
+                 sinks: list[Sink], stop: StopRequest, feed: Feed | None = None) -> None:
         self.config, self.seg, self.source, self.sinks = config, segmenter, source, sinks
         self.stop = stop
+        self.feed = feed
+        self.done_at: float | None = None  # perf_counter() when the last frame was written
         self.source_name = redact(config.source)  # as the user named it, password masked
         self.abort = threading.Event()
         self.error: BaseException | None = None
@@ -151,9 +132,7 @@ class _Pipeline:
                 lower_priority(nice)
                 loop()
             except BaseException as err:  # noqa: BLE001 - re-raised on the main thread
-                if self.error is None:
-                    self.error = err
-                self.abort.set()
+                self.fail(err)
 
         return wrapped
 
@@ -184,11 +163,26 @@ class _Pipeline:
                 self.rec.add("resize", resize_ms)
                 self.rec.add("preprocess", (time.perf_counter() - p1) * 1e3 - resize_ms)
                 t_start = frame.timestamp if self.source.live else t0
-                if not self._put(self.q_infer, _Item(frame.index, t_start, frame.image,
-                                                     tensor, geom)):
+                if not self._submit(_Item(frame.index, t_start, frame.image, tensor, geom)):
                     return
         finally:
-            self._put(self.q_infer, _END)
+            if self.feed is not None:
+                self.feed.end()
+            else:
+                self._put(self.q_infer, _END)
+
+    def _submit(self, item: _Item) -> bool:
+        if self.feed is not None:
+            return self.feed.put(item, self.abort)
+        return self._put(self.q_infer, item)
+
+    def deliver(self, item: Any) -> bool:
+        """A frame back from shared inference (``outputs`` set), in frame order."""
+        return self._put(self.q_post, item)
+
+    def deliver_end(self) -> bool:
+        """Shared inference has delivered this stream's last frame."""
+        return self._put(self.q_post, _END)
 
     def _infer_loop(self) -> None:
         try:
@@ -205,6 +199,8 @@ class _Pipeline:
     def _post_loop(self) -> None:
         try:
             while (item := self._get(self.q_post)) is not _END:
+                if self.feed is not None:
+                    self.feed.release()
                 p0 = time.perf_counter()
                 result = self.seg.decode(item.outputs or {}, item.geom)
                 item.outputs = None
@@ -222,8 +218,9 @@ class _Pipeline:
         finally:
             self._put(self.q_sink, _END)
 
-    def _watch_stop(self) -> None:
-        if self.stop.is_set() and not self._source_closed and self.source.live:
+    def watch_stop(self) -> None:
+        if ((self.stop.is_set() or self.abort.is_set()) and not self._source_closed
+                and self.source.live):
             self._source_closed = True  # unblock a reader waiting on a silent stream
             self.source.close()
 
@@ -231,46 +228,82 @@ class _Pipeline:
         while True:
             if on_poll is not None:
                 on_poll()
-            try:
-                item = self.q_sink.get(timeout=_POLL_S)
-            except queue.Empty:
-                if self.abort.is_set():
-                    return
-                continue
-            if item is _END or self.abort.is_set():
+            if not self.sink_next(_POLL_S):
                 return
-            p0 = time.perf_counter()
-            for sink in self.sinks:
-                sink.write(item.index, item.image, item.labels)
-            now = time.perf_counter()
-            self.rec.add("write", (now - p0) * 1e3)
-            self.rec.add("latency", (time.monotonic() - item.t0) * 1e3)
-            self.rec.counters.add("processed")
-            self.rec.fps.tick(now)
-            if any(s.quit_requested for s in self.sinks):
-                self.stop.set("window closed")
+
+    def sink_next(self, timeout: float) -> bool:
+        """Write the next finished frame to every sink (waiting up to ``timeout`` for one);
+        False once the stream has ended or aborted."""
+        try:
+            item = self.q_sink.get(timeout=timeout)
+        except queue.Empty:
+            return not self.abort.is_set()
+        if item is _END or self.abort.is_set():
+            self.done_at = time.perf_counter()
+            return False
+        p0 = time.perf_counter()
+        for sink in self.sinks:
+            sink.write(item.index, item.image, item.labels)
+        now = time.perf_counter()
+        self.rec.add("write", (now - p0) * 1e3)
+        self.rec.add("latency", (time.monotonic() - item.t0) * 1e3)
+        self.rec.counters.add("processed")
+        self.rec.fps.tick(now)
+        if any(s.quit_requested for s in self.sinks):
+            self.stop.set("window closed")
+        return True
+
+    @property
+    def in_main(self) -> bool:
+        """GUI calls must stay on the main thread: then the caller drives the sinks."""
+        return any(s.main_thread for s in self.sinks)
+
+    def workers(self, prefix: str = "segrun") -> list[threading.Thread]:
+        """The stage threads (not started); no inference thread with a shared feed, no sink
+        thread when the sinks must run on the main thread."""
+        nice = self.config.background_nice
+        loops: list[tuple[str, Callable[[], None], int]] = [(f"{prefix}-read", self._read_loop,
+                                                             nice)]
+        if self.feed is None:
+            loops.append((f"{prefix}-infer", self._infer_loop, 0))
+        loops.append((f"{prefix}-post", self._post_loop, nice))
+        if not self.in_main:
+            loops.append((f"{prefix}-sink", self._sink_loop, nice))
+        return [threading.Thread(target=self._guard(loop, n), name=name, daemon=True)
+                for name, loop, n in loops]
+
+    def fail(self, err: BaseException) -> None:
+        """Record ``err`` (the first one wins) and abort every stage of this stream."""
+        if self.error is None:
+            self.error = err
+        self.abort.set()
+
+    def finish(self, wall: float, finished: bool) -> RunStats:
+        """After every stage thread ended: close the sinks (finalised unless the stream
+        failed) and build this stream's stats."""
+        if not finished or self.error is not None:
+            self.abort.set()
+            if self.source.live and not self._source_closed:
+                self._source_closed = True
+                self.source.close()
+        outcomes = self._close_sinks(complete=self.error is None)
+        return self._stats(wall, finished, outcomes)
 
     def run(self) -> RunStats:
         # GUI calls must stay on the main thread; otherwise sinks get their own
         # (background-priority) thread and the main thread only watches signals.
-        in_main = any(s.main_thread for s in self.sinks)
-        nice = self.config.background_nice
-        loops = [("segrun-read", self._read_loop, nice), ("segrun-infer", self._infer_loop, 0),
-                 ("segrun-post", self._post_loop, nice)]
-        if not in_main:
-            loops.append(("segrun-sink", self._sink_loop, nice))
-        workers = [threading.Thread(target=self._guard(loop, n), name=name, daemon=True)
-                   for name, loop, n in loops]
+        in_main = self.in_main
+        workers = self.workers()
         start = time.perf_counter()
         for worker in workers:
             worker.start()
         finished = False
         try:
             if in_main:
-                self._sink_loop(self._watch_stop)
+                self._sink_loop(self.watch_stop)
             else:
                 while workers[-1].is_alive():
-                    self._watch_stop()
+                    self.watch_stop()
                     workers[-1].join(timeout=_POLL_S)
             finished = True
         except KeyboardInterrupt:
@@ -287,10 +320,8 @@ class _Pipeline:
             while any(w.is_alive() for w in workers):
                 for worker in workers:
                     worker.join(timeout=_POLL_S)
-            wall = time.perf_counter() - start
             # Interrupted runs are finalised (the user asked to stop); failed ones are not.
-            outcomes = self._close_sinks(complete=self.error is None)
-            stats = self._stats(wall, finished, outcomes)
+            stats = self.finish(time.perf_counter() - start, finished)
             stats = write_stats(stats, self.config.stats_path)
         if self.error is not None:
             raise self.error
@@ -320,10 +351,10 @@ class _Pipeline:
             reason = "interrupted"
         else:
             reason = self.reason
-        output = self.config.output
+        output = self.config.outputs[0] if self.config.outputs else None
         stats = self.rec.finish(
             wall, dropped=self.source.dropped, corrupt=self.source.corrupt,
-            model=str(self.config.model), source=self.source_name,
+            model=redact(str(self.config.model)), source=self.source_name,
             backend=self.seg.backend.name, provider=self.seg.active,
             backend_reason=self.seg.backend_reason,
             output=str(output) if output is not None else None,
@@ -365,11 +396,11 @@ def failure_stats(config: RunConfig, err: BaseException,
     else:
         reason, interrupted = f"error: {redact(str(err))}", False
     return StatsRecorder().finish(
-        0.0, dropped=0, corrupt=0, model=str(config.model), source=redact(config.source),
+        0.0, dropped=0, corrupt=0, model=redact(str(config.model)), source=redact(config.source),
         backend=segmenter.backend.name if segmenter is not None else "",
         provider=segmenter.active if segmenter is not None else "",
         backend_reason=segmenter.backend_reason if segmenter is not None else "",
-        output=str(config.output) if config.output is not None else None,
+        output=config.outputs[0] if config.outputs else None,
         interrupted=interrupted, stop_reason=reason)
 
 
@@ -395,7 +426,7 @@ def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:
             cv2.setNumThreads(1)
             try:
                 with stop_on_signals(stop):
-                    pipeline = _Pipeline(config, segmenter, source, sinks, stop)
+                    pipeline = Pipeline(config, segmenter, source, sinks, stop)
                     started = True
                     return pipeline.run()
             finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Self
@@ -25,7 +25,7 @@ from segedge.runtime.backends.auto import label, open_auto
 from segedge.runtime.backends.base import Backend, BackendOptions, open_backend
 from segedge.runtime.contract import check_input_spec, describe_input, describe_outputs, guarded
 from segedge.runtime.draw import DrawConfig, colorize, palette_lut
-from segedge.runtime.errors import InputError
+from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.preprocess import Geometry, prepare
 from segedge.runtime.tasks import DecodeOptions, FrameDrawer, FrameResult, get_task
@@ -191,6 +191,37 @@ class Segmenter:
                           f"fed {list(tensor.shape)} {tensor.dtype}")
         self._checked["infer"] = True
         return outputs
+
+    @property
+    def static_batch(self) -> int | None:
+        """Frames every inference call must hold (the artifact's fixed batch), or None
+        when its batch dimension is dynamic (runtime.metadata: ``InputSpec.batch``)."""
+        return self.metadata.input.batch
+
+    def infer_many(self, tensors: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Several preprocessed frames (a batch of one each, one shape) in ONE inference call:
+        several streams share the model this way.  A static batch is filled by repeating the
+        last frame and the padding is dropped; the outputs come back one dict per frame."""
+        n = len(tensors)
+        if n == 0:
+            raise InputError("infer_many", "one or more tensors", "none")
+        if n == 1 and self.static_batch in (None, 1):
+            return [self.infer(tensors[0])]
+        shapes = {tuple(t.shape) for t in tensors}
+        if len(shapes) != 1 or any(t.shape[0] != 1 for t in tensors):
+            raise InputError("infer_many", "tensors of one shape with a batch of one each",
+                             sorted(shapes))
+        static = self.static_batch
+        if static is not None and n > static:
+            raise InputError("infer_many", f"at most {static} frames (the artifact's static "
+                             "batch)", n)
+        parts = list(tensors) + [tensors[-1]] * ((static or n) - n)
+        outputs = self.infer(np.concatenate(parts))
+        for name, value in outputs.items():
+            if value.ndim == 0 or value.shape[0] < n:
+                raise ArtifactError(f"{self._source}: expected output {name!r} with a batch of "
+                                    f"{len(parts)}, got shape {list(value.shape)}")
+        return [{name: value[i:i + 1] for name, value in outputs.items()} for i in range(n)]
 
     def decode(self, outputs: dict[str, np.ndarray], geom: Geometry, *,
                confidence: bool = False) -> Any:

@@ -43,7 +43,7 @@ def test_accuracy_uses_the_timed_options_and_closes_its_backend(
 
         class Reporting:  # what a TensorRT-provider session reports
             metadata, input_name = inner.metadata, inner.input_name
-            active = "TensorrtExecutionProvider"
+            name, active = "onnxruntime", "TensorrtExecutionProvider"
             infer = staticmethod(inner.infer)
 
             def close(self) -> None:

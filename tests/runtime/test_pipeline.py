@@ -199,6 +199,7 @@ def test_window_on_the_main_thread_quits_on_q(models: dict[str, Path], video: Pa
     import segedge.runtime.sinks.window as sinks_mod
 
     monkeypatch.setattr(sinks_mod, "display_available", lambda: True)
+    monkeypatch.setattr(sinks_mod, "gui_available", lambda: True)  # the cv2.imshow window
     shown: list[str] = []
     keys = iter([-1, -1, -1, ord("q")] + [-1] * 100)
     monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(

@@ -1,0 +1,259 @@
+"""Shared inference for several streams: fair lanes in, batches out, results back in order.
+
+Each stream's reader puts its preprocessed frames into its own *lane*.  A lane
+bounds the frames that stream has in flight (from the lane until its
+postprocess stage takes them back), so a stream whose sink stalls stops only
+its own reader, and a stream whose source stalls simply has nothing in its
+lane: the one inference thread never waits on a particular stream.  The
+inference thread takes up to ``limit`` ready frames round-robin over the
+lanes (waiting at most ``wait_ms`` for more when a lane could still add
+some), runs them as one call (``Segmenter.infer_many``: a dynamic batch, or a
+static one padded) and hands each result back to its stream.  One thread and
+per-lane FIFOs keep every stream's frame order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from segedge.runtime.errors import InputError
+from segedge.runtime.stats import LatencyRecorder, StageSummary
+
+_POLL_S = 0.1
+MAX_BATCH = 64  # beyond this a typo, not a policy: frames of 64 streams in one call
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How many frames one inference call may take and how long to wait for them.
+
+    ``max_batch`` None: the artifact's static batch, or one frame per stream when its
+    batch is dynamic.  ``wait_ms``: once a frame is ready, how long to wait for more
+    (latency traded for larger batches; recorded as ``batch_wait_ms`` in the stats).
+    """
+
+    max_batch: int | None = None
+    wait_ms: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch is not None and not 1 <= self.max_batch <= MAX_BATCH:
+            raise InputError("--max-batch", f"a frame count in [1, {MAX_BATCH}]", self.max_batch)
+        if not 0.0 <= self.wait_ms <= 1000.0:
+            raise InputError("--batch-wait", "milliseconds in [0, 1000]", self.wait_ms)
+
+    def limit(self, static_batch: int | None, streams: int) -> int:
+        """Frames per call: never more than a static batch holds."""
+        if static_batch is not None:
+            return min(static_batch, self.max_batch or static_batch)
+        return self.max_batch or max(1, min(streams, MAX_BATCH))
+
+
+class Lane:
+    """One stream's share of the shared inference stage (``pipeline.Feed``)."""
+
+    def __init__(self, mux: Mux, index: int, capacity: int) -> None:
+        self.mux, self.index, self.capacity = mux, index, capacity
+        self.pending: deque[Any] = deque()
+        self.in_flight = 0  # put and not yet taken back by the stream's postprocess stage
+        self.ended = False  # the reader has no more frames
+        self.reported = False  # the batcher has been told (end delivered or stream dead)
+        self.abort = threading.Event()  # the stream's own abort (set by run_many)
+
+    def put(self, item: Any, abort: threading.Event) -> bool:
+        with self.mux.cond:
+            while self.in_flight >= self.capacity:
+                if abort.is_set() or self.mux.closed.is_set():
+                    return False
+                self.mux.cond.wait(_POLL_S)
+            if abort.is_set() or self.mux.closed.is_set():
+                return False
+            self.pending.append(item)
+            self.in_flight += 1
+            self.mux.cond.notify_all()
+        return True
+
+    def end(self) -> None:
+        with self.mux.cond:
+            self.ended = True
+            self.mux.cond.notify_all()
+
+    def release(self) -> None:
+        """A frame of this stream left the shared stage (its postprocess took it)."""
+        with self.mux.cond:
+            self.in_flight = max(0, self.in_flight - 1)
+            self.mux.cond.notify_all()
+
+    @property
+    def dead(self) -> bool:
+        return self.abort.is_set()
+
+    def can_grow(self) -> bool:
+        return not self.ended and not self.dead and self.in_flight < self.capacity
+
+
+@dataclass(frozen=True)
+class Batch:
+    items: list[tuple[int, Any]]  # (lane index, item), each lane's items in its order
+    finished: list[int]  # lanes whose last frame is in this batch or earlier
+    wait_ms: float  # how long the first ready frame waited for the others
+
+
+class Mux:
+    """The lanes and the round-robin take of the inference thread."""
+
+    def __init__(self, streams: int, capacity: int) -> None:
+        self.cond = threading.Condition()
+        self.closed = threading.Event()
+        self.lanes = [Lane(self, i, capacity) for i in range(streams)]
+        self._next = 0
+
+    def _sweep(self) -> list[int]:
+        """Lanes that just finished: ended and drained, or dead (their frames dropped)."""
+        done = []
+        for lane in self.lanes:
+            if lane.reported:
+                continue
+            if lane.dead:
+                lane.pending.clear()
+                lane.reported = True
+            elif lane.ended and not lane.pending:
+                lane.reported = True
+                done.append(lane.index)
+        return done
+
+    def _ready(self) -> int:
+        return sum(len(lane.pending) for lane in self.lanes if not lane.dead)
+
+    def take(self, limit: int, wait_s: float, abort: threading.Event) -> Batch | None:
+        """Up to ``limit`` frames, round-robin over the lanes; None once every lane finished
+        (or ``abort``)."""
+        with self.cond:
+            finished = self._sweep()
+            while not self._ready() and not finished:
+                if abort.is_set() or all(lane.reported for lane in self.lanes):
+                    return None
+                self.cond.wait(_POLL_S)
+                finished = self._sweep()
+            t0 = time.perf_counter()
+            deadline = t0 + wait_s
+            while (self._ready() < limit and any(lane.can_grow() for lane in self.lanes)
+                   and not abort.is_set()):
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            waited = (time.perf_counter() - t0) * 1e3 if self._ready() else 0.0
+            items: list[tuple[int, Any]] = []
+            order = self.lanes[self._next:] + self.lanes[:self._next]
+            self._next = (self._next + 1) % len(self.lanes)
+            while len(items) < limit:
+                took = False
+                for lane in order:
+                    if len(items) < limit and lane.pending and not lane.dead:
+                        items.append((lane.index, lane.pending.popleft()))
+                        took = True
+                if not took:
+                    break
+            finished += self._sweep()
+            self.cond.notify_all()
+            return Batch(items, finished, waited)
+
+    def close(self) -> None:
+        """Unblock every reader waiting for room (the run is ending)."""
+        self.closed.set()
+        with self.cond:
+            self.cond.notify_all()
+
+
+class BatchRecorder:
+    """Batch sizes (histogram), wait and inference times of the shared stage."""
+
+    def __init__(self, limit: int, static_batch: int | None, wait_ms: float) -> None:
+        self.limit, self.static_batch, self.wait_limit_ms = limit, static_batch, wait_ms
+        self.sizes: dict[int, int] = {}
+        self.wait = LatencyRecorder()
+        self.per_batch = LatencyRecorder()
+        self.per_frame = LatencyRecorder()
+        self._lock = threading.Lock()
+
+    def add(self, size: int, wait_ms: float, infer_ms: float) -> None:
+        with self._lock:
+            self.sizes[size] = self.sizes.get(size, 0) + 1
+        self.wait.add(wait_ms)
+        self.per_batch.add(infer_ms)
+        self.per_frame.add(infer_ms / size)
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            sizes = dict(sorted(self.sizes.items()))
+        calls = sum(sizes.values())
+        frames = sum(k * v for k, v in sizes.items())
+        return {
+            "batch": {"limit": self.limit, "artifact_batch": self.static_batch or "dynamic",
+                      "wait_limit_ms": self.wait_limit_ms, "calls": calls,
+                      "mean": round(frames / calls, 3) if calls else 0.0,
+                      "histogram": {str(k): v for k, v in sizes.items()}},
+            "batch_wait_ms": _summary(self.wait.summary()),
+            "infer_ms_per_batch": _summary(self.per_batch.summary()),
+            "infer_ms_per_frame": _summary(self.per_frame.summary()),
+        }
+
+
+def _summary(s: StageSummary) -> dict[str, float]:
+    return {"count": s.count, "mean_ms": round(s.mean_ms, 3), "p50_ms": round(s.p50_ms, 3),
+            "p90_ms": round(s.p90_ms, 3), "p99_ms": round(s.p99_ms, 3)}
+
+
+class Stream(Protocol):
+    """What the batcher needs of a stream's pipeline."""
+
+    rec: Any
+
+    def deliver(self, item: Any) -> bool: ...
+
+    def deliver_end(self) -> bool: ...
+
+
+InferMany = Callable[[Sequence[Any]], list[dict[str, Any]]]
+
+
+@dataclass
+class Batcher:
+    """The one inference thread of a multi-stream run."""
+
+    mux: Mux
+    streams: Sequence[Stream]
+    infer_many: InferMany
+    limit: int
+    wait_s: float
+    abort: threading.Event
+    recorder: BatchRecorder
+    calls: int = field(default=0)
+
+    def loop(self) -> None:
+        while (batch := self.mux.take(self.limit, self.wait_s, self.abort)) is not None:
+            groups: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
+            for lane, item in batch.items:  # a dynamic-size artifact cannot stack sizes
+                groups.setdefault(tuple(item.tensor.shape), []).append((lane, item))
+            for group in groups.values():
+                self._run(group, batch.wait_ms)
+            for lane in batch.finished:
+                self.streams[lane].deliver_end()
+
+    def _run(self, group: list[tuple[int, Any]], wait_ms: float) -> None:
+        p0 = time.perf_counter()
+        outputs = self.infer_many([item.tensor for _, item in group])
+        ms = (time.perf_counter() - p0) * 1e3
+        self.calls += 1
+        self.recorder.add(len(group), wait_ms, ms)
+        for (lane, item), out in zip(group, outputs, strict=True):
+            item.outputs, item.tensor = out, None
+            stream = self.streams[lane]
+            stream.rec.add("infer", ms)
+            if not self.mux.lanes[lane].dead:
+                stream.deliver(item)
