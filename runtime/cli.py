@@ -58,6 +58,7 @@ from segedge.runtime.normalization import (  # noqa: E402
 from segedge.runtime.normalization import RULE as NORM_RULE  # noqa: E402
 from segedge.runtime.redact import redact  # noqa: E402
 from segedge.runtime.sources.base import MAX_WAIT_S, SourceOptions  # noqa: E402
+from segedge.runtime.view import KEYS_HELP  # noqa: E402
 
 RGB = tuple[int, int, int]
 
@@ -313,6 +314,12 @@ def log_levels(quiet: bool, verbose: bool) -> int:
 @click.option("--classes", help="Foreign ONNX: class names a,b,c or a file (one per line).")
 @click.option("--bgr", is_flag=True, help="Foreign ONNX: the model takes BGR.")
 @click.option("--stride", type=int, help="Foreign ONNX with dynamic size: size multiple.")
+@click.option("--max-batch", type=int,
+              help="Several sources: frames per inference call [the artifact's static batch, "
+                   "or one per stream for a dynamic batch].")
+@click.option("--batch-wait", type=float, default=4.0, show_default=True, metavar="MS",
+              help="Several sources: once a frame is ready, how long to wait for frames of "
+                   "other streams to batch with it (the latency it costs is in the stats).")
 @click.option("--quiet", "-q", is_flag=True,
               help="Only warnings and errors on stderr (no progress lines, no summary).")
 @click.option("--verbose", "-v", is_flag=True, help="Debug lines too.")
@@ -345,7 +352,6 @@ def segrun(**kw: Any) -> int:
                                                        sources from a file; the
                                                        statistics JSON on stdout
     """
-    # The lead appends segedge.runtime.view.KEYS_HELP (window keys) after the examples.
     logging.getLogger("segedge").setLevel(log_levels(kw["quiet"], kw["verbose"]))
     from segedge.runtime.config import RunConfig
     from segedge.runtime.multistream import per_stream_masks, per_stream_outputs, stream_names
@@ -371,6 +377,9 @@ def segrun(**kw: Any) -> int:
                                       kw["reconnect_backoff"]),
         postprocess=kw["postprocess"], score_threshold=kw["score_threshold"],
         max_frames=kw["max_frames"], realtime=kw["realtime"])
+    from segedge.runtime.batching import BatchPolicy
+
+    policy = BatchPolicy(max_batch=kw["max_batch"], wait_ms=kw["batch_wait"])  # checked always
     names = stream_names(sources)
     outputs = per_stream_outputs(kw["outputs"], sources, names)
     masks = per_stream_masks(kw["save_masks"], names)
@@ -380,9 +389,10 @@ def segrun(**kw: Any) -> int:
     configs = [RunConfig(source=source, outputs=out, save_masks=mask, stream=name,
                          window_name=f"segrun {name}", **shared)
                for source, out, mask, name in zip(sources, outputs, masks, names, strict=True)]
-    return run_several(configs, stats_path, to_stdout)
+    return run_several(configs, stats_path, to_stdout, policy)
 
 
+segrun.help = (segrun.help or "") + "\n\n\b\n" + KEYS_HELP  # the window's keys, one list
 log = logging.getLogger("segedge.runtime.cli")
 
 
@@ -421,12 +431,13 @@ def run_one(config: Any, to_stdout: bool) -> int:
     return finish(stats, to_stdout)
 
 
-def run_several(configs: list[Any], stats_path: Path | None, to_stdout: bool) -> int:
+def run_several(configs: list[Any], stats_path: Path | None, to_stdout: bool,
+                policy: Any = None) -> int:
     """Several sources: one engine for all (segedge.runtime.streams.run_many)."""
     from segedge.runtime.streams import run_many
 
     try:
-        stats = run_many(configs, stats_path)
+        stats = run_many(configs, stats_path, batching=policy)
     except KeyboardInterrupt as err:
         return _interrupted(err)
     return finish(stats, to_stdout)

@@ -49,6 +49,7 @@ from segedge.runtime.signals import StopRequest, stop_on_signals
 from segedge.runtime.sinks import Sink, SinkOutcome, needs_pixels, sinks_for
 from segedge.runtime.sources.base import Source, open_source
 from segedge.runtime.stats import RunStats, StatsRecorder
+from segedge.runtime.view import attach_view
 
 __all__ = ["RunConfig", "RunStats", "run"]
 
@@ -102,6 +103,7 @@ class Pipeline:
         task, options = segmenter.task, segmenter.decode_options
         self.drawer = (task.drawer(config.draw, segmenter.metadata, options)
                        if needs_pixels(sinks) else None)
+        attach_view(self.drawer, sinks)  # window keys change what the drawer draws
         self.frame_stats = task.stats(options)  # what each frame adds to the stats JSON
         size = config.queue_size
         self.q_infer: queue.Queue[Any] = queue.Queue(size)
@@ -209,7 +211,7 @@ class Pipeline:
                 p1 = time.perf_counter()
                 self.rec.add("postprocess", (p1 - p0) * 1e3)
                 if self.drawer is not None:
-                    hud = self.rec.hud_lines() if self.config.draw.hud else None
+                    hud = self.rec.hud_lines() if self.drawer.hud_wanted else None
                     item.image = self.drawer.draw(item.frame, result, hud)
                     self.rec.add("draw", (time.perf_counter() - p1) * 1e3)
                 item.frame = None

@@ -118,6 +118,8 @@ class MultiRunStats:
             if callable(own):
                 first = own()
                 lines.append(f"  {name}: {first[0] if first else s.stop_reason}")
+                lines += [f"  {name} {line}" for line in first[1:]
+                          if line.startswith("outputs:")]
             else:
                 lines.append(f"  {name}: {s.frames_processed} frames, {s.fps:.1f} FPS, "
                              f"{s.stop_reason}" + (f"; DEGRADED: {'; '.join(s.degraded)}"

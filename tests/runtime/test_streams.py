@@ -144,7 +144,10 @@ def test_four_streams_batched_outputs_complete_and_in_order(
     assert data["streams"]["c"]["frames_processed"] == FRAMES
     assert data["aggregate"]["frames_processed"] == 4 * FRAMES
     assert data["aggregate"]["exit_code"] == 0 and data["aggregate"]["degraded"] == []
-    assert len(stats.summary_lines()) == 5
+    lines = stats.summary_lines()  # the aggregate, then each stream's counts and outputs
+    assert len(lines) == 9 and lines[0].startswith("4 streams: 96 frames")
+    assert [ln.split(":")[0].strip() for ln in lines[1::2]] == ["a", "b", "c", "d"]
+    assert all(" outputs: " in ln and f"({FRAMES} frames)" in ln for ln in lines[2::2])
 
 
 def test_static_batch_is_padded_and_one_by_one_without_a_batch(
