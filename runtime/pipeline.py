@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -211,7 +211,8 @@ class Pipeline:
                 p1 = time.perf_counter()
                 self.rec.add("postprocess", (p1 - p0) * 1e3)
                 if self.drawer is not None:
-                    hud = self.rec.hud_lines() if self.drawer.hud_wanted else None
+                    wanted = getattr(self.drawer, "hud_wanted", self.config.draw.hud)
+                    hud = self.rec.hud_lines() if wanted else None
                     item.image = self.drawer.draw(item.frame, result, hud)
                     self.rec.add("draw", (time.perf_counter() - p1) * 1e3)
                 item.frame = None
@@ -377,8 +378,18 @@ class Pipeline:
         return stats.with_degraded(*degraded) if degraded else stats
 
 
-def write_stats(stats: RunStats, path: Path | None) -> RunStats:
-    """Write ``--stats``; a failure to (disk full) degrades the run instead of losing it."""
+S = TypeVar("S", bound="_Writable")
+
+
+class _Writable(Protocol):
+    def write(self, path: Path) -> Any: ...
+
+    def with_degraded(self, *reasons: str) -> Any: ...
+
+
+def write_stats(stats: S, path: Path | None) -> S:
+    """Write ``--stats`` (one stream's or several's); a failure to (disk full) degrades the
+    run instead of losing it."""
     if path is None:
         return stats
     try:

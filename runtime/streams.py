@@ -36,7 +36,7 @@ from segedge.runtime.cli_support import EXIT_DEGRADED, EXIT_OK
 from segedge.runtime.config import RunConfig
 from segedge.runtime.errors import InputError
 from segedge.runtime.io import check_writable, write_text_atomic
-from segedge.runtime.pipeline import Pipeline, failure_stats
+from segedge.runtime.pipeline import Pipeline, failure_stats, write_stats
 from segedge.runtime.priority import in_background_thread
 from segedge.runtime.redact import redact
 from segedge.runtime.segmenter import Segmenter
@@ -170,15 +170,7 @@ def _failure(configs: Sequence[RunConfig], names: tuple[str, ...], err: BaseExce
     return MultiRunStats(streams, names, aggregate)
 
 
-def write_multi(stats: MultiRunStats, path: Path | None) -> MultiRunStats:
-    """Write ``--stats``; a failure to (disk full) degrades the run instead of losing it."""
-    if path is None:
-        return stats
-    try:
-        stats.write(path)
-    except OSError as err:
-        return stats.with_degraded(f"{path}: stats file not written ({err.strerror or err})")
-    return stats
+write_multi = write_stats  # the one rule: a stats file that cannot be written degrades the run
 
 
 class _Engine:

@@ -130,8 +130,8 @@ def attach_view(drawer: Any, sinks: Iterable[Any]) -> ViewState | None:
     A sink built with its own view keeps it and the drawer follows that one.
     """
     wanting = [s for s in sinks if getattr(s, "wants_view", False)]
-    if drawer is None or not wanting:
-        return None
+    if drawer is None or not wanting or not hasattr(drawer, "config"):
+        return None  # a task's drawer without view support draws its DrawConfig, keys aside
     given = [s.view for s in wanting if getattr(s, "view", None) is not None]
     view = given[0] if given else ViewState.from_config(drawer.config)
     drawer.view = view

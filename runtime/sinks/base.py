@@ -91,6 +91,16 @@ def write_failure_cause(directory: Path) -> str | None:
     return None
 
 
+def make_folder(directory: Path, flag: str, expected: str) -> Path:
+    """Create an output folder of PNG files, or one InputError line saying why it cannot be."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(flag, expected, f"{directory} ({err.strerror})") from err
+    return directory
+
+
 class Sink(Protocol):
     needs_pixels: bool  # wants the drawn image; False: the per-pixel map is enough
     main_thread: bool  # must be driven from the main thread (GUI toolkits require it)

@@ -26,7 +26,7 @@ import numpy as np
 
 from segedge.runtime.errors import InputError
 from segedge.runtime.io import check_writable, write_bytes_atomic
-from segedge.runtime.sinks.base import SinkContext, SinkOutcome
+from segedge.runtime.sinks.base import SinkContext, SinkOutcome, make_folder
 from segedge.runtime.sinks.masks import mask_name
 
 log = logging.getLogger("segedge.runtime")
@@ -130,13 +130,8 @@ class FolderSink:
 
     def __init__(self, directory: Path,
                  frame_names: Callable[[int], str | None] | None = None) -> None:
-        self.directory = Path(directory)
+        self.directory = make_folder(directory, "--output", "a folder that can be created")
         self.frame_names = frame_names
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InputError("--output", "a folder that can be created",
-                             f"{directory} ({err.strerror})") from err
         self.sizes: dict[str, int] = {}  # file name -> bytes written (checked at close)
         self.last: tuple[str, tuple[int, ...]] | None = None
         self.failed = 0

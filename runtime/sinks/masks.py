@@ -24,8 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segedge.runtime.errors import InputError
-from segedge.runtime.sinks.base import SinkContext, SinkOutcome
+from segedge.runtime.sinks.base import SinkContext, SinkOutcome, make_folder
 
 log = logging.getLogger("segedge.runtime")
 
@@ -48,13 +47,8 @@ class MaskSink:
 
     def __init__(self, directory: Path,
                  frame_names: Callable[[int], str | None] | None = None) -> None:
-        self.directory = Path(directory)
+        self.directory = make_folder(directory, "--save-masks", "a directory that can be created")
         self.frame_names = frame_names
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InputError("--save-masks", "a directory that can be created",
-                             f"{directory} ({err.strerror})") from err
         self.frames = 0
         self.failed = 0
         self.first_error: str | None = None

@@ -91,7 +91,8 @@ class FrameDrawer(Protocol):
 
     ``view``: a window's ViewState (runtime/view.py, set by ``attach_view``) read per
     frame; None draws exactly the DrawConfig.  ``hud_wanted``: whether the next frame
-    shows the HUD (the pipeline computes the HUD lines only then).
+    shows the HUD (the pipeline computes the HUD lines only then).  These three are
+    optional for a new task's drawer: without them the window keys leave it alone.
     """
 
     config: DrawConfig

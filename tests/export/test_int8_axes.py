@@ -10,7 +10,6 @@ the graph lint refuses it and anything on the wrong axis.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from segedge.export.precision import int8 as q8
 from segedge.export.precision.graph import qdq_axis_problems
 from segedge.runtime.backends.openvino import openvino_available
 from segedge.runtime.errors import ExportError
+from tests.export.openvino_probe import deconv_precisions
 
 
 class Deconvs(nn.Module):
@@ -117,19 +117,6 @@ def test_quantize_refuses_a_wrong_axis(graph: tuple[Path, Path, Path], tmp_path:
         wrong.quantize(tmp_path / "wrong.onnx")
 
 
-def _deconv_precisions(path: Path) -> collections.Counter[str]:
-    import openvino as ov
-
-    from segedge.runtime.backends.openvino import shared_core
-
-    compiled = shared_core().compile_model(ov.Core().read_model(str(path)), "CPU",
-                                           {"INFERENCE_PRECISION_HINT": "f32"})
-    found: collections.Counter[str] = collections.Counter()
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        if info["layerType"].astype(str) == "Deconvolution":
-            found[info["runtimePrecision"].astype(str)] += 1
-    return found
 
 
 @pytest.mark.skipif(not openvino_available()[0], reason="needs OpenVINO")
@@ -139,7 +126,7 @@ def test_openvino_fuses_the_output_channel_form(graph: tuple[Path, Path, Path],
     agrees with ONNX Runtime's emulation (the grouped one has no INT8 kernel there)."""
     fp32, pre, ranges = graph
     out = q8.Quantizer.open(pre, ranges, "tensorrt", "minmax").quantize(tmp_path / "q.onnx")
-    assert _deconv_precisions(out)["i8"] == 1
+    assert deconv_precisions(out)["i8"] == 1
     import openvino as ov
 
     from segedge.runtime.backends.openvino import shared_core

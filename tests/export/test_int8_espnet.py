@@ -27,6 +27,7 @@ from segedge.export.models.registry import CAMVID_CLASSES
 from segedge.export.pipeline import export
 from segedge.export.precision.graph import qdq_axis_problems
 from segedge.runtime.backends.openvino import openvino_available
+from tests.export.openvino_probe import deconv_precisions
 from tests.export.precision_helpers import ESPNET_FILE, ESPNET_STEPS, camvid
 from tests.shared_data import shared_data_root
 
@@ -73,19 +74,6 @@ def _tiny_input(ckpt: Path, out: Path) -> Path:
     return out
 
 
-def _deconv_precisions(path: Path) -> collections.Counter[str]:
-    import openvino as ov
-
-    from segedge.runtime.backends.openvino import shared_core
-
-    compiled = shared_core().compile_model(ov.Core().read_model(str(path)), "CPU",
-                                           {"INFERENCE_PRECISION_HINT": "f32"})
-    found: collections.Counter[str] = collections.Counter()
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        if info["layerType"].astype(str) == "Deconvolution":
-            found[info["runtimePrecision"].astype(str)] += 1
-    return found
 
 
 @pytest.mark.parametrize("convention", ["imagenet", "pixel/255"])
@@ -122,4 +110,4 @@ def test_espnet_int8_holds_and_means_the_same_on_both_runtimes(espnet_full: Path
     assert qdq_axis_problems(model) == []
     deconvs = [n for n in model.graph.node if n.op_type == "ConvTranspose"]
     assert len(deconvs) == 3
-    assert _deconv_precisions(out) == collections.Counter({"i8": 3})  # fused, not emulated
+    assert deconv_precisions(out) == collections.Counter({"i8": 3})  # fused, not emulated
