@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from segedge.runtime.cli import (
-    RedactFilter,
-    main,
+from segedge.runtime.cli import RedactFilter, main
+from segedge.runtime.cli_parse import (
     parse_classes,
     parse_palette,
     parse_reconnect,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segedge.runtime.cli import foreign_hints, parse_triple
+from segedge.runtime.cli_parse import foreign_hints, parse_triple
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from segedge.runtime.normalization import (

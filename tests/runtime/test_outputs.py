@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segedge.runtime.cli import gather_sources, log_levels, parse_model, parse_stats
+from segedge.runtime.cli_parse import gather_sources, log_levels, parse_model, parse_stats
 from segedge.runtime.config import RunConfig, single_image_source
 from segedge.runtime.errors import InputError
 from segedge.runtime.multistream import (
