@@ -346,14 +346,7 @@ class Pipeline:
         return outcomes
 
     def _stats(self, wall: float, finished: bool, outcomes: list[SinkOutcome]) -> RunStats:
-        if self.error is not None:
-            reason = f"error: {redact(str(self.error))}"
-        elif self.stop.reason is not None:
-            reason = self.stop.reason
-        elif not finished:
-            reason = "interrupted"
-        else:
-            reason = self.reason
+        reason = stop_reason(self.error, self.stop, finished, self.reason)
         output = self.config.outputs[0] if self.config.outputs else None
         stats = self.rec.finish(
             wall, dropped=self.source.dropped, corrupt=self.source.corrupt,
@@ -376,6 +369,17 @@ class Pipeline:
                             + (f" ({corrupt} unreadable)" if corrupt
                                else " (the source delivered none)"))
         return stats.with_degraded(*degraded) if degraded else stats
+
+
+def stop_reason(error: BaseException | None, stop: StopRequest, finished: bool,
+                ended: str) -> str:
+    """Why a run stopped, one rule for one stream and several: an error, then a stop request
+    (signal, window, max frames), then an unfinished run, else how the source ``ended``."""
+    if error is not None:
+        return f"error: {redact(str(error))}"
+    if stop.reason is not None:
+        return stop.reason
+    return "interrupted" if not finished else ended
 
 
 S = TypeVar("S", bound="_Writable")

@@ -36,7 +36,7 @@ from segedge.runtime.cli_support import EXIT_DEGRADED, EXIT_OK
 from segedge.runtime.config import RunConfig
 from segedge.runtime.errors import InputError
 from segedge.runtime.io import check_writable, write_text_atomic
-from segedge.runtime.pipeline import Pipeline, failure_stats, write_stats
+from segedge.runtime.pipeline import Pipeline, failure_stats, stop_reason, write_stats
 from segedge.runtime.priority import in_background_thread
 from segedge.runtime.redact import redact
 from segedge.runtime.segmenter import Segmenter
@@ -268,14 +268,7 @@ class _Engine:
             degraded += [f"{name}: {why}" for why in stats.degraded]
         total = sum(s.frames_processed for s in streams)
         first = streams[0]
-        if self.shared_error is not None:
-            reason = f"error: {redact(str(self.shared_error))}"
-        elif self.stop.reason is not None:
-            reason = self.stop.reason
-        elif not finished:
-            reason = "interrupted"
-        else:
-            reason = "end of stream"
+        reason = stop_reason(self.shared_error, self.stop, finished, "end of stream")
         aggregate: dict[str, Any] = {
             "streams": len(streams),
             "frames_read": sum(s.frames_read for s in streams),
