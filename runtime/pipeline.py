@@ -30,7 +30,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -421,33 +422,44 @@ def failure_stats(config: RunConfig, err: BaseException,
         interrupted=interrupted, stop_reason=reason)
 
 
+def open_segmenter(config: RunConfig) -> Segmenter:
+    """The model of a run (one stream's, or the one shared by several), as its config asks."""
+    segmenter = Segmenter(config.model, backend=config.backend,
+                          postprocess=config.postprocess,
+                          score_threshold=config.score_threshold,
+                          options=config.backend_options)
+    log.info("model %s on %s", config.model, segmenter.backend_reason)
+    return segmenter
+
+
+@contextmanager
+def opencv_single_threaded() -> Iterator[None]:
+    """The stages already run in parallel: OpenCV's own worker pool (at normal priority)
+    would only compete with inference for the same cores."""
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv_threads)
+
+
 def run(config: RunConfig, stop: StopRequest | None = None) -> RunStats:
     """Run the whole pipeline for ``config``; SIGINT/SIGTERM stop it cleanly."""
     stop = stop or StopRequest()
     segmenter: Segmenter | None = None
     started = False
     try:
-        segmenter = Segmenter(config.model, backend=config.backend,
-                              postprocess=config.postprocess,
-                              score_threshold=config.score_threshold,
-                              options=config.backend_options)
-        log.info("model %s on %s", config.model, segmenter.backend_reason)
+        segmenter = open_segmenter(config)
         source = in_background_thread(
             lambda: open_source(config.source, config.source_options), config.background_nice)
         try:
             log.info("source %s", redact(config.source))
             sinks = sinks_for(config, source)
-            # The stages already run in parallel: OpenCV's own worker pool (at normal
-            # priority) would only compete with inference for the same cores.
-            cv_threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)
-            try:
-                with stop_on_signals(stop):
-                    pipeline = Pipeline(config, segmenter, source, sinks, stop)
-                    started = True
-                    return pipeline.run()
-            finally:
-                cv2.setNumThreads(cv_threads)
+            with opencv_single_threaded(), stop_on_signals(stop):
+                pipeline = Pipeline(config, segmenter, source, sinks, stop)
+                started = True
+                return pipeline.run()
         finally:
             source.close()
     except BaseException as err:

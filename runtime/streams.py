@@ -29,14 +29,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from segedge.runtime.batching import Batcher, BatchPolicy, BatchRecorder, Mux
 from segedge.runtime.cli_support import EXIT_DEGRADED, EXIT_OK
 from segedge.runtime.config import RunConfig
 from segedge.runtime.errors import InputError
 from segedge.runtime.io import check_writable, write_text_atomic
-from segedge.runtime.pipeline import Pipeline, failure_stats, stop_reason, write_stats
+from segedge.runtime.pipeline import (
+    Pipeline,
+    failure_stats,
+    open_segmenter,
+    opencv_single_threaded,
+    stop_reason,
+    write_stats,
+)
 from segedge.runtime.priority import in_background_thread
 from segedge.runtime.redact import redact
 from segedge.runtime.segmenter import Segmenter
@@ -170,7 +175,6 @@ def _failure(configs: Sequence[RunConfig], names: tuple[str, ...], err: BaseExce
     return MultiRunStats(streams, names, aggregate)
 
 
-write_multi = write_stats  # the one rule: a stats file that cannot be written degrades the run
 
 
 class _Engine:
@@ -355,39 +359,29 @@ def run_many(configs: Sequence[RunConfig], stats_path: Path | None = None,
         check_writable(stats_path, "--stats")
     policy = batching or BatchPolicy()
     stop = stop or StopRequest()
-    first = configs[0]
     segmenter: Segmenter | None = None
     sources: list[Source] = []
     started = False
     try:
-        segmenter = Segmenter(first.model, backend=first.backend,
-                              postprocess=first.postprocess,
-                              score_threshold=first.score_threshold,
-                              options=first.backend_options)
-        log.info("model %s on %s", first.model, segmenter.backend_reason)
+        segmenter = open_segmenter(configs[0])  # the configs agree on it (checked above)
         sources = _open_sources(configs)
         sinks = _open_sinks(configs, sources)
-        cv_threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # the stages already run in parallel (see pipeline.run)
-        try:
-            with stop_on_signals(stop):
-                try:
-                    engine = _Engine(configs, names_t, segmenter, sources, sinks, stop, policy)
-                except BaseException:
-                    _close_unused(sinks)
-                    raise
-                started = True
-                stats = engine.run()
-        finally:
-            cv2.setNumThreads(cv_threads)
-        stats = write_multi(stats, stats_path)
+        with opencv_single_threaded(), stop_on_signals(stop):
+            try:
+                engine = _Engine(configs, names_t, segmenter, sources, sinks, stop, policy)
+            except BaseException:
+                _close_unused(sinks)
+                raise
+            started = True
+            stats = engine.run()
+        stats = write_stats(stats, stats_path)
         error = engine.error()
         if error is not None:
             raise error
         return stats
     except BaseException as err:
         if not started:
-            write_multi(_failure(configs, names_t, err, segmenter), stats_path)
+            write_stats(_failure(configs, names_t, err, segmenter), stats_path)
         raise
     finally:
         for source in sources:
