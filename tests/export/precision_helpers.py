@@ -69,3 +69,24 @@ def one_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, stderr
     return lines[0]
+
+
+def noise_ranges(fp32: Path, work: Path, size: tuple[int, int] = (64, 96)) -> tuple[Path, Path]:
+    """Structure-only INT8 inputs: ``fp32`` pre-processed and calibrated (minmax) on four noise
+    frames through the runtime's own preprocessing -> (pre-processed ONNX, ranges JSON)."""
+    import numpy as np
+    import onnx
+
+    from segedge.export.onnx.tools import read_metadata
+    from segedge.export.precision import int8 as q8
+    from segedge.runtime.preprocess import prepare
+
+    meta = read_metadata(onnx.load(str(fp32)))
+    assert meta is not None
+    rng = np.random.default_rng(0)
+    tensors = [prepare([rng.integers(0, 256, (*size, 3), dtype=np.uint8)], meta.input)[0]
+               for _ in range(4)]
+    pre = q8.preprocess(fp32, work)
+    ranges = q8.write_ranges(q8.calibrate(pre, tensors, "input", "minmax", work),
+                             work / "ranges.json")
+    return pre, ranges

@@ -22,8 +22,13 @@ from segedge.export.precision.graph import head_nodes
 from segedge.export.precision.sensitivity import Budget, Measure, search
 from segedge.export.tensorrt.lint import lint, load_table
 from segedge.runtime.errors import InputError
-from segedge.runtime.preprocess import prepare
-from tests.export.precision_helpers import camvid, one_line, run_module, trained_checkpoint
+from tests.export.precision_helpers import (
+    camvid,
+    noise_ranges,
+    one_line,
+    run_module,
+    trained_checkpoint,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_model.py"
 
@@ -40,14 +45,7 @@ def tiny_ranges(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     fp32 = work / "tiny.onnx"
     export(ExportConfig(model=f"{FIXTURE}:TinySeg", num_classes=3, imgsz=(64, 96), output=fp32,
                         emit="both", quiet=True))
-    meta = read_metadata(onnx.load(str(fp32)))
-    assert meta is not None
-    rng = np.random.default_rng(0)
-    tensors = [prepare([rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)], meta.input)[0]
-               for _ in range(4)]
-    pre = q8.preprocess(fp32, work)
-    ranges = q8.write_ranges(q8.calibrate(pre, tensors, "input", "minmax", work),
-                             work / "ranges.json")
+    pre, ranges = noise_ranges(fp32, work)
     assert sorted(p.name for p in work.iterdir()) == ["augmented.onnx", "pre.onnx",
                                                       "ranges.json", "tiny.onnx",
                                                       "tiny.report.json"]

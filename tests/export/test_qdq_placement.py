@@ -22,7 +22,7 @@ from segedge.export.precision import int8 as q8
 from segedge.export.precision import runtimes
 from segedge.export.precision.graph import COMPUTE_OPS
 from segedge.runtime.backends.openvino import openvino_available
-from segedge.runtime.preprocess import prepare
+from tests.export.precision_helpers import noise_ranges
 
 ESPNET = Path(__file__).parents[2] / "tools" / "espnet_lite.py"
 
@@ -33,14 +33,7 @@ def esp_ranges(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
     fp32 = work / "esp.onnx"
     export(ExportConfig(model=f"{ESPNET}:ESPNetLite", num_classes=4, imgsz=(64, 96),
                         output=fp32, quiet=True))
-    meta = tools.read_metadata(onnx.load(str(fp32)))
-    assert meta is not None
-    rng = np.random.default_rng(0)
-    tensors = [prepare([rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)], meta.input)[0]
-               for _ in range(4)]
-    pre = q8.preprocess(fp32, work)
-    ranges = q8.write_ranges(q8.calibrate(pre, tensors, "input", "minmax", work),
-                             work / "ranges.json")
+    pre, ranges = noise_ranges(fp32, work)
     return fp32, pre, ranges
 
 

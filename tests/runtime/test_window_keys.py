@@ -16,17 +16,11 @@ from segedge.runtime.sinks import window as window_mod
 from segedge.runtime.sinks.base import SinkContext
 from segedge.runtime.sinks.window import WindowSink, cv_key_name
 from segedge.runtime.view import KEYS_HELP, View, ViewState, apply_key, attach_view
-
-CLASSES = ("road", "car", "sky")
-PALETTE = ((128, 64, 128), (0, 0, 142), (70, 130, 180))
-
-
-def frame_and_labels() -> tuple[np.ndarray, np.ndarray]:
-    frame = np.full((60, 80, 3), 100, np.uint8)
-    labels = np.zeros((60, 80), np.uint8)
-    labels[:, 40:] = 1
-    labels[:20, :] = 2
-    return frame, labels
+from tests.runtime.test_draw import (  # one scene for drawing tests
+    CLASSES,
+    PALETTE,
+    frame_and_labels,
+)
 
 
 @pytest.mark.parametrize(("start", "key", "after", "action"), [
