@@ -17,9 +17,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -33,6 +33,21 @@ EXIT_VERIFICATION = 3
 EXIT_DEGRADED = 4
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+
+
+DISTRIBUTION = "segedge"
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+def version_option(prog: str) -> Callable[[FC], FC]:
+    """`--version` for a segedge command: one decorator line per CLI, so no command lacks it.
+
+    click reads the version from the installed distribution's metadata
+    (importlib.metadata.version("segedge")), so a wheel and an editable install both say what
+    pip installed, never a second hand-kept number.
+    """
+    return click.version_option(package_name=DISTRIBUTION, prog_name=prog,
+                                message="%(prog)s %(version)s")
 
 
 class Terminated(KeyboardInterrupt):
