@@ -1,4 +1,6 @@
-"""Shared inference for several streams: fair lanes in, batches out, results back in order.
+"""The inference stage of every run: fair lanes in, batches out, results back in order.
+
+One stream or several (runtime.engine): a single stream is a run with one lane.
 
 Each stream's reader puts its preprocessed frames into its own *lane*.  A lane
 bounds the frames that stream has in flight (from the lane until its
@@ -10,6 +12,15 @@ lanes (waiting at most ``wait_ms`` for more when a lane could still add
 some), runs them as one call (``Segmenter.infer_many``: a dynamic batch, or a
 static one padded) and hands each result back to its stream.  One thread and
 per-lane FIFOs keep every stream's frame order.
+
+Modes (``BatchPolicy.mode``, ``segrun --mode``): *latency* keeps one frame of
+a lane in flight (its reader takes the newest frame of a live source only
+when the previous one left inference) and one inference call at a time;
+*throughput* lets each lane hold ``queue_size`` frames and keeps up to
+``in_flight`` calls running at once (the backend says how many it can run
+concurrently: ``max_in_flight``, default 1), results still delivered in
+submission order, so every lane keeps its frame order.  *auto*: latency for
+a single live source, throughput otherwise (files, folders, several streams).
 """
 
 from __future__ import annotations
@@ -18,14 +29,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from segedge.runtime.errors import InputError
-from segedge.runtime.stats import LatencyRecorder, StageSummary
+from segedge.runtime.stats import LatencyRecorder, summary_dict
 
 _POLL_S = 0.1
 MAX_BATCH = 64  # beyond this a typo, not a policy: frames of 64 streams in one call
+MODES = ("auto", "latency", "throughput")
+Mode = Literal["auto", "latency", "throughput"]
 
 
 @dataclass(frozen=True)
@@ -35,16 +49,20 @@ class BatchPolicy:
     ``max_batch`` None: the artifact's static batch, or one frame per stream when its
     batch is dynamic.  ``wait_ms``: once a frame is ready, how long to wait for more
     (latency traded for larger batches; recorded as ``batch_wait_ms`` in the stats).
+    ``mode``: latency, throughput, or auto (by the sources: see the module docstring).
     """
 
     max_batch: int | None = None
     wait_ms: float = 4.0
+    mode: Mode = "auto"
 
     def __post_init__(self) -> None:
         if self.max_batch is not None and not 1 <= self.max_batch <= MAX_BATCH:
             raise InputError("--max-batch", f"a frame count in [1, {MAX_BATCH}]", self.max_batch)
         if not 0.0 <= self.wait_ms <= 1000.0:
             raise InputError("--batch-wait", "milliseconds in [0, 1000]", self.wait_ms)
+        if self.mode not in MODES:
+            raise InputError("--mode", " | ".join(MODES), repr(self.mode))
 
     def limit(self, static_batch: int | None, streams: int) -> int:
         """Frames per call: never more than a static batch holds."""
@@ -54,7 +72,7 @@ class BatchPolicy:
 
 
 class Lane:
-    """One stream's share of the shared inference stage (``pipeline.Feed``)."""
+    """One stream's share of the shared inference stage (``stages.Feed``)."""
 
     def __init__(self, mux: Mux, index: int, capacity: int) -> None:
         self.mux, self.index, self.capacity = mux, index, capacity
@@ -62,7 +80,20 @@ class Lane:
         self.in_flight = 0  # put and not yet taken back by the stream's postprocess stage
         self.ended = False  # the reader has no more frames
         self.reported = False  # the batcher has been told (end delivered or stream dead)
-        self.abort = threading.Event()  # the stream's own abort (set by run_many)
+        self.abort = threading.Event()  # the lane's own abort (set by the engine)
+        self.read_ahead = True  # False (latency mode): the next frame is read once there is room
+
+    def wait_room(self, abort: threading.Event) -> bool:
+        """Without ``read_ahead``, block until the lane has room, so the frame read next is
+        the newest one when inference can take it; False once ``abort`` (or closed)."""
+        if self.read_ahead:
+            return True
+        with self.mux.cond:
+            while self.in_flight >= self.capacity:
+                if abort.is_set() or self.mux.closed.is_set():
+                    return False
+                self.mux.cond.wait(_POLL_S)
+        return not abort.is_set()
 
     def put(self, item: Any, abort: threading.Event) -> bool:
         with self.mux.cond:
@@ -129,14 +160,18 @@ class Mux:
     def _ready(self) -> int:
         return sum(len(lane.pending) for lane in self.lanes if not lane.dead)
 
-    def take(self, limit: int, wait_s: float, abort: threading.Event) -> Batch | None:
+    def take(self, limit: int, wait_s: float, abort: threading.Event,
+             wake: Callable[[], bool] | None = None) -> Batch | None:
         """Up to ``limit`` frames, round-robin over the lanes; None once every lane finished
-        (or ``abort``)."""
+        (or ``abort``); an empty batch as soon as ``wake()`` while none is ready (a request
+        in flight completed: its results are to be delivered)."""
         with self.cond:
             finished = self._sweep()
             while not self._ready() and not finished:
                 if abort.is_set() or all(lane.reported for lane in self.lanes):
                     return None
+                if wake is not None and wake():
+                    return Batch([], [], 0.0)
                 self.cond.wait(_POLL_S)
                 finished = self._sweep()
             t0 = time.perf_counter()
@@ -166,6 +201,10 @@ class Mux:
     def close(self) -> None:
         """Unblock every reader waiting for room (the run is ending)."""
         self.closed.set()
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake whoever waits on the lanes (a request in flight completed)."""
         with self.cond:
             self.cond.notify_all()
 
@@ -198,15 +237,10 @@ class BatchRecorder:
                       "wait_limit_ms": self.wait_limit_ms, "calls": calls,
                       "mean": round(frames / calls, 3) if calls else 0.0,
                       "histogram": {str(k): v for k, v in sizes.items()}},
-            "batch_wait_ms": _summary(self.wait.summary()),
-            "infer_ms_per_batch": _summary(self.per_batch.summary()),
-            "infer_ms_per_frame": _summary(self.per_frame.summary()),
+            "batch_wait_ms": summary_dict(self.wait.summary()),
+            "infer_ms_per_batch": summary_dict(self.per_batch.summary()),
+            "infer_ms_per_frame": summary_dict(self.per_frame.summary()),
         }
-
-
-def _summary(s: StageSummary) -> dict[str, float]:
-    return {"count": s.count, "mean_ms": round(s.mean_ms, 3), "p50_ms": round(s.p50_ms, 3),
-            "p90_ms": round(s.p90_ms, 3), "p99_ms": round(s.p99_ms, 3)}
 
 
 class Stream(Protocol):
@@ -222,9 +256,15 @@ class Stream(Protocol):
 InferMany = Callable[[Sequence[Any]], list[dict[str, Any]]]
 
 
+Group = list[tuple[int, Any]]  # (lane index, item) of one inference call
+Call = tuple[Group, float, "Future[tuple[list[dict[str, Any]], float]]"]
+
+
 @dataclass
 class Batcher:
-    """The one inference thread of a multi-stream run."""
+    """The inference stage of a run (one lane per stream; one lane for one stream): one
+    thread takes batches; with ``in_flight`` > 1 up to that many calls run at once on a
+    small pool and complete in submission order."""
 
     mux: Mux
     streams: Sequence[Stream]
@@ -233,23 +273,33 @@ class Batcher:
     wait_s: float
     abort: threading.Event
     recorder: BatchRecorder
-    calls: int = field(default=0)
+    in_flight: int = 1
 
     def loop(self) -> None:
+        if self.in_flight > 1:
+            self._loop_in_flight()
+            return
         while (batch := self.mux.take(self.limit, self.wait_s, self.abort)) is not None:
-            groups: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
-            for lane, item in batch.items:  # a dynamic-size artifact cannot stack sizes
-                groups.setdefault(tuple(item.tensor.shape), []).append((lane, item))
-            for group in groups.values():
-                self._run(group, batch.wait_ms)
+            for group in self._groups(batch):
+                outputs, ms = self._call(group)
+                self._deliver(group, outputs, ms, batch.wait_ms)
             for lane in batch.finished:
                 self.streams[lane].deliver_end()
 
-    def _run(self, group: list[tuple[int, Any]], wait_ms: float) -> None:
+    @staticmethod
+    def _groups(batch: Batch) -> list[Group]:
+        groups: dict[tuple[int, ...], Group] = {}
+        for lane, item in batch.items:  # a dynamic-size artifact cannot stack sizes
+            groups.setdefault(tuple(item.tensor.shape), []).append((lane, item))
+        return list(groups.values())
+
+    def _call(self, group: Group) -> tuple[list[dict[str, Any]], float]:
         p0 = time.perf_counter()
         outputs = self.infer_many([item.tensor for _, item in group])
-        ms = (time.perf_counter() - p0) * 1e3
-        self.calls += 1
+        return outputs, (time.perf_counter() - p0) * 1e3
+
+    def _deliver(self, group: Group, outputs: list[dict[str, Any]], ms: float,
+                 wait_ms: float) -> None:
         self.recorder.add(len(group), wait_ms, ms)
         for (lane, item), out in zip(group, outputs, strict=True):
             item.outputs, item.tensor = out, None
@@ -257,3 +307,44 @@ class Batcher:
             stream.rec.add("infer", ms)
             if not self.mux.lanes[lane].dead:
                 stream.deliver(item)
+
+    def _loop_in_flight(self) -> None:
+        """Throughput: keep up to ``in_flight`` calls running; deliver results (and lane
+        ends) strictly in the order the calls were started, so each lane keeps its order."""
+        pending: deque[Call | int] = deque()  # calls and lane ends (ints), in order
+
+        def head_done() -> bool:
+            return bool(pending) and (isinstance(pending[0], int) or pending[0][2].done())
+
+        def complete_head() -> None:
+            entry = pending.popleft()
+            if isinstance(entry, int):
+                self.streams[entry].deliver_end()
+                return
+            group, wait_ms, future = entry
+            outputs, ms = future.result()  # a failed call raises here: every lane ends
+            self._deliver(group, outputs, ms, wait_ms)
+
+        pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="segrun-infer")
+        try:
+            while True:
+                while head_done():
+                    complete_head()
+                if sum(not isinstance(e, int) for e in pending) >= self.in_flight:
+                    complete_head()  # every slot busy: wait for the oldest call
+                    continue
+                batch = self.mux.take(self.limit, self.wait_s, self.abort, wake=head_done)
+                if batch is None:
+                    break
+                for group in self._groups(batch):
+                    future = pool.submit(self._call, group)
+                    future.add_done_callback(lambda _: self.mux.notify())
+                    pending.append((group, batch.wait_ms, future))
+                pending.extend(batch.finished)
+            while pending and not self.abort.is_set():
+                complete_head()
+        finally:
+            for entry in pending:
+                if not isinstance(entry, int):
+                    entry[2].cancel()
+            pool.shutdown(wait=True)

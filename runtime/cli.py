@@ -11,8 +11,10 @@ error line and exits 4.  An interrupted run (Ctrl-C, SIGTERM) still
 finalises its outputs and exits with 130 / 143.  No password in a source URI
 reaches stdout, stderr or the stats file: the source is redacted where it is
 opened and a filter on segrun's log handler redacts every line again.  One
-source runs segedge.runtime.pipeline.run as always; several run together in
-segedge.runtime.streams.run_many, named and routed by runtime/multistream.py.
+source or several, the run is the one run engine (runtime.engine): one
+source through segedge.runtime.pipeline.run (one lane), several through
+segedge.runtime.streams.run_many, which also names and routes them; the
+``--stats -`` JSON is the document the engine wrote, also when the run fails.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ from segedge.runtime.cli_support import (  # noqa: E402
     EXIT_TERMINATED,
     Terminated,
     run_cli,
+    version_option,
 )
 from segedge.runtime.draw import VISUALIZE_MODES, DrawConfig  # noqa: E402
-from segedge.runtime.errors import DegradedRunError, SegedgeError  # noqa: E402
+from segedge.runtime.errors import DegradedRunError  # noqa: E402
 from segedge.runtime.normalization import (  # noqa: E402
     NORM_UNITS,
 )
@@ -63,6 +66,7 @@ RGB = tuple[int, int, int]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("segrun")
 @click.argument("model")
 @click.argument("sources", nargs=-1, metavar="SOURCE...")
 @click.option("--sources", "sources_file", type=click.Path(path_type=Path), metavar="FILE",
@@ -145,11 +149,17 @@ RGB = tuple[int, int, int]
 @click.option("--bgr", is_flag=True, help="Foreign ONNX: the model takes BGR.")
 @click.option("--stride", type=int, help="Foreign ONNX with dynamic size: size multiple.")
 @click.option("--max-batch", type=int,
-              help="Several sources: frames per inference call [the artifact's static batch, "
-                   "or one per stream for a dynamic batch].")
+              help="Frames per inference call [the artifact's static batch, or one per "
+                   "stream for a dynamic batch].")
 @click.option("--batch-wait", type=float, default=4.0, show_default=True, metavar="MS",
               help="Several sources: once a frame is ready, how long to wait for frames of "
                    "other streams to batch with it (the latency it costs is in the stats).")
+@click.option("--mode", type=click.Choice(["auto", "latency", "throughput"]), default="auto",
+              show_default=True,
+              help="latency: the newest frame, one in flight (a camera); throughput: frames "
+                   "queued per stream and as many inference calls in flight as the backend "
+                   "runs at once (files, folders, several streams); auto: latency for one "
+                   "live source, else throughput. The run's mode line says which and why.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Only warnings and errors on stderr (no progress lines, no summary).")
 @click.option("--verbose", "-v", is_flag=True, help="Debug lines too.")
@@ -184,7 +194,7 @@ def segrun(**kw: Any) -> int:
     """
     logging.getLogger("segedge").setLevel(log_levels(kw["quiet"], kw["verbose"]))
     from segedge.runtime.config import RunConfig
-    from segedge.runtime.multistream import per_stream_masks, per_stream_outputs, stream_names
+    from segedge.runtime.streams import per_stream_masks, per_stream_outputs, stream_names
 
     model = parse_model(kw["model"])
     sources = gather_sources(kw["sources"], kw["sources_file"])
@@ -209,17 +219,20 @@ def segrun(**kw: Any) -> int:
         max_frames=kw["max_frames"], realtime=kw["realtime"])
     from segedge.runtime.batching import BatchPolicy
 
-    policy = BatchPolicy(max_batch=kw["max_batch"], wait_ms=kw["batch_wait"])  # checked always
+    policy = BatchPolicy(max_batch=kw["max_batch"], wait_ms=kw["batch_wait"],
+                         mode=kw["mode"])  # checked always
     names = stream_names(sources)
     outputs = per_stream_outputs(kw["outputs"], sources, names)
     masks = per_stream_masks(kw["save_masks"], names)
     if not several:
-        return run_one(RunConfig(source=sources[0], outputs=outputs[0], save_masks=masks[0],
-                                 stats_path=stats_path, **shared), to_stdout)
-    configs = [RunConfig(source=source, outputs=out, save_masks=mask, stream=name,
-                         window_name=f"segrun {name}", **shared)
-               for source, out, mask, name in zip(sources, outputs, masks, names, strict=True)]
-    return run_several(configs, stats_path, to_stdout, policy)
+        configs = [RunConfig(source=sources[0], outputs=outputs[0], save_masks=masks[0],
+                             stats_path=stats_path, **shared)]
+    else:
+        configs = [RunConfig(source=source, outputs=out, save_masks=mask, stream=name,
+                             window_name=f"segrun {name}", **shared)
+                   for source, out, mask, name in zip(sources, outputs, masks, names,
+                                                      strict=True)]
+    return execute(configs, stats_path, to_stdout, policy)
 
 
 segrun.help = (segrun.help or "") + "\n\n\b\n" + KEYS_HELP  # the window's keys, one list
@@ -233,10 +246,8 @@ def _interrupted(err: KeyboardInterrupt) -> int:
     return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
-def finish(stats: Any, to_stdout: bool) -> int:
-    """The JSON on stdout when asked, the summary on stderr, one error line when degraded."""
-    if to_stdout:
-        click.echo(redact(stats.to_json()))
+def finish(stats: Any) -> int:
+    """The summary on stderr, one error line when degraded."""
     for line in stats.summary_lines():
         log.info("%s", line)
     if stats.degraded:
@@ -244,33 +255,26 @@ def finish(stats: Any, to_stdout: bool) -> int:
     return int(stats.exit_code)
 
 
-def run_one(config: Any, to_stdout: bool) -> int:
-    """One source: the pipeline as it always ran (segedge.runtime.pipeline.run)."""
-    from segedge.runtime.pipeline import failure_stats, run
-
-    try:
-        stats = run(config)
-    except KeyboardInterrupt as err:  # a signal before the pipeline ran (loading, connecting)
-        if to_stdout:
-            click.echo(redact(failure_stats(config, err).to_json()))
-        return _interrupted(err)
-    except SegedgeError as err:
-        if to_stdout:
-            click.echo(redact(failure_stats(config, err).to_json()))
-        raise
-    return finish(stats, to_stdout)
-
-
-def run_several(configs: list[Any], stats_path: Path | None, to_stdout: bool,
-                policy: Any = None) -> int:
-    """Several sources: one engine for all (segedge.runtime.streams.run_many)."""
+def execute(configs: list[Any], stats_path: Path | None, to_stdout: bool,
+            policy: Any = None) -> int:
+    """Run the one run engine: one source (segedge.runtime.pipeline.run, one lane) or
+    several (segedge.runtime.streams.run_many).  With ``--stats -`` the engine's document
+    goes to stdout whatever happens (also when the run fails), the same for both."""
+    from segedge.runtime.pipeline import run
     from segedge.runtime.streams import run_many
 
+    def echo(stats: Any) -> None:
+        click.echo(redact(stats.to_json()))
+
+    on_stats = echo if to_stdout else None
     try:
-        stats = run_many(configs, stats_path, batching=policy)
-    except KeyboardInterrupt as err:
+        if len(configs) == 1:
+            stats = run(configs[0], batching=policy, on_stats=on_stats)
+        else:
+            stats = run_many(configs, stats_path, batching=policy, on_stats=on_stats)
+    except KeyboardInterrupt as err:  # a signal while loading, or a second Ctrl-C
         return _interrupted(err)
-    return finish(stats, to_stdout)
+    return finish(stats)
 
 
 class RedactFilter(logging.Filter):

@@ -9,7 +9,7 @@ model is loaded: a run must not work for minutes and then fail to save.
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -44,7 +44,9 @@ def _same_path(a: str | Path, b: str | Path) -> bool:
 class RunConfig:
     model: Path | str  # an artifact path, or a URI served elsewhere (triton://host:8000/m)
     source: str
-    output: Path | None = None  # one output, as Python callers always passed it; joins `outputs`
+    # One output as Python callers always passed it: only an argument, it joins `outputs`
+    # (the one field that says where overlays go).
+    output: InitVar[Path | str | None] = None
     outputs: tuple[str, ...] = ()  # -o targets: video, image, folder/, display://N, udp://...
     save_masks: Path | None = None  # directory of PNG label maps, 000000.png ...
     stats_path: Path | None = None
@@ -62,7 +64,7 @@ class RunConfig:
     window_name: str = "segrun"
     stream: str = ""  # this stream's name in a multi-stream run ("" for one stream)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, output: Path | str | None) -> None:
         if isinstance(self.model, str) and not is_uri(self.model):
             object.__setattr__(self, "model", Path(self.model))
         if self.max_frames is not None and self.max_frames < 1:
@@ -70,7 +72,7 @@ class RunConfig:
         if self.queue_size < 1:
             raise InputError("queue size", "a positive integer", self.queue_size)
         DecodeOptions(self.postprocess, self.score_threshold)  # the one check of both
-        object.__setattr__(self, "outputs", self._merged_outputs())
+        object.__setattr__(self, "outputs", self._merged_outputs(output))
         kinds = {target: check_output(target, "--output") for target in self.outputs}
         for target, kind in kinds.items():
             self._check_against_source(target, kind)
@@ -92,12 +94,12 @@ class RunConfig:
             if any(_same_path(t, self.stats_path) for t in files):
                 raise InputError("--stats", "a path other than --output", str(self.stats_path))
 
-    def _merged_outputs(self) -> tuple[str, ...]:
+    def _merged_outputs(self, output: Path | str | None) -> tuple[str, ...]:
         """``output`` first, then ``outputs``; each target once (a str, never a Path)."""
         given = (self.outputs,) if isinstance(self.outputs, (str, Path)) else self.outputs
         targets = [str(t) for t in given]
-        if self.output is not None and str(self.output) not in targets:
-            targets.insert(0, str(self.output))
+        if output is not None and str(output) not in targets:
+            targets.insert(0, str(output))
         for target in targets:
             if targets.count(target) > 1:
                 raise InputError("--output", "each target once", f"{target!r} twice")

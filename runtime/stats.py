@@ -1,8 +1,14 @@
-"""Per-stage latency recording and the end-of-run summary.
+"""Per-stage latency recording and the end-of-run documents (one stream's, several's).
 
 Samples go into fixed-size ring buffers so a run of any length uses constant
 memory (the soak test checks this); percentiles cover the most recent
 ``capacity`` frames, which is every frame for runs up to that length.
+
+``latency`` runs from the frame's capture timestamp (live sources: stamped by
+the capture thread when the library hands the frame over) or from the start
+of its read (files) to when every sink has written it.  For live sources the
+stats also carry it as ``capture_to_output_ms`` (p50/p90/p99) and the summary
+says it in a line of its own: the glass-to-output figure a camera user needs.
 """
 
 from __future__ import annotations
@@ -133,10 +139,13 @@ class RunStats:
     output: str | None = None
     interrupted: bool = False
     stop_reason: str = "end of stream"
+    mode: str = ""  # latency | throughput (runtime.batching); "" when the run never started
     extra: dict[str, Any] = field(default_factory=dict)
     frames_written: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     degraded: tuple[str, ...] = ()
+    # live sources: capture timestamp -> every sink wrote it, per frame (None: not live)
+    capture_to_output_ms: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         counts = {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
@@ -190,6 +199,10 @@ class RunStats:
             tail = f"; latency {latency.mean_ms:.1f}" if latency and latency.count else ""
             lines.append("mean ms per frame: " + ", ".join(f"{name} {ms:.1f}" for name, ms in ran)
                          + tail)
+        capture = self.capture_to_output_ms
+        if capture and capture.get("count"):
+            lines.append(f"capture to output: p50 {capture['p50_ms']:.1f} ms, p90 "
+                         f"{capture['p90_ms']:.1f} ms over {int(capture['count'])} frames")
         lines.append("outputs: " + (", ".join(self._output_text(t) for t in self.outputs)
                                     or "none (-o FILE, -o DIR/ or -o URI keeps the overlays)"))
         return lines
@@ -217,8 +230,12 @@ class StatsRecorder:
         return [f"FPS {self.fps.fps:5.1f}  latency {self.stages['latency'].recent:6.1f} ms",
                 " ".join(parts[:4]) + " ms", " ".join(parts[4:]) + " ms"]
 
-    def finish(self, wall_s: float, dropped: int, corrupt: int, **info: Any) -> RunStats:
+    def finish(self, wall_s: float, dropped: int, corrupt: int, live: bool = False,
+               **info: Any) -> RunStats:
+        """The RunStats; ``live``: the latency ran from each frame's capture timestamp, and
+        is reported as ``capture_to_output_ms`` too."""
         processed = self.counters.processed
+        capture = (summary_dict(self.stages["latency"].summary()) if live else None)
         return RunStats(
             frames_read=self.counters.read,
             frames_processed=processed,
@@ -227,5 +244,82 @@ class StatsRecorder:
             wall_s=round(wall_s, 4),
             fps=round(processed / wall_s, 3) if wall_s > 0 else 0.0,
             stages={name: rec.summary() for name, rec in self.stages.items()},
+            capture_to_output_ms=capture,
             **info,
         )
+
+
+def summary_dict(s: StageSummary) -> dict[str, float]:
+    """A StageSummary as the stats JSON writes it (milliseconds to 3 decimals)."""
+    return {"count": s.count, "mean_ms": round(s.mean_ms, 3), "p50_ms": round(s.p50_ms, 3),
+            "p90_ms": round(s.p90_ms, 3), "p99_ms": round(s.p99_ms, 3)}
+
+
+@dataclass(frozen=True)
+class MultiRunStats:
+    """What a run of several streams did: each stream's RunStats, by name, and the aggregate
+    (frames, FPS, the shared inference stage's batches).
+
+    ``degraded`` lists, per stream (``NAME: why``), what was not delivered (exit 4).
+    """
+
+    streams: tuple[RunStats, ...]
+    names: tuple[str, ...]
+    aggregate: dict[str, Any] = field(default_factory=dict)
+    degraded: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.streams or len(self.streams) != len(self.names):
+            raise InputError("streams", "one RunStats per stream name, at least one",
+                             f"{len(self.streams)} stats for {len(self.names)} names")
+        if len(set(self.names)) != len(self.names) or not all(self.names):
+            raise InputError("stream names", "distinct, non-empty names", list(self.names))
+
+    @property
+    def exit_code(self) -> int:
+        """4 when any stream is degraded (lost, failed, an output failed); else 130/143 when
+        a signal stopped the run; else 0."""
+        if self.degraded or any(s.degraded for s in self.streams):
+            return EXIT_DEGRADED
+        return next((s.exit_code for s in self.streams if s.exit_code != EXIT_OK), EXIT_OK)
+
+    def by_name(self, name: str) -> RunStats:
+        if name not in self.names:
+            raise InputError("stream", f"one of {', '.join(self.names)}", repr(name))
+        return self.streams[self.names.index(name)]
+
+    def to_dict(self) -> dict[str, Any]:
+        aggregate = {**self.aggregate, "degraded": list(self.degraded),
+                     "exit_code": self.exit_code}
+        return {"aggregate": aggregate,
+                "streams": {n: s.to_dict() for n, s in zip(self.names, self.streams,
+                                                           strict=True)}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def write(self, path: str | Path) -> Path:
+        """Atomically (temp file + rename): a reader never sees half a file."""
+        return write_text_atomic(Path(path), self.to_json() + "\n")
+
+    def with_degraded(self, *reasons: str) -> MultiRunStats:
+        return replace(self, degraded=(*self.degraded, *reasons))
+
+    def summary_lines(self) -> list[str]:
+        """One aggregate line, then per stream its first line, its capture-to-output line
+        (live streams) and its outputs."""
+        a = self.aggregate
+        batch = a.get("batch", {})
+        infer = a.get("infer_ms_per_frame", {})
+        wait = a.get("batch_wait_ms", {})
+        lines = [f"{len(self.streams)} streams: {a.get('frames_processed', 0)} frames in "
+                 f"{a.get('wall_s', 0.0):.1f} s = {a.get('fps', 0.0):.1f} FPS aggregate; batch "
+                 f"mean {batch.get('mean', 0.0):.2f} (limit {batch.get('limit', '?')}), wait "
+                 f"p50 {wait.get('p50_ms', 0.0):.1f} ms, infer {infer.get('mean_ms', 0.0):.1f} "
+                 f"ms/frame"]
+        for name, s in zip(self.names, self.streams, strict=True):
+            own = s.summary_lines()
+            lines.append(f"  {name}: {own[0]}")
+            lines += [f"  {name} {line}" for line in own[1:]
+                      if line.startswith(("capture to output:", "outputs:"))]
+        return lines

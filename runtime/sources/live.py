@@ -29,6 +29,22 @@ log = logging.getLogger("segedge.runtime")
 Opener = Callable[[], Any]  # returns an object with isOpened/read/release/get (cv2.VideoCapture)
 
 
+def _capture(cap: Any) -> tuple[bool, Any, float]:
+    """(ok, image, capture timestamp): stamped (time.monotonic) when the frame arrived,
+    before it is decoded, where the capture object splits the two (cv2.VideoCapture's
+    grab + retrieve); else when ``read`` returned it.  Capture-to-output latency
+    (runtime.stats) runs from this stamp."""
+    grab = getattr(cap, "grab", None)
+    if grab is None:
+        ok, image = cap.read()
+        return ok, image, time.monotonic()
+    if not grab():
+        return False, None, 0.0
+    captured = time.monotonic()
+    ok, image = cap.retrieve()
+    return ok, image, captured
+
+
 class LiveSource:
     live = True
 
@@ -87,9 +103,9 @@ class LiveSource:
         cap: Any | None = self._cap
         try:
             while cap is not None and not self._closing.is_set():
-                ok, image = cap.read()
+                ok, image, captured = _capture(cap)
                 if ok and image is not None and image.ndim == 3:
-                    self._publish(image)
+                    self._publish(image, captured)
                     continue
                 cap.release()
                 cap = None if self._closing.is_set() else self._reconnect()
@@ -100,11 +116,11 @@ class LiveSource:
                 self._ended = True
                 self._cond.notify_all()
 
-    def _publish(self, image: Any) -> None:
+    def _publish(self, image: Any, captured: float) -> None:
         with self._cond:
             if self._latest is not None:
                 self._dropped += 1
-            self._latest = Frame(self._next_index, image, time.monotonic())
+            self._latest = Frame(self._next_index, image, captured)
             self._next_index += 1
             self._cond.notify_all()
 

@@ -112,3 +112,34 @@ def test_synthetic_live_source_paces_and_ends() -> None:
     while (frame := source.read()) is not None:
         frames.append(frame)
     assert 1 <= len(frames) <= 20 and len(frames) + source.dropped == 20
+
+
+class DecodingCamera(FakeCamera):
+    """A capture that, like cv2.VideoCapture, splits grab (the frame arrived) from retrieve
+    (decode, here 30 ms)."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__(frames, period=0.01)
+        self.grabbed_at: list[float] = []
+
+    def grab(self) -> bool:
+        ok, self._image = FakeCamera.read(self)
+        self.grabbed_at.append(time.monotonic())
+        return ok
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        time.sleep(0.03)
+        return self._image is not None, self._image
+
+
+def test_frames_are_stamped_when_they_arrive_not_after_decoding() -> None:
+    camera = DecodingCamera(5)
+    source = LiveSource("fake", lambda: camera, SourceOptions(reconnect_attempts=0))
+    frames = []
+    while (frame := source.read()) is not None:
+        frames.append(frame)
+        time.sleep(0.1)  # slower than the camera: each read gets the newest frame
+    source.close()
+    assert frames
+    for frame in frames:  # the stamp of its grab: 30 ms of decoding are not hidden
+        assert any(0.0 <= frame.timestamp - t < 0.005 for t in camera.grabbed_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -14,17 +15,17 @@ import pytest
 from segedge.runtime.cli_parse import gather_sources, log_levels, parse_model, parse_stats
 from segedge.runtime.config import RunConfig, single_image_source
 from segedge.runtime.errors import InputError
-from segedge.runtime.multistream import (
-    per_stream_masks,
-    per_stream_outputs,
-    stream_name,
-    stream_names,
-)
 from segedge.runtime.paths import IMAGE_SUFFIXES
 from segedge.runtime.sinks import base as sinks_base
 from segedge.runtime.sinks.base import SinkContext, SinkOutcome, check_output, sink_for, sink_kind
 from segedge.runtime.sinks.images import FolderSink, ImageSink
 from segedge.runtime.sinks.video import CODECS
+from segedge.runtime.streams import (
+    per_stream_masks,
+    per_stream_outputs,
+    stream_name,
+    stream_names,
+)
 from tests.runtime.onnx_fixtures import scene
 
 EXPECTED = ("a video path ending in .mp4, .m4v, .mov, .avi, .mkv, an image path ending in "
@@ -76,10 +77,16 @@ def check_printer(target: str, flag: str) -> None:
         raise InputError(flag, "lp://NAME.png", repr(target))
 
 
-def test_a_new_kind_is_one_registry_line(monkeypatch: pytest.MonkeyPatch,
-                                         tmp_path: Path) -> None:
-    monkeypatch.setitem(sinks_base._REGISTRY, "printer", sinks_base.SinkKind(
-        "printer", __name__, "make_printer", schemes=("lp",), check="check_printer"))
+@pytest.fixture
+def printer_kind() -> Iterator[None]:
+    sinks_base.register_sink("printer", __name__, "make_printer", schemes=("lp",),
+                             check="check_printer")
+    yield
+    sinks_base.SINKS.unregister("printer")
+
+
+@pytest.mark.usefixtures("printer_kind")
+def test_a_new_kind_is_one_registry_line(tmp_path: Path) -> None:
     assert check_output(f"lp://{tmp_path}/x.png").name == "printer"
     with pytest.raises(InputError, match=r"^--output: expected lp://NAME.png, got 'lp://x'$"):
         RunConfig(model=Path("m.onnx"), source="clip.mp4", outputs=("lp://x",))

@@ -311,7 +311,7 @@ def test_multi_run_stats_validate_and_exit_codes(batch_models: dict[str, Path],
 def test_a_stream_whose_source_fails_ends_alone(
         batch_models: dict[str, Path], clips: list[Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import segedge.runtime.streams as streams_mod
+    import segedge.runtime.engine as streams_mod
     from segedge.runtime.errors import SourceError
 
     real_open = streams_mod.open_source

@@ -1,0 +1,211 @@
+"""--mode: latency (newest frame, one in flight) for one live source, throughput (frames
+queued, several inference calls in flight, order kept) for files and several streams."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from segedge.runtime import Segmenter
+from segedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from segedge.runtime.batching import Batcher, BatchPolicy, BatchRecorder, Mux
+from segedge.runtime.config import RunConfig
+from segedge.runtime.errors import InputError
+from segedge.runtime.pipeline import run
+from segedge.runtime.sources.base import SourceOptions
+from segedge.runtime.sources.live import LiveSource
+from segedge.runtime.streams import run_many
+
+CAMERA = "fake-camera://fast"
+
+
+class Recorder:
+    """What the batcher needs of a lane: its recorder and where results go (taking each
+    back at once, as the lane's postprocess stage does)."""
+
+    def __init__(self, share: Any) -> None:
+        self.share = share
+        self.rec = SimpleNamespace(add=lambda stage, ms: None)
+        self.got: list[int] = []
+        self.ended = False
+
+    def deliver(self, item: Any) -> bool:
+        assert not self.ended
+        self.got.append(int(item.outputs["frame"]))
+        self.share.release()
+        return True
+
+    def deliver_end(self) -> bool:
+        self.ended = True
+        return True
+
+
+def test_calls_in_flight_complete_in_the_order_they_started() -> None:
+    """Later calls finish first (shorter sleeps); each lane still gets its frames in order,
+    its end after its last frame, and more than one call really ran at once."""
+    mux = Mux(2, 4)
+    lanes = [Recorder(mux.lanes[0]), Recorder(mux.lanes[1])]
+    running, peak, calls, lock = [0], [0], [0], threading.Lock()
+
+    def infer_many(tensors: list[np.ndarray]) -> list[dict[str, Any]]:
+        with lock:
+            calls[0] += 1
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            delay = 0.03 if calls[0] % 3 == 1 else 0.005
+        time.sleep(delay)
+        with lock:
+            running[0] -= 1
+        return [{"frame": t[0, 0]} for t in tensors]
+
+    batcher = Batcher(mux, lanes, infer_many, limit=1, wait_s=0.0, abort=threading.Event(),
+                      recorder=BatchRecorder(1, None, 0.0), in_flight=3)
+    never = threading.Event()
+
+    def feed(k: int) -> None:
+        for i in range(20):
+            item = SimpleNamespace(tensor=np.full((1, 1), 100 * k + i), outputs=None)
+            assert mux.lanes[k].put(item, never)
+        mux.lanes[k].end()
+
+    feeders = [threading.Thread(target=feed, args=(k,)) for k in range(2)]
+    for thread in feeders:
+        thread.start()
+    batcher.loop()
+    for thread in feeders:
+        thread.join(5)
+    assert lanes[0].got == list(range(20)) and lanes[1].got == list(range(100, 120))
+    assert lanes[0].ended and lanes[1].ended
+    assert peak[0] >= 2 and batcher.recorder.to_dict()["batch"]["calls"] == 40
+
+
+@pytest.fixture
+def concurrent_backend(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """ONNX Runtime's CPU session runs concurrent calls safely: say so (the attribute a
+    backend declares), slow each call down and count how many overlapped."""
+    monkeypatch.setattr(OnnxRuntimeBackend, "max_in_flight", 2, raising=False)
+    seen = {"running": 0, "peak": 0, "calls": 0}
+    lock = threading.Lock()
+    real = Segmenter.infer_many
+
+    def slow(self: Segmenter, tensors: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        with lock:
+            seen["running"] += 1
+            seen["calls"] += 1
+            seen["peak"] = max(seen["peak"], seen["running"])
+        time.sleep(0.02)
+        try:
+            return real(self, tensors)
+        finally:
+            with lock:
+                seen["running"] -= 1
+
+    monkeypatch.setattr(Segmenter, "infer_many", slow)
+    return seen
+
+
+def test_a_file_runs_in_throughput_mode_with_two_calls_in_flight_in_order(
+        concurrent_backend: dict[str, int], models: dict[str, Path], video: Path,
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="segedge")
+    stats = run(RunConfig(model=models["labels"], source=str(video), display=False,
+                          save_masks=tmp_path / "m", max_frames=16))
+    assert stats.mode == "throughput" and stats.frames_processed == 16
+    assert concurrent_backend["calls"] == 16 and concurrent_backend["peak"] == 2
+    assert ("mode throughput (auto: not a live source): up to 3 frame(s) per stream and 2 "
+            "inference call(s) in flight") in caplog.messages
+    seg = Segmenter(models["labels"])
+    cap = cv2.VideoCapture(str(video))
+    for i in range(16):  # every mask is its own frame's: the order survived
+        ok, frame = cap.read()
+        assert ok
+        mask = cv2.imread(str(tmp_path / "m" / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(mask, seg(frame).labels)
+    cap.release()
+
+
+def test_latency_mode_keeps_one_call_in_flight_even_when_the_backend_runs_more(
+        concurrent_backend: dict[str, int], models: dict[str, Path], video: Path) -> None:
+    stats = run(RunConfig(model=models["labels"], source=str(video), display=False,
+                          max_frames=8), batching=BatchPolicy(mode="latency"))
+    assert stats.mode == "latency" and stats.frames_processed == 8
+    assert concurrent_backend["peak"] == 1
+
+
+def test_several_streams_default_to_throughput(models: dict[str, Path], video: Path) -> None:
+    stats = run_many([RunConfig(model=models["labels"], source=str(video), display=False,
+                                max_frames=3) for _ in range(2)])
+    assert stats.aggregate["mode"] == "throughput"
+    assert [s.mode for s in stats.streams] == ["throughput", "throughput"]
+    with pytest.raises(InputError, match=r"^--mode: expected auto \| latency \| throughput"):
+        BatchPolicy(mode="fast")  # type: ignore[arg-type]
+
+
+class FastCamera:
+    """cv2.VideoCapture's part a LiveSource reads: a frame every 5 ms, ``frames`` in all."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames, self.opened = frames, True
+
+    def isOpened(self) -> bool:  # noqa: N802
+        return self.opened
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.frames <= 0 or not self.opened:
+            return False, None
+        time.sleep(0.005)
+        self.frames -= 1
+        return True, np.zeros((48, 64, 3), np.uint8)
+
+    def get(self, prop: int) -> float:
+        return 200.0
+
+    def release(self) -> None:
+        self.opened = False
+
+
+INFER_MS = 80.0  # the model's time per call, made long so the queueing is what is measured
+
+
+@pytest.fixture
+def fast_camera_slow_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import segedge.runtime.engine as engine
+
+    real_open = engine.open_source
+
+    def opener(uri: str, options: SourceOptions | None = None) -> object:
+        if uri == CAMERA:  # 2.5 s of frames: about 30 inferences
+            return LiveSource(uri, lambda: FastCamera(500), SourceOptions(reconnect_attempts=0),
+                              finite=True)
+        return real_open(uri, options)
+
+    real = Segmenter.infer_many
+
+    def slow(self: Segmenter, tensors: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        time.sleep(INFER_MS / 1e3)
+        return real(self, tensors)
+
+    monkeypatch.setattr(engine, "open_source", opener)
+    monkeypatch.setattr(Segmenter, "infer_many", slow)
+
+
+def test_one_live_source_gets_the_newest_frame_within_one_and_a_half_model_times(
+        fast_camera_slow_model: None, models: dict[str, Path]) -> None:
+    """The issue's goal, as a behaviour: in latency mode (auto for one live source) a frame
+    is captured, then inferred at once; in throughput mode it queues behind three."""
+    config = RunConfig(model=models["labels"], source=CAMERA, display=False)
+    latency = run(config)
+    assert latency.mode == "latency" and latency.frames_processed >= 10
+    capture = latency.capture_to_output_ms
+    assert capture is not None and capture["count"] == latency.frames_processed
+    assert INFER_MS <= capture["p50_ms"] <= 1.5 * INFER_MS
+    queued = run(config, batching=BatchPolicy(mode="throughput"))
+    assert queued.mode == "throughput" and queued.capture_to_output_ms is not None
+    assert queued.capture_to_output_ms["p50_ms"] >= 2.5 * INFER_MS  # 3 frames queued ahead
