@@ -14,7 +14,6 @@ from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ArtifactMetadata, InputSpec
 from segedge.runtime.normalization import (
     NormUnits,
-    infer_units,
     normalization,
     parse_numbers,
     parse_scale,
@@ -22,16 +21,6 @@ from segedge.runtime.normalization import (
 from segedge.runtime.sources.base import MAX_WAIT_S, SourceOptions
 
 RGB = tuple[int, int, int]
-
-
-def parse_triple(flag: str, text: str) -> tuple[float, float, float]:
-    """One triple in 0..1 units by segedge.runtime.normalization's rule: ``0.485,0.456,0.406``
-    as is, ``123.7,116.3,103.5`` (a value above 1: pixel units) divided by 255.  --mean and
-    --std go through `foreign_hints` together (the mean decides the units of both)."""
-    values = parse_numbers(flag, text)
-    if infer_units(values) == "pixel":
-        return (values[0] / 255.0, values[1] / 255.0, values[2] / 255.0)
-    return values
 
 
 def read_text_file(flag: str, path: Path, what: str) -> str:

@@ -16,12 +16,13 @@ import numpy as np
 
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import default_palette
+from segedge.runtime.view import PICTURE_MODES
 
 if TYPE_CHECKING:
     from segedge.runtime.view import View, ViewState
 
 VisualizeMode = Literal["overlay", "mask", "side-by-side", "contours", "none"]
-VISUALIZE_MODES: tuple[str, ...] = ("overlay", "mask", "side-by-side", "contours", "none")
+VISUALIZE_MODES: tuple[str, ...] = (*PICTURE_MODES, "none")  # --visualize's choices
 UNKNOWN_LABEL = 255  # pixels below --score-threshold
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 MAX_LEGEND_CLASSES = 40

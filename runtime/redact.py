@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode
 
-_USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@\s:]*):(?P<pw>[^/\s]*)@")
+from segedge.runtime.uri import SCHEME
+
+_USERINFO = re.compile(rf"(?P<scheme>{SCHEME}://)(?P<user>[^/@\s:]*):(?P<pw>[^/\s]*)@")
 _SECRET_QUERY = ("password", "passwd", "pwd", "pass", "token", "access_token", "key", "apikey",
                  "api_key", "secret", "auth", "signature", "sig")
 _QUERY = re.compile(r"\?(?P<q>[^\s#]*)")

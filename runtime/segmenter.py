@@ -28,7 +28,13 @@ from segedge.runtime.draw import DrawConfig, colorize, palette_lut
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.preprocess import Geometry, prepare
-from segedge.runtime.tasks import DecodeOptions, FrameDrawer, FrameResult, get_task
+from segedge.runtime.tasks import (
+    DecodeOptions,
+    FrameDrawer,
+    FrameResult,
+    get_task,
+    task_names,
+)
 from segedge.runtime.tasks.base import PostprocessMode
 from segedge.runtime.tasks.instance import InstanceResult
 from segedge.runtime.tasks.semantic import softmax_max
@@ -154,7 +160,8 @@ class Segmenter:
 
     @property
     def is_instance(self) -> bool:
-        return self.task.name == "instance"
+        """Its task gives detections (``detect``); asked of the task, not its name."""
+        return self.task.detections
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -265,7 +272,8 @@ class Segmenter:
     def detect(self, frame_bgr: np.ndarray) -> InstanceResult:
         """Instance artifacts: one frame -> instances (class, score, box, mask area) + id map."""
         if not self.is_instance:
-            raise InputError("model", "an instance segmentation artifact (task 'instance')",
+            tasks = " or ".join(repr(n) for n in task_names() if get_task(n).detections)
+            raise InputError("model", f"an instance segmentation artifact (task {tasks})",
                              f"task {self.metadata.task!r}")
         result, timings = self._run(frame_bgr)
         result.timings.update(timings)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from segedge.runtime.draw import DrawConfig
 
 ViewMode = Literal["overlay", "mask", "side-by-side", "contours"]
-VIEW_MODES: tuple[str, ...] = ("overlay", "mask", "side-by-side", "contours")
+# How a frame is pictured (what the window keys o/m/s/c pick); --visualize adds "none" (no
+# picture drawn at all): runtime.draw.VISUALIZE_MODES.
+PICTURE_MODES: tuple[str, ...] = ("overlay", "mask", "side-by-side", "contours")
 Action = Literal["none", "changed", "snapshot", "help", "quit"]
 HELP_SECONDS = 3.0
 
@@ -49,8 +51,8 @@ class View:
     hidden: bool = False  # the segmentation is hidden: the plain frame (plus HUD)
 
     def __post_init__(self) -> None:
-        if self.mode not in VIEW_MODES:
-            raise InputError("view mode", f"one of {', '.join(VIEW_MODES)}", repr(self.mode))
+        if self.mode not in PICTURE_MODES:
+            raise InputError("view mode", f"one of {', '.join(PICTURE_MODES)}", repr(self.mode))
 
 
 def apply_key(view: View, key: str) -> tuple[View, Action]:
@@ -92,7 +94,7 @@ class ViewState:
     @classmethod
     def from_config(cls, config: DrawConfig, snapshot_dir: Path | str = ".") -> ViewState:
         """The view a run starts with: exactly what its DrawConfig draws."""
-        mode = config.mode if config.mode in VIEW_MODES else "overlay"
+        mode = config.mode if config.mode in PICTURE_MODES else "overlay"
         view = View(mode=mode, legend=config.legend, hud=config.hud,  # type: ignore[arg-type]
                     hidden=config.mode == "none")
         return cls(view, snapshot_dir)

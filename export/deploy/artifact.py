@@ -20,6 +20,7 @@ import onnx
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from segedge.runtime.sidecar import read_sidecar, sha256_file
+from segedge.runtime.tasks import get_task
 
 ArtifactKind = Literal["onnx", "plan"]
 Dim = int | None  # None: symbolic (batch, or a dynamic height/width)
@@ -127,7 +128,7 @@ def _plan_tensors(meta: ArtifactMetadata, profile: dict[str, tuple[tuple[int, ..
                   path: Path) -> tuple[TensorInfo, tuple[TensorInfo, ...]]:
     """Input from the optimisation profile; outputs from the segedge output convention."""
     spec = meta.input
-    if meta.task != "semantic":
+    if not get_task(meta.task, str(path)).label_maps:  # the output convention below
         raise ArtifactError(f"{path}: expected a semantic-segmentation plan, got task {meta.task}")
     if spec.name not in profile:
         raise ArtifactError(f"{path}: expected a profile for input {spec.name!r} in the "

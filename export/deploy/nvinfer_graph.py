@@ -31,8 +31,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from segedge.export.deploy.artifact import DeployArtifact
+from segedge.export.verify.compare import LabelComparator
 from segedge.runtime.errors import ArtifactError, VerificationError
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.tasks import get_task
 
 SCORES = "scores"
 PIXEL_INPUT = "pixels"
@@ -166,7 +168,7 @@ def nvinfer_model(model: onnx.ModelProto, artifact: DeployArtifact) -> tuple[onn
                                                                             NvinferPreprocess]:
     """The copy nvinfer runs (see module docstring) and the preprocessing it needs."""
     meta = artifact.metadata
-    if meta.task != "semantic":
+    if not get_task(meta.task, str(artifact.path)).label_maps:
         raise ArtifactError(f"{artifact.path}: expected a semantic segmenter for nvinfer "
                             f"network-type=2, got task {meta.task}")
     pre = preprocess_for(meta)
@@ -229,21 +231,19 @@ def verify(original: onnx.ModelProto, copy: onnx.ModelProto, artifact: DeployArt
     else:
         norm = Normalization.from_unit(meta.input.mean, meta.input.std)
         feed = norm.apply(batch).astype(np.float32).transpose(0, 3, 1, 2)
-    agree = total = 0
+    comparator = LabelComparator(candidate="the nvinfer copy", reference=str(artifact.path))
     worst = 0.0
     for i in range(len(frames)):  # one at a time: a static batch of 1 is the common case
         got = dict(zip([o.name for o in ref.get_outputs()],
                        ref.run(None, {meta.input.name: feed[i:i + 1]}), strict=True))
         scores = new.run([SCORES], {PIXEL_INPUT: pre.apply(batch[i:i + 1])})[0]
-        labels = _labels_of(got, meta)
-        agree += int((scores.argmax(1) == labels).sum())
-        total += labels.size
+        comparator.add(scores.argmax(1), _labels_of(got, meta))
         if meta.output.logits and meta.output.logits in got:
             logits = got[meta.output.logits].astype(np.float64)
             soft = np.exp(logits - logits.max(1, keepdims=True))
             soft /= soft.sum(1, keepdims=True)
             worst = max(worst, float(np.abs(soft - scores).max()))
-    agreement = 100.0 * agree / max(total, 1)
+    agreement = comparator.result().agreement  # the one definition of agreement
     if agreement < MIN_AGREEMENT or worst > MAX_SCORE_DIFF:
         raise VerificationError(
             f"{artifact.path}: expected the nvinfer copy to give segedge's labels (>= "

@@ -227,11 +227,6 @@ def hub_cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def pretrained_cached(weights_enum: Any) -> bool:
-    """A torchvision enum's file is in the hub cache (no download)."""
-    return hub_cache_path(weights_enum.url).is_file()
-
-
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     """Load every key whose name and shape match; return the keys left out."""
     own = model.state_dict()

@@ -6,7 +6,7 @@ check -> verify -> publishable graph -> precision -> lint -> publish -> engine.
 A task (semantic label maps, instance detections, ...) supplies only what
 differs: option limits, the deploy wrapper and its outputs, graph fix-ups,
 metadata fields, the parity check and its gate, and its report lines.  A new
-task is a new file here plus one line in ``_TASKS``; nothing else branches on
+task is a new file here plus one ``register_task`` line; nothing else branches on
 the task name.  The runtime side (post-processing, drawing, stats) is
 ``segedge.runtime.tasks``, keyed by the same names as ``ArtifactMetadata.task``.
 
@@ -16,13 +16,13 @@ validate task names through it; task modules load on first use.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from segedge.runtime.errors import InputError
+from segedge.runtime.registry import Registry
 
 if TYPE_CHECKING:
     import onnx
@@ -35,11 +35,16 @@ if TYPE_CHECKING:
     from segedge.export.onnx.convert import ExportSpec
     from segedge.runtime.metadata import ArtifactMetadata
 
-# name -> "module:Class"; imported lazily (task modules import torch / torchvision).
-_TASKS: dict[str, str] = {
-    "semantic": "segedge.export.tasks.semantic:SemanticTask",
-    "instance": "segedge.export.tasks.instance:InstanceTask",
-}
+# name -> "module:Class" (runtime/registry.py); imported lazily (task modules import torch /
+# torchvision).  Messages and --task choices list them in registration order.
+TASKS: Registry[type[ExportTask[Any]]] = Registry(
+    "task", unknown=lambda known, name: InputError(
+        "task", "one of " + ", ".join(task_names()), repr(name)))
+
+
+def register_task(name: str, target: str) -> None:
+    """One line per task: ``register_task("panoptic", "pkg.module:PanopticTask")``."""
+    TASKS.register(name, target)
 DEFAULT_TASK = "semantic"  # user models (file.py:Class) unless --task says otherwise
 
 
@@ -169,27 +174,22 @@ def versions() -> dict[str, str]:
 
 
 def task_names() -> tuple[str, ...]:
-    return tuple(_TASKS)
+    return tuple(e.name for e in TASKS.entries())
 
 
 def get_task(name: str) -> ExportTask[Any]:
     """The task object registered under `name` (one-line InputError for unknown names)."""
-    target = _TASKS.get(name)
-    if target is None:
-        raise InputError("task", "one of " + ", ".join(_TASKS), repr(name))
-    module, cls = target.split(":")
-    task: ExportTask[Any] = getattr(importlib.import_module(module), cls)()
+    task: ExportTask[Any] = TASKS.load(name)()
     return task
 
 
 def task_name_for(cfg: ExportConfig) -> str:
     """--task when given (it must agree with a zoo entry), else the zoo entry's, else semantic."""
-    from segedge.export.models import registry
-    from segedge.export.models.user_model import is_user_ref
+    from segedge.export.models.sources import fixed_task
 
-    if is_user_ref(cfg.model):
+    zoo = fixed_task(cfg.model)  # unknown zoo names: one line with the nearest ones
+    if zoo is None:  # file.py:Class and library models
         return cfg.task or DEFAULT_TASK
-    zoo = registry.get(cfg.model).task  # unknown names: one line with the nearest ones
     if cfg.task is not None and cfg.task != zoo:
         raise InputError("--task", f"{zoo} for {cfg.model} (its zoo entry's task)", cfg.task)
     return zoo
@@ -197,3 +197,7 @@ def task_name_for(cfg: ExportConfig) -> str:
 
 def task_for(cfg: ExportConfig) -> ExportTask[Any]:
     return get_task(task_name_for(cfg))
+
+
+register_task("semantic", "segedge.export.tasks.semantic:SemanticTask")
+register_task("instance", "segedge.export.tasks.instance:InstanceTask")

@@ -30,6 +30,8 @@ import numpy as np
 
 from segedge.runtime.errors import InputError
 from segedge.runtime.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from segedge.runtime.registry import Registry
+from segedge.runtime.uri import scheme
 
 log = logging.getLogger("segedge.runtime")
 
@@ -181,7 +183,10 @@ class SinkKind:
         return factory(target, ctx)
 
 
-_REGISTRY: dict[str, SinkKind] = {}
+# name -> "module:factory", with info ``kind``: the SinkKind (which targets it claims).
+SINKS: Registry[SinkFactory] = Registry(
+    "sink", unknown=lambda known, name: InputError("sink", f"one of {', '.join(known)}",
+                                                   repr(name)))
 
 
 def register_sink(name: str, module: str, factory: str, *, schemes: Sequence[str] = (),
@@ -191,31 +196,35 @@ def register_sink(name: str, module: str, factory: str, *, schemes: Sequence[str
     in ``module``; ``schemes`` / ``suffixes`` / ``folder`` say which targets it claims."""
     kind = SinkKind(name, module, factory, tuple(schemes), tuple(suffixes), folder,
                     single_image, check)
-    _REGISTRY[name] = kind
+    SINKS.register(name, f"{module}:{factory}", kind=kind)
     return kind
 
 
+def _kinds() -> list[SinkKind]:
+    return [e.info["kind"] for e in SINKS]
+
+
 def sink_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return SINKS.names()
 
 
 def sink_kind(name: str) -> SinkKind:
-    if name not in _REGISTRY:
-        raise InputError("sink", f"one of {', '.join(sink_names())}", repr(name))
-    return _REGISTRY[name]
+    kind: SinkKind = SINKS.get(name).info["kind"]
+    return kind
+
+
+def sink_targets() -> str:
+    """What ``-o`` takes, kind by kind, from the registry (for ``segrun --help``)."""
+    def claims(kind: SinkKind) -> str:
+        names = [f"{s}://" for s in kind.schemes] + list(kind.suffixes)
+        return ", ".join(names + (["DIR/"] if kind.folder else []))
+
+    return "; ".join(f"{k.name}: {claims(k)}" for k in _kinds() if claims(k))
 
 
 def open_sink(name: str, target: str | Path = "", ctx: SinkContext | None = None) -> Sink:
     """Create a sink of a registered kind for ``target``."""
     return sink_kind(name).open(str(target), ctx or SinkContext())
-
-
-_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-
-
-def target_scheme(target: str) -> str | None:
-    match = _SCHEME.match(target)
-    return match.group(1).lower() if match else None
 
 
 def is_folder_target(target: str) -> bool:
@@ -227,10 +236,10 @@ def is_folder_target(target: str) -> bool:
 
 def _expected() -> str:
     def suffixes(family: tuple[str, ...]) -> str:
-        found = [s for k in _REGISTRY.values() for s in k.suffixes if s in family]
+        found = [s for k in _kinds() for s in k.suffixes if s in family]
         return ", ".join(dict.fromkeys(found))
 
-    uris = ", ".join(f"{s}://" for k in sorted(_REGISTRY.values(), key=lambda k: k.name)
+    uris = ", ".join(f"{s}://" for k in sorted(_kinds(), key=lambda k: k.name)
                      for s in k.schemes)
     return (f"a video path ending in {suffixes(VIDEO_SUFFIXES)}, an image path ending in "
             f"{suffixes(IMAGE_SUFFIXES)}, a folder (DIR/) or a URI ({uris})")
@@ -241,16 +250,16 @@ def sink_for(target: str | Path) -> SinkKind:
     text = str(target)
     if not text.strip():
         raise InputError("--output", _expected(), "an empty string")
-    found = target_scheme(text)
+    found = scheme(text)
     if found is not None:
-        for kind in _REGISTRY.values():
+        for kind in _kinds():
             if found in kind.schemes:
                 return kind
         raise InputError("--output", _expected(), f"unsupported scheme {found!r} ({text!r})")
     if is_folder_target(text):
-        return next(k for k in _REGISTRY.values() if k.folder)
+        return next(k for k in _kinds() if k.folder)
     suffix = Path(text).suffix.lower()
-    for kind in _REGISTRY.values():
+    for kind in _kinds():
         if suffix in kind.suffixes:
             return kind
     raise InputError("--output", _expected(), repr(text))

@@ -8,9 +8,8 @@ file sources deliver every frame and count undecodable ones (``corrupt``).
 
 from __future__ import annotations
 
-import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +19,8 @@ import numpy as np
 from segedge.runtime.errors import InputError, SourceError
 from segedge.runtime.paths import is_image
 from segedge.runtime.redact import redact
+from segedge.runtime.registry import Registry
+from segedge.runtime.uri import scheme
 
 
 @dataclass(frozen=True)
@@ -81,37 +82,37 @@ class Source(Protocol):
 
 SourceFactory = Callable[[str, SourceOptions], Source]
 
-
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    matches: Callable[[str], bool]
-    module: str
-    factory: str
+# name -> "module:factory", with info ``matches`` (uri -> bool) and ``shown`` (how --help and
+# errors name the URIs it takes).  Kinds are tried in registration order, first match wins.
+SOURCES: Registry[SourceFactory] = Registry("source")
 
 
-_REGISTRY: list[_Entry] = []
+def register_source(name: str, matches: Callable[[str], bool] | None, module: str,
+                    factory: str = "create", *, schemes: Sequence[str] = (),
+                    shown: str = "") -> None:
+    """Add a kind: ``factory(uri, options) -> Source`` in ``module`` for the URIs ``matches``
+    accepts (None: the URIs whose scheme is one of ``schemes``); ``shown`` names them in
+    ``segrun --help`` and in the error for a URI no kind takes (default: ``scheme://``)."""
+    wanted = tuple(s.lower() for s in schemes)
+    if matches is None:
+        if not wanted:
+            raise InputError(f"source kind {name}", "a predicate or URI schemes", "neither")
+        matches = lambda uri: scheme(uri) in wanted  # noqa: E731
+    SOURCES.register(name, f"{module}:{factory}", matches=matches, schemes=wanted,
+                     shown=shown or ", ".join(f"{s}://" for s in wanted))
 
-_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
-
-def scheme(uri: str) -> str | None:
-    match = _SCHEME.match(uri)
-    return match.group(1).lower() if match else None
-
-
-def register_source(name: str, matches: Callable[[str], bool], module: str,
-                    factory: str = "create") -> None:
-    """Add a kind; kinds are tried in registration order, first match wins."""
-    _REGISTRY.append(_Entry(name, matches, module, factory))
+def source_uris() -> str:
+    """What SOURCE may be, from the registry (``segrun --help``, the unknown-URI error)."""
+    return SOURCES.listing(lambda e: e.info["shown"] or e.name)
 
 
 def source_kind(uri: str) -> str:
-    for entry in _REGISTRY:
-        if entry.matches(uri):
-            return entry.name
+    found_kind = SOURCES.find(lambda e: bool(e.info["matches"](uri)))
+    if found_kind is not None:
+        return found_kind.name
     found = scheme(uri)
-    schemes = "demo://, synthetic://, csi://N, rtsp://, http(s)://"
+    schemes = ", ".join(s for e in SOURCES for s in e.info["shown"].split(", ") if "://" in s)
     if found is not None:
         raise SourceError(f"{uri}: expected a source URI ({schemes}, a camera index, a "
                           f"GStreamer pipeline or a path), got unsupported scheme {found!r}")
@@ -126,9 +127,7 @@ def open_source(uri: str, options: SourceOptions | None = None) -> Source:
     their redacted URI, and any message that still holds the raw one is redacted here.
     """
     try:
-        name = source_kind(uri)
-        entry = next(e for e in _REGISTRY if e.name == name)
-        factory: SourceFactory = getattr(importlib.import_module(entry.module), entry.factory)
+        factory = SOURCES.load(source_kind(uri))
         return factory(uri, options or SourceOptions())
     except SourceError as err:
         clean = redact(str(err))
@@ -159,12 +158,13 @@ def _is_path(uri: str) -> bool:
 
 
 _PKG = "segedge.runtime.sources"
-register_source("demo", lambda u: scheme(u) == "demo", f"{_PKG}.demo")
-register_source("synthetic", lambda u: scheme(u) == "synthetic", f"{_PKG}.synthetic")
-register_source("csi", lambda u: scheme(u) == "csi", f"{_PKG}.csi")
-register_source("stream", lambda u: scheme(u) in ("rtsp", "rtsps", "rtmp", "http", "https"),
-                f"{_PKG}.stream")
-register_source("gstreamer", _is_gstreamer, f"{_PKG}.gstreamer")
-register_source("camera", _is_camera, f"{_PKG}.camera")
-register_source("images", _is_images, f"{_PKG}.images")
-register_source("video", _is_path, f"{_PKG}.video")
+register_source("demo", None, f"{_PKG}.demo", schemes=("demo",))
+register_source("synthetic", None, f"{_PKG}.synthetic", schemes=("synthetic",))
+register_source("csi", None, f"{_PKG}.csi", schemes=("csi",), shown="csi://N")
+register_source("stream", None, f"{_PKG}.stream",
+                schemes=("rtsp", "rtsps", "rtmp", "http", "https"), shown="rtsp://, http(s)://")
+register_source("gstreamer", _is_gstreamer, f"{_PKG}.gstreamer", shown="GStreamer pipeline")
+register_source("camera", _is_camera, f"{_PKG}.camera", shown="camera index, /dev/videoN")
+register_source("images", _is_images, f"{_PKG}.images",
+                shown="image, folder or glob of images")
+register_source("video", _is_path, f"{_PKG}.video", shown="video")

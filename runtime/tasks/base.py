@@ -5,14 +5,14 @@ become a per-frame result, how a result is drawn, what it adds to the run's
 stats and which per-pixel map the mask sink saves.  A RuntimeTask owns all
 of that, so the backend, the Segmenter and the pipeline ask the task named
 by ``ArtifactMetadata.task`` and never branch on it themselves.  A new task
-(panoptic, depth) is a new module here plus one ``register_task`` line.
+(panoptic, depth) is a new module here plus one ``register_task`` line
+(the generic lazy registry of runtime/registry.py).
 
 This module stays import-light (no cv2): backends import it to check outputs.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
@@ -23,6 +23,7 @@ import numpy as np
 
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.registry import Entry, Registry
 
 if TYPE_CHECKING:
     from segedge.runtime.draw import DrawConfig
@@ -141,6 +142,12 @@ class RuntimeTask(ABC):
 
     name: ClassVar[str]
     output_kinds: ClassVar[tuple[str, ...]]  # OutputSpec.kind values this task reads
+    # Its outputs are per-pixel class scores/labels (logits, labels, confidence): what the
+    # argmax-agreement gates, DeepStream's nvinfer (network-type=2) and a plan's output
+    # tensors (segdeploy) assume.  Asked instead of comparing task names.
+    label_maps: ClassVar[bool] = False
+    # Its results are detections (``Segmenter.detect`` / ``is_instance``).
+    detections: ClassVar[bool] = False
 
     @abstractmethod
     def output_names(self, meta: ArtifactMetadata) -> list[str]:
@@ -174,40 +181,31 @@ class RuntimeTask(ABC):
         self.check_output_names(meta, graph_outputs, source)
 
 
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    module: str  # imported on first use: backends import this registry, not cv2
-    attr: str
+def _check_task(entry: Entry, task: Any) -> None:
+    if not isinstance(task, RuntimeTask) or task.name != entry.name:
+        raise ArtifactError(f"task {entry.name!r}: expected a RuntimeTask named {entry.name!r} "
+                            f"at {entry.module}.{entry.attr}, got {task!r}")
 
 
-_REGISTRY: dict[str, _Entry] = {}
-_LOADED: dict[str, RuntimeTask] = {}
+# name (= ArtifactMetadata.task) -> "module:TASK"; imported on first use: backends import
+# this registry, not cv2.
+TASKS: Registry[RuntimeTask] = Registry("task", check=_check_task)
 
 
 def register_task(name: str, module: str, attr: str = "TASK") -> None:
-    _REGISTRY[name] = _Entry(name, module, attr)
-    _LOADED.pop(name, None)
+    TASKS.register(name, f"{module}:{attr}")
 
 
 def task_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return TASKS.names()
 
 
 def get_task(name: str, source: str = "metadata") -> RuntimeTask:
     """The task named by an artifact's metadata; an unknown name is an ArtifactError."""
-    if name not in _REGISTRY:
+    if name not in TASKS:
         raise ArtifactError(f"{source}: expected task one of {', '.join(task_names())}, "
                             f"got {name!r}")
-    task = _LOADED.get(name)
-    if task is None:
-        entry = _REGISTRY[name]
-        task = getattr(importlib.import_module(entry.module), entry.attr)
-        if not isinstance(task, RuntimeTask) or task.name != name:
-            raise ArtifactError(f"task {name!r}: expected a RuntimeTask named {name!r} at "
-                                f"{entry.module}.{entry.attr}, got {task!r}")
-        _LOADED[name] = task
-    return task
+    return TASKS.load(name)
 
 
 register_task("semantic", "segedge.runtime.tasks.semantic")

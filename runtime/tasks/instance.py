@@ -233,6 +233,7 @@ class InstanceStats:
 class InstanceTask(RuntimeTask):
     name: ClassVar[str] = "instance"
     output_kinds: ClassVar[tuple[str, ...]] = ("instances",)
+    detections: ClassVar[bool] = True
 
     def output_names(self, meta: ArtifactMetadata) -> list[str]:
         out = meta.output

@@ -62,9 +62,9 @@ def test_zoo_instance_entries() -> None:
 def test_pretrained_offline_is_one_line_error() -> None:
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
-    from segedge.export.models.weights import pretrained_cached
+    from segedge.export.models.weights import hub_cache_path
 
-    if pretrained_cached(MaskRCNN_ResNet50_FPN_Weights.DEFAULT):
+    if hub_cache_path(MaskRCNN_ResNet50_FPN_Weights.DEFAULT.url).is_file():
         pytest.skip("COCO Mask R-CNN weights are cached here: nothing to refuse")
     spec = registry.get("maskrcnn_resnet50_fpn")
     with pytest.raises(CheckpointError) as err:

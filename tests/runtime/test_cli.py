@@ -20,7 +20,6 @@ from segedge.runtime.cli_parse import (
     parse_palette,
     parse_reconnect,
     parse_size,
-    parse_triple,
     source_options,
 )
 from segedge.runtime.errors import InputError
@@ -104,8 +103,6 @@ def test_foreign_model_flags(capsys: pytest.CaptureFixture[str], models: dict[st
 
 
 def test_flag_parsers(tmp_path: Path) -> None:
-    assert parse_triple("--mean", "123.675,116.28,103.53") == pytest.approx(
-        (0.485, 0.456, 0.406), abs=1e-4)
     (tmp_path / "c.txt").write_text("road\ncar\n\n")
     assert parse_classes(str(tmp_path / "c.txt")) == ("road", "car")
     assert parse_palette("#ff0000,#00FF00") == ((255, 0, 0), (0, 255, 0))

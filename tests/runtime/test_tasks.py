@@ -170,12 +170,10 @@ EDGE_TASK = EdgeTask()
 
 
 @pytest.fixture
-def edges_task(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setitem(tasks_base._REGISTRY, "edges",
-                        tasks_base._Entry("edges", __name__, "EDGE_TASK"))
-    monkeypatch.delitem(tasks_base._LOADED, "edges", raising=False)
+def edges_task() -> Iterator[None]:
+    tasks_base.register_task("edges", __name__, "EDGE_TASK")
     yield
-    tasks_base._LOADED.pop("edges", None)
+    tasks_base.TASKS.unregister("edges")
 
 
 @pytest.mark.usefixtures("edges_task")
