@@ -63,9 +63,21 @@ from segedge.runtime.view import KEYS_HELP  # noqa: E402
 RGB = tuple[int, int, int]
 
 
+class _SegrunHelp(click.Command):
+    """`segrun --help` lists the SOURCE and -o kinds from their registries, so a source or
+    sink added by one file and one registration line shows up here without an edit."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from segedge.runtime.sinks.base import sink_targets
+        from segedge.runtime.sources.base import source_uris
+
+        formatter.write_paragraph()
+        formatter.write_text(f"SOURCE kinds: {source_uris()}.")
+        formatter.write_text(f"-o kinds: {sink_targets()}.")
+        super().format_epilog(ctx, formatter)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=_SegrunHelp, context_settings={"help_option_names": ["-h", "--help"]})
 @version_option("segrun")
 @click.argument("model")
 @click.argument("sources", nargs=-1, metavar="SOURCE...")

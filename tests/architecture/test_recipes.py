@@ -258,9 +258,6 @@ def test_the_toy_sink_is_picked_by_its_scheme_and_checked_before_any_work() -> N
         RunConfig(model=Path("m.onnx"), source="toy://?frames=2", outputs=("toy://x",))
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/cli.py still hard-codes the SOURCE and -o lists "
-                   "in its help text instead of asking sources.base.source_uris() and "
-                   "sinks.base.sink_targets() (reported to the lead; remove this mark then)")
 @pytest.mark.usefixtures("toys")
 def test_segrun_help_lists_the_toy_source_and_sink(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_segrun(capsys, "--help")
