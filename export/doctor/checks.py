@@ -27,14 +27,26 @@ PRECISIONS = ("fp32", "fp16", "int8")
 MIN_AGREEMENT = {"fp32": 99.5, "fp16": 99.0, "int8": 97.0}
 TRT_EP, CUDA_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider"
 
-FIX_CUDA = ("install cuda-python matching the CUDA major version: pip install "
-            "'cuda-python>=12,<13' (JetPack 6, CUDA 12) or 'cuda-python>=13,<14' (CUDA 13)")
+FIX_CUDA = ("check that the NVIDIA driver is installed and loads (nvidia-smi works, libcuda.so.1 "
+            "is on the loader path) and supports this CUDA major; install cuda-python matching "
+            "it: pip install 'cuda-python>=12,<13' (JetPack 6, CUDA 12) or "
+            "'cuda-python>=13,<14' (CUDA 13)")
+FIX_TENSORRT_INIT = ("TensorRT is installed but cannot initialise CUDA: update the NVIDIA driver "
+                     "to one that supports the CUDA major this TensorRT was built for "
+                     "(tensorrt-cu12: a CUDA 12 driver), free GPU memory, and keep TensorRT, "
+                     "CUDA and the driver from one JetPack/CUDA release")
 FIX_TENSORRT = ("Jetson: sudo apt install python3-libnvinfer and make the venv with "
                 "--system-site-packages; workstation/server: pip install 'segedge[gpu]' "
                 "(TensorRT 10 for CUDA 12)")
 FIX_ORT_GPU = ("pip uninstall onnxruntime, then install onnxruntime-gpu (Jetson: NVIDIA's "
                "wheel for your JetPack from the Jetson AI Lab index); its CUDA/TensorRT major "
                "versions must match the installed ones")
+# onnxruntime-gpu lists its CUDA/TensorRT providers even where it cannot load them; the
+# usual cause is missing CUDA 12 / cuDNN 9 user-space libraries, not a broken wheel.
+FIX_ORT_LOAD = ("ONNX Runtime could not load its GPU provider: usually the CUDA 12 and cuDNN 9 "
+                "user-space libraries are missing: pip install \"onnxruntime-gpu[cuda,cudnn]\" "
+                "(TensorRT provider: also tensorrt-cu12 10.x, pip install 'segedge[gpu]'); "
+                "Jetson: they come with JetPack; check the driver supports that CUDA")
 FIX_BUILD = ("read the TensorRT log above; check free GPU memory (close other GPU processes) "
              "and that TensorRT, CUDA and the driver come from one JetPack/CUDA release")
 FIX_MASKS = ("delete the work folder and engine caches and rerun; if it persists, report "
@@ -123,8 +135,11 @@ class Doctor:
         """Any error inside becomes a failed check (one line), never a traceback."""
         try:
             yield
-        except (SegedgeError, RuntimeError, OSError, ValueError) as err:
-            self.add(Check(name, "fail", " ".join(str(err).split())[:300], fix))
+        except Exception as err:  # noqa: BLE001 - bindings raise TypeError, RuntimeError, ...
+            text = " ".join(str(err).split())
+            if not isinstance(err, SegedgeError):
+                text = f"{type(err).__name__}: {text}"
+            self.add(Check(name, "fail", text[:300], fix))
 
     def _run(self, backend: Any, name: str, precision: str) -> Check:
         from segedge.export.evaluation.evaluate import labels_from_outputs
@@ -165,9 +180,13 @@ class Doctor:
         with self.guarded("cuda", FIX_CUDA):
             count = device_count(import_cudart())
             self.add(Check("cuda", "pass", f"cuda-python sees {count} device(s)"))
+        cuda_ok = self.checks[-1].name == "cuda" and self.checks[-1].status == "pass"
         self.tensorrt_ok, why = tensorrt_available(self.cfg.device_id)
+        # the fix for the cause: CUDA itself, TensorRT unable to initialise it, or no TensorRT
+        fix = FIX_CUDA if not cuda_ok and why.startswith(("no usable CUDA", "cuda-python")) \
+            else FIX_TENSORRT_INIT if "could not create" in why else FIX_TENSORRT
         self.add(Check("tensorrt", "pass", why) if self.tensorrt_ok else
-                 Check("tensorrt", "fail", why, FIX_TENSORRT))
+                 Check("tensorrt", "fail", why, fix))
         try:
             import onnxruntime as ort
 
@@ -225,14 +244,17 @@ class Doctor:
         options = BackendOptions(provider=provider, device_id=self.cfg.device_id,
                                  cache_dir=self.cfg.workdir / "ort_trt")
         self._open_and_run(asset(precision), "onnxruntime", options, name, precision,
-                           FIX_ORT_GPU)
+                           FIX_ORT_LOAD)
 
     def dla_cores(self) -> int:
         if not self.tensorrt_ok:
             return 0
-        import tensorrt as trt
+        try:
+            import tensorrt as trt
 
-        return int(trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores)
+            return int(trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores)
+        except Exception:  # noqa: BLE001 - a Builder that cannot initialise: the engine checks said why
+            return 0
 
 
 def run_checks(cfg: DoctorConfig, progress: Callable[[Check], None] | None = None

@@ -18,7 +18,7 @@ import click
 
 from segedge.export.doctor.checks import Check, DoctorConfig, run_checks
 from segedge.export.doctor.probe import find_gpu, platform_report
-from segedge.runtime.cli_support import EXIT_OK, run_cli
+from segedge.runtime.cli_support import EXIT_OK, run_cli, version_option
 from segedge.runtime.io import check_writable, write_json_atomic
 
 EXIT_READY = EXIT_OK
@@ -45,8 +45,9 @@ def platform_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"Jetson: {jet.get('model', '?')}, L4T {jet.get('l4t', '?')} (JetPack "
                      f"{jet.get('jetpack', '?')}), power mode {jet.get('power_mode', '?')}")
     cuda = report["cuda"]
-    lines += [f"GPU: {gpu}; driver CUDA {cuda.get('driver', '?')}, runtime "
-              f"{cuda.get('runtime', '?')}, cuDNN {report['cudnn'] or 'not found'}",
+    driver = f"driver CUDA {cuda['driver']}" if cuda.get("driver") else "no CUDA driver found"
+    lines += [f"GPU: {gpu}; {driver}, runtime {cuda.get('runtime', '?')}, cuDNN "
+              f"{report['cudnn'] or 'not found'}",
               f"TensorRT: {trt.get('version', trt['detail'])}"
               + (f", {trt['dla_cores']} DLA core(s)" if trt.get("dla_cores") else ""),
               f"ONNX Runtime {ort.get('version', '?')}: "
@@ -58,6 +59,7 @@ def platform_lines(report: dict[str, Any]) -> list[str]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("segdoctor")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               default=Path("segdoctor.json"), show_default=True, help="Where the report goes.")
 @click.option("--device", "device_id", type=int, default=0, show_default=True,

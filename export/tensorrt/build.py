@@ -11,9 +11,11 @@ already hold the wanted precision.  INT8 means a TensorRT-flavoured Q/DQ ONNX
 here, whoever calls, and builder-side calibration is not offered.
 
 No GPU runs here: build_engine runs in CI against a recording fake of
-``tensorrt`` and cuda-python (tests/fakes), checked against tensorrt-stubs;
-``segdoctor`` proves it on a device.  ``import tensorrt`` happens inside
-functions so this module imports anywhere.
+``tensorrt`` and cuda-python (tests/fakes), checked against the real bindings
+(tests/real_bindings) and tensorrt-stubs; ``segdoctor`` proves it on a device.
+A TensorRT or CUDA that cannot initialise (the real bindings raise TypeError,
+cuda-python 12.3-12.8 RuntimeError) is a BackendUnavailableError here.
+``import tensorrt`` happens inside functions so this module imports anywhere.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from segedge.export.precision import modes as precision_modes
 from segedge.export.tensorrt.qdq import quantization_refusal
-from segedge.runtime.backends.cuda import cuda_call, gpu_identity, import_cudart
+from segedge.runtime.backends.cuda import cuda_run, gpu_identity, import_cudart
 from segedge.runtime.backends.tensorrt import tensorrt_available as _probe
+from segedge.runtime.backends.tensorrt import trt_object
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
 from segedge.runtime.io import write_bytes_atomic
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, Precision
@@ -265,11 +268,25 @@ def _load_timing_cache(bconfig: trt.IBuilderConfig, path: Path) -> str | None:
     return f"timing cache {path} is {reason}; starting a fresh one"
 
 
+def _weak_flags(trt: Any) -> bool:
+    """TensorRT 8/10 type networks weakly unless told; TensorRT 11 removed those flags."""
+    return hasattr(trt.BuilderFlag, "FP16")
+
+
+def _strong_bit(trt: Any) -> int:
+    """create_network flags for a strongly typed network: TensorRT 10's STRONGLY_TYPED bit;
+    0 on TensorRT 11, where every network is strongly typed and the member, where it is
+    still there (11.4: value 0), is deprecated and ignored."""
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if _weak_flags(trt) else 0
+
+
 def _typing(trt: Any, meta: ArtifactMetadata, config: EngineConfig) -> TypingPlan:
+    weak = _weak_flags(trt)
     return plan_typing(
         meta.precision, config.precision,
-        strongly_typed_available=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
-        weak_flags_available=hasattr(trt.BuilderFlag, "FP16"),
+        strongly_typed_available=not weak or hasattr(trt.NetworkDefinitionCreationFlag,
+                                                     "STRONGLY_TYPED"),
+        weak_flags_available=weak,
         dla=config.dla_core is not None, prefer_strong=config.strongly_typed)
 
 
@@ -305,7 +322,8 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path,
         raise ExportError(f"{onnx_path}: no TensorRT engine: {refusal}")
     shapes = profile_shapes(meta, config.min_hw, config.opt_hw, config.max_hw, config.batch)
     tplan = _typing(trt, meta, config)
-    cuda_call(import_cudart().cudaSetDevice(config.device_id), f"cudaSetDevice({config.device_id})")
+    cuda_run(import_cudart().cudaSetDevice, config.device_id,
+             what=f"cudaSetDevice({config.device_id})")
     gpu_name, gpu_cc = gpu_identity(config.device_id)
     onnx_sha = sha256_file(onnx_path)
     settings = {**config.settings(), "strongly_typed": tplan.strongly_typed,
@@ -317,12 +335,10 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path,
         return BuildResult(plan_path, old, reused=True)
 
     logger = trt.Logger(trt.Logger.VERBOSE if config.verbose else trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    if tplan.strongly_typed:  # only looked up when wanted: TensorRT 8 has no such member
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    builder = trt_object(trt.Builder, logger, what="Builder")  # TypeError on no CUDA
+    flags = _strong_bit(trt) if tplan.strongly_typed else 0  # TensorRT 8 has no such member
+    network = trt_object(builder.create_network, flags, what="network definition")
+    parser = trt_object(trt.OnnxParser, network, logger, what="OnnxParser")
     if not parser.parse_from_file(str(onnx_path)):
         errors = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
         raise ExportError(f"{onnx_path}: TensorRT's ONNX parser failed: "

@@ -2,13 +2,17 @@
 
 Every call returns ``(cudaError_t, *values)``; ``cuda_call`` turns a non-zero
 error into a one-line BackendUnavailableError, so no CUDA error code is ever
-dropped.  CUDA's current device is per host thread, so a backend that runs on
-a worker thread sets it there too (``ThreadDevice``).
+dropped.  Not every failure is a code: cuda-python 12.3-12.8 raise
+``RuntimeError: Failed to dlopen libcuda.so.1`` where no driver is installed
+(12.9+ return ``cudaErrorInsufficientDriver``), so ``cuda_run`` makes both
+the same BackendUnavailableError.  CUDA's current device is per host thread,
+so a backend that runs on a worker thread sets it there too (``ThreadDevice``).
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 from dataclasses import dataclass
 from types import ModuleType
@@ -40,6 +44,21 @@ def cuda_call(result: Any, what: str) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def cuda_run(fn: Any, *args: Any, what: str | None = None) -> Any:
+    """Call a cuda-python function: an error code or any exception it raises (dlopen of
+    libcuda, a missing driver symbol) becomes one BackendUnavailableError."""
+    label = what if what is not None else str(getattr(fn, "__name__", "call"))
+    try:
+        result = fn(*args)
+    except Exception as err:  # noqa: BLE001 - cuda-python raises RuntimeError, others
+        text = one_line(err)
+        if re.fullmatch(r'Function "cu\w+" not found', text):  # after a failed dlopen
+            text += " (libcuda.so.1, the CUDA driver, did not load)"
+        raise BackendUnavailableError(f"CUDA {label}: expected cudaSuccess, got "
+                                      f"{type(err).__name__}: {text}") from None
+    return cuda_call(result, label)
+
+
 def one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
@@ -64,7 +83,7 @@ class GpuInfo:
 def gpu_info(device_id: int = 0, cudart: ModuleType | None = None) -> GpuInfo:
     """Name, compute capability and memory model of ``device_id`` as CUDA reports them."""
     cudart = cudart or import_cudart()
-    prop = cuda_call(cudart.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
+    prop = cuda_run(cudart.cudaGetDeviceProperties, device_id)
     name = prop.name
     if isinstance(name, bytes):
         name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -81,19 +100,24 @@ def gpu_identity(device_id: int = 0) -> tuple[str, str]:
 def device_count(cudart: ModuleType | None = None) -> int:
     """CUDA devices visible here; BackendUnavailableError when the driver has none."""
     cudart = cudart or import_cudart()
-    return int(cuda_call(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount"))
+    return int(cuda_run(cudart.cudaGetDeviceCount))
 
 
 def versions(cudart: ModuleType | None = None) -> dict[str, str]:
-    """CUDA driver and runtime versions ('12.6'); a value CUDA will not give is left out."""
+    """CUDA driver and runtime versions ('12.6'); a value CUDA will not give is left out.
+
+    ``cudaDriverGetVersion`` answers success with 0 where no driver is installed
+    (cuda-python 12.9+) or raises (12.3-12.8): either way there is no driver version.
+    """
     cudart = cudart or import_cudart()
     out: dict[str, str] = {}
     for key, fn in (("driver", "cudaDriverGetVersion"), ("runtime", "cudaRuntimeGetVersion")):
         try:
-            value = int(cuda_call(getattr(cudart, fn)(), fn))
-        except (BackendUnavailableError, AttributeError):
+            value = int(cuda_run(getattr(cudart, fn), what=fn))
+        except (BackendUnavailableError, AttributeError, TypeError, ValueError):
             continue
-        out[key] = f"{value // 1000}.{value % 1000 // 10}"
+        if value > 0:
+            out[key] = f"{value // 1000}.{value % 1000 // 10}"
     return out
 
 
@@ -113,5 +137,6 @@ class ThreadDevice:
     def ensure(self) -> None:
         if getattr(self._local, "done", False):
             return
-        cuda_call(self.cudart.cudaSetDevice(self.device_id), f"cudaSetDevice({self.device_id})")
+        cuda_run(self.cudart.cudaSetDevice, self.device_id,
+                 what=f"cudaSetDevice({self.device_id})")
         self._local.done = True

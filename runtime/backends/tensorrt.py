@@ -10,8 +10,10 @@ copies; integrated GPUs (Jetson: one memory for CPU and GPU) get mapped
 host memory that the GPU reads in place (zero copy).
 
 No GPU runs here: the TensorRT and CUDA calls are exercised in CI against
-recording fakes (tests/fakes) whose names and signatures are checked against
-tensorrt-stubs and cuda-python; ``segdoctor`` proves them on a real device.
+recording fakes (tests/fakes) checked against the real TensorRT and cuda-python
+bindings (tests/real_bindings); ``segdoctor`` proves them on a real device.  A
+stack that cannot initialise (TypeError from the bindings' factories, RuntimeError
+from older cuda-python) is one BackendUnavailableError (``trt_object``, ``cuda_run``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from segedge.runtime.errors import (
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.sidecar import EngineSidecar, is_stale, read_sidecar
 
-__all__ = ["TensorRTBackend", "create", "gpu_identity", "import_cudart", "tensorrt_available"]
+__all__ = ["TensorRTBackend", "create", "gpu_identity", "import_cudart", "tensorrt_available",
+           "trt_object"]
 
 log = logging.getLogger("segedge.runtime")
 MIN_TENSORRT_MAJOR = 10  # name-based I/O, strongly typed networks; JetPack 6 ships 10.3
@@ -143,11 +146,36 @@ def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
         return False, f"cuda-python cannot be imported ({one_line(err)}); pip install cuda-python"
     try:
         count = device_count(cudart)
-    except BackendUnavailableError as err:
-        return False, f"no usable CUDA GPU ({err})"
+    except Exception as err:  # noqa: BLE001 - BackendUnavailableError, or whatever a binding raises
+        return False, f"no usable CUDA GPU ({one_line(err)})"
     if device_id >= count:
         return False, f"CUDA device {device_id} requested, {count} device(s) present"
+    try:
+        trt_object(trt.Runtime, trt.Logger(trt.Logger.ERROR), what="Runtime")
+    except BackendUnavailableError as err:
+        return False, str(err)
     return True, f"TensorRT {version}, {count} CUDA device(s)"
+
+
+def trt_object(factory: Any, *args: Any, what: str) -> Any:
+    """A TensorRT object from its factory (``trt.Builder(logger)``, ``trt.Runtime(logger)``).
+
+    The real bindings answer a library that cannot initialise (no CUDA driver, a driver
+    too old for this TensorRT, no GPU memory) with ``TypeError: pybind11::init(): factory
+    function returned nullptr``; other versions may return None or raise RuntimeError.
+    All of them become one BackendUnavailableError that says so.
+    """
+    try:
+        made = factory(*args)
+    except Exception as err:  # noqa: BLE001 - TypeError (pybind11 nullptr), RuntimeError, ...
+        raise BackendUnavailableError(
+            f"TensorRT could not create a {what}: expected TensorRT to initialise CUDA, got "
+            f"{type(err).__name__}: {one_line(err)} (a CUDA driver too old for this TensorRT, "
+            "no GPU memory, or CUDA/TensorRT libraries from different releases)") from None
+    if made is None:
+        raise BackendUnavailableError(f"TensorRT could not create a {what}: expected an "
+                                      "object, got None (see the TensorRT log)")
+    return made
 
 
 @dataclass
@@ -201,7 +229,7 @@ class TensorRTBackend:
     def _open(self) -> None:
         trt, sidecar = self._trt, self.sidecar
         self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime = trt_object(trt.Runtime, self._logger, what="Runtime")
         if sidecar.dla_core is not None:  # must precede deserialisation
             self._runtime.DLA_core = sidecar.dla_core
         engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())

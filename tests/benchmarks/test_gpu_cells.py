@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from segedge.benchmarks import bench_ort, measure
+from segedge.benchmarks import bench_onnxruntime as bench_ort
+from segedge.benchmarks import measure
 from segedge.benchmarks.jobs import Loaded, ModelJob
 from segedge.runtime.backends import base
 from tests.runtime.onnx_fixtures import make_labels_model
@@ -74,3 +75,17 @@ def test_accuracy_uses_the_timed_options_and_closes_its_backend(
                    predictor=lambda: bench_ort.options_predictor(artifact, opened[0][1]))
     scored = measure.accuracy(fresh, job)
     assert scored["miou"] == 0.5 and closed == ["onnxruntime", "onnxruntime"]
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan"])
+def test_max_seconds_must_be_positive(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cell time limit <= 0 would time nothing yet exit 0: refused in one line, exit 2."""
+    from segedge.benchmarks.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--backends", "ort-tensorrt", "--max-seconds", value])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.strip().splitlines() == [
+        f"segbench: error: --max-seconds: expected a positive number of seconds, got "
+        f"{float(value)}"]

@@ -83,10 +83,18 @@ def test_the_installed_command_here_prints_one_line(tmp_path: Path) -> None:
 def test_pyproject_installs_segdoctor() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["segdoctor"] == "segedge.export.doctor.cli:main"
-    assert "segedge.export.doctor" in project["tool"]["setuptools"]["packages"]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("segedge_setup", REPO / "setup.py")
+    assert spec is not None and spec.loader is not None
+    setup_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_module)  # setup() only runs as __main__
+    assert "segedge.export.doctor" in setup_module.segedge_packages(REPO)
     gpu = project["project"]["optional-dependencies"]["gpu"]
     assert any(p.startswith("tensorrt-cu12") and "<11" in p for p in gpu)
     assert any(p.startswith("cuda-python") and "<13" in p for p in gpu)
+    # enable_fallback=0 (segedge's provider options are never dropped) is read from ORT 1.23
+    assert any(p.startswith("onnxruntime-gpu>=1.23") for p in gpu)
     for name in ("demo_fp32.onnx", "demo_fp16.onnx", "demo_int8.onnx", "demo_clip.mp4"):
         assert (checks.ASSETS / name).is_file(), name
 
@@ -223,3 +231,81 @@ def test_masks_that_differ_from_the_cpu_fail_with_the_agreement(
     assert 45.0 <= check["agreement"] <= 55.0
     assert check["detail"] == (f"masks agree {check['agreement']:.2f}% with the CPU, expected "
                                ">= 99.5%")
+
+
+def _smi_lists_a_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """nvidia-smi sees a GPU that CUDA from Python cannot use: the doctor must run its checks."""
+    monkeypatch.setattr(probe, "run_command", lambda cmd, timeout=10.0:
+                        "GPU 0: NVIDIA Stand-in (UUID: GPU-0)" if cmd[0] == "nvidia-smi" else None)
+    monkeypatch.setattr(probe, "ROOT", tmp_path / "root")
+
+
+@pytest.mark.parametrize("cuda_python,cuda_error", [
+    # 12.3-12.8 raise: "Failed to dlopen libcuda.so.1" on the first call (the GPU search
+    # made it), 'Function "cuInit" not found' on every later one, as the real 12.3 does
+    ("12.8.0", 'RuntimeError: Function "cuInit" not found (libcuda.so.1, the CUDA driver, did '
+               'not load)'),
+    ("12.9.0", "cudaErrorInsufficientDriver"),  # 12.9+ return the code
+])
+def test_a_driver_that_does_not_load_is_not_ready_with_the_cuda_fix(
+        tmp_path: Path, fake_gpu: Gpu, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str], cuda_python: str, cuda_error: str) -> None:
+    fake_gpu(driver_version=0, cuda_python=cuda_python)
+    _smi_lists_a_gpu(monkeypatch, tmp_path)
+    report = tmp_path / "r.json"
+    assert _run(["--json", str(report), *ARGS]) == cli.EXIT_NOT_READY
+    out, err = capsys.readouterr()
+    assert err == "" and "Traceback" not in out
+    saved = json.loads(report.read_text())
+    by_name = {c["name"]: c for c in saved["checks"]}
+    assert by_name["cuda"]["status"] == "fail" and by_name["cuda"]["fix"] == checks.FIX_CUDA
+    assert by_name["cuda"]["detail"] == ("CUDA cudaGetDeviceCount: expected cudaSuccess, got "
+                                         + cuda_error)
+    assert by_name["tensorrt"]["status"] == "fail" and by_name["tensorrt"]["fix"] == \
+        checks.FIX_CUDA
+    assert by_name["engine fp32"]["status"] == "n/a"
+    assert "driver" not in saved["platform"]["cuda"]  # cudaDriverGetVersion: 0 or raised
+    assert "GPU: none from CUDA; no CUDA driver found, runtime " in out
+    assert "driver CUDA 0.0" not in out
+
+
+def test_tensorrt_that_cannot_initialise_cuda_is_not_ready_with_the_driver_fix(
+        tmp_path: Path, fake_gpu: Gpu, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fake_gpu(init_fails=True)  # trt.Runtime/Builder: TypeError, as the real bindings raise
+    report = tmp_path / "r.json"
+    assert _run(["--json", str(report), "--quiet", *ARGS]) == cli.EXIT_NOT_READY
+    by_name = {c["name"]: c for c in json.loads(report.read_text())["checks"]}
+    assert by_name["cuda"]["status"] == "pass"
+    assert by_name["tensorrt"]["fix"] == checks.FIX_TENSORRT_INIT
+    assert by_name["tensorrt"]["detail"].startswith(
+        "TensorRT could not create a Runtime: expected TensorRT to initialise CUDA, got "
+        "TypeError: pybind11::init(): factory function returned nullptr")
+    assert by_name["dla"]["status"] == "n/a"
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_gpu_providers_that_cannot_load_name_the_missing_cuda_libraries(
+        tmp_path: Path, fake_gpu: Gpu, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    import onnxruntime as ort
+
+    fake_gpu()
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [checks.TRT_EP, checks.CUDA_EP,
+                                                                 "CPUExecutionProvider"])
+
+    def session(path: Any, so: Any = None, providers: list[Any] | None = None, **kw: Any) -> Any:
+        first = (providers or ["CPUExecutionProvider"])[0]
+        if (first if isinstance(first, str) else first[0]) != "CPUExecutionProvider":
+            raise RuntimeError("Failed to load library libonnxruntime_providers_cuda.so with "
+                               "error: libcudnn.so.9: cannot open shared object file")
+        return real(path, so, providers=providers, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    report = tmp_path / "r.json"
+    assert _run(["--json", str(report), "--quiet", "--frames", "1", "--iters", "1"]) == 3
+    by_name = {c["name"]: c for c in json.loads(report.read_text())["checks"]}
+    for name in ("ort-tensorrt fp32", "ort-cuda fp32"):
+        assert by_name[name]["status"] == "fail" and by_name[name]["fix"] == checks.FIX_ORT_LOAD
+        assert "libcudnn.so.9" in by_name[name]["detail"]
+    assert 'pip install "onnxruntime-gpu[cuda,cudnn]"' in checks.FIX_ORT_LOAD

@@ -182,7 +182,7 @@ def test_tensorrt_available_says_why_not_in_one_line(
 
 def test_tensorrt_available_with_a_gpu(fake_gpu: Callable[..., FakeGpu]) -> None:  # noqa: F811
     fake_gpu(generation=11)
-    assert tensorrt_available() == (True, "TensorRT 11.0.0.12, 1 CUDA device(s)")
+    assert tensorrt_available() == (True, "TensorRT 11.4.0.106, 1 CUDA device(s)")
 
 
 def test_build_without_tensorrt_is_backend_unavailable(tmp_path: Path, no_tensorrt: None
@@ -206,3 +206,40 @@ def test_module_imports_without_tensorrt() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=False)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("knobs,expected", [
+    ({"driver_version": 0, "cuda_python": "12.8.0"},
+     "no usable CUDA GPU (CUDA cudaGetDeviceCount: expected cudaSuccess, got RuntimeError: "
+     "Failed to dlopen libcuda.so.1)"),
+    ({"driver_version": 0, "cuda_python": "12.3.0"},  # only cuda.cudart there
+     "no usable CUDA GPU (CUDA cudaGetDeviceCount: expected cudaSuccess, got RuntimeError: "
+     "Failed to dlopen libcuda.so.1)"),
+    ({"driver_version": 0, "cuda_python": "12.9.0"},
+     "no usable CUDA GPU (CUDA cudaGetDeviceCount: expected cudaSuccess, got "
+     "cudaErrorInsufficientDriver)"),
+    ({"init_fails": True},
+     "TensorRT could not create a Runtime: expected TensorRT to initialise CUDA, got TypeError: "
+     "pybind11::init(): factory function returned nullptr (a CUDA driver too old for this "
+     "TensorRT, no GPU memory, or CUDA/TensorRT libraries from different releases)"),
+])
+def test_tensorrt_available_survives_what_the_real_bindings_raise(
+        fake_gpu: Callable[..., FakeGpu], knobs: dict[str, Any], expected: str) -> None:  # noqa: F811
+    fake_gpu(**knobs)
+    assert tensorrt_available() == (False, expected)
+
+
+@pytest.mark.parametrize("generation", [10, 11])
+def test_a_builder_that_cannot_initialise_is_backend_unavailable(
+        tmp_path: Path, fake_gpu: Callable[..., FakeGpu], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        generation: int) -> None:
+    import segedge.export.tensorrt.build as build_module
+
+    gpu = fake_gpu(generation=generation)
+    monkeypatch.setattr(build_module, "_probe", lambda device_id=0: (True, "probe passed"))
+    gpu.trt.init_fails = True  # CUDA went away between the probe and the build
+    with pytest.raises(BackendUnavailableError, match=r"^TensorRT could not create a "
+                       r"Builder: expected TensorRT to initialise CUDA, got TypeError: "
+                       r"pybind11::init\(\): factory function returned nullptr"):
+        build_engine(_onnx(tmp_path / "m.onnx", _meta()), tmp_path / "m.plan")
+    assert not (tmp_path / "m.plan").exists()

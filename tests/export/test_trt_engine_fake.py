@@ -64,7 +64,9 @@ def test_fp32_builds_strongly_typed_and_runs(tmp_path: Path, fake_gpu: Gpu,  # n
     gpu = fake_gpu(generation=generation)
     result = build_engine(make_logits_model(tmp_path / "m.onnx"), tmp_path / "m.plan")
     assert not result.reused and result.sidecar.strongly_typed is True
-    assert ("create_network", 1 << 1) in gpu.trt.calls  # STRONGLY_TYPED bit
+    # TensorRT 10: the STRONGLY_TYPED bit (value 1); 11: no flag (always strongly typed, its
+    # STRONGLY_TYPED member is deprecated and ignored)
+    assert ("create_network", 1 << 1 if generation == 10 else 0) in gpu.trt.calls
     assert "set_flag" not in gpu.trt.names()
     assert result.sidecar.tensorrt_version == gpu.trt.version
     assert result.sidecar.gpu_name == "NVIDIA Fake RTX" and result.sidecar.compute_capability \
@@ -90,7 +92,8 @@ def test_fp16_from_an_fp32_onnx_takes_the_weak_flag_on_10_and_is_refused_on_11(
     with pytest.raises(ExportError, match="only strongly typed networks: expected an ONNX "
                                           "already in fp16, got a fp32 ONNX"):
         build_engine(onnx_path, tmp_path / "n.plan", EngineConfig(precision="fp16"))
-    assert gpu.trt.calls == [] and not (tmp_path / "n.plan").exists()
+    assert set(gpu.trt.names()) <= {"Runtime"}  # only the availability probe ran
+    assert not (tmp_path / "n.plan").exists()
 
 
 def test_tensorrt_8_is_refused_in_one_line(tmp_path: Path, fake_gpu: Gpu) -> None:  # noqa: F811
@@ -199,7 +202,8 @@ def test_u8s8_qdq_is_refused_before_tensorrt_sees_it(tmp_path: Path,
     offset = _conv(tmp_path / "z.onnx", zero_type=TensorProto.INT8, zero=3,
                    meta=_meta(precision="int8"))
     assert "non-zero zero point" in (quantization_refusal(offset, _meta(precision="int8")) or "")
-    assert gpu.trt.calls == [] and not list(tmp_path.glob("*.plan"))
+    assert set(gpu.trt.names()) <= {"Runtime"}  # only the availability probe ran
+    assert not list(tmp_path.glob("*.plan"))
 
 
 def test_s8s8_qdq_builds_int8(tmp_path: Path, fake_gpu: Gpu) -> None:  # noqa: F811
@@ -264,7 +268,7 @@ def test_timing_cache_round_trip_and_mismatch(tmp_path: Path, fake_gpu: Gpu) -> 
     assert json.loads(cache.read_bytes().split(b"\n", 1)[1]) == {"layers": "1"}
     assert build_engine(onnx_path, tmp_path / "m.plan", EngineConfig(timing_cache=cache),
                         force=True).warnings == ()
-    cache.write_bytes(cache.read_bytes().replace(b"10.3.0.30", b"10.0.0.1"))
+    cache.write_bytes(cache.read_bytes().replace(b"10.3.0", b"10.0.0.1"))
     warned = build_engine(onnx_path, tmp_path / "m.plan", EngineConfig(timing_cache=cache),
                           force=True).warnings
     assert warned == (f"timing cache {cache} is built for another TensorRT/GPU; starting a "

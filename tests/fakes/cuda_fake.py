@@ -9,12 +9,20 @@ to the same bytes.  The current device is per host thread, as in CUDA.
 Every call is recorded; misuse (a copy of the wrong kind or size, a freed or
 unknown pointer, a dead stream) is recorded as a violation and answered with
 the error CUDA would give.  ``fail_at`` makes the n-th call of a function fail.
+
+``driver_version=0`` plays a machine without a CUDA driver, as the real bindings
+do there (tests/real_bindings checks it): cuda-python before 12.9
+(``cuda_python``) raises ``RuntimeError: Failed to dlopen libcuda.so.1`` on the
+first call that needs the driver and ``Function "cuInit" not found`` after;
+12.9+ return ``cudaErrorInsufficientDriver`` (``cudaDriverGetVersion``: success
+and 0).  Errors come with None values, as in cuda-python.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import inspect
 import itertools
 import threading
 import types
@@ -93,8 +101,9 @@ class _Device:
 @dataclass
 class FakeCuda:
     devices: tuple[FakeDevice, ...] = (FakeDevice(),)
-    driver_version: int = 12060
+    driver_version: int = 12060  # 0: no CUDA driver on this machine
     runtime_version: int = 12060
+    cuda_python: str = "12.9.0"  # the cuda-python release played (module path, failure style)
     fail_at: dict[str, int] = field(default_factory=dict)  # function -> failing call number
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -107,7 +116,34 @@ class FakeCuda:
         self._streams: dict[int, int] = {}  # handle -> device
         self._next = itertools.count(0x7F00_0000_1000, 0x1_0000)
         self._count: dict[str, int] = {}
+        self._dlopen_tried = False
         self.module = self._module()
+
+    def raises_without_driver(self) -> bool:
+        """cuda-python 12.3-12.8 raise RuntimeError where libcuda cannot be opened."""
+        major, minor = (int(p) for p in (self.cuda_python.split(".") + ["0"])[:2])
+        return (major, minor) < (12, 9)
+
+    def module_paths(self) -> tuple[str, ...]:
+        """Import paths this release has: 12.3-12.5 only ``cuda.cudart``."""
+        major, minor = (int(p) for p in (self.cuda_python.split(".") + ["0"])[:2])
+        if (major, minor) < (12, 6):
+            return ("cuda.cudart",)
+        return ("cuda.bindings.runtime", "cuda.cudart") if major < 13 else \
+            ("cuda.bindings.runtime",)
+
+    def _no_driver(self, name: str, values: int) -> tuple[Any, ...]:
+        """What ``name`` does where no CUDA driver is installed."""
+        self.calls.append((name, "no driver"))
+        if self.raises_without_driver():
+            if not self._dlopen_tried:
+                self._dlopen_tried = True
+                raise RuntimeError("Failed to dlopen libcuda.so.1")
+            driver_fn = "cuDriverGetVersion" if name == "cudaDriverGetVersion" else "cuInit"
+            raise RuntimeError(f'Function "{driver_fn}" not found')
+        if name == "cudaDriverGetVersion":
+            return cudaError_t.cudaSuccess, 0
+        return (cudaError_t.cudaErrorInsufficientDriver, *([None] * values))
 
     # -- bookkeeping -----------------------------------------------------------------------
     def current_device(self) -> int:
@@ -159,9 +195,9 @@ class FakeCuda:
 
         def cudaGetDeviceCount():  # noqa: N802
             if err := fake._enter("cudaGetDeviceCount"):
-                return err, 0
+                return err, None
             if not fake.devices:
-                return cudaError_t.cudaErrorNoDevice, 0
+                return cudaError_t.cudaErrorNoDevice, None
             return cudaError_t.cudaSuccess, len(fake.devices)
 
         def cudaSetDevice(device):  # noqa: N802
@@ -193,7 +229,7 @@ class FakeCuda:
 
         def cudaMalloc(size):  # noqa: N802
             if err := fake._enter("cudaMalloc", size):
-                return err, 0
+                return err, None
             ptr = next(fake._next)
             fake._device_mem[ptr] = _Device(bytearray(size), fake.current_device())
             return cudaError_t.cudaSuccess, ptr
@@ -212,20 +248,20 @@ class FakeCuda:
 
         def cudaMallocHost(size):  # noqa: N802
             if err := fake._enter("cudaMallocHost", size):
-                return err, 0
+                return err, None
             return cudaError_t.cudaSuccess, _host(size, False)
 
         def cudaHostAlloc(size, flags):  # noqa: N802
             if err := fake._enter("cudaHostAlloc", size, flags):
-                return err, 0
+                return err, None
             return cudaError_t.cudaSuccess, _host(size, bool(flags & cudaHostAllocMapped))
 
         def cudaHostGetDevicePointer(pHost, flags):  # noqa: N802, N803
             if err := fake._enter("cudaHostGetDevicePointer", pHost, flags):
-                return err, 0
+                return err, None
             host = fake._host_mem.get(int(pHost))
             if host is None or not host.mapped:
-                return fake._violate(f"cudaHostGetDevicePointer of unmapped {pHost:#x}")[0], 0
+                return fake._violate(f"cudaHostGetDevicePointer of unmapped {pHost:#x}")[0], None
             host.alias = host.alias or next(fake._next)
             fake._aliases[host.alias] = int(pHost)
             return cudaError_t.cudaSuccess, host.alias
@@ -288,13 +324,24 @@ class FakeCuda:
             used = sum(len(d.data) for d in fake._device_mem.values())
             return cudaError_t.cudaSuccess, total - used, total
 
-        module = types.ModuleType("cuda.bindings.runtime")
+        def needs_driver(fn: Any, values: int) -> Any:
+            def call(*args: Any) -> Any:
+                if fake.driver_version <= 0:
+                    return fake._no_driver(fn.__name__, values)
+                return fn(*args)
+
+            call.__name__ = call.__qualname__ = fn.__name__
+            call.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+            return call
+
+        module = types.ModuleType(self.module_paths()[0])
         for fn in (cudaGetDeviceCount, cudaSetDevice, cudaGetDevice, cudaGetDeviceProperties,
                    cudaDriverGetVersion, cudaRuntimeGetVersion, cudaMalloc, cudaFree,
                    cudaMallocHost, cudaHostAlloc, cudaHostGetDevicePointer, cudaFreeHost,
                    cudaMemcpyAsync, cudaStreamCreate, cudaStreamSynchronize, cudaStreamDestroy,
                    cudaMemGetInfo):
-            setattr(module, fn.__name__, fn)
+            wrapped = fn if fn is cudaRuntimeGetVersion else needs_driver(fn, _VALUES[fn.__name__])
+            setattr(module, fn.__name__, wrapped)
         for value in (cudaError_t, cudaMemcpyKind, cudaDeviceProp, cudaStream_t):
             setattr(module, value.__name__, value)
         module.cudaHostAllocDefault = cudaHostAllocDefault  # type: ignore[attr-defined]
@@ -302,6 +349,14 @@ class FakeCuda:
         module.cudaHostAllocMapped = cudaHostAllocMapped  # type: ignore[attr-defined]
         return module
 
+
+# How many values each function returns after its cudaError_t.
+_VALUES = {"cudaGetDeviceCount": 1, "cudaSetDevice": 0, "cudaGetDevice": 1,
+           "cudaGetDeviceProperties": 1, "cudaDriverGetVersion": 1, "cudaRuntimeGetVersion": 1,
+           "cudaMalloc": 1, "cudaFree": 0, "cudaMallocHost": 1, "cudaHostAlloc": 1,
+           "cudaHostGetDevicePointer": 1, "cudaFreeHost": 0, "cudaMemcpyAsync": 0,
+           "cudaStreamCreate": 1, "cudaStreamSynchronize": 0, "cudaStreamDestroy": 0,
+           "cudaMemGetInfo": 2}
 
 # The functions the fake offers, for the check against the real module.
 FUNCTIONS = ("cudaGetDeviceCount", "cudaSetDevice", "cudaGetDevice", "cudaGetDeviceProperties",

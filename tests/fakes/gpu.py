@@ -35,13 +35,20 @@ class FakeGpu:
 
 def install(monkeypatch: pytest.MonkeyPatch, *, generation: int = 10,
             devices: tuple[FakeDevice, ...] = (FakeDevice(),), num_dla_cores: int = 0,
-            cudart: str = CUDART_PATHS[0], **knobs: Any) -> FakeGpu:
-    """Fake TensorRT ``generation`` (8, 10, 11) over fake CUDA ``devices``."""
-    cuda = FakeCuda(devices=devices)
+            cudart: str | None = None, driver_version: int = 12060,
+            cuda_python: str = "12.9.0", **knobs: Any) -> FakeGpu:
+    """Fake TensorRT ``generation`` (8, 10, 11) over fake CUDA ``devices``.
+
+    ``cuda_python`` picks the release played (12.3-12.5: only ``cuda.cudart``; before 12.9 a
+    missing driver raises RuntimeError); ``driver_version=0``: no CUDA driver here;
+    ``cudart`` forces the one import path that resolves (the other raises ImportError).
+    """
+    cuda = FakeCuda(devices=devices, driver_version=driver_version, cuda_python=cuda_python)
     trt = FakeTensorRT(cuda, generation, num_dla_cores=num_dla_cores, **knobs)
     monkeypatch.setitem(sys.modules, "tensorrt", trt.module)
-    for path in CUDART_PATHS:  # the other path raises ImportError, as when it is absent
-        monkeypatch.setitem(sys.modules, path, cuda.module if path == cudart else None)
+    paths = (cudart,) if cudart is not None else cuda.module_paths()
+    for path in CUDART_PATHS:  # a path this release lacks raises ImportError
+        monkeypatch.setitem(sys.modules, path, cuda.module if path in paths else None)
     from segedge.runtime.backends import ort_tensorrt
 
     ort_tensorrt._gpu.cache_clear()

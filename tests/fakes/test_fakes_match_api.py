@@ -17,7 +17,14 @@ import pytest
 
 from tests.fakes import cuda_fake, stubs
 from tests.fakes.cuda_fake import FakeCuda
-from tests.fakes.trt_fake import ABSENT_IN_8, REMOVED_IN_11, STUBS_VERSION, VERSIONS, FakeTensorRT
+from tests.fakes.trt_fake import (
+    ABSENT_IN_8,
+    DEPRECATED_IN_11,
+    REMOVED_IN_11,
+    STUBS_VERSION,
+    VERSIONS,
+    FakeTensorRT,
+)
 
 STUBS = stubs.load()
 needs_stubs = pytest.mark.skipif(STUBS is None, reason="tensorrt-stubs is not installed "
@@ -98,15 +105,57 @@ def test_the_tensorrt_11_table_names_real_tensorrt_10_apis() -> None:
 
 def test_generations_differ_as_nvidia_documents() -> None:
     ten, eleven, eight = (FakeTensorRT(FakeCuda(), g).module for g in (10, 11, 8))
+    newest_ten = FakeTensorRT(FakeCuda(), version="10.16.0.72").module
     for cls, names in REMOVED_IN_11.items():
         for name in names:
-            assert hasattr(getattr(ten, cls), name) or cls == "Builder"
+            assert hasattr(getattr(newest_ten, cls), name) or cls == "Builder"
             assert not hasattr(getattr(eleven, cls), name), f"{cls}.{name} in TensorRT 11"
-    assert hasattr(ten.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    assert hasattr(eleven.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")  # accepted, ignored
+    for cls, names in DEPRECATED_IN_11.items():  # deprecated, still there
+        assert all(hasattr(getattr(eleven, cls), n) for n in names), (cls, names)
+    assert not hasattr(ten.BuilderFlag, "FP4") and hasattr(newest_ten.BuilderFlag, "FP4")
+    assert int(ten.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 1
+    assert int(eleven.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 0  # accepted, ignored
+    assert not hasattr(eleven.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
     assert not hasattr(eight.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
     assert hasattr(ten.BuilderFlag, "GPU_FALLBACK") and hasattr(eleven.BuilderFlag,
                                                                  "GPU_FALLBACK")
+
+
+def test_read_only_properties_refuse_writes() -> None:
+    ten, eleven = (FakeTensorRT(FakeCuda(), g).module for g in (10, 11))
+    builder = ten.Builder(ten.Logger())
+    with pytest.raises(AttributeError):
+        builder.logger = ten.Logger()
+    writable = ten.ITensor("x", (1,), "FLOAT")
+    writable.dtype = ten.DataType.HALF  # TensorRT 10: settable
+    with pytest.raises(AttributeError):
+        eleven.ITensor("x", (1,), "FLOAT").dtype = eleven.DataType.HALF
+
+
+@pytest.mark.parametrize("generation", [10, 11])
+def test_tensorrt_that_cannot_initialise_raises_type_error(generation: int) -> None:
+    for cuda in (FakeCuda(driver_version=0), FakeCuda(devices=())):
+        trt = FakeTensorRT(cuda, generation).module
+        for factory in (trt.Builder, trt.Runtime):
+            with pytest.raises(TypeError, match="factory function returned nullptr"):
+                factory(trt.Logger())
+    trt = FakeTensorRT(FakeCuda(), generation, init_fails=True).module
+    with pytest.raises(TypeError, match="nullptr"):
+        trt.Runtime(trt.Logger())
+
+
+def test_cuda_without_a_driver_fails_as_each_cuda_python_does() -> None:
+    old = FakeCuda(driver_version=0, cuda_python="12.8.0").module
+    assert old.cudaRuntimeGetVersion() == (old.cudaError_t.cudaSuccess, 12060)
+    with pytest.raises(RuntimeError, match="Failed to dlopen libcuda.so.1"):
+        old.cudaGetDeviceCount()
+    with pytest.raises(RuntimeError, match='Function "cuInit" not found'):
+        old.cudaSetDevice(0)
+    new = FakeCuda(driver_version=0, cuda_python="12.9.0").module
+    assert new.cudaGetDeviceCount() == (new.cudaError_t.cudaErrorInsufficientDriver, None)
+    assert new.cudaDriverGetVersion() == (new.cudaError_t.cudaSuccess, 0)
+    assert FakeCuda(cuda_python="12.3.0").module_paths() == ("cuda.cudart",)
+    assert FakeCuda(cuda_python="12.6.0").module_paths()[0] == "cuda.bindings.runtime"
 
 
 def _real_cudart() -> Any:

@@ -27,8 +27,12 @@ from tests.fakes import trt_fake_run as run
 from tests.fakes.cuda_fake import FakeCuda
 from tests.fakes.trt_fake_types import (
     _BUILDER_FLAGS,
-    _CREATION_FLAGS,
     ABSENT_IN_8,
+    ADDED_IN,
+    CREATION_FLAGS,
+    DEPRECATED_IN_11,
+    INIT_FAILURE,
+    REAL_VERSIONS,
     REMOVED_IN_11,
     STUBS_VERSION,
     VERSIONS,
@@ -43,9 +47,11 @@ from tests.fakes.trt_fake_types import (
     MemoryPoolType,
     ParserError,
     TensorIOMode,
+    major_minor,
 )
 
-__all__ = ["STUBS_VERSION", "VERSIONS", "REMOVED_IN_11", "ABSENT_IN_8", "FakeTensorRT"]
+__all__ = ["STUBS_VERSION", "VERSIONS", "REAL_VERSIONS", "REMOVED_IN_11", "DEPRECATED_IN_11",
+           "ABSENT_IN_8", "INIT_FAILURE", "FakeTensorRT"]
 
 
 @dataclass
@@ -58,13 +64,22 @@ class FakeTensorRT:
     dla_unsupported: tuple[str, ...] = ("ArgMax", "TopK")  # op types DLA cannot run
     build_fails: bool = False
     context_fails: bool = False  # create_execution_context() -> None (out of device memory)
+    init_fails: bool = False  # Builder/Runtime raise TypeError although CUDA answers (driver
+    # too old for this TensorRT); they also do wherever the fake CUDA has no driver or device
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     version: str = ""
 
     def __post_init__(self) -> None:
         self.version = self.version or VERSIONS[self.generation]
+        self.generation = major_minor(self.version)[0]
         self.module = _module(self)
+
+    def check_init(self) -> None:
+        """Builder()/Runtime(): the real bindings raise TypeError where TensorRT cannot
+        initialise CUDA (pybind11's answer to the NULL its factory returned)."""
+        if self.init_fails or self.cuda.driver_version <= 0 or not self.cuda.devices:
+            raise TypeError(INIT_FAILURE)
 
     def record(self, *call: Any) -> None:
         self.calls.append(call)
@@ -79,7 +94,10 @@ class FakeTensorRT:
 def _flag_enum(name: str, members: dict[str, int], fake: FakeTensorRT) -> Any:
     removed = set(REMOVED_IN_11.get(name, ())) if fake.generation >= 11 else set()
     absent = set(ABSENT_IN_8.get(name, ())) if fake.generation < 10 else set()
-    return enum.IntEnum(name, {k: v for k, v in members.items() if k not in removed | absent})
+    version = major_minor(fake.version)
+    newer = {k for k, first in ADDED_IN.get(name, {}).items() if version < first}
+    return enum.IntEnum(name, {k: v for k, v in members.items()
+                               if k not in removed | absent | newer})
 
 
 def _module(fake: FakeTensorRT) -> Any:
@@ -98,9 +116,14 @@ def _module(fake: FakeTensorRT) -> Any:
         setattr(module, name, cls)
     for cls in (Dims, ILogger, Logger, IHostMemory, ITensor, ILayer, ParserError):
         setattr(module, cls.__name__, cls)
+    if fake.generation >= 11:  # ITensor.dtype became read-only (strong typing only)
+        read_only = property(lambda self: self._dtype)
+        module.ITensor = type("ITensor", (ITensor,),  # type: ignore[attr-defined]
+                              {"dtype": read_only, "__module__": "tensorrt"})
     module.BuilderFlag = _flag_enum("BuilderFlag", _BUILDER_FLAGS, fake)  # type: ignore[attr-defined]
+    creation: dict[str, int] = CREATION_FLAGS[min(max(fake.generation, 8), 11)]
     module.NetworkDefinitionCreationFlag = _flag_enum(  # type: ignore[attr-defined]
-        "NetworkDefinitionCreationFlag", _CREATION_FLAGS, fake)
+        "NetworkDefinitionCreationFlag", creation, fake)
     for value in (DataType, DeviceType, MemoryPoolType, TensorIOMode):
         setattr(module, value.__name__, value)
     return module

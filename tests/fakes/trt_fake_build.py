@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from tests.fakes.trt_fake_types import (
-    _CREATION_FLAGS,
     _ONNX_TO_TRT,
     _QDQ,
     PRECISION_FLAGS,
@@ -84,7 +83,8 @@ class OnnxParser(_Bound):
         def tensor(value: Any) -> ITensor:
             dims = tuple(d.dim_value if d.HasField("dim_value") else -1
                          for d in value.type.tensor_type.shape.dim)
-            return ITensor(value.name, dims, _ONNX_TO_TRT[value.type.tensor_type.elem_type])
+            return self._fake.module.ITensor(value.name, dims,
+                                             _ONNX_TO_TRT[value.type.tensor_type.elem_type])
 
         net._inputs = [tensor(v) for v in proto.graph.input if v.name not in inits]
         net._outputs = [tensor(v) for v in proto.graph.output]
@@ -173,7 +173,12 @@ class IBuilderConfig(_Bound):
 class Builder(_Bound):
     def __init__(self, logger: ILogger) -> None:
         self._fake.record("Builder")
-        self.logger = logger
+        self._fake.check_init()
+        self._logger = logger
+
+    @property
+    def logger(self) -> ILogger:  # read-only, as in the real bindings
+        return self._logger
 
     @property
     def num_DLA_cores(self) -> int:  # noqa: N802
@@ -181,8 +186,9 @@ class Builder(_Bound):
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
         self._fake.record("create_network", flags)
-        strong = self._fake.generation >= 11 or (
-            self._fake.generation >= 10 and bool(flags & (1 << _CREATION_FLAGS["STRONGLY_TYPED"])))
+        members = self._fake.module.NetworkDefinitionCreationFlag.__members__
+        strong = self._fake.generation >= 11 or (  # 11: always; its STRONGLY_TYPED is ignored
+            "STRONGLY_TYPED" in members and bool(flags & (1 << int(members["STRONGLY_TYPED"]))))
         return self._fake.module.INetworkDefinition(strong)
 
     def create_builder_config(self) -> IBuilderConfig:

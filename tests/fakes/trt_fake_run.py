@@ -14,6 +14,7 @@ from tests.fakes.trt_fake_types import _NUMPY, DataType, Dims, ILogger, TensorIO
 class Runtime(_Bound):
     def __init__(self, logger: ILogger) -> None:
         self._fake.record("Runtime")
+        self._fake.check_init()
         self.DLA_core = -1
 
     @property

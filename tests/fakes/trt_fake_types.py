@@ -8,14 +8,26 @@ from typing import Any
 import numpy as np
 
 STUBS_VERSION = "10.13.0.35"  # the tensorrt-stubs release the fake's names are checked against
-VERSIONS = {8: "8.6.2.3", 10: "10.3.0.30", 11: "11.0.0.12"}  # JetPack 5, JetPack 6, TRT 11
+# ``tensorrt.__version__`` of each generation the fake plays: JetPack 5, JetPack 6, TensorRT 11.
+VERSIONS = {8: "8.6.2.3", 10: "10.3.0", 11: "11.4.0.106"}
+# The real bindings tests/real_bindings loads (tensorrt_cu12_bindings) and compares the fake with,
+# version by version; the fake also plays 10.16 (FakeTensorRT(..., version="10.16.0.72")).
+REAL_VERSIONS = ("10.3.0", "10.16.0.72", "11.4.0.106")
 # TensorRT 11 removed these (NVIDIA TensorRT docs, "Migrating from TensorRT 10.x to 11.x",
-# Removed Python APIs); a TensorRT 11 fake must not offer them.
+# Removed Python APIs; confirmed on the 11.4 bindings); a TensorRT 11 fake must not offer them.
 REMOVED_IN_11: dict[str, tuple[str, ...]] = {
     "BuilderFlag": ("FP16", "INT8", "FP8", "BF16", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
-                    "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO"),
+                    "PREFER_PRECISION_CONSTRAINTS"),
     "Builder": ("platform_has_fast_fp16", "platform_has_fast_int8"),
 }
+# Still there in TensorRT 11.4 but deprecated and without effect: BuilderFlag.DIRECT_IO, and
+# NetworkDefinitionCreationFlag.STRONGLY_TYPED (every 11 network is strongly typed; value 0).
+DEPRECATED_IN_11: dict[str, tuple[str, ...]] = {
+    "BuilderFlag": ("DIRECT_IO",), "NetworkDefinitionCreationFlag": ("STRONGLY_TYPED",)}
+# Members newer than some generation the fake plays: (major, minor) of the first release with it.
+# FP4 came with 10.8 (10.3 lacks it, 10.16 has it: tests/real_bindings); BF16 with 9.0, INT4 10.0.
+ADDED_IN: dict[str, dict[str, tuple[int, int]]] = {
+    "BuilderFlag": {"FP4": (10, 8), "BF16": (9, 0), "INT4": (10, 0)}}
 # TensorRT 8.6 (JetPack 5) predates strongly typed networks.
 ABSENT_IN_8: dict[str, tuple[str, ...]] = {"NetworkDefinitionCreationFlag": ("STRONGLY_TYPED",)}
 PRECISION_FLAGS = ("FP16", "INT8", "FP8", "BF16", "INT4", "FP4")
@@ -23,7 +35,22 @@ PRECISION_FLAGS = ("FP16", "INT8", "FP8", "BF16", "INT4", "FP4")
 _BUILDER_FLAGS = {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "TF32": 6,
                   "OBEY_PRECISION_CONSTRAINTS": 9, "PREFER_PRECISION_CONSTRAINTS": 10,
                   "DIRECT_IO": 11, "FP8": 15, "BF16": 17, "INT4": 22, "FP4": 26}
-_CREATION_FLAGS = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+# Network-creation flags differ by generation: 11 dropped EXPLICIT_BATCH and renumbered
+# STRONGLY_TYPED to 0 (deprecated, ignored).
+CREATION_FLAGS: dict[int, dict[str, int]] = {
+    8: {"EXPLICIT_BATCH": 0}, 10: {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1},
+    11: {"STRONGLY_TYPED": 0}}
+_CREATION_FLAGS = CREATION_FLAGS[10]
+# What the real bindings raise when TensorRT cannot initialise CUDA (no driver, a driver too
+# old, no device): pybind11's answer to a factory that returned NULL.
+INIT_FAILURE = "pybind11::init(): factory function returned nullptr"
+
+
+def major_minor(version: str) -> tuple[int, int]:
+    parts = (version.split(".") + ["0"])[:2]
+    return int(parts[0]), int(parts[1])
+
+
 _DATA_TYPES = {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3, "BOOL": 4, "UINT8": 5, "FP8": 6,
                "BF16": 7, "INT64": 8, "INT4": 9}
 _ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 9: "BOOL", 2: "UINT8", 7: "INT64",
@@ -96,8 +123,18 @@ class IHostMemory(bytes):
 
 
 class ITensor:
+    """``dtype`` is writable up to TensorRT 10, read-only in 11 (the module binds that)."""
+
     def __init__(self, name: str, shape: tuple[int, ...], dtype: str) -> None:
-        self.name, self.shape, self.dtype = name, Dims(shape), DataType[dtype]
+        self.name, self.shape, self._dtype = name, Dims(shape), DataType[dtype]
+
+    @property
+    def dtype(self) -> Any:
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value: Any) -> None:
+        self._dtype = value
 
 
 class ILayer:

@@ -97,7 +97,7 @@ def test_dtypes_float_inputs_are_cast_other_mismatches_refused(
 def test_integrated_gpu_runs_zero_copy(tmp_path: Path, fake_gpu: Gpu) -> None:  # noqa: F811
     gpu = fake_gpu(devices=(ORIN,))
     backend = open_backend(_plan(tmp_path))
-    assert backend.active == "TensorRT 10.3.0.30 on Orin (sm 8.7), zero-copy"
+    assert backend.active == "TensorRT 10.3.0 on Orin (sm 8.7), zero-copy"
     assert "cudaMalloc" not in gpu.cuda.names() and "cudaMallocHost" not in gpu.cuda.names()
     host = {c[1] for c in gpu.cuda.calls if c[0] == "cudaHostAlloc" and c[2] == 2}  # mapped
     assert len(host) == 3
@@ -200,7 +200,7 @@ def test_a_plan_from_another_tensorrt_is_refused_before_deserialising(
     fake_gpu(generation=10)
     plan = _plan(tmp_path)
     gpu = fake_gpu(generation=11)
-    with pytest.raises(ArtifactError, match="plan built with 10.3.0.30, running 11"):
+    with pytest.raises(ArtifactError, match="plan built with 10.3.0, running 11"):
         TensorRTBackend(plan, BackendOptions())
     assert "deserialize_cuda_engine" not in gpu.trt.names()
     gpu.assert_clean()
@@ -228,3 +228,50 @@ def test_a_refused_address_frees_everything(tmp_path: Path, fake_gpu: Gpu,  # no
     with pytest.raises(ArtifactError, match="TensorRT refused the address for 'confidence'"):
         open_backend(plan)
     gpu.assert_clean()
+
+
+@pytest.mark.parametrize("knobs,match", [
+    ({"driver_version": 0, "cuda_python": "12.8.0"},
+     "RuntimeError: Failed to dlopen libcuda.so.1"),
+    ({"driver_version": 0, "cuda_python": "12.9.0"}, "got cudaErrorInsufficientDriver"),
+    ({"init_fails": True}, "TensorRT could not create a Runtime: expected TensorRT to initialise "
+                           "CUDA, got TypeError: pybind11::init"),
+])
+def test_a_gpu_stack_that_cannot_initialise_refuses_the_plan_in_one_line(
+        tmp_path: Path, fake_gpu: Gpu, knobs: dict[str, object], match: str) -> None:  # noqa: F811
+    fake_gpu()
+    plan = _plan(tmp_path)
+    gpu = fake_gpu(**knobs)
+    with pytest.raises(BackendUnavailableError, match=match) as info:
+        open_backend(plan)
+    assert str(info.value).startswith("tensorrt backend unavailable for m.plan: ")
+    assert "\n" not in str(info.value)
+    assert "deserialize_cuda_engine" not in gpu.trt.names()
+    assert gpu.cuda.live() == {"device": 0, "host": 0, "streams": 0}
+
+
+def test_a_runtime_that_fails_after_the_probe_frees_everything(
+        tmp_path: Path, fake_gpu: Gpu, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from segedge.runtime.backends import tensorrt as trt_backend
+
+    fake_gpu()
+    plan = _plan(tmp_path)
+    gpu = fake_gpu()
+    monkeypatch.setattr(trt_backend, "tensorrt_available", lambda device_id=0: (True, "ok"))
+    gpu.trt.init_fails = True  # the real bindings' TypeError, after the probe passed
+    with pytest.raises(BackendUnavailableError, match=r"^TensorRT could not create a Runtime: "
+                       r"expected TensorRT to initialise CUDA, got TypeError"):
+        open_backend(plan)
+    gpu.assert_clean()
+
+
+def test_no_driver_gives_no_driver_version() -> None:
+    """cudaDriverGetVersion answers success and 0 without a driver (12.9+) or raises (12.3-12.8):
+    neither is a driver version (segdoctor printed 'driver CUDA 0.0')."""
+    from segedge.runtime.backends.cuda import versions
+    from tests.fakes.cuda_fake import FakeCuda
+
+    for release in ("12.3.0", "12.9.0"):
+        assert versions(FakeCuda(driver_version=0, cuda_python=release).module) == \
+            {"runtime": "12.6"}
+    assert versions(FakeCuda().module) == {"driver": "12.6", "runtime": "12.6"}
