@@ -10,7 +10,6 @@ hold the same network.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from segedge.export.config import PrecisionOptions
 from segedge.export.precision import modes
 from segedge.runtime.errors import SegedgeError
+from segedge.runtime.report import ExportReport, read_report, report_path
 
 Log = Callable[[str], None]
 WEIGHT_SEED = 0
@@ -110,14 +110,12 @@ class ArtifactStore:
 
     def _make(self, req: ArtifactRequest) -> Artifact:
         path = self.workdir / f"{req.stem()}.onnx"
-        report_file = path.with_suffix(".report.json")
-        if not self.fresh and path.is_file() and report_file.is_file():
-            report = json.loads(report_file.read_text())
-            if report.get("status") == "ok" and (not req.engine or _plan(report)):
-                return _artifact(path, report, cached=True)
+        found = read_report(path) if not self.fresh and path.is_file() else None
+        if found is not None and found.ok and (not req.engine or _plan(found)):
+            return _artifact(path, found, cached=True)
         self.log(f"exporting {path.name}")
         report = export(req, path)
-        return _artifact(path, report, cached=False)
+        return _artifact(path, ExportReport.from_dict(report_path(path), report), cached=False)
 
 
 def export(req: ArtifactRequest, path: Path) -> dict[str, Any]:
@@ -141,15 +139,11 @@ def export(req: ArtifactRequest, path: Path) -> dict[str, Any]:
     return report
 
 
-def _plan(report: dict[str, Any]) -> Path | None:
-    eng = report.get("engine") or {}
-    plan = eng.get("plan")
-    return Path(plan) if plan and Path(plan).is_file() else None
+def _plan(report: ExportReport) -> Path | None:
+    return report.plan if report.plan is not None and report.plan.is_file() else None
 
 
-def _artifact(path: Path, report: dict[str, Any], cached: bool) -> Artifact:
-    section = report.get("precision_report") or {}
+def _artifact(path: Path, report: ExportReport, cached: bool) -> Artifact:
     return Artifact(path=path, size_bytes=path.stat().st_size,
-                    export_s=report.get("total_seconds"), cached=cached,
-                    weights=str(report.get("weights", "")),
-                    agreement_vs_fp32=section.get("argmax_agreement"), plan=_plan(report))
+                    export_s=report.total_seconds, cached=cached, weights=report.weights,
+                    agreement_vs_fp32=report.agreement_vs_fp32, plan=_plan(report))

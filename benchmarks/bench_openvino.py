@@ -116,9 +116,9 @@ def _segedge(job: ModelJob) -> Loaded:
                          backend.compiled, job.precision)  # type: ignore[attr-defined]
 
     def predictor() -> Any:
-        from segedge.benchmarks.bench_ort import options_predictor
+        from segedge.benchmarks.bench_runtime import options_predictor
 
-        return options_predictor(artifact, options, "openvino")
+        return options_predictor(artifact, options, backend.name)
 
     def agreement() -> float | None:
         return fp32_agreement(artifact, options, job)

@@ -19,6 +19,7 @@ import numpy as np
 
 from segedge.benchmarks.jobs import Loaded, ModelJob, Needs, SkipCell, frame_batch, normalise
 from segedge.benchmarks.source_frame import reference_frame
+from segedge.runtime.backends.onnxruntime import CPU_EP  # the provider name, declared once
 
 
 def probe(name: str) -> str | None:
@@ -37,7 +38,7 @@ def plain_session(path: str | Path) -> Any:
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), so, providers=[CPU_EP])
 
 
 def _task_count() -> int | None:
@@ -89,6 +90,6 @@ def load(name: str, job: ModelJob) -> Loaded:
         raise SkipCell("same network as the fp32 rows (accuracy not repeated)")
 
     count = "?" if threads is None else str(threads)
-    return Loaded(step=step, provider=f"CPUExecutionProvider (default options: {count} threads)",
+    return Loaded(step=step, provider=f"{CPU_EP} (default options: {count} threads)",
                   close=lambda: None, size_bytes=Path(job.artifact).stat().st_size,
                   predictor=predictor, threads=threads)

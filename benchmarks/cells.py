@@ -20,8 +20,6 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 PYTORCH_BASELINE = "pytorch-cpu"
 PLAIN_BASELINE = "plain-ort"
 # OpenVINO used directly: the peer of segedge's OpenVINO rows, at the same precision.
-OPENVINO_PEER = "openvino-direct"
-OPENVINO_ROWS = "openvino-cpu"
 PEER_TOLERANCE = 0.05  # segedge's OpenVINO backend within 5 % of OpenVINO used directly
 
 
@@ -115,12 +113,16 @@ def expand(models: Iterable[str], backends: Iterable[str], precisions: Iterable[
 
 def attach_ratios(records: list[Record]) -> None:
     """Fill vs_pytorch / vs_plain from the fp32 baseline rows of each group, and vs_peer of
-    the openvino-cpu rows from the openvino-direct row of the same precision (in place)."""
+    each row that has a peer (openvino-cpu: openvino-direct, benchmarks.backends.peers) from
+    the peer's row of the same precision (in place)."""
+    from segedge.benchmarks.backends import peers
+
+    peer_of = peers()
     base: dict[tuple[str, str, str, Any, int], Record] = {}
     for r in records:
         if r.ok and r.kind == "model" and r.p50_ms and (
                 r.backend in (PYTORCH_BASELINE, PLAIN_BASELINE) and r.precision == "fp32"
-                or r.backend == OPENVINO_PEER):
+                or r.backend in peer_of.values()):
             base[(r.backend, r.precision, r.model, _key(r.imgsz), r.batch)] = r
     for r in records:
         if not r.ok or r.kind != "model" or not r.p50_ms:
@@ -128,17 +130,18 @@ def attach_ratios(records: list[Record]) -> None:
         group = (r.model, _key(r.imgsz), r.batch)
         torch_row = base.get((PYTORCH_BASELINE, "fp32", *group))
         plain_row = base.get((PLAIN_BASELINE, "fp32", *group))
-        peer = base.get((OPENVINO_PEER, r.precision, *group)) \
-            if r.backend == OPENVINO_ROWS else None
+        peer = base.get((peer_of[r.backend], r.precision, *group)) \
+            if r.backend in peer_of else None
         r.vs_pytorch, r.pytorch_threads = _ratio(torch_row, r)
         r.vs_plain, r.plain_threads = _ratio(plain_row, r)
-        r.vs_peer, r.peer_threads = _peer_ratio(r) or _ratio(peer, r)
+        r.vs_peer, r.peer_threads = (_peer_ratio(r) if r.backend in peer_of else None) \
+            or _ratio(peer, r)
 
 
 def _peer_ratio(row: Record) -> tuple[float, int | None] | None:
     """The peer timed interleaved in the row's own process wins over the separate row: a
     5 % bound needs both sides measured under the same load."""
-    pair = row.extra.get("peer") if row.backend == OPENVINO_ROWS else None
+    pair = row.extra.get("peer")
     if not pair or not pair.get("segedge_p50_ms") or not pair.get("peer_p50_ms"):
         return None
     return round(pair["peer_p50_ms"] / pair["segedge_p50_ms"], 3), pair.get("threads")

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from segedge.runtime.cli_support import run_cli
+from segedge.runtime.cli_support import run_cli, version_option
 from segedge.runtime.errors import DegradedRunError, InputError
 
 DEFAULT_WORKDIR = Path.home() / ".cache" / "segedge" / "bench"
@@ -32,6 +32,12 @@ def split_list(values: tuple[str, ...]) -> tuple[str, ...]:
             if item and item not in out:
                 out.append(item)
     return tuple(out)
+
+
+def _bench_rows() -> tuple[str, ...]:
+    from segedge.benchmarks.backends import default_rows
+
+    return default_rows()
 
 
 def build_config(models: tuple[str, ...], o: dict[str, Any], command: str) -> Any:
@@ -72,6 +78,8 @@ def build_config(models: tuple[str, ...], o: dict[str, Any], command: str) -> An
         if o[flag] < (1 if flag == "iters" else 0):
             raise InputError(f"--{flag}", "a positive number" if flag == "iters"
                              else "zero or more", o[flag])
+    if o["max_seconds"] is not None and not o["max_seconds"] > 0:  # NaN too
+        raise InputError("--max-seconds", "a positive number of seconds", o["max_seconds"])
     sizes = tuple(tuple(s) for s in o["imgsz"]) or (None,)
     video = str(o["video"]) if o["video"] else None
     common = dict(weights=o["weights"], checkpoint=str(o["checkpoint"]) if o["checkpoint"]
@@ -121,6 +129,7 @@ def print_summary(result: Any) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("segbench")
 @click.argument("models", nargs=-1, metavar="MODEL_OR_ARTIFACT...")
 @click.option("--default", "default", is_flag=True,
               help="The default set (what benchmarks/RESULTS.md shows).")
@@ -128,8 +137,8 @@ def print_summary(result: Any) -> None:
               help="With --default: the data folder holding video/solidWhiteRight.mp4 (e.g. "
                    "../shared/data); without it the cells that need that video are skipped.")
 @click.option("--backends", multiple=True, metavar="A,B",
-              help="pytorch-cpu, pytorch-cuda, plain-ort, ort-cpu, openvino-cpu, "
-                   "openvino-direct, ort-cuda, ort-tensorrt, tensorrt [all].")
+              help=f"{', '.join(_bench_rows())} [all]: baselines, each runtime "
+                   "backend's rows (its descriptor), peers.")
 @click.option("--precisions", multiple=True, metavar="A,B",
               help="fp32, fp16, bf16 (OpenVINO), int8 [all].")
 @click.option("--imgsz", type=int, nargs=2, multiple=True, metavar="H W",
@@ -137,7 +146,8 @@ def print_summary(result: Any) -> None:
 @click.option("--batch", type=int, multiple=True, help="Batch size (repeat for several) [1].")
 @click.option("--iters", type=int, default=100, show_default=True, help="Timed iterations.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed iterations.")
-@click.option("--max-seconds", type=float, help="Stop a cell's timing after this (>= 10 iters).")
+@click.option("--max-seconds", type=float,
+              help="Stop a cell's timing after this many seconds (> 0; >= 10 iters).")
 @click.option("--threads", type=int,
               help="CPU threads for segedge, PyTorch and OpenVINO rows [all cores]; the plain "
                    "loop keeps ONNX Runtime's default.")

@@ -40,10 +40,6 @@ from segedge.runtime.errors import InputError
 TARGET_VS_MODEL = 0.9
 TARGET_VS_PLAIN = 1.5
 TARGET_FPS = 25.0  # real time on the dash-cam clip
-# What the resolved runtime backend is called among the benchmark backends.
-OPENVINO_PRECISIONS = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
-ORT_BENCH = {"CPUExecutionProvider": "ort-cpu", "CUDAExecutionProvider": "ort-cuda",
-             "TensorrtExecutionProvider": "ort-tensorrt"}
 STAGE_NAMES = {"read": "decode", "resize": "resize", "preprocess": "preprocess", "infer": "infer",
                "postprocess": "postprocess", "draw": "draw", "write": "encode"}
 Tick = Callable[[str], None]
@@ -169,8 +165,9 @@ def resolve_backend(artifact: Path, backend: str, threads: int) -> ChosenBackend
     For auto this runs (or reads from the cache) the same probe segrun's own process then
     finds cached, so model-only times the backend segrun really runs.
     """
+    from segedge.benchmarks.bench_runtime import HINTS
     from segedge.runtime.backends.auto import open_auto
-    from segedge.runtime.backends.base import BackendOptions, open_backend
+    from segedge.runtime.backends.base import BackendOptions, describe, open_backend
 
     options = BackendOptions(threads=threads)
     if backend == "auto":
@@ -178,13 +175,14 @@ def resolve_backend(artifact: Path, backend: str, threads: int) -> ChosenBackend
         opened, why = choice.backend, choice.reason
     else:
         opened, why = open_backend(artifact, backend, options), f"--backend {backend}"
-    try:
-        if opened.name == "openvino":
-            precision = OPENVINO_PRECISIONS.get(str(getattr(opened, "precision", "f32")), "fp32")
-            return ChosenBackend("openvino-cpu", precision, why)
-        if opened.name == "onnxruntime":
-            return ChosenBackend(ORT_BENCH.get(opened.active, "ort-cpu"), "fp32", why)
-        raise SkipCell(f"end to end runs an .onnx; {backend} opened {opened.name}")
+    try:  # the backend's descriptor names the segbench row that times what it runs
+        entry = describe(opened)
+        row = entry.bench_row(opened) if ".onnx" in entry.suffixes else None
+        if row is None:
+            raise SkipCell(f"end to end runs an .onnx; {backend} opened {opened.name}")
+        ran = str(getattr(opened, "precision", "f32"))
+        precision = next((p for p, hint in HINTS.items() if hint == ran), "fp32")
+        return ChosenBackend(row, precision, why)
     finally:
         opened.close()
 

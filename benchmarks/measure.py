@@ -19,6 +19,7 @@ from segedge.benchmarks import backends
 from segedge.benchmarks.env import gpu_memory_mib, load_average
 from segedge.benchmarks.jobs import ModelJob, SkipCell
 from segedge.benchmarks.stats import summarize
+from segedge.runtime.timing import Rounds, interleaved, time_one
 
 MIN_ITERS = 10  # a time budget never cuts a cell below this many timed iterations
 
@@ -55,36 +56,17 @@ def cpu_s() -> float:
 
 
 def timed(step: Any, iters: int, warmup: int, max_seconds: float | None) -> list[float]:
-    for _ in range(warmup):
-        step()
-    samples: list[float] = []
-    start = time.perf_counter()
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - t0) * 1e3)
-        if max_seconds is not None and len(samples) >= MIN_ITERS \
-                and time.perf_counter() - start > max_seconds:
-            break
-    return samples
+    """Per-iteration ms of ``step`` through the one timing helper (runtime.timing)."""
+    rounds = Rounds(warmup, min(MIN_ITERS, iters), iters, max_seconds)
+    return list(time_one(step, rounds).samples_ms)
 
 
 def timed_pair(step: Any, peer: Any, iters: int, max_seconds: float | None
                ) -> tuple[list[float], list[float]]:
     """Both callables, alternating which goes first, so load from elsewhere hits both alike."""
-    ours: list[float] = []
-    theirs: list[float] = []
-    start = time.perf_counter()
-    for i in range(iters):
-        for fn, into in ((step, ours), (peer, theirs)) if i % 2 == 0 else \
-                ((peer, theirs), (step, ours)):
-            t0 = time.perf_counter()
-            fn()
-            into.append((time.perf_counter() - t0) * 1e3)
-        if max_seconds is not None and len(ours) >= MIN_ITERS \
-                and time.perf_counter() - start > max_seconds:
-            break
-    return ours, theirs
+    found = interleaved({"ours": step, "theirs": peer},
+                        Rounds(0, min(MIN_ITERS, iters), iters, max_seconds))
+    return list(found["ours"].samples_ms), list(found["theirs"].samples_ms)
 
 
 def measure_model(job: ModelJob) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
 
 ARTIFACT_SUFFIXES = (".onnx", ".plan", ".engine")
-DEFAULT_BACKENDS = ("pytorch-cpu", "plain-ort", "ort-cpu", "openvino-cpu", "openvino-direct",
-                    "pytorch-cuda", "ort-cuda", "ort-tensorrt", "tensorrt")
+# Every row segbench knows: baselines, each runtime backend's rows (its descriptor), peers.
+DEFAULT_BACKENDS = backends.default_rows()
 
 
 @dataclass(frozen=True)

@@ -1,41 +1,42 @@
 """``--backend auto``: the fastest verified backend this machine has, chosen by measuring.
 
-The rule, in order:
+The rule, in order (every backend fact asked of its descriptor, runtime.backends.base):
 
-1. a TensorRT plan (.plan/.engine) runs on TensorRT;
-2. an explicit ``--provider`` (cpu, cuda, tensorrt) names ONNX Runtime;
-3. an .onnx runs on ONNX Runtime's TensorRT/CUDA provider when a GPU really
-   executes it (read back by the ONNX Runtime backend, never assumed);
-4. on the CPU, OpenVINO and ONNX Runtime are both opened and timed on the
-   artifact at its input size, interleaved; the faster median wins.  The
-   verdict is cached per artifact sha256, CPU model, thread count, precision
-   hint, probe size and library versions (runtime.backends.auto_cache), so the
-   probe costs a second or two once per artifact and machine.
+1. a file only one backend runs (a TensorRT .plan) runs on it;
+2. an explicit ``--provider`` (cpu, cuda, tensorrt) names the file's own backend (ONNX
+   Runtime for an .onnx);
+3. an .onnx runs on a GPU provider when one really executes it (read back by the backend,
+   never assumed);
+4. on the CPU, every CPU candidate (``CPU_CANDIDATE`` in its file: ONNX Runtime, OpenVINO) is
+   opened at every precision the export report verified for this very file and timed on the
+   artifact at its input size, in interleaved rounds (runtime.timing), re-measured while the
+   rounds spread too wide; the smallest median wins.  The verdict is cached per artifact
+   sha256, CPU model, thread count, precision hints, probe size and library versions
+   (runtime.backends.auto_cache), so the probe costs a second or two once per artifact and
+   machine.
+5. a run that contradicts the verdict (its inference time per frame more than
+   ``CONTRADICTION`` worse than another candidate's probe) tells the cache so through
+   ``after_run``; the next run measures again and says "re-measured".
 
-Why measured, not guessed: which CPU runtime wins depends on the model and the
-CPU (OpenVINO's bf16/AMX kernels halve LR-ASPP's latency on one x86; on another
-ONNX Runtime is ahead in f32), and a rule of thumb would be wrong somewhere.
+Why measured, not guessed: which CPU runtime wins depends on the model and the CPU
+(OpenVINO's bf16/AMX kernels halve LR-ASPP's latency on one x86; on another ONNX Runtime is
+ahead in f32), and a rule of thumb would be wrong somewhere.
 
-OpenVINO's precision hint is f32 unless the user asks (``--precision-hint``)
-or the artifact's export report says bf16 passed its gate for this very file
-(``report["openvino"]["bf16"]["gate"]["passed"]`` with the report's sha256
-equal to the artifact's): reduced precision is never picked unverified.
+A reduced inference precision (OpenVINO's bf16/f16 hint) is used only when the user asks
+(``--precision-hint``) or the export report beside the artifact (runtime.report) says its
+gate passed for this file (the report's sha256 equal to the artifact's): never unverified.
 
-``SEGEDGE_AUTO_BACKEND=onnxruntime|openvino`` answers step 4 without measuring
-(fleets that pinned a backend; the test suite, so results never hinge on a
-timing probe).
+``SEGEDGE_AUTO_BACKEND=onnxruntime|openvino`` answers step 4 without measuring (fleets that
+pinned a backend; the test suite, so results never hinge on a timing probe).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import statistics
-import subprocess
-import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,10 +44,11 @@ from pathlib import Path
 import numpy as np
 
 from segedge.runtime.backends.auto_cache import (
-    CPU_CANDIDATES,
     CacheKey,
     DecisionCache,
     Verdict,
+    base_name,
+    cpu_candidates,
     cpu_model,
     file_sha256,
 )
@@ -55,64 +57,73 @@ from segedge.runtime.backends.base import (
     BackendOptions,
     backend_for,
     backend_for_uri,
+    describe,
+    descriptor,
     open_backend,
 )
 from segedge.runtime.errors import InputError, SegedgeError
+from segedge.runtime.report import read_report
+from segedge.runtime.timing import Rounds, settled
 
 log = logging.getLogger("segedge.runtime")
 
 PIN_ENV = "SEGEDGE_AUTO_BACKEND"
 PROBE_HW = (352, 480)  # probe size of a dynamic-size artifact (rounded to its stride)
-PROBE_WARMUP = 2
-PROBE_MIN_ROUNDS = 3
-PROBE_MAX_ROUNDS = 9
-PROBE_BUDGET_S = 4.0  # interleaved rounds stop after this (never below PROBE_MIN_ROUNDS)
-GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+PROBE_ROUNDS = Rounds(warmup=2, min_rounds=3, max_rounds=9, budget_s=4.0)
+PROBE_MAX_SPREAD = 0.15  # rounds spread wider than this (IQR / median) are measured again
+PROBE_RETRIES = 2
+CONTRADICTION = 1.25  # a run this much slower than another candidate's probe re-opens the case
 
 Probe = Callable[[Mapping[str, Backend], np.ndarray], dict[str, float]]
 Opener = Callable[[Path, str, BackendOptions], Backend]
 
 
 def pick(timings_ms: Mapping[str, float]) -> str:
-    """The rule itself: the smallest median wins; an exact tie keeps ONNX Runtime."""
-    usable = {k: v for k, v in timings_ms.items() if k in CPU_CANDIDATES and v > 0}
+    """The rule itself: the smallest median wins; an exact tie keeps the earlier candidate
+    (ONNX Runtime, the reference)."""
+    names = cpu_candidates()
+    usable = {k: v for k, v in timings_ms.items() if base_name(k) in names and v > 0}
     if not usable:
-        raise InputError("probe timings", f"a positive median for one of {CPU_CANDIDATES}",
+        raise InputError("probe timings", f"a positive median for one of {names}",
                          dict(timings_ms))
-    return min(usable, key=lambda k: (usable[k], CPU_CANDIDATES.index(k)))
+    return min(usable, key=lambda k: (usable[k], names.index(base_name(k)), k))
+
+
+def verified_hints(path: Path, sha256: str, backend: str) -> tuple[str, ...]:
+    """The reduced precisions of ``backend`` this artifact's export report gated against FP32
+    and passed; () without a report, or with a report of another file."""
+    report = read_report(path)
+    if report is None or not report.describes(sha256):
+        return ()
+    return tuple(h for h in report.verified(backend) if h in descriptor(backend).precisions)
 
 
 def bf16_verified(path: Path, sha256: str) -> bool:
-    """Did this artifact's export report gate bf16 (OpenVINO) against FP32 and pass?"""
-    report_path = Path(path).with_suffix(".report.json")
-    try:
-        report = json.loads(report_path.read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(report, dict) or report.get("sha256") != sha256:
-        return False  # a report of another file verifies nothing about this one
-    gate = ((report.get("openvino") or {}).get("bf16") or {}).get("gate") or {}
-    return gate.get("passed") is True
+    """Did this artifact's export report gate bf16 against FP32 (on a challenger) and pass?"""
+    return any("bf16" in verified_hints(path, sha256, name) for name in challengers())
+
+
+def challengers() -> tuple[str, ...]:
+    """The CPU candidates timed against the reference (the first one)."""
+    return cpu_candidates()[1:]
 
 
 @dataclass(frozen=True)
 class AutoChoice:
-    """The backend ``auto`` opened and the one line saying why."""
+    """The backend ``auto`` opened, the one line saying why, and (for a measured CPU verdict)
+    what ``after_run`` needs to check the verdict against the run."""
 
     backend: Backend
     reason: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    key: CacheKey | None = None
+    verdict: Verdict | None = None
+    cache: DecisionCache | None = field(default=None, compare=False)
 
 
 def label(backend: Backend) -> str:
     """'openvino CPU (f32)', 'onnxruntime CPU' - how the reason names a backend."""
-    if backend.active.startswith(f"{backend.name} "):  # 'triton http://h:8000 model m v1'
-        return backend.active
-    if backend.name == "onnxruntime":
-        active = backend.active
-        short = active.removesuffix("ExecutionProvider")
-        return f"onnxruntime {short}"
-    return f"{backend.name} {backend.active}"
+    return describe(backend).label(backend)
 
 
 def probe_hw(backend: Backend) -> tuple[int, int]:
@@ -135,32 +146,27 @@ def probe_tensor(backend: Backend, hw: tuple[int, int]) -> np.ndarray:
 
 
 def interleaved_probe(backends: Mapping[str, Backend], tensor: np.ndarray) -> dict[str, float]:
-    """Median ms of one ``infer`` per backend, rounds interleaved so that load from other
-    processes hits both alike."""
-    for backend in backends.values():
-        for _ in range(PROBE_WARMUP):
-            backend.infer(tensor)
-    samples: dict[str, list[float]] = {name: [] for name in backends}
-    start = time.perf_counter()
-    for rounds in range(1, PROBE_MAX_ROUNDS + 1):
-        for name, backend in backends.items():
-            t0 = time.perf_counter()
-            backend.infer(tensor)
-            samples[name].append((time.perf_counter() - t0) * 1e3)
-        if rounds >= PROBE_MIN_ROUNDS and time.perf_counter() - start > PROBE_BUDGET_S:
-            break
-    return {name: round(statistics.median(v), 2) for name, v in samples.items()}
+    """Median ms of one ``infer`` per backend: rounds interleaved so that load from other
+    processes hits all alike, measured again while the rounds spread too wide."""
+    found = settled({name: (lambda b=b: b.infer(tensor)) for name, b in backends.items()},
+                    PROBE_ROUNDS, max_spread=PROBE_MAX_SPREAD, retries=PROBE_RETRIES)
+    spreads = {name: round(t.spread, 3) for name, t in found.items()}
+    if any(v > PROBE_MAX_SPREAD for v in spreads.values()):
+        log.debug("auto backend: probe still noisy after %d retries (IQR/median %s)",
+                 PROBE_RETRIES, spreads)
+    return {name: round(t.median_ms, 2) for name, t in found.items()}
 
 
 def library_versions() -> tuple[tuple[str, str], ...]:
-    out = []
-    for name in CPU_CANDIDATES:
-        try:
-            module = __import__(name)
-            out.append((name, str(getattr(module, "__version__", "?"))))
-        except ImportError:
-            out.append((name, "absent"))
-    return tuple(out)
+    return tuple((name, descriptor(name).version()) for name in cpu_candidates())
+
+
+def compile_in_child(path: Path, options: BackendOptions, backend: str | None = None
+                     ) -> str | None:
+    """None when ``backend`` (default: the first challenger, OpenVINO) compiles ``path`` in a
+    child process, else why not (one line): a compiler crash must cost the probe, not the
+    segrun process."""
+    return descriptor(backend or challengers()[0]).compile_probe(path, options)
 
 
 def _close_all(backends: Mapping[str, Backend], keep: str | None = None) -> None:
@@ -175,30 +181,6 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:160] if text else type(err).__name__
 
 
-COMPILE_CHECK = ("import sys; from pathlib import Path; "
-                 "from segedge.runtime.backends.base import BackendOptions; "
-                 "from segedge.runtime.backends.openvino import OpenVinoBackend; "
-                 "OpenVinoBackend(Path(sys.argv[1]), BackendOptions(precision_hint=sys.argv[2]))")
-COMPILE_TIMEOUT_S = 300
-
-
-def compile_in_child(path: Path, options: BackendOptions) -> str | None:
-    """None when OpenVINO compiles ``path`` in a child process, else why not (one line): a
-    compiler crash must cost the probe, not the segrun process."""
-    try:
-        proc = subprocess.run([sys.executable, "-c", COMPILE_CHECK, str(path),
-                               options.precision_hint or "f32"],
-                              capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return f"it did not compile within {COMPILE_TIMEOUT_S} s"
-    if proc.returncode == 0:
-        return None
-    if proc.returncode < 0:
-        return f"its compiler crashed (signal {-proc.returncode})"
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    return lines[-1][:160] if lines else f"the compile exited {proc.returncode}"
-
-
 @contextlib.contextmanager
 def _closing_on_error(backend: Backend) -> Iterator[None]:
     try:
@@ -209,23 +191,38 @@ def _closing_on_error(backend: Backend) -> Iterator[None]:
         raise
 
 
+def _key_name(backend: str, hint: str, first: bool) -> str:
+    return backend if first else f"{backend}:{hint}"
+@dataclass(frozen=True)
+class Candidate:
+    """One backend at one inference precision, as the probe and the cache name it."""
+
+    key: str  # 'openvino', or 'openvino:f16' for a second verified precision
+    backend: str
+    options: BackendOptions
+
+
+# The auto choice behind each backend ``open_auto`` returned, for ``after_run``.
+_CHOICES: weakref.WeakKeyDictionary[Backend, AutoChoice] = weakref.WeakKeyDictionary()
+
+
 class AutoSelector:
     """Steps 1-4 of the module docstring; every collaborator injectable for tests."""
 
     def __init__(self, *, opener: Opener = open_backend, probe: Probe = interleaved_probe,
                  cache: DecisionCache | None = None, cpu: str | None = None,
                  gpu_providers: Callable[[], list[str]] | None = None,
-                 openvino: Callable[[], tuple[bool, str]] | None = None,
+                 available: Callable[[str], tuple[bool, str]] | None = None,
                  versions: Callable[[], tuple[tuple[str, str], ...]] = library_versions,
                  pin: str | None = None,
-                 compile_check: Callable[[Path, BackendOptions], str | None] = compile_in_child
+                 compile_check: Callable[[Path, BackendOptions], str | None] | None = None
                  ) -> None:
         self.opener = opener
         self.probe = probe
         self.cache = cache if cache is not None else DecisionCache()
         self.cpu = cpu or cpu_model()
-        self._gpu_providers = gpu_providers or _ort_gpu_providers
-        self._openvino = openvino or _openvino_available
+        self._gpu_providers = gpu_providers
+        self._available = available or (lambda name: descriptor(name).available())
         self._versions = versions
         self.compile_check = compile_check
         self.pin = pin if pin is not None else os.environ.get(PIN_ENV, "").strip().lower()
@@ -233,132 +230,195 @@ class AutoSelector:
     def select(self, path: Path, options: BackendOptions) -> AutoChoice:
         path = Path(path)
         kind = backend_for(path)
-        if kind != "onnxruntime":
+        if kind not in cpu_candidates():
             backend = self.opener(path, kind, options)
             return AutoChoice(backend, f"{label(backend)}: a {path.suffix} plan runs on {kind}")
         if options.provider != "auto":
-            backend = self.opener(path, "onnxruntime", options)
+            backend = self.opener(path, kind, options)
             return AutoChoice(backend, f"{label(backend)}: --provider {options.provider} "
-                                       "names onnxruntime")
-        if any(p in GPU_PROVIDERS for p in self._gpu_providers()):
-            backend = self.opener(path, "onnxruntime", options)
-            if backend.active in GPU_PROVIDERS:
+                                       f"names {kind}")
+        gpus = descriptor(kind).gpu_provider_names
+        offered = (self._gpu_providers or descriptor(kind).gpu_providers)()
+        if any(p in gpus for p in offered):
+            backend = self.opener(path, kind, options)
+            if backend.active in gpus:
                 return AutoChoice(backend, f"{label(backend)}: a GPU executes it")
             backend.close()
         return self._cpu(path, options)
 
     def _cpu(self, path: Path, options: BackendOptions) -> AutoChoice:
         cpu_options = replace(options, provider="cpu")
+        reference = cpu_candidates()[0]
         if self.pin:
-            if self.pin not in CPU_CANDIDATES:
-                raise InputError(PIN_ENV, f"one of {', '.join(CPU_CANDIDATES)}", repr(self.pin))
-            pinned = self._hinted(path, cpu_options) if self.pin == "openvino" else cpu_options
+            if self.pin not in cpu_candidates():
+                raise InputError(PIN_ENV, f"one of {', '.join(cpu_candidates())}",
+                                 repr(self.pin))
+            pinned = cpu_options if self.pin == reference else \
+                self._candidates(path, cpu_options, file_sha256(path), (self.pin,))[0].options
             backend = self.opener(path, self.pin, pinned)
             return AutoChoice(backend, f"{label(backend)}: pinned by {PIN_ENV}")
-        ok, why = self._openvino()
-        if not ok:
-            backend = self.opener(path, "onnxruntime", cpu_options)
+        live, why = [], ""
+        for name in challengers():
+            ok, said = self._available(name)
+            if ok:
+                live.append(name)
+            else:
+                why = why or said
+        if not live:
+            backend = self.opener(path, reference, cpu_options)
             return AutoChoice(backend, f"{label(backend)}: {why}")
-        ort = self.opener(path, "onnxruntime", cpu_options)
-        with _closing_on_error(ort):
-            if ort.metadata.task != "semantic":
-                return AutoChoice(ort, f"{label(ort)}: openvino is verified on semantic "
-                                       f"artifacts only, this one is {ort.metadata.task!r}")
+        ref = self.opener(path, reference, cpu_options)
+        with _closing_on_error(ref):
+            if ref.metadata.task != "semantic":
+                return AutoChoice(ref, f"{label(ref)}: {', '.join(live)} is verified on semantic "
+                                       f"artifacts only, this one is {ref.metadata.task!r}")
             sha = file_sha256(path)
-            ov_options = self._hinted(path, cpu_options, sha)
-            hw = probe_hw(ort)
-            key = CacheKey(sha, self.cpu, options.threads, ov_options.precision_hint or "f32",
-                           hw, self._versions())
+            cands = self._candidates(path, cpu_options, sha, tuple(live))
+            hw = probe_hw(ref)
+            hints = "+".join(c.options.precision_hint or "f32" for c in cands)
+            key = CacheKey(sha, self.cpu, options.threads, hints, hw, self._versions())
             verdict = self.cache.get(key)
+            if verdict is not None and verdict.contradicted:
+                return self._measure(path, ref, key, options, cands,
+                                     f"re-measured ({verdict.contradicted})")
             if verdict is not None:
-                return self._from_cache(path, ort, verdict, options, ov_options)
-            return self._measure(path, ort, key, options, ov_options)
+                return self._from_cache(path, ref, key, verdict, options, cands)
+            return self._measure(path, ref, key, options, cands, "measured")
 
-    def _measure(self, path: Path, ort: Backend, key: CacheKey, options: BackendOptions,
-                 ov_options: BackendOptions) -> AutoChoice:
+    def _candidates(self, path: Path, options: BackendOptions, sha: str,
+                    names: tuple[str, ...]) -> list[Candidate]:
+        """Each challenger at the user's hint, else at every reduced precision the export
+        verified for this file (f32 where it verified none): reduced precision never unverified."""
+        out = []
+        for name in names:
+            given = options.precision_hint
+            hints = (given,) if given is not None else (verified_hints(path, sha, name)
+                                                        or ("f32",))
+            out += [Candidate(_key_name(name, h, i == 0), name,
+                              replace(options, precision_hint=h)) for i, h in enumerate(hints)]
+        return out
+
+    def _check(self, path: Path, cand: Candidate) -> str | None:
+        if self.compile_check is not None:
+            return self.compile_check(path, cand.options)
+        return compile_in_child(path, cand.options, cand.backend)
+
+    def _measure(self, path: Path, ref: Backend, key: CacheKey, options: BackendOptions,
+                 cands: list[Candidate], how: str) -> AutoChoice:
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        if ort.metadata.precision == "int8":  # some Q/DQ forms crash OpenVINO's compiler
-            crash = self.compile_check(path, ov_options)
-            if crash is not None:
-                self.cache.put(key, Verdict("onnxruntime", {}, key.probe_hw, now, note=crash))
-                return AutoChoice(ort, f"{label(ort)}: openvino cannot compile it ({crash})")
+        if ref.metadata.precision == "int8":  # some Q/DQ forms crash OpenVINO's compiler
+            crashes = [(c, self._check(path, c)) for c in cands]
+            kept = [c for c, crash in crashes if crash is None]
+            if not kept:
+                crash = str(crashes[0][1])
+                self.cache.put(key, Verdict(ref.name, {}, key.probe_hw, now, note=crash))
+                return AutoChoice(ref, f"{label(ref)}: {cands[0].backend} cannot compile it "
+                                       f"({crash})")
+            cands = kept
+        opened: dict[str, Backend] = {ref.name: ref}
+        failure = ""
+        for cand in cands:
+            try:
+                opened[cand.key] = self.opener(path, cand.backend, cand.options)
+            except SegedgeError as err:  # foreign ONNX, an op it cannot compile, ...
+                failure = failure or f"{cand.backend} cannot run it ({_first_line(err)})"
+        if len(opened) == 1:
+            return AutoChoice(ref, f"{label(ref)}: {failure}")
         try:
-            ov = self.opener(path, "openvino", ov_options)
-        except SegedgeError as err:  # foreign ONNX, an op it cannot compile, ...
-            return AutoChoice(ort, f"{label(ort)}: openvino cannot run it ({_first_line(err)})")
-        opened = {"onnxruntime": ort, "openvino": ov}
-        try:
-            timings = self.probe(opened, probe_tensor(ort, key.probe_hw))
+            timings = self.probe(opened, probe_tensor(ref, key.probe_hw))
         except Exception as err:  # noqa: BLE001 - failing the probe is losing it
-            _close_all(opened, keep="onnxruntime")
-            return AutoChoice(ort, f"{label(ort)}: the probe failed ({_first_line(err)})")
-        verdict = Verdict(pick(timings), timings, key.probe_hw, now)
+            _close_all(opened, keep=ref.name)
+            return AutoChoice(ref, f"{label(ref)}: the probe failed ({_first_line(err)})")
+        verdict = Verdict(pick(timings), timings, key.probe_hw, now,
+                          labels={k: label(b) for k, b in opened.items()},
+                          probe_frames=max(1, ref.metadata.input.batch or 1), how=how)
         self.cache.put(key, verdict)
         _close_all(opened, keep=verdict.backend)
-        winner, loser = opened[verdict.backend], opened[_other(verdict.backend)]
-        return AutoChoice(winner, reason(label(winner), label(loser), verdict, "measured",
-                                         options, ov_options), verdict.timings_ms)
+        return self._chosen(opened[verdict.backend], verdict, how, options, cands, key)
 
-    def _from_cache(self, path: Path, ort: Backend, verdict: Verdict, options: BackendOptions,
-                    ov_options: BackendOptions) -> AutoChoice:
+    def _from_cache(self, path: Path, ref: Backend, key: CacheKey, verdict: Verdict,
+                    options: BackendOptions, cands: list[Candidate]) -> AutoChoice:
         """Open only the winner: a cached verdict costs no OpenVINO compile when ONNX Runtime
         won, and no ONNX Runtime session when OpenVINO did."""
         if verdict.note:
-            return AutoChoice(ort, f"{label(ort)}: openvino cannot compile it ({verdict.note}; "
+            names = ", ".join(dict.fromkeys(c.backend for c in cands))
+            return AutoChoice(ref, f"{label(ref)}: {names} cannot compile it ({verdict.note}; "
                                    "found earlier, cached)")
-        ov_label = f"openvino CPU ({ov_options.precision_hint or 'f32'})"
-        if verdict.backend == "onnxruntime":
-            return AutoChoice(ort, reason(label(ort), ov_label, verdict,
-                                          "measured earlier (cached)", options, ov_options),
-                              verdict.timings_ms)
+        how = "measured earlier (cached)"
+        if verdict.backend == ref.name:
+            return self._chosen(ref, verdict, how, options, cands, key)
+        cand = next((c for c in cands if c.key == verdict.backend), None)
+        if cand is None:  # a verdict about candidates this run does not have: measure again
+            return self._measure(path, ref, key, options, cands, "measured")
         try:
-            ov = self.opener(path, "openvino", ov_options)
+            winner = self.opener(path, cand.backend, cand.options)
         except SegedgeError as err:
-            return AutoChoice(ort, f"{label(ort)}: openvino cannot run it ({_first_line(err)})")
-        ort.close()
-        return AutoChoice(ov, reason(label(ov), label(ort), verdict,
-                                     "measured earlier (cached)", options, ov_options),
-                          verdict.timings_ms)
+            return AutoChoice(ref, f"{label(ref)}: {cand.backend} cannot run it "
+                                   f"({_first_line(err)})")
+        ref.close()
+        return self._chosen(winner, verdict, how, options, cands, key)
 
-    def _hinted(self, path: Path, options: BackendOptions,
-                sha: str | None = None) -> BackendOptions:
-        """OpenVINO's hint: the user's, else bf16 where the export verified it, else f32."""
-        if options.precision_hint is not None:
-            return options
-        verified = bf16_verified(path, sha if sha is not None else file_sha256(path))
-        return replace(options, precision_hint="bf16" if verified else "f32")
+    def _chosen(self, winner: Backend, verdict: Verdict, how: str, options: BackendOptions,
+                cands: list[Candidate], key: CacheKey) -> AutoChoice:
+        verified = tuple(c.options.precision_hint or "f32" for c in cands)
+        choice = AutoChoice(winner, reason(winner, verdict, how, options, verified),
+                            verdict.timings_ms, key, verdict, self.cache)
+        with contextlib.suppress(TypeError):  # a backend that cannot be weakly referenced
+            _CHOICES[winner] = choice
+        return choice
 
 
-def reason(winner: str, loser: str, verdict: Verdict, how: str, asked: BackendOptions,
-           used: BackendOptions) -> str:
+def reason(winner: Backend, verdict: Verdict, how: str, asked: BackendOptions,
+           hints: tuple[str, ...]) -> str:
     """'openvino CPU (f32): 21.4 ms vs onnxruntime CPU 43.1 ms at 544x960, 2 threads,
     measured; bf16 not verified by the export report, so f32' (one line)."""
     h, w = verdict.probe_hw
     t = verdict.timings_ms
     threads = "default threads" if asked.threads is None else \
         f"{asked.threads} thread{'' if asked.threads == 1 else 's'}"
-    text = (f"{winner}: {t[verdict.backend]:.1f} ms vs {loser} "
-            f"{t[_other(verdict.backend)]:.1f} ms at {h}x{w}, {threads}, {how}")
+    others = ", ".join(f"{verdict.labels.get(k, k)} {v:.1f} ms" for k, v in t.items()
+                       if k != verdict.backend)
+    text = (f"{label(winner)}: {t[verdict.backend]:.1f} ms vs {others} at {h}x{w}, {threads}, "
+            f"{how}")
     if asked.precision_hint is None:
-        text += ("; bf16 verified by the export report" if used.precision_hint == "bf16"
+        reduced = [hint for hint in dict.fromkeys(hints) if hint != "f32"]
+        text += (f"; {'+'.join(reduced)} verified by the export report" if reduced
                  else "; bf16 not verified by the export report, so f32")
     return text
 
 
-def _other(name: str) -> str:
-    return next(n for n in CPU_CANDIDATES if n != name)
+def after_run(ran: Backend | AutoChoice, infer_ms_per_frame: float,
+              hw: tuple[int, int] | None = None) -> str | None:
+    """The engine's hook at the end of a run: its measured inference time per frame against
+    the verdict that chose ``ran``.  More than ``CONTRADICTION`` x another candidate's probe
+    marks the cached verdict contradicted (the next run re-measures and says so); returns
+    that line, None when the run agrees (or the choice was not a measured CPU verdict, or the
+    run's network input ``hw`` was not the probe's, or is unknown for a dynamic artifact).
 
-
-def _ort_gpu_providers() -> list[str]:
-    import onnxruntime as ort
-
-    return [p for p in ort.get_available_providers() if p in GPU_PROVIDERS]
-
-
-def _openvino_available() -> tuple[bool, str]:
-    from segedge.runtime.backends.openvino import openvino_available
-
-    return openvino_available()
+    The engine calls it once at the end of a run with one inference call in flight (latency
+    mode): ``after_run(segmenter.backend, batch["infer_ms_per_frame"]["p50_ms"])``."""
+    choice = ran if isinstance(ran, AutoChoice) else _CHOICES.get(ran)
+    if choice is None or choice.verdict is None or choice.key is None or choice.cache is None:
+        return None
+    verdict = choice.verdict
+    if hw is None and choice.backend.metadata.input.size is None:
+        return None  # a dynamic-size artifact: the run's frames may not be the probe's size
+    if verdict.note or (hw is not None and tuple(hw) != verdict.probe_hw) \
+            or not infer_ms_per_frame > 0:
+        return None
+    others = {k: v / verdict.probe_frames for k, v in verdict.timings_ms.items()
+              if k != verdict.backend}
+    if not others:
+        return None
+    best, best_ms = min(others.items(), key=lambda kv: kv[1])
+    if infer_ms_per_frame <= CONTRADICTION * best_ms:
+        return None
+    why = (f"a run took {infer_ms_per_frame:.1f} ms per frame on "
+           f"{verdict.labels.get(verdict.backend, verdict.backend)}, "
+           f"{verdict.labels.get(best, best)} probed {best_ms:.1f} ms")
+    choice.cache.put(choice.key, replace(verdict, contradicted=why))
+    log.warning("auto backend: %s; the next run measures again", why)
+    return why
 
 
 def open_auto(path: str | Path, options: BackendOptions | None = None, *,

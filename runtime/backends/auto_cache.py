@@ -23,10 +23,22 @@ from segedge.runtime.io import write_json_atomic
 
 log = logging.getLogger("segedge.runtime")
 
-CPU_CANDIDATES = ("onnxruntime", "openvino")
 CACHE_ENV = "SEGEDGE_AUTO_BACKEND_CACHE"  # path of the cache file (tests, read-only homes)
 CACHE_SCHEMA = 1
 CACHE_MAX_ENTRIES = 256
+
+
+def cpu_candidates() -> tuple[str, ...]:
+    """The backends the auto chooser times on the CPU, in registration order (the first is the
+    reference: opened first, and an exact tie keeps it); each says so in its own file."""
+    from segedge.runtime.backends.base import descriptors
+
+    return tuple(d.name for d in descriptors() if d.cpu_candidate)
+
+
+def base_name(candidate: str) -> str:
+    """'openvino:f16' -> 'openvino': a candidate is a backend, or a backend at a second hint."""
+    return candidate.split(":", 1)[0]
 
 
 def default_cache_path() -> Path:
@@ -75,33 +87,47 @@ class CacheKey:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the CPU probe found (median ms per candidate), or why OpenVINO could not take
-    part (``note``: it crashed or failed compiling the artifact); cached as JSON."""
+    """What the CPU probe found (median ms per candidate), or why the challengers could not take
+    part (``note``: one crashed or failed compiling the artifact); cached as JSON.
+
+    ``labels`` name each candidate as its one-line reason does ('openvino CPU (bf16)'), so a
+    cached verdict can be explained without opening the losers; ``probe_frames`` is the
+    frames per probed call (a static batch); ``contradicted`` says why a later run disagreed (the
+    next run measures again); ``how`` is 'measured' or 're-measured (...)'."""
 
     backend: str
     timings_ms: dict[str, float]
     probe_hw: tuple[int, int]
     measured_at: str = ""
     note: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    probe_frames: int = 1
+    contradicted: str = ""
+    how: str = "measured"
 
     def __post_init__(self) -> None:
-        if self.backend not in CPU_CANDIDATES:
-            raise InputError("auto backend verdict", f"one of {CPU_CANDIDATES}",
-                             repr(self.backend))
-        if not self.note and sorted(self.timings_ms) != sorted(CPU_CANDIDATES):
-            raise InputError("auto backend verdict", f"a median for each of {CPU_CANDIDATES} "
+        names = cpu_candidates()
+        if base_name(self.backend) not in names:
+            raise InputError("auto backend verdict", f"one of {names}", repr(self.backend))
+        if not self.note and not all(n in self.timings_ms for n in names):
+            raise InputError("auto backend verdict", f"a median for each of {names} "
                              "or a note why there is none", dict(self.timings_ms))
 
     def to_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "timings_ms": self.timings_ms,
                 "probe_hw": list(self.probe_hw), "measured_at": self.measured_at,
-                "note": self.note}
+                "note": self.note, "labels": self.labels,
+                "probe_frames": self.probe_frames, "contradicted": self.contradicted,
+                "how": self.how}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Verdict:
         h, w = (int(v) for v in raw["probe_hw"])
         return cls(str(raw["backend"]), {str(k): float(v) for k, v in raw["timings_ms"].items()},
-                   (h, w), str(raw.get("measured_at", "")), str(raw.get("note", "")))
+                   (h, w), str(raw.get("measured_at", "")), str(raw.get("note", "")),
+                   {str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+                   int(raw.get("probe_frames", 1)), str(raw.get("contradicted", "")),
+                   str(raw.get("how", "measured")))
 
 
 @dataclass

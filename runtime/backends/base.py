@@ -12,7 +12,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from types import ModuleType
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -75,22 +76,152 @@ class Backend(Protocol):
 BackendFactory = Callable[[Path | str, BackendOptions], Backend]
 
 
+COMPILE_TIMEOUT_S = 300  # a compile probe that takes longer counts as failed
+
+
 @dataclass(frozen=True)
-class _Entry:
+class BenchRow:
+    """One way a backend is timed as a segbench row: ``ort-cuda`` is onnxruntime asked for
+    provider ``cuda``, whose ``active`` must read back ``CUDAExecutionProvider``."""
+
+    row: str
+    device: str  # cpu | cuda
+    description: str
+    provider: str = "auto"  # BackendOptions.provider for this row
+    expects: str | None = None  # what ``active`` must read back, else the row is a skip
+
+
+@dataclass(frozen=True)
+class BackendDescriptor:
+    """Everything the rest of segedge asks of a backend (in the spirit of Polygraphy's runners
+    and mmdeploy's backend managers): segrun --backend, the auto chooser, segbench.
+
+    The registry line names the module; the module is imported lazily (the TensorRT backend
+    must not load where TensorRT is absent) and answers through optional module-level hooks,
+    each with a default, so a new backend needs only ``create``:
+
+    * ``available() -> (ok, why)`` - can this machine run it at all (default: yes);
+    * ``version() -> str`` - the library version (keys the auto chooser's cache);
+    * ``PRECISIONS`` - inference precisions it can be asked for (``BackendOptions.precision_hint``;
+      default ``("f32",)``: it runs the graph's own precision); ``native_precisions()`` those
+      this machine runs natively (segexport gates the reduced ones against FP32);
+    * ``PROVIDERS`` - the library's names for where it runs, GPU ones first
+      (``GPU_PROVIDERS`` the subset that means a GPU);
+    * ``CPU_CANDIDATE = True`` - the auto chooser times it against the others on the CPU;
+    * ``BENCH_ROWS`` - its segbench rows (``BenchRow``); default one row named after it;
+    * ``label(backend) -> str`` - how one-line reasons name an opened instance;
+    * ``gpu_providers() -> list[str]`` - which of its GPU providers this install offers.
+    """
+
     name: str
     suffixes: tuple[str, ...]
-    module: str  # imported lazily: the TensorRT backend must not load where TensorRT is absent
+    module: str
     factory: str
     schemes: tuple[str, ...] = ()  # URI schemes it serves (a model on a server, not a file)
+    device: str = "cpu"  # where its default segbench row runs (cpu | cuda)
+
+    def _mod(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    def _hook(self, attr: str, default: Any) -> Any:
+        return getattr(self._mod(), attr, default)
+
+    def open(self, path: Path | str, options: BackendOptions) -> Backend:
+        factory: BackendFactory = getattr(self._mod(), self.factory)
+        return factory(path, options)
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            hook = self._hook("available", None)
+        except ImportError as err:
+            return False, f"backend {self.name} cannot be imported ({err})"
+        return (True, "ok") if hook is None else hook()
+
+    def version(self) -> str:
+        hook = self._hook("version", None)
+        try:
+            return "?" if hook is None else str(hook())
+        except ImportError:
+            return "absent"
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(self._hook("PRECISIONS", ("f32",)))
+
+    def native_precisions(self) -> tuple[str, ...]:
+        """The precisions this machine runs natively (not emulated): the export gates those.
+        Default: every one it can be asked for."""
+        hook = self._hook("native_precisions", None)
+        return self.precisions if hook is None else tuple(hook())
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(self._hook("PROVIDERS", ()))
+
+    @property
+    def gpu_provider_names(self) -> tuple[str, ...]:
+        return tuple(self._hook("GPU_PROVIDERS", ()))
+
+    def gpu_providers(self) -> list[str]:
+        """The GPU providers this install offers (a request; ``active`` says what ran)."""
+        hook = self._hook("gpu_providers", None)
+        return [] if hook is None else list(hook())
+
+    @property
+    def cpu_candidate(self) -> bool:
+        return bool(self._hook("CPU_CANDIDATE", False))
+
+    @property
+    def bench_rows(self) -> tuple[BenchRow, ...]:
+        rows = self._hook("BENCH_ROWS", None)
+        return tuple(rows) if rows is not None else (
+            BenchRow(self.name, self.device, f"segedge: {self.name} backend"),)
+
+    def label(self, backend: Backend) -> str:
+        """'openvino CPU (f32)', 'onnxruntime CPU' - how a reason names an opened backend."""
+        hook = self._hook("label", None)
+        return hook(backend) if hook is not None else f"{self.name} {backend.active}"
+
+    def bench_row(self, backend: Backend) -> str | None:
+        """The segbench row that times what ``backend`` (opened by this descriptor) runs."""
+        for row in self.bench_rows:
+            if row.expects is None or row.expects == backend.active:
+                return row.row
+        return None
+
+    def compile_probe(self, path: Path, options: BackendOptions,
+                      timeout_s: float = COMPILE_TIMEOUT_S) -> str | None:
+        """None when this backend opens ``path`` with ``options`` in a child process, else why
+        not (one line): a compiler that crashes on a graph must cost the probe, not the caller."""
+        from segedge.runtime.backends.child import compile_in_child
+
+        return compile_in_child(self.module, self.factory, path, options, timeout_s)
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_REGISTRY: dict[str, BackendDescriptor] = {}
 _SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
 def register_backend(name: str, suffixes: tuple[str, ...], module: str, factory: str,
-                     schemes: tuple[str, ...] = ()) -> None:
-    _REGISTRY[name] = _Entry(name, suffixes, module, factory, schemes)
+                     schemes: tuple[str, ...] = (), device: str = "cpu") -> None:
+    _REGISTRY[name] = BackendDescriptor(name, suffixes, module, factory, schemes, device)
+
+
+def descriptor(name: str) -> BackendDescriptor:
+    """The registered backend ``name``; an unknown one is InputError naming the known ones."""
+    if name not in _REGISTRY:
+        raise InputError("backend", f"one of {', '.join(['auto', *backend_names()])}", repr(name))
+    return _REGISTRY[name]
+
+
+def descriptors() -> list[BackendDescriptor]:
+    """Every registered backend, in registration order."""
+    return list(_REGISTRY.values())
+
+
+def describe(backend: Backend) -> BackendDescriptor:
+    """The descriptor of an opened backend (by its ``name``)."""
+    return descriptor(backend.name)
 
 
 def backend_names() -> list[str]:
@@ -129,25 +260,20 @@ def open_backend(path: str | Path, backend: str = "auto",
     if served is not None:  # a model on a server: its scheme names the only backend
         if backend not in ("auto", served):
             raise InputError("backend", f"auto or {served} for a {served} URI", repr(backend))
-        entry = _REGISTRY[served]
-        factory: BackendFactory = getattr(importlib.import_module(entry.module), entry.factory)
-        return factory(str(path), options or BackendOptions())
+        return _REGISTRY[served].open(str(path), options or BackendOptions())
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: expected a model file, got no such file")
-    name = backend_for(path) if backend == "auto" else backend
-    if name not in _REGISTRY:
-        raise InputError("backend", f"one of {', '.join(['auto', *backend_names()])}", repr(name))
-    entry = _REGISTRY[name]
+    entry = descriptor(backend_for(path) if backend == "auto" else backend)
     if entry.schemes and not entry.suffixes:
-        raise InputError("backend", f"a backend for files ({name} serves "
-                         f"{', '.join(f'{s}://' for s in entry.schemes)} URIs)", repr(name))
-    factory = getattr(importlib.import_module(entry.module), entry.factory)
-    return factory(path, options or BackendOptions())
+        raise InputError("backend", f"a backend for files ({entry.name} serves "
+                         f"{', '.join(f'{s}://' for s in entry.schemes)} URIs)", repr(entry.name))
+    return entry.open(path, options or BackendOptions())
 
 
 register_backend("onnxruntime", (".onnx",), "segedge.runtime.backends.onnxruntime", "create")
-register_backend("tensorrt", (".engine", ".plan"), "segedge.runtime.backends.tensorrt", "create")
+register_backend("tensorrt", (".engine", ".plan"), "segedge.runtime.backends.tensorrt", "create",
+                 device="cuda")
 # Same .onnx artifacts; chosen by name (--backend openvino) or by the auto rule, never by suffix.
 register_backend("openvino", (".onnx",), "segedge.runtime.backends.openvino", "create")
 # A model on a Triton Inference Server, chosen by the URI's scheme (HTTP or gRPC).

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from segedge.runtime.backends import ort_tensorrt
-from segedge.runtime.backends.base import BackendOptions
+from segedge.runtime.backends.base import Backend, BackendOptions, BenchRow
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError
 from segedge.runtime.metadata import (
     ArtifactMetadata,
@@ -37,6 +37,44 @@ TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 GPU_EPS = (TRT_EP, CUDA_EP)
+# The descriptor's answers (runtime.backends.base.BackendDescriptor): ONNX Runtime's provider
+# names are declared here once; everything else asks the descriptor.
+PROVIDERS = (TRT_EP, CUDA_EP, CPU_EP)
+GPU_PROVIDERS = GPU_EPS
+CPU_CANDIDATE = True  # the auto chooser times it on the CPU (its reference: opened first)
+BENCH_ROWS = (
+    BenchRow("ort-cpu", "cpu", "segedge: ONNX Runtime CPU provider", "cpu", CPU_EP),
+    BenchRow("ort-cuda", "cuda", "segedge: ONNX Runtime CUDA provider", "cuda", CUDA_EP),
+    BenchRow("ort-tensorrt", "cuda", "segedge: ONNX Runtime TensorRT provider", "tensorrt",
+             TRT_EP),
+)
+
+
+def available() -> tuple[bool, str]:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False, "the onnxruntime package is not installed (pip install 'segedge[cpu]')"
+    return True, "ok"
+
+
+def version() -> str:
+    import onnxruntime as ort
+
+    return str(ort.__version__)
+
+
+def gpu_providers() -> list[str]:
+    """The GPU providers this onnxruntime lists (onnxruntime-gpu lists them without a GPU too:
+    only a backend's ``active`` says what really ran)."""
+    import onnxruntime as ort
+
+    return [p for p in ort.get_available_providers() if p in GPU_EPS]
+
+
+def label(backend: Backend) -> str:
+    """'onnxruntime CPU', 'onnxruntime Tensorrt': the provider without its suffix."""
+    return f"{backend.name} {backend.active.removesuffix('ExecutionProvider')}"
 # What each --provider value asks for, best first; CPU always ends the list.
 PROVIDER_CHOICES: dict[str, tuple[str, ...]] = {
     "auto": (TRT_EP, CUDA_EP, CPU_EP),

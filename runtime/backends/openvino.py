@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from segedge.runtime.backends.base import BackendOptions
+from segedge.runtime.backends.base import BackendOptions, BenchRow
 from segedge.runtime.backends.onnxruntime import output_names
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
@@ -28,6 +28,13 @@ log = logging.getLogger("segedge.runtime")
 
 PRECISION_HINTS = ("f32", "bf16", "f16")
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+# The descriptor's answers (runtime.backends.base.BackendDescriptor).
+PRECISIONS = PRECISION_HINTS  # INFERENCE_PRECISION_HINT values it can be asked for
+CPU_CANDIDATE = True  # the auto chooser times it against ONNX Runtime on the CPU
+BENCH_ROWS = (BenchRow("openvino-cpu", "cpu",
+                       "segedge: OpenVINO backend on the CPU (precision hint read back)"),)
+# OPTIMIZATION_CAPABILITIES entry that makes a reduced hint native (not emulated) on the CPU.
+_NATIVE = {"bf16": "BF16", "f16": "FP16"}
 
 
 _CORE: Any = None
@@ -58,6 +65,28 @@ def openvino_available() -> tuple[bool, str]:
     except ImportError:
         return False, "the openvino package is not installed (pip install 'segedge[openvino]')"
     return True, "ok"
+
+
+available = openvino_available  # the descriptor's hook
+
+
+def version() -> str:
+    import openvino
+
+    return str(openvino.__version__).split("-")[0]
+
+
+def native_precisions(device: str = "CPU") -> tuple[str, ...]:
+    """The hints ``device`` runs natively: f32 always, bf16 with AVX-512 BF16/AMX, f16 with
+    AMX-FP16 (as OpenVINO's OPTIMIZATION_CAPABILITIES says); () without OpenVINO."""
+    if not openvino_available()[0]:
+        return ()
+    try:
+        caps = {str(c).upper() for c in
+                shared_core().get_property(device, "OPTIMIZATION_CAPABILITIES")}
+    except Exception:  # noqa: BLE001 - no such device here
+        return ()
+    return ("f32", *(hint for hint, cap in _NATIVE.items() if cap in caps))
 
 
 def read_metadata(model: Any, path: Path | str) -> ArtifactMetadata | None:

@@ -72,15 +72,9 @@ def profile_hw(meta: ArtifactMetadata | None, options: BackendOptions
         return options.trt_profile
     if meta is None or meta.input.size is not None:
         return None
-    extra = meta.extra.get("tensorrt_profile")
-    if isinstance(extra, dict) and {"min_hw", "opt_hw", "max_hw"} <= set(extra):
-        low, opt, high = (tuple(int(v) for v in extra[k]) for k in ("min_hw", "opt_hw", "max_hw"))
-        return low, opt, high  # type: ignore[return-value]
     imgsz = meta.extra.get("imgsz")
     if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2:
-        h, w = int(imgsz[0]), int(imgsz[1])
-        stride = max(1, meta.input.stride)
-        return (_round(h // 2, stride), _round(w // 2, stride)), (h, w), (h * 2, w * 2)
+        return meta.input.default_profile(int(imgsz[0]), int(imgsz[1]))
     return None
 
 

@@ -47,6 +47,14 @@ from segedge.runtime.tasks import get_task
 
 log = logging.getLogger("segedge.runtime")
 
+# The descriptor's answers (runtime.backends.base): a served model has no file for segbench to
+# export and time here, and its ``active`` already names it ('triton http://h:8000 model m v1').
+BENCH_ROWS: tuple[()] = ()
+
+
+def label(backend: Any) -> str:
+    return str(backend.active)
+
 METADATA_PARAM = "segedge_metadata"
 # Triton's tensor datatypes as ONNX Runtime names them (the foreign-metadata reader's terms).
 _ONNX_TYPES = {"FP32": "tensor(float)", "FP16": "tensor(float16)", "FP64": "tensor(double)",

@@ -89,7 +89,7 @@ def selector(tmp_path: Path, opener: Opener, probe: Probe, *, cpu: str = "Test C
         return crash.pop(0)
 
     return AutoSelector(opener=opener, probe=probe, cache=DecisionCache(tmp_path / "c.json"),
-                        cpu=cpu, gpu_providers=lambda: gpu or [], openvino=lambda: openvino,
+                        cpu=cpu, gpu_providers=lambda: gpu or [], available=lambda name: openvino,
                         versions=lambda: (("onnxruntime", "1"), ("openvino", "2")), pin=pin,
                         compile_check=compile_check)
 
@@ -354,3 +354,85 @@ def test_the_pin_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv(auto_cache.CACHE_ENV)
     assert auto_cache.default_cache_path() == (Path.home() / ".cache" / "segedge" /
                                                "auto_backend.json")
+
+
+# -- a run that contradicts the verdict, every verified precision, the typed report --
+
+def test_a_run_that_contradicts_the_verdict_is_re_measured_next_time(
+        tmp_path: Path, artifact: Path) -> None:
+    probe = Probe({"onnxruntime": ORT_MS, "openvino": OV_MS})
+    first = selector(tmp_path, Opener(), probe).select(artifact, BackendOptions(threads=2))
+    assert auto.after_run(first.backend, 50.0, (64, 64)) is None  # another size: no verdict
+    assert auto.after_run(first.backend, 1.25 * ORT_MS) is None  # within 25 %: agrees
+    why = auto.after_run(first.backend, 1.25 * ORT_MS + 0.1)
+    assert why == ("a run took 54.0 ms per frame on openvino CPU (f32), onnxruntime CPU "
+                   "probed 43.1 ms")
+    slower = Probe({"onnxruntime": ORT_MS, "openvino": 60.0})
+    again = selector(tmp_path, Opener(), slower).select(artifact, BackendOptions(threads=2))
+    assert slower.calls == 1 and again.backend.name == "onnxruntime"
+    assert again.reason == (f"onnxruntime CPU: 43.1 ms vs openvino CPU (f32) 60.0 ms at 32x48, "
+                            f"2 threads, re-measured ({why}); bf16 not verified by the export "
+                            "report, so f32")
+    third = selector(tmp_path, Opener(), slower).select(artifact, BackendOptions(threads=2))
+    assert slower.calls == 1 and "measured earlier (cached)" in third.reason  # corrected
+
+
+def test_every_precision_the_report_verified_is_a_candidate(tmp_path: Path,
+                                                            artifact: Path) -> None:
+    report = {"sha256": file_sha256(artifact), "openvino": {
+        "bf16": {"checked": True, "argmax_agreement": 99.9, "gate": {"passed": True}},
+        "f16": {"checked": True, "argmax_agreement": 99.8, "gate": {"passed": True}}}}
+    artifact.with_suffix(".report.json").write_text(json.dumps(report))
+    seen: list[dict[str, str]] = []
+
+    def probe(backends: Mapping[str, Any], tensor: np.ndarray) -> dict[str, float]:
+        seen.append({k: getattr(b, "precision", "") for k, b in backends.items()})
+        return {"onnxruntime": 40.0, "openvino": 20.0, "openvino:f16": 15.0}
+
+    opener = Opener()
+    got = AutoSelector(opener=opener, probe=probe, cache=DecisionCache(tmp_path / "c.json"),
+                       cpu="Test CPU", gpu_providers=lambda: [],
+                       available=lambda name: (True, "ok"), versions=lambda: (), pin="",
+                       ).select(artifact, BackendOptions(threads=2))
+    assert seen == [{"onnxruntime": "f32", "openvino": "bf16", "openvino:f16": "f16"}]
+    assert got.backend.precision == "f16" and not got.backend.closed
+    assert got.reason == ("openvino CPU (f16): 15.0 ms vs onnxruntime CPU 40.0 ms, openvino "
+                          "CPU (bf16) 20.0 ms at 32x48, 2 threads, measured; bf16+f16 verified "
+                          "by the export report")
+    assert [b.closed for b in opener.opened] == [True, True, False]
+    assert pick({"onnxruntime": 15.0, "openvino": 15.0, "openvino:f16": 15.0}) == "onnxruntime"
+
+
+def test_the_typed_report_reads_status_checks_and_the_plan(tmp_path: Path,
+                                                           artifact: Path) -> None:
+    from segedge.runtime.report import read_report, report_path
+
+    assert read_report(artifact) is None and report_path(artifact).name == "m.report.json"
+    report_path(artifact).write_text(json.dumps({
+        "status": "ok", "sha256": "ab", "precision": "int8", "task": "semantic",
+        "precision_report": {"argmax_agreement": 99.1}, "engine": {"plan": "m.plan"},
+        "openvino": {"bf16": {"checked": True, "argmax_agreement": 98.0,
+                              "gate": {"min_argmax_agreement": 99.5, "passed": False}},
+                     "f16": {"checked": False, "reason": "this CPU has no native f16"}}}))
+    got = read_report(artifact)
+    assert got is not None and got.ok and got.describes("ab") and not got.describes("cd")
+    assert got.agreement_vs_fp32 == 99.1 and got.plan == Path("m.plan")
+    assert got.verified("openvino") == () and got.verified("onnxruntime") == ()
+    assert got.checks["openvino"]["bf16"].agreement == 98.0
+    assert got.checks["openvino"]["f16"].reason == "this CPU has no native f16"
+    report_path(artifact).write_text("[1, 2]")
+    assert read_report(artifact) is None  # not a report: verifies nothing
+
+
+def test_a_dynamic_artifact_is_judged_only_at_the_probes_size(tmp_path: Path,
+                                                              artifact: Path) -> None:
+    from dataclasses import replace as dc_replace
+
+    dynamic = META.with_changes(input=dc_replace(META.input, size=None))
+    probe = Probe({"onnxruntime": ORT_MS, "openvino": OV_MS})
+    got = selector(tmp_path, Opener(dynamic), probe).select(artifact, BackendOptions())
+    hw = got.verdict.probe_hw if got.verdict is not None else None
+    assert hw is not None and probe.shapes == [(1, *hw, 3)]
+    assert auto.after_run(got, 1000.0) is None  # the run's size is unknown: no verdict
+    assert auto.after_run(got, 1000.0, (hw[0] + 8, hw[1])) is None  # another size
+    assert auto.after_run(got, 1000.0, hw) is not None
