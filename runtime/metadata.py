@@ -24,6 +24,8 @@ ColorOrder = Literal["RGB", "BGR"]
 OutputKind = Literal["logits", "labels", "both", "instances"]
 Precision = Literal["fp32", "fp16", "int8"]
 ResizeMode = Literal["stretch", "letterbox"]
+# Which library's resize the training pipeline used (runtime/resize.py reproduces each).
+Interpolation = Literal["cv2-linear", "torch-bilinear", "torch-bilinear-aa", "pil-bilinear"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,6 +53,21 @@ class InputSpec:
     stride: int = 1
     resize: ResizeMode = "stretch"
     dynamic_axes: tuple[str, ...] = ()
+    # frame resizing (and the nearest rule for labels) of the training pipeline; artifacts
+    # written before this field existed keep OpenCV's, as they always ran
+    interpolation: Interpolation = "cv2-linear"
+
+    def default_profile(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int],
+                                                        tuple[int, int]]:
+        """TensorRT's (min, opt, max) height/width around an (h, w) working size: half (rounded
+        down to the stride, never below it), the size, double. One rule for the engine builder
+        and ONNX Runtime's TensorRT provider, so both build the same profile."""
+        stride = max(1, self.stride)
+
+        def half(v: int) -> int:
+            return max(stride, v // 2 // stride * stride)
+
+        return (half(h), half(w)), (h, w), (h * 2, w * 2)
 
 
 @dataclass(frozen=True)

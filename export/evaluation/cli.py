@@ -19,14 +19,15 @@ from typing import Any
 
 import click
 
-from segedge.runtime.cli_support import run_cli
+from segedge.runtime.cli_support import run_cli, version_option
 from segedge.runtime.errors import InputError, VerificationError
 
 ARTIFACT_SUFFIXES = (".onnx", ".plan", ".engine")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # segexport's parameters that say how a PyTorch model is fed; segeval attaches segexport's
 # own click options with these names (below), never a copy of them.
-PREPROCESSING_PARAMS = ("mean", "std", "norm_units", "scale_text", "model_rgb", "model_args")
+PREPROCESSING_PARAMS = ("mean", "std", "norm_units", "scale_text", "model_rgb", "model_args",
+                        "interpolation")
 
 
 def _torch_config(artifact: str, opts: dict[str, Any]) -> Any:
@@ -75,6 +76,8 @@ def _preprocessing(opts: dict[str, Any]) -> dict[str, Any]:
         out["model_color"] = "RGB" if opts["model_rgb"] else "BGR"
     if opts.get("model_args"):
         out["model_args"] = parse_model_args(opts["model_args"])
+    if opts.get("interpolation"):  # frames resized as the artifact of this model would be
+        out["interpolation"] = opts["interpolation"]
     return out
 
 
@@ -95,6 +98,7 @@ def _check_outputs(json_path: Path | None, confusion: Path | None) -> Path | Non
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("segeval")
 @click.argument("artifact")
 @click.option("--images", required=True, help="Folder (or glob) of images.")
 @click.option("--labels", required=True, type=click.Path(path_type=Path),

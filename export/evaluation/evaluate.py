@@ -38,6 +38,7 @@ from segedge.runtime.metadata import InputSpec
 from segedge.runtime.paths import IMAGE_SUFFIXES, list_images
 from segedge.runtime.preprocess import Geometry, labels_to_frame, prepare
 from segedge.runtime.progress import Ticker
+from segedge.runtime.resize import resize_labels
 
 Pair = tuple[Path, Path]
 
@@ -90,9 +91,8 @@ def to_label_resolution(pred_net: np.ndarray, geom: Geometry, truth_hw: tuple[in
                         ) -> np.ndarray:
     """Network-resolution labels -> frame (labels_to_frame) -> label size if it differs."""
     pred = labels_to_frame(np.ascontiguousarray(pred_net, dtype=np.uint8), geom)
-    if pred.shape[:2] != truth_hw:
-        pred = cv2.resize(pred, (truth_hw[1], truth_hw[0]), interpolation=cv2.INTER_NEAREST)
-    return pred
+    # the artifact's nearest rule (pixel centres as PIL/torch; OpenCV's for cv2-linear)
+    return resize_labels(pred, truth_hw[0], truth_hw[1], geom.interpolation)
 
 
 def _chunks(pairs: Sequence[Pair], size: int) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:

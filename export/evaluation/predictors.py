@@ -152,7 +152,7 @@ class TorchPredictor:
         self.batch = batch
         self.spec = InputSpec(format="float", layout="NCHW", color_order=res.model_color,
                               mean=res.mean, std=res.std, size=res.size, batch=1,
-                              stride=res.stride)
+                              stride=res.stride, interpolation=cfg.interpolation)
         self.check = FiniteCheck("PyTorch", "logits")
 
     def predict(self, frame: np.ndarray) -> tuple[np.ndarray, Geometry]:

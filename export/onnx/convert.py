@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from segedge.export.models.user_model import shadowing_hint
+from segedge.export.onnx.rewrites import static_adaptive_pooling
 from segedge.export.workspace import is_write_error
 from segedge.runtime.errors import ExportError
 
@@ -58,9 +60,19 @@ def exporter_order(choice: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ExportResult:
-    exporter: str  # "dynamo" | "torchscript"
+    exporter: str  # "dynamo" | "torchscript": the one that wrote the file
     seconds: float
-    fallback_reason: str | None
+    fallback_reason: str | None  # "name: why; ..." of the exporters tried first, or None
+    failures: tuple[tuple[str, str], ...] = ()  # (exporter, first full line of its error)
+    rewrites: tuple[str, ...] = ()  # graph rewrites made while tracing (static pooling)
+
+    @property
+    def note(self) -> str | None:
+        """What happened, for the report: who wrote the file and why the other did not."""
+        if not self.failures:
+            return None
+        why = "; ".join(f"{name} failed: {line}" for name, line in self.failures)
+        return f"{self.exporter} exporter wrote the ONNX ({why})"
 
 
 @contextlib.contextmanager
@@ -106,13 +118,36 @@ def _native_output_silenced() -> Iterator[None]:
                 os.close(copy)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SUMMARY = re.compile(r"^## Exception summary\s*$\s*^(.+)$", re.M)
+_CLASS = re.compile(r"<class '(?:[\w.]*\.)?(\w+)'>: (.*)")
+MAX_REASON = 400  # one report line, not a page
+
+
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("[", "-", "#")) and "https://" not in line:
-            return f"{type(err).__name__}: {line[:200]}"
-    return type(err).__name__
+    """`Type: first full line` of an exporter error (terminal colours dropped).
+
+    The dynamo exporter wraps the real error in a page of advice whose first
+    line is always the same; its "## Exception summary" line is the cause.
+    TorchScript's SymbolicValueError can start with an empty message and a
+    bracketed value description: that line is kept whole rather than skipped,
+    so the reason is never a fragment from the middle of a sentence.
+    """
+    text = _ANSI.sub("", str(err))
+    summary = _SUMMARY.search(text)
+    if summary:
+        line = summary.group(1).strip()
+        cause = _CLASS.match(line)
+        return _cap(f"{cause.group(1)}: {cause.group(2)}" if cause else line)
+    line = next((t.strip() for t in text.splitlines() if t.strip()), "")
+    return _cap(f"{type(err).__name__}: {line}") if line else type(err).__name__
+
+
+def _cap(line: str) -> str:
+    if len(line) <= MAX_REASON:
+        return line
+    cut = line.rfind(" ", 0, MAX_REASON)
+    return line[:cut if cut > MAX_REASON // 2 else MAX_REASON].rstrip() + " ..."
 
 
 def dynamic_axes_for(layout_nhwc: bool, dynamic: bool) -> dict[int, str]:
@@ -172,24 +207,27 @@ def _check_opset(name: str, path: Path, asked: int) -> None:
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec
                 ) -> ExportResult:
     """Try the spec's exporters in order; raise ExportError (every reason) if all fail."""
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []
     for name in spec.exporters:
         start = time.perf_counter()
         try:
-            with _quiet(), torch.no_grad():
+            with _quiet(), torch.no_grad(), \
+                    static_adaptive_pooling(not spec.input_axes) as rewrites:
                 EXPORTERS[name](module, example, path, spec)
             _check_opset(name, path, spec.opset)
             return ExportResult(name, time.perf_counter() - start,
-                                "; ".join(failures) if failures else None)
+                                "; ".join(f"{n}: {why}" for n, why in failures) or None,
+                                tuple(failures), tuple(rewrites))
         except Exception as err:  # noqa: BLE001 - any exporter failure means "try the next"
             path.unlink(missing_ok=True)
             written = _write_failure(err)
             if written is not None:  # the disk, not the exporter: the next one fails alike
                 raise OSError(written.errno, written.strerror, str(path)) from None
-            failures.append(f"{name}: {_first_line(err)}")
+            failures.append((name, _first_line(err)))
     what = "both ONNX exporters" if len(failures) == 2 else "the ONNX export"
     hint = shadowing_hint(module)
-    raise ExportError(f"{what} failed: " + " | ".join(failures) + hint)
+    raise ExportError(f"{what} failed: " + " | ".join(f"{n}: {why}" for n, why in failures)
+                      + hint)
 
 
 def _write_failure(err: BaseException) -> OSError | None:

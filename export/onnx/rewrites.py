@@ -7,8 +7,12 @@ so a rewrite can never silently change the masks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 Rule = Callable[[nn.Module], str | None]
@@ -27,3 +31,94 @@ RULES: tuple[Rule, ...] = (index_free_unpool,)
 
 def apply_rewrites(model: nn.Module) -> list[str]:
     return [msg for rule in RULES if (msg := rule(model))]
+
+
+# --- static adaptive pooling -------------------------------------------------------------
+# torch.onnx lowers a non-divisible adaptive_avg_pool2d to one Gather/Add chain per output
+# cell (18 MB of int64 index constants for a 3 MB PSP-style model), and dynamo cannot lower a
+# non-divisible adaptive_max_pool2d at all.  With the input size fixed, every bin is known:
+# an axis whose bins have one size and one stride is an exact Average/MaxPool along it, any
+# other axis a Slice + Reduce per bin (separable: a rectangle's mean or max is the mean or
+# max, over its rows, of each row's).  Dynamic sizes keep the original op.
+
+
+def _bins(size: int, out: int) -> list[tuple[int, int]]:
+    """torch's adaptive pooling bins along one axis: [floor(i*n/o), ceil((i+1)*n/o))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _uniform(bins: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """(kernel, stride) when one fixed pooling window reproduces `bins`, else None."""
+    kernels = {e - s for s, e in bins}
+    strides = {b[0] - a[0] for a, b in zip(bins, bins[1:], strict=False)} or {1}
+    if len(kernels) == 1 and len(strides) == 1:
+        return kernels.pop(), strides.pop()
+    return None
+
+
+def _pool_axis(x: torch.Tensor, axis: int, out: int, kind: str) -> torch.Tensor:
+    """Adaptive pooling of `x` along spatial `axis` (-2 or -1) to `out` cells, exactly."""
+    size = x.shape[axis]
+    if size == out:
+        return x
+    bins = _bins(size, out)
+    fixed = _uniform(bins)
+    if fixed is not None:
+        k, s = fixed
+        kernel, stride = ((k, 1), (s, 1)) if axis == -2 else ((1, k), (1, s))
+        pool = F.avg_pool2d if kind == "avg" else F.max_pool2d
+        return pool(x, kernel, stride)
+    parts = [x.narrow(axis, s, e - s) for s, e in bins]
+    if kind == "avg":
+        return torch.cat([p.mean(axis, keepdim=True) for p in parts], axis)
+    return torch.cat([p.amax(axis, keepdim=True) for p in parts], axis)
+
+
+def _static_adaptive(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    def pool(x: torch.Tensor, output_size: Any, *args: Any, **kwargs: Any) -> Any:
+        indices = kwargs.get("return_indices", args[0] if args else False)
+        if x.dim() not in (3, 4) or indices or (kind == "avg" and (args or kwargs)):
+            return original(x, output_size, *args, **kwargs)
+        h, w = x.shape[-2:]
+        if not (isinstance(h, int) and isinstance(w, int)):  # symbolic: keep the op
+            return original(x, output_size, *args, **kwargs)
+        oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+        oh, ow = h if oh is None else int(oh), w if ow is None else int(ow)
+        if oh < 1 or ow < 1 or oh > h or ow > w or (oh, ow) == (h, w):
+            return original(x, output_size, *args, **kwargs)
+        _used.add(f"adaptive_{kind}_pool2d {h}x{w}->{oh}x{ow}")
+        if (oh, ow) == (1, 1):  # global: one Reduce (the original can trace as_strided+Gather)
+            return x.mean((-2, -1), keepdim=True) if kind == "avg" else \
+                x.amax((-2, -1), keepdim=True)
+        return _pool_axis(_pool_axis(x, -2, oh, kind), -1, ow, kind)
+
+    return pool
+
+
+_used: set[str] = set()  # what the patched functions rewrote during one export
+
+
+@contextlib.contextmanager
+def static_adaptive_pooling(enabled: bool) -> Iterator[list[str]]:
+    """While exporting a fixed-size graph, F.adaptive_{avg,max}_pool2d (nn.Adaptive*Pool2d
+    call them) are written as fixed pooling; yields the report lines of what was rewritten.
+
+    torch.nn.functional is patched for the duration of the export only (restored in
+    finally), so a model's functional calls are covered as well as its modules; the
+    parity gate compares the export with the untouched network.
+    """
+    said: list[str] = []
+    if not enabled:
+        yield said
+        return
+    saved = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d)
+    _used.clear()
+    F.adaptive_avg_pool2d = _static_adaptive("avg", saved[0])  # type: ignore[assignment]
+    F.adaptive_max_pool2d = _static_adaptive("max", saved[1])  # type: ignore[assignment]
+    try:
+        yield said
+    finally:
+        F.adaptive_avg_pool2d, F.adaptive_max_pool2d = saved  # type: ignore[assignment]
+        if _used:
+            said.append(", ".join(sorted(_used)) + " -> fixed pooling (static input size)")
+        _used.clear()

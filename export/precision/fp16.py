@@ -21,6 +21,10 @@ each checked by ``portability_problems`` afterwards:
   can be, else written as an exact per-channel ``Mul``/``Add`` (OpenVINO
   refuses BatchNormalization with FP16 data and FP32 statistics);
 * the normalisation and the head are named in ``node_block_list``;
+* inputs the ONNX spec types ``tensor(float)`` whatever the data type
+  (Resize/Upsample ``scales``...) keep their exact FP32 value, and the nodes
+  computing them stay FP32; ops with no FP16 form (Range...) stay FP32
+  (fp16_inputs.py, read from the operator schemas at the model's opset);
 * any node whose same-typed inputs still mix FP16 and FP32 (Concat, Add, ...;
   OpenVINO refuses them, ONNX Runtime silently accepts) gets its FP32 inputs
   cast, so the result is portable to both runtimes.
@@ -36,6 +40,11 @@ import numpy as np
 import onnx
 from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
+from segedge.export.precision.fp16_inputs import (
+    float_only_inputs,
+    restore_float_inputs,
+    shape_subgraph,
+)
 from segedge.export.precision.graph import (
     COMPUTE_OPS,
     consumers,
@@ -84,6 +93,9 @@ def convert_fp16(model: ModelProto, keep_fp32: tuple[str, ...] = ()) -> Fp16Resu
     block = {*input_nodes(model), *head_nodes(model), *(set(keep_fp32) & names)}
     block |= {n.name for n in model.graph.node if n.op_type in FP32_OPS
               or n.domain not in ("", "ai.onnx")}
+    # Resize/Upsample scales and other tensor(float)-only inputs stay FP32 (fp16_inputs.py)
+    float_only, no_half = float_only_inputs(model)
+    block |= no_half | shape_subgraph(model, float_only, elem_types(model))
     clamped = _out_of_range(model, block)
     try:
         # Its own Cast-pair clean-up crashes when an FP32 tensor feeds several blocked nodes
@@ -103,6 +115,8 @@ def convert_fp16(model: ModelProto, keep_fp32: tuple[str, ...] = ()) -> Fp16Resu
     del half.graph.value_info[:]  # the converter's guesses; inferred afresh below
     _drop_cast_pairs(half, names)
     _restore_names(half, {n.name: list(n.output) for n in model.graph.node})
+    if restore_float_inputs(half, model, float_only, elem_types(half)):
+        _drop_dead(half)
     _cast_mixed_inputs(half)
     half = onnx.shape_inference.infer_shapes(half, check_type=True, strict_mode=True)
     problems = portability_problems(half)

@@ -123,3 +123,52 @@ def test_fp16_cli_on_trained_model_camvid_val(trained: Path, tmp_path: Path) -> 
     if not tensorrt_available()[0]:
         assert len(notices) == 1 and notices[0].startswith("no TensorRT engine built: ")
         assert report["engine"]["plan"] is None
+
+
+UPSAMPLING = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class UpNet(nn.Module):
+    """Published real-time nets upsample by a scale factor inside the network."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear")
+        self.mid = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn(self.down(x)))
+        y = F.interpolate(y, scale_factor=0.5, mode="nearest")
+        y = self.mid(F.interpolate(y, scale_factor=2.0, mode="nearest"))
+        return self.head(self.up(y))
+'''
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_fp16_export_of_scale_factor_upsampling(tmp_path: Path, dynamic: bool) -> None:
+    """nn.Upsample(scale_factor=2) end to end with --fp16: Resize scales stay FP32 (the ONNX
+    spec types them tensor(float)); before, the export died in shape inference."""
+    src = tmp_path / "upnet.py"
+    src.write_text(UPSAMPLING)
+    out = tmp_path / "upnet_fp16.onnx"
+    args = ["--dynamic"] if dynamic else []
+    proc = run_module("segedge.export.cli", f"{src}:UpNet", "--num-classes", "3", "--imgsz",
+                      "64", "96", "--fp16", "-o", str(out), *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    model = onnx.load(str(out))
+    types = _types(model)
+    resizes = [n for n in model.graph.node if n.op_type == "Resize"]
+    inner = [n for n in resizes if types[n.input[0]] == HALF]  # the network's own upsampling
+    assert len(inner) >= 2, [(n.name, types[n.input[0]]) for n in resizes]
+    assert all(types[n.input[2]] == FLOAT for n in resizes if len(n.input) > 2 and n.input[2])
+    report = json.loads(out.with_suffix(".report.json").read_text())["precision_report"]
+    assert report["precision"] == "fp16" and report["gate"]["passed"]
+    for runtime in ("onnxruntime", "openvino"):
+        assert report["runtimes"][runtime]["argmax_agreement"] >= 99.5, runtime
