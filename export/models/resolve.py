@@ -1,4 +1,8 @@
-"""Turn an ExportConfig into a ready network plus everything its metadata needs."""
+"""Turn an ExportConfig into a ready network plus everything its metadata needs.
+
+Where the network comes from is its source's business (export/models/sources.py:
+one file per source); what every model shares happens here once.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,10 @@ from pathlib import Path
 from torch import nn
 
 from segedge.export.config import ExportConfig
-from segedge.export.models import registry
+from segedge.export.models import sources
 from segedge.export.models.checkpoint import load_checkpoint
-from segedge.export.models.registry import BuildRequest
-from segedge.export.models.user_model import build_user_model, is_user_ref
-from segedge.export.models.weights import choose_weights
 from segedge.runtime.errors import InputError
-from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, default_palette
+from segedge.runtime.metadata import ColorOrder, default_palette
 from segedge.runtime.normalization import Normalization
 
 
@@ -57,7 +58,8 @@ def read_classes(path: Path) -> tuple[str, ...]:
     return names
 
 
-def _classes(cfg: ExportConfig, default: tuple[str, ...] | None) -> tuple[str, ...]:
+def settle_classes(cfg: ExportConfig, default: tuple[str, ...] | None) -> tuple[str, ...]:
+    """--classes / --num-classes over a model's own class list (None: it has none)."""
     if cfg.classes is not None:
         if cfg.num_classes is not None and cfg.num_classes != len(cfg.classes):
             raise InputError("--num-classes", f"{len(cfg.classes)} (the --classes file)",
@@ -75,44 +77,36 @@ def _classes(cfg: ExportConfig, default: tuple[str, ...] | None) -> tuple[str, .
     return default
 
 
+def saved_classes(cfg: ExportConfig, saved: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """A library model's saved class list; --classes may rename it, never change its count."""
+    n = len(saved)
+    if cfg.classes is not None and len(cfg.classes) != n:
+        raise InputError("--classes", f"{n} names ({where} has {n} classes)",
+                         f"{len(cfg.classes)} in the file")
+    if cfg.num_classes is not None and cfg.num_classes != n:
+        raise InputError("--num-classes", f"{n} ({where} has {n} classes)", cfg.num_classes)
+    return cfg.classes if cfg.classes is not None else saved
+
+
 def resolve(cfg: ExportConfig) -> Resolved:
-    """Build the network (zoo or user file), load weights, settle classes and preprocessing."""
-    notes: list[str] = []
-    if is_user_ref(cfg.model):
-        classes = _classes(cfg, None)
-        model = build_user_model(cfg.model, len(classes), cfg.model_args)
-        name = cfg.model.split(":", 1)[1]
-        family, size, stride, weights = "custom", (512, 512), 1, "random"
-        palette = default_palette(classes)
-        mean, std, color = IMAGENET_MEAN, IMAGENET_STD, "RGB"
-    else:
-        spec = registry.get(cfg.model)
-        classes = _classes(cfg, spec.classes)
-        weights = choose_weights(spec.weights, cfg.weights, cfg.checkpoint)
-        if cfg.weights == "auto" and weights == "random" and spec.weights is not None \
-                and cfg.checkpoint is None:
-            notes.append(f"pretrained weights ({spec.weights}) not in the local cache: "
-                         "exporting random weights (use --weights pretrained online)")
-        model = spec.build(BuildRequest(len(classes), weights))  # type: ignore[arg-type]
-        name, family, size, stride = spec.name, spec.family, spec.default_size, spec.stride
-        palette = spec.palette if classes == spec.classes and spec.palette else \
-            default_palette(classes)
-        mean, std, color = spec.mean, spec.std, spec.color_order
-        if weights == "pretrained" and spec.weights is not None:
-            weights = spec.weights.description
+    """Build the network through its source (zoo, user file, library front-end), load a
+    --checkpoint, settle classes and preprocessing."""
+    built = sources.build(cfg)
+    model, notes, weights = built.model, list(built.notes), built.weights
     if cfg.checkpoint is not None:
-        notes.extend(load_checkpoint(model, cfg.checkpoint))
+        notes.extend(load_checkpoint(built.checkpoint_into or model, cfg.checkpoint))
         weights = f"checkpoint {cfg.checkpoint}"
     extra = getattr(model, "segedge_weights_note", None)
     if isinstance(extra, str):
         notes.append(extra)
     nn.Module.eval(model)  # unbound: a model may shadow nn.Module's methods
-    norm = cfg.normalization(mean, std)
+    norm = cfg.normalization(built.mean, built.std)
     if (note := norm.note()) is not None:
         notes.append(note)
     return Resolved(
-        name=name, family=family, model=model, classes=classes, palette=palette,
-        mean=norm.unit_mean, std=norm.unit_std, model_color=cfg.model_color or color,
-        size=cfg.imgsz or size, stride=stride, weights=weights, notes=notes,
+        name=built.name, family=built.family, model=model, classes=built.classes,
+        palette=built.palette or default_palette(built.classes),
+        mean=norm.unit_mean, std=norm.unit_std, model_color=cfg.model_color or built.color,
+        size=cfg.imgsz or built.size, stride=built.stride, weights=weights, notes=notes,
         normalization=norm,
     )

@@ -29,7 +29,10 @@ ModelArgs = tuple[tuple[str, Any], ...]
 
 
 def is_user_ref(ref: str) -> bool:
-    return ":" in ref and ref.split(":", 1)[0].endswith(".py")
+    """``path/to/model.py:Class`` (the rule lives with the other model sources)."""
+    from segedge.export.models.sources import is_file_ref
+
+    return is_file_ref(ref)
 
 
 def parse_model_args(tokens: Iterable[str]) -> ModelArgs:

@@ -1,0 +1,153 @@
+"""Small, randomly initialised library models saved the way each library saves them.
+
+No hub access: every model is built from a configuration in code (or a YAML the
+package ships) and written with the library's own save call, so the front-ends
+read exactly what a user's training run leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SIZE = 64  # every fixture is exported at SIZE x SIZE
+NAMES = ("road", "car", "sky", "tree")
+IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+
+
+def settle_batchnorm(model: torch.nn.Module, mean: list[float], std: list[float],
+                     call: Any = None) -> torch.nn.Module:
+    """BatchNorm statistics from generated road scenes (the network's own preprocessing):
+    random convolutions then give activations of a trained network's scale, not a near-constant
+    map, so argmax, FP16 and INT8 are tested on real decisions (weights stay random)."""
+    import numpy as np
+
+    from segedge.export import scenes
+
+    frames = np.stack(scenes.frames(8, (SIZE, SIZE), seed=11))[..., ::-1]  # BGR -> RGB
+    x = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average over the pass
+    model.train()
+    with torch.no_grad():
+        (call or model)(x)
+    return model.eval()
+
+
+def smp_folder(folder: Path, encoder_weights: str | None = "imagenet") -> Path:
+    """An SMP Unet on a tiny timm encoder, written by save_pretrained (config records
+    encoder_weights as a training run would; the folder holds every weight)."""
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    model = smp.Unet(**smp_args(), encoder_weights=None, classes=len(NAMES))
+    settle_batchnorm(model, *IMAGENET)
+    model.save_pretrained(str(folder))
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder_weights"] = encoder_weights
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def smp_args() -> dict[str, object]:
+    return {"encoder_name": "tu-mobilenetv3_small_050", "decoder_channels": (32, 16, 16, 8, 8)}
+
+
+def segformer_b0(folder: Path) -> Path:
+    """SegFormer-B0's shape (transformers' default SegformerConfig), random init, 4 labels,
+    an image processor at SIZE x SIZE with Cityscapes-like reduce_labels off."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    torch.manual_seed(0)
+    config = SegformerConfig(num_labels=len(NAMES), id2label=dict(enumerate(NAMES)),
+                             label2id={n: i for i, n in enumerate(NAMES)})
+    assert list(config.hidden_sizes) == [32, 64, 160, 256] and list(config.depths) == [2] * 4
+    model = SegformerForSemanticSegmentation(config)
+    settle_batchnorm(model, *IMAGENET, lambda x: model(pixel_values=x))
+    model.save_pretrained(str(folder))
+    _processor("SegformerImageProcessor", folder, mean=[0.485, 0.456, 0.406],
+               std=[0.229, 0.224, 0.225])
+    return folder
+
+
+def upernet(folder: Path) -> Path:
+    """UperNet on a tiny ConvNeXt backbone (no pretrained backbone is fetched)."""
+    from transformers import ConvNextConfig, UperNetConfig, UperNetForSemanticSegmentation
+
+    torch.manual_seed(0)
+    backbone = ConvNextConfig(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                              out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = UperNetConfig(backbone_config=backbone, num_labels=len(NAMES), hidden_size=32,
+                           auxiliary_in_channels=64, use_auxiliary_head=False,
+                           id2label=dict(enumerate(NAMES)),
+                           label2id={n: i for i, n in enumerate(NAMES)})
+    model = UperNetForSemanticSegmentation(config)
+    settle_batchnorm(model, *IMAGENET, lambda x: model(pixel_values=x))
+    model.save_pretrained(str(folder))
+    _processor("SegformerImageProcessor", folder, mean=[0.485, 0.456, 0.406],
+               std=[0.229, 0.224, 0.225])
+    return folder
+
+
+def dpt(folder: Path) -> Path:
+    """DPT (ViT, patch 16) with a semantic head; the image processor normalises to -1..1."""
+    from transformers import DPTConfig, DPTForSemanticSegmentation
+
+    torch.manual_seed(0)
+    config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                       intermediate_size=64, image_size=SIZE, patch_size=16,
+                       neck_hidden_sizes=[16, 32, 64, 64], fusion_hidden_size=32,
+                       backbone_out_indices=[0, 1, 2, 3], num_labels=len(NAMES),
+                       use_auxiliary_head=False, id2label=dict(enumerate(NAMES)),
+                       label2id={n: i for i, n in enumerate(NAMES)})
+    model = DPTForSemanticSegmentation(config)
+    settle_batchnorm(model, [0.5] * 3, [0.5] * 3, lambda x: model(pixel_values=x))
+    model.save_pretrained(str(folder))
+    _processor("DPTImageProcessor", folder, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
+    return folder
+
+
+def _processor(kind: str, folder: Path, mean: list[float], std: list[float]) -> None:
+    import transformers
+
+    cls = getattr(transformers, kind)
+    cls(size={"height": SIZE, "width": SIZE}, image_mean=mean, image_std=std,
+        do_reduce_labels=False).save_pretrained(str(folder))
+
+
+def yolo_checkpoint(path: Path, imgsz: int = SIZE) -> Path:
+    """A YOLO26n-sem network (the YAML ultralytics ships), random init, saved as its
+    trainer saves best.pt: the FP16 EMA network with names, train_args beside it."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    from ultralytics.nn.tasks import SemanticSegmentationModel
+
+    torch.manual_seed(0)
+    model = SemanticSegmentationModel("yolo26n-sem.yaml", nc=len(NAMES), verbose=False)
+    model.names = dict(enumerate(NAMES))
+    settle_batchnorm(model, [0.0] * 3, [1.0] * 3)  # Ultralytics feeds 0..1 RGB
+    torch.save({"epoch": -1, "best_fitness": None, "model": None, "ema": model.half(),
+                "updates": 0, "optimizer": None,
+                "train_args": {"task": "semantic", "imgsz": imgsz, "data": "road.yaml"},
+                "version": "8.4.190"}, path)
+    return path
+
+
+def tv_checkpoint(path: Path, classes: int = 5) -> Path:
+    """LR-ASPP MobileNetV3 with `classes` outputs, saved as torchvision's reference
+    scripts do ({"model": state_dict, ...}; their argparse args left out)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model("lraspp_mobilenet_v3_large", weights=None,
+                                         weights_backbone=None, num_classes=classes)
+    settle_batchnorm(model, *IMAGENET, lambda x: model(x)["out"])
+    torch.save({"model": model.state_dict(), "epoch": 3}, path)
+    return path
