@@ -22,6 +22,7 @@ from segedge.export.models.registry import (
 )
 from segedge.export.models.weights import Weights, WeightsMeta
 from segedge.runtime.errors import CheckpointError
+from segedge.runtime.metadata import default_palette
 
 Builder = Callable[[BuildRequest], nn.Module]
 
@@ -164,6 +165,23 @@ def _maskrcnn(factory: str, weights: Weights) -> Builder:
     return build
 
 
+def _realtime(module: str, factory: str, url: str) -> Builder:
+    """A real-time road-scene network in its authors' layout; their checkpoint only via
+    --checkpoint (segedge never downloads it: Google Drive links, training wrappers)."""
+    def build(req: BuildRequest) -> nn.Module:
+        import importlib
+
+        if req.weights == "pretrained":
+            raise CheckpointError(
+                f"{factory}: expected --checkpoint PATH (the authors' Cityscapes file, {url}) "
+                "or --weights random, got --weights pretrained (segedge does not download it)")
+        model: nn.Module = getattr(importlib.import_module(f"segedge.export.models.{module}"),
+                                   factory)(req.num_classes)
+        return model
+
+    return build
+
+
 def _maskrcnn_mobilenet(req: BuildRequest) -> nn.Module:
     from segedge.export.models.maskrcnn import maskrcnn_mobilenet
 
@@ -212,6 +230,35 @@ register(ModelSpec(name="demo", family="demo", build=_demo(DEMO), weights=DEMO,
                    classes=scenes.SCENE_CLASSES, palette=scenes.SCENE_PALETTE,
                    default_size=(240, 320),
                    description="segedge's tiny demo net, trained on generated road scenes"))
+
+# Real-time road-scene networks in their authors' parameter layout: the official Cityscapes
+# checkpoints load strictly with --checkpoint (aux heads load, never export); the
+# preprocessing is the authors' (README "Real-time road-scene networks").
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)
+CITY: dict[str, Any] = dict(classes=CITYSCAPES_CLASSES,
+                            palette=default_palette(CITYSCAPES_CLASSES), default_size=(512, 1024))
+BISENETV2_URL = ("https://github.com/CoinCheung/BiSeNet/releases/download/0.0.0/"
+                 "model_final_v2_city.pth")
+DDRNET23_SLIM_URL = "https://drive.google.com/file/d/1d_K3Af5fKHYwxSo8HkxpnhiekhwovmiP/view"
+PIDNET_S_URL = "https://drive.google.com/file/d/1JakgBam_GrzyUMp-NbEVVBPEIXLSCssH/view"
+register(ModelSpec(name="bisenetv2", family="bisenet",
+                   build=_realtime("bisenetv2", "bisenetv2", BISENETV2_URL),
+                   mean=(0.3257, 0.3690, 0.3223), std=(0.2112, 0.2148, 0.2115),
+                   description="BiSeNetV2 (CoinCheung/BiSeNet layout), detail + semantic "
+                   "branches, guided aggregation; RGB, the authors' Cityscapes mean/std",
+                   **CITY))
+register(ModelSpec(name="ddrnet23_slim", family="ddrnet",
+                   build=_realtime("ddrnet", "ddrnet23_slim", DDRNET23_SLIM_URL),
+                   description="DDRNet-23-slim (ydhongHIT/DDRNet layout), dual-resolution "
+                   "branches + DAPPM; RGB, ImageNet mean/std", **CITY))
+register(ModelSpec(name="pidnet_s", family="pidnet",
+                   build=_realtime("pidnet", "pidnet_s", PIDNET_S_URL),
+                   description="PIDNet-S (XuJiacong/PIDNet layout), P/I/D branches, PAPPM, "
+                   "boundary-guided fusion; RGB, ImageNet mean/std", **CITY))
 
 # Instance segmentation: task "instance", exported by export.tasks.instance.
 for _name, _weights, _desc in (
