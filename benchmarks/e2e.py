@@ -10,6 +10,12 @@ repeated so that a load spike from elsewhere hits all of them alike:
 * plain: the cv2 + numpy + ONNX Runtime loop in one Python thread with every
   library at its default threads (`plain_loop`).
 
+Next to segrun (``--mode auto``: throughput for a file, several inference calls in
+flight where the backend runs them) the same run in ``--mode latency`` (one call at a
+time), and a live row: segrun on a live synthetic camera (``synthetic://?live=1`` at
+the video's size, latency mode) giving capture-to-output p50/p90 against the
+model-only time per frame.
+
 Ratios are of the medians over repeats: segrun / model-only (how much of the
 model's speed the pipeline keeps) and segrun / plain (what segedge buys).  The
 physical ceiling of the first is shown too: the CPU time segrun spends per
@@ -31,7 +37,14 @@ from segedge.benchmarks import isolate
 from segedge.benchmarks.artifacts import ArtifactRequest, ArtifactStore
 from segedge.benchmarks.cells import Record
 from segedge.benchmarks.jobs import ModelJob, SkipCell
-from segedge.benchmarks.measure import SegrunJob, measure_model, measure_plain_loop, measure_segrun
+from segedge.benchmarks.measure import (
+    LiveJob,
+    SegrunJob,
+    measure_live,
+    measure_model,
+    measure_plain_loop,
+    measure_segrun,
+)
 from segedge.benchmarks.plain_loop import LoopJob
 from segedge.benchmarks.stats import median, ratio
 from segedge.runtime.errors import InputError
@@ -40,6 +53,8 @@ from segedge.runtime.errors import InputError
 TARGET_VS_MODEL = 0.9
 TARGET_VS_PLAIN = 1.5
 TARGET_FPS = 25.0  # real time on the dash-cam clip
+TARGET_LIVE_VS_MODEL = 1.5  # live capture-to-output p50 / model-only time (issue 22)
+RUNS = ("model-only", "segrun", "segrun-latency", "plain-loop", "live")
 STAGE_NAMES = {"read": "decode", "resize": "resize", "preprocess": "preprocess", "infer": "infer",
                "postprocess": "postprocess", "draw": "draw", "write": "encode"}
 Tick = Callable[[str], None]
@@ -61,6 +76,8 @@ class E2EPlan:
     num_classes: int | None = None
     multiple: int = 32
     backend: str = "auto"  # segrun --backend
+    live_frames: int = 90  # frames the live synthetic camera serves (at live_fps)
+    live_fps: float = 30.0
 
     def size(self) -> tuple[int, int]:
         if self.imgsz is not None:
@@ -74,7 +91,7 @@ class E2EPlan:
         return (-(-h // m) * m, -(-w // m) * m)
 
     def steps(self) -> int:
-        return 3 * self.repeats
+        return len(RUNS) * self.repeats
 
 
 def _request(plan: E2EPlan, size: tuple[int, int], emit: str, fmt: str) -> ArtifactRequest:
@@ -89,7 +106,7 @@ def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick,
     size = plan.size()
     seg_art = store.get(_request(plan, size, "labels", "uint8"))
     plain_art = store.get(_request(plan, size, "logits", "float"))
-    runs: dict[str, list[dict[str, Any]]] = {"model-only": [], "segrun": [], "plain-loop": []}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in RUNS}
     idle: list[float | None] = []
     chosen = resolve_backend(seg_art.path, plan.backend, plan.threads)
     with tempfile.TemporaryDirectory(prefix="segbench-e2e-") as tmp:
@@ -105,11 +122,23 @@ def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick,
             runs["segrun"].append(isolate.call(measure_segrun, SegrunJob(
                 artifact=str(seg_art.path), video=plan.video, output=f"{tmp}/segrun.mp4",
                 threads=plan.threads, max_frames=plan.frames, backend=plan.backend), isolated))
+            tick(f"{plan.model} segrun --mode latency #{rep + 1}")
+            idle.append(settle())
+            runs["segrun-latency"].append(isolate.call(measure_segrun, SegrunJob(
+                artifact=str(seg_art.path), video=plan.video, output=f"{tmp}/latency.mp4",
+                threads=plan.threads, max_frames=plan.frames, backend=plan.backend,
+                mode="latency"), isolated))
             tick(f"{plan.model} plain loop #{rep + 1}")
             idle.append(settle())
             runs["plain-loop"].append(isolate.call(measure_plain_loop, LoopJob(
                 artifact=str(plain_art.path), video=plan.video, output=f"{tmp}/plain.mp4",
                 max_frames=plan.frames), isolated))
+            tick(f"{plan.model} live source #{rep + 1}")
+            idle.append(settle())
+            runs["live"].append(isolate.call(measure_live, LiveJob(
+                artifact=str(seg_art.path), size=(size[1], size[0]), fps=plan.live_fps,
+                frames=plan.live_frames, threads=plan.threads, backend=plan.backend),
+                isolated))
     fps = {k: [float(r["fps"]) for r in v] for k, v in runs.items()}
     med = {k: round(median(v), 3) for k, v in fps.items()}
     summary: dict[str, Any] = {
@@ -122,17 +151,23 @@ def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick,
         "fps_runs": fps, "fps_median": med,
         "segrun_vs_model_only": ratio(med["segrun"], med["model-only"]),
         "segrun_vs_plain": ratio(med["segrun"], med["plain-loop"]),
+        "segrun_latency_vs_model_only": ratio(med["segrun-latency"], med["model-only"]),
+        "throughput_vs_latency": ratio(med["segrun"], med["segrun-latency"]),
+        "segrun_modes": {k: runs[k][-1].get("mode") for k in ("segrun", "segrun-latency")},
+        "live": live_summary(runs["live"], med["model-only"]),
         "per_repeat": [{"segrun_vs_model_only": ratio(s, m), "segrun_vs_plain": ratio(s, p)}
                        for s, m, p in zip(fps["segrun"], fps["model-only"], fps["plain-loop"],
                                           strict=True)],
         "targets": {"segrun_vs_model_only": TARGET_VS_MODEL, "segrun_vs_plain": TARGET_VS_PLAIN,
-                    "segrun_fps": TARGET_FPS},
+                    "segrun_fps": TARGET_FPS, "live_p50_vs_model": TARGET_LIVE_VS_MODEL},
         "dropped": runs["segrun"][-1]["dropped"],
         "stages_mean_ms": {
             "segrun": _stage_means(runs["segrun"]),
             "plain-loop": _stage_means(runs["plain-loop"]),
         },
-        "wall_per_frame_ms": {k: round(1000.0 / v, 3) if v else None for k, v in med.items()},
+        "wall_per_frame_ms": {k: round(1000.0 / med[k], 3) if med[k] else None
+                              for k in ("model-only", "segrun", "segrun-latency",
+                                        "plain-loop")},
         "cpu_ms_per_frame": {
             "model-only": round(median([r["cpu_ms_per_iter"] for r in runs["model-only"]]), 1),
             "segrun": round(median([r["cpu_ms_per_frame"] for r in runs["segrun"]]), 1),
@@ -157,6 +192,24 @@ class ChosenBackend:
     bench_backend: str
     precision: str
     reason: str
+
+
+def live_summary(live: list[dict[str, Any]], model_fps: float) -> dict[str, Any]:
+    """The live row: medians over repeats of capture-to-output p50/p90, against the
+    model-only time per frame (1 / its FPS) and the run's own inference p50."""
+    p50 = [float(r["capture_to_output_ms"]["p50_ms"]) for r in live
+           if r.get("capture_to_output_ms")]
+    p90 = [float(r["capture_to_output_ms"]["p90_ms"]) for r in live
+           if r.get("capture_to_output_ms")]
+    model_ms = 1000.0 / model_fps if model_fps else None
+    p50_ms = round(median(p50), 3) if p50 else None
+    return {"p50_ms": p50_ms, "p90_ms": round(median(p90), 3) if p90 else None,
+            "model_only_ms": round(model_ms, 3) if model_ms else None,
+            "infer_p50_ms": round(median([float(r["infer_p50_ms"]) for r in live
+                                          if r.get("infer_p50_ms")] or [0.0]), 3),
+            "p50_vs_model": ratio(p50_ms, model_ms), "p50_runs": p50,
+            "frames": [r.get("frames") for r in live], "mode": live[-1].get("mode"),
+            "source": live[-1].get("source")}
 
 
 def resolve_backend(artifact: Path, backend: str, threads: int) -> ChosenBackend:
@@ -219,8 +272,10 @@ def _records(plan: E2EPlan, size: tuple[int, int], runs: dict[str, list[dict[str
     records = []
     for name, results in runs.items():
         last = results[-1]
-        if name == "segrun":
+        if name in ("segrun", "segrun-latency"):
             tail = last["stages"]["latency"]  # capture -> written, per frame
+        elif name == "live":
+            tail = last["capture_to_output_ms"]  # capture timestamp -> written
         elif name == "plain-loop":
             tail = last["stages"]["total"]
         else:

@@ -196,10 +196,17 @@ def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
             *_table(("measurement", "FPS (median)", "FPS per repeat", "ratio", "target"), [
                 ["model only (runtime backend, 1 frame)", _f(med["model-only"], 2),
                  ", ".join(_f(v, 2) for v in s["fps_runs"]["model-only"]), "–", "–"],
-                ["segrun (decode → overlay video)", _f(med["segrun"], 2),
+                [f"segrun (decode → overlay video; "
+                 f"{(s.get('segrun_modes') or {}).get('segrun', '?')} mode)", _f(med["segrun"], 2),
                  ", ".join(_f(v, 2) for v in s["fps_runs"]["segrun"]),
                  f"{_f(s['segrun_vs_model_only'], 3)} of model-only",
                  f">= {tgt['segrun_vs_model_only']}"],
+                *([["segrun --mode latency (one inference call at a time)",
+                    _f(med["segrun-latency"], 2),
+                    ", ".join(_f(v, 2) for v in s["fps_runs"]["segrun-latency"]),
+                    f"{_f(s.get('segrun_latency_vs_model_only'), 3)} of model-only; "
+                    f"throughput mode is {_x(s.get('throughput_vs_latency'))}", "–"]]
+                  if "segrun-latency" in med else []),
                 [f"plain loop (ONNX Runtime default, {_t(s.get('plain_threads'))}; one "
                  "Python thread)", _f(med["plain-loop"], 2),
                  ", ".join(_f(v, 2) for v in s["fps_runs"]["plain-loop"]),
@@ -212,6 +219,7 @@ def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
             f"{_f(s.get('ceiling_vs_model_only'), 3)} (segrun's CPU ms per frame spread over "
             f"every core, against the model's wall ms per frame). Real time: segrun "
             f"{_f(med['segrun'], 1)} FPS against >= {tgt.get('segrun_fps', '–')}.", "",
+            *_live_lines(s.get("live"), tgt),
             f"Targets {'met' if s['meets_targets'] else 'NOT met'}; dropped frames "
             f"{s['dropped']}; 1-min load at each repeat: {s['load1']}{_idle_note(s)}.", "",
             "Per-stage mean ms per frame (segrun's stages run concurrently on their own "
@@ -230,6 +238,18 @@ def e2e_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
                           f"and {_f(cpu['model-only'], 1)} ms CPU per frame."]
         lines.append("")
     return lines
+
+
+def _live_lines(live: dict[str, Any] | None, tgt: dict[str, Any]) -> list[str]:
+    """The end-to-end latency row of a live synthetic source."""
+    if not live:
+        return []
+    return [f"Live source (`{live.get('source')}`, {live.get('mode')} mode, frames "
+            f"{live.get('frames')}): capture-to-output p50 {_f(live.get('p50_ms'), 1)} ms, p90 "
+            f"{_f(live.get('p90_ms'), 1)} ms; model-only {_f(live.get('model_only_ms'), 1)} ms "
+            f"per frame (the run's own inference p50 {_f(live.get('infer_p50_ms'), 1)} ms): "
+            f"p50 / model = {_f(live.get('p50_vs_model'), 2)} (target <= "
+            f"{tgt.get('live_p50_vs_model', '–')}).", ""]
 
 
 def ladder_rows(records: Sequence[Record]) -> list[list[str]]:

@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 
 import cv2
 
+from segedge.runtime.backends.auto import after_run
 from segedge.runtime.batching import Batcher, BatchPolicy, BatchRecorder, Mux
 from segedge.runtime.cli_support import Terminated
 from segedge.runtime.config import RunConfig
@@ -99,14 +100,28 @@ def failure_stats(configs: Sequence[RunConfig], names: Sequence[str], err: BaseE
     return MultiRunStats(streams, tuple(names), aggregate)
 
 
-def open_segmenter(config: RunConfig) -> Segmenter:
-    """The model of a run (the one every lane shares), as its config asks."""
-    segmenter = Segmenter(config.model, backend=config.backend,
-                          postprocess=config.postprocess,
-                          score_threshold=config.score_threshold,
-                          options=config.backend_options)
-    log.info("model %s on %s", config.model, segmenter.backend_reason)
-    return segmenter
+def open_segmenter(config: RunConfig, mode: str | None = None) -> Segmenter:
+    """The model of a run (the one every lane shares), as its config asks, opened for the
+    run's ``mode`` (latency | throughput) when given; the engine's first line names it."""
+    options = config.backend_options
+    if mode is not None:
+        options = replace(options, mode=mode)
+    return Segmenter(config.model, backend=config.backend, postprocess=config.postprocess,
+                     score_threshold=config.score_threshold, options=options)
+
+
+def planned_mode(asked: str, configs: Sequence[RunConfig]) -> str:
+    """The mode to open the model in before the sources are open (a live source starts
+    capturing when opened: it must not wait for a model to compile): ``asked``, else
+    throughput for several streams or a local file or folder, else latency; the engine
+    reopens it if the opened sources say otherwise (``resolve_mode``)."""
+    if asked != "auto":
+        return asked
+    if len(configs) > 1:
+        return "throughput"
+    source = Path(configs[0].source)
+    local = source.is_file() or source.is_dir()  # a camera's /dev/videoN is neither
+    return "throughput" if local else "latency"
 
 
 @contextmanager
@@ -124,8 +139,8 @@ def opencv_single_threaded() -> Iterator[None]:
 def resolve_mode(asked: str, sources: Sequence[Source], backend: Any) -> tuple[str, str, int]:
     """(mode, why, inference calls in flight): ``auto`` is latency for one live source
     (the newest frame, as soon as possible), throughput otherwise; throughput keeps as
-    many calls in flight as the backend says it runs at once (``max_in_flight``, 1 when
-    it does not say)."""
+    many calls in flight as ``backend`` says it runs at once (``max_in_flight``, 1 when
+    it does not say; the engine asks again once the backend is open in that mode)."""
     if asked == "auto":
         live = len(sources) == 1 and bool(sources[0].live)
         mode = "latency" if live else "throughput"
@@ -144,7 +159,7 @@ class Engine:
                  segmenter: Segmenter, sources: list[Source], sinks: list[list[Sink]],
                  stop: StopRequest, policy: BatchPolicy) -> None:
         self.names, self.seg, self.stop = names, segmenter, stop
-        self.mode, why, in_flight = resolve_mode(policy.mode, sources, segmenter.backend)
+        self.mode, why, _ = resolve_mode(policy.mode, sources, segmenter.backend)
         self.mux = Mux(len(configs), 1)
         self.lanes: list[Stages] = []
         for config, share, source, outs in zip(configs, self.mux.lanes, sources, sinks,
@@ -155,6 +170,8 @@ class Engine:
             lane = Stages(config, segmenter, source, outs, stop, feed=share)
             share.abort = lane.abort  # a failed lane's frames are dropped, not waited on
             self.lanes.append(lane)
+        segmenter.use_mode(self.mode)  # reopened when the sources contradict the plan
+        in_flight = resolve_mode(self.mode, sources, segmenter.backend)[2]
         limit = policy.limit(segmenter.static_batch, len(configs))
         self.recorder = BatchRecorder(limit, segmenter.static_batch, policy.wait_ms)
         self.abort = threading.Event()  # the shared stage failed: every lane ends
@@ -162,8 +179,13 @@ class Engine:
         self.interrupt: BaseException | None = None  # e.g. a second Ctrl-C on the main thread
         self.batcher = Batcher(self.mux, self.lanes, segmenter.infer_many, limit,
                                policy.wait_ms / 1e3, self.abort, self.recorder, in_flight)
-        log.info("mode %s (%s): up to %d frame(s) per stream and %d inference call(s) in "
-                 "flight", self.mode, why, self.mux.lanes[0].capacity, in_flight)
+        # The run's first line: the model, why this backend, and the mode.
+        log.info("model %s on %s; mode %s (%s): up to %d frame(s) per stream and %d "
+                 "inference call(s) in flight", redact(str(configs[0].model)),
+                 segmenter.backend_reason, self.mode, why, self.mux.lanes[0].capacity,
+                 in_flight)
+        for config in configs:
+            log.info("source %s", redact(config.source))
 
     def _infer_loop(self) -> None:
         try:
@@ -276,7 +298,6 @@ def _open_sources(configs: Sequence[RunConfig]) -> list[Source]:
             sources.append(in_background_thread(
                 lambda c=config: open_source(c.source, c.source_options),  # type: ignore[misc]
                 config.background_nice))
-            log.info("source %s", redact(config.source))
     except BaseException:
         for source in sources:
             source.close()
@@ -304,6 +325,24 @@ def _close_unused(sinks: list[list[Sink]]) -> None:
             log.debug("closing a sink after a failed start", exc_info=True)
 
 
+def _check_auto_choice(engine: Engine, segmenter: Segmenter, stats: MultiRunStats) -> None:
+    """A latency-mode run that went through ends by checking the auto chooser's verdict
+    against its own inference time per frame (runtime.backends.auto.after_run): a run
+    that contradicts it marks the cached choice for re-measurement.  Throughput runs are
+    not compared: several calls in flight make one call's time no probe's equal."""
+    timing = stats.aggregate.get("infer_ms_per_frame")
+    if engine.mode != "latency" or engine.error() is not None or not isinstance(timing, dict):
+        return
+    ms = timing.get("p50_ms")
+    if not isinstance(ms, (int, float)) or ms <= 0:
+        return
+    hw = segmenter.input_hw
+    try:
+        after_run(segmenter.backend, float(ms), hw)
+    except Exception:  # noqa: BLE001 - a cache that cannot be written must not fail a run
+        log.debug("checking the auto backend choice failed", exc_info=True)
+
+
 def _document(stats: MultiRunStats, single: bool) -> Report:
     """What a run reports: one stream's RunStats, or several streams' MultiRunStats."""
     return stats.streams[0] if single else stats
@@ -325,7 +364,7 @@ def run_lanes(configs: Sequence[RunConfig], names: tuple[str, ...], *,
     sources: list[Source] = []
     try:
         try:
-            segmenter = open_segmenter(configs[0])
+            segmenter = open_segmenter(configs[0], planned_mode(policy.mode, configs))
             sources = _open_sources(configs)
             sinks = _open_sinks(configs, sources)
             with opencv_single_threaded(), stop_on_signals(stop):
@@ -335,6 +374,7 @@ def run_lanes(configs: Sequence[RunConfig], names: tuple[str, ...], *,
                     _close_unused(sinks)
                     raise
                 stats = engine.run()
+                _check_auto_choice(engine, segmenter, stats)
         except BaseException as err:
             report = write_stats(_document(failure_stats(configs, names, err, segmenter),
                                            single), stats_path)

@@ -130,14 +130,19 @@ class Segmenter:
         self.options = merge_options(options, provider=provider, threads=threads,
                                      metadata=hints, precision_hint=precision_hint)
         self.backend: Backend
+        self._source = str(model)
         if backend == "auto":  # measured once per artifact and machine (backends.auto)
-            choice = open_auto(model, self.options, opener=open_backend)
+            # probed in latency mode (one call's time is what it compares), then opened
+            # in the asked mode
+            choice = open_auto(model, replace(self.options, mode="latency"),
+                               opener=open_backend)
             self.backend, self.backend_reason = choice.backend, choice.reason
+            self.use_mode(self.options.mode)
         else:
             self.backend = open_backend(model, backend, self.options)
             self.backend_reason = f"{label(self.backend)}: --backend {backend}"
         self.metadata: ArtifactMetadata = self.backend.metadata
-        self._source = str(model)
+        self._input_hws: set[tuple[int, int]] = set()
         try:
             check_input_spec(self.metadata.input, self._source)
             self.task = get_task(self.metadata.task, self._source)
@@ -149,6 +154,23 @@ class Segmenter:
         self._checked = {"preprocess": False, "infer": False, "decode": False}
         self._drawer: FrameDrawer | None = None
         self._drawer_lock = threading.Lock()
+
+    def use_mode(self, mode: str) -> None:
+        """Run the backend in ``mode`` (latency | throughput, ``BackendOptions.mode``): a
+        backend that says what it was opened with (``options``) in another mode is reopened
+        with the same options in this one; one without modes is kept as it is."""
+        opened = getattr(self.backend, "options", None)
+        if not isinstance(opened, BackendOptions) or opened.mode == mode:
+            return
+        fresh = open_backend(self._source, self.backend.name, replace(opened, mode=mode))
+        old, self.backend = self.backend, fresh
+        old.close()
+
+    @property
+    def input_hw(self) -> tuple[int, int] | None:
+        """The network input size every preprocessed frame had (None: none yet, or several
+        sizes on a dynamic artifact); the auto chooser's run-end check compares it."""
+        return next(iter(self._input_hws)) if len(self._input_hws) == 1 else None
 
     @property
     def mode(self) -> PostprocessMode:
@@ -188,6 +210,9 @@ class Segmenter:
                                       f"frames to fit its {describe_input(spec)}",
                                       f"frame {shape}")
             self._checked["preprocess"] = True
+        if len(self._input_hws) < 2:
+            h = 1 if spec.layout == "NHWC" else 2
+            self._input_hws.add((int(tensor.shape[h]), int(tensor.shape[h + 1])))
         return tensor, geom
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:

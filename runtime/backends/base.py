@@ -22,6 +22,7 @@ from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.redact import redact
 
 HW = tuple[int, int]
+RUN_MODES = ("latency", "throughput")  # BackendOptions.mode (segrun --mode auto resolves to one)
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,14 @@ class BackendOptions:
     # plugin would silently pick bf16 where the CPU has it); None means f32.
     precision_hint: str | None = None
     device: str | None = None  # OpenVINO device: CPU (default), GPU, NPU, AUTO
+    # How the run uses it (runtime.engine): latency (one call at a time, the newest frame) or
+    # throughput (the backend may run ``max_in_flight`` calls at once: OpenVINO's THROUGHPUT
+    # hint and one infer request per slot, ONNX Runtime one CPU session per slot).
+    mode: str = "latency"
 
     def __post_init__(self) -> None:
+        if self.mode not in RUN_MODES:
+            raise InputError("mode", " | ".join(RUN_MODES), repr(self.mode))
         if self.device_id < 0:
             raise InputError("device_id", "a CUDA device index >= 0", self.device_id)
         if self.trt_profile is not None:
@@ -70,6 +77,10 @@ class Backend(Protocol):
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+    # Optional: ``max_in_flight`` (int) - how many ``infer`` calls may run at once from
+    # different threads, each one independent (default 1); ``options`` (BackendOptions) -
+    # what it was opened with (runtime.segmenter reopens it in the run's mode).
 
 
 # A file backend gets a Path; a served model (triton://...) gets its URI as a str.

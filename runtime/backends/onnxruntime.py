@@ -7,12 +7,22 @@ a provider error uses default options (device 0, no cache).  So its retry is
 switched off, segedge retries with its own options, and for a GPU request one
 profiled probe run reads back which provider really executed the nodes.  An
 explicit ``--provider`` that did not run is an error; ``auto`` warns.
+
+Throughput mode (``BackendOptions.mode``) on the CPU provider opens one session
+per slot (``max_in_flight`` = THROUGHPUT_SLOTS) and splits the intra-op threads
+between them so their total is what was asked (default: the cores this process
+may use).  Two single-threaded sessions side by side beat one two-threaded
+session on 2 cores (benchmarks/RESULTS.md): a convolution network's parallel
+regions leave threads idle at every join, where two whole frames do not.
+GPU providers keep one session (and its I/O binding): ``max_in_flight`` 1.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
 import shutil
 import tempfile
 from dataclasses import replace
@@ -87,6 +97,28 @@ _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
 DEFAULT_FOREIGN_STRIDE = 32
 DEFAULT_TRT_CACHE = ort_tensorrt.DEFAULT_TRT_CACHE
 PROBE_HW = 256  # probe-run height/width for a dynamic input with nothing better to go on
+THROUGHPUT_SLOTS = 2  # CPU sessions side by side in throughput mode (measured on 2 cores)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), ONNX Runtime's default thread count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def slot_threads(options: BackendOptions, providers: list[Any]) -> list[int | None]:
+    """Intra-op threads of each session: one session with ``options.threads`` (latency mode,
+    a GPU provider, or a single thread to share), else THROUGHPUT_SLOTS sessions splitting
+    the requested total (default: the usable cores) between them."""
+    if options.mode != "throughput" or _name(providers[0]) != CPU_EP:
+        return [options.threads]
+    total = options.threads or usable_cores()
+    slots = min(THROUGHPUT_SLOTS, total)
+    if slots < 2:
+        return [options.threads]
+    return [total // slots + (1 if i < total % slots else 0) for i in range(slots)]
 
 
 def resolve_providers(options: BackendOptions, available: list[str],
@@ -267,14 +299,16 @@ class OnnxRuntimeBackend:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
-        if options.threads is not None:
-            if options.threads < 1:
-                raise InputError("--threads", "a positive integer", options.threads)
-            so.intra_op_num_threads = options.threads
+        if options.threads is not None and options.threads < 1:
+            raise InputError("--threads", "a positive integer", options.threads)
+        self.options, self.mode = options, options.mode
         # Idle ORT workers must not spin: decode/draw/encode threads need those cores.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         providers = resolve_providers(options, ort.get_available_providers(), self.path)
+        threads = slot_threads(options, providers)
+        if threads[0] is not None:
+            so.intra_op_num_threads = threads[0]
         wanted = _name(providers[0])
         probe_dir = Path(tempfile.mkdtemp(prefix="segedge-ort-")) if wanted in GPU_EPS else None
         if probe_dir is not None:  # one profiled run says where nodes really ran
@@ -300,6 +334,13 @@ class OnnxRuntimeBackend:
         self._device = "cuda" if self._active[0] in GPU_EPS else "cpu"
         self._device_id = options.device_id if self._device == "cuda" else 0
         self._binding = self.session.io_binding() if io_binding else None
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle.put(self.session)
+        for count in threads[1:]:  # throughput: more sessions, same providers, own threads
+            so.intra_op_num_threads = count
+            self._idle.put(new_session(ort, self.path, so, opened))
+        self.max_in_flight = len(threads)
+        self.slot_threads = tuple(threads)  # intra-op threads per session (None: default)
 
     def _input_node(self) -> Any:
         return next(i for i in self.session.get_inputs() if i.name == self.input_name)
@@ -372,7 +413,11 @@ class OnnxRuntimeBackend:
             pad = np.repeat(tensor[-1:], self._batch - n, axis=0)
             tensor = np.concatenate([tensor, pad])
         if self._binding is None:
-            values = self.session.run(self.output_names, {self.input_name: tensor})
+            session = self._idle.get()  # never waits with at most max_in_flight callers
+            try:
+                values = session.run(self.output_names, {self.input_name: tensor})
+            finally:
+                self._idle.put(session)
         else:
             binding = self._binding
             binding.bind_cpu_input(self.input_name, np.ascontiguousarray(tensor))

@@ -8,11 +8,19 @@ runtime the precision gates check artifacts on.
 The inference precision is always set explicitly (INFERENCE_PRECISION_HINT):
 OpenVINO's CPU plugin silently defaults to bf16 where the CPU has it, which
 changes results; the precision that really runs is read back and reported.
+
+Modes (``BackendOptions.mode``): *latency* compiles with the LATENCY hint and
+runs one synchronous infer request; *throughput* compiles with the THROUGHPUT
+hint (several CPU streams) and keeps one infer request per slot, as many as
+the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS (``max_in_flight``): the
+run engine calls ``infer`` from that many threads at once (each call takes an
+idle request and waits on it with the GIL released), results in its order.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -99,7 +107,8 @@ def read_metadata(model: Any, path: Path | str) -> ArtifactMetadata | None:
 
 
 class OpenVinoBackend:
-    """One compiled model + infer request; ``infer`` returns the outputs the metadata names."""
+    """One compiled model + one infer request per slot (one in latency mode); ``infer``
+    returns the outputs the metadata names."""
 
     name = "openvino"
 
@@ -136,7 +145,10 @@ class OpenVinoBackend:
         if missing:
             raise ArtifactError(f"{self.path}: expected graph outputs {self.output_names} (from "
                                 f"metadata), got {sorted(have)}")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        self.options = options
+        self.mode = options.mode
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "THROUGHPUT" if self.mode == "throughput" else "LATENCY"}
         if device in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = hint
         if options.threads is not None:
@@ -148,7 +160,13 @@ class OpenVinoBackend:
         except Exception as err:  # noqa: BLE001 - e.g. mixed-precision BatchNormalization
             raise ArtifactError(f"{self.path}: OpenVINO cannot compile it for {device}: "
                                 f"{type(err).__name__}: {_first(err)}") from None
-        self._request = self._compiled.create_infer_request()
+        slots = 1
+        if self.mode == "throughput":  # as many requests as the compiled streams can run
+            slots = max(1, int(self._read_back("OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1)))
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(slots):
+            self._idle.put(self._compiled.create_infer_request())
+        self.max_in_flight = slots
         self._device = device
         self._precision = self._read_back("INFERENCE_PRECISION_HINT", hint)
         self._threads = self._read_back("INFERENCE_NUM_THREADS", options.threads)
@@ -191,13 +209,18 @@ class OpenVinoBackend:
         n = tensor.shape[0]
         if n < self._batch:  # static batch > 1: pad, then drop the padding
             tensor = np.concatenate([tensor, np.repeat(tensor[-1:], self._batch - n, axis=0)])
-        # share_inputs: OpenVINO reads the caller's buffer instead of copying it first
-        results = self._request.infer({self.input_name: np.ascontiguousarray(tensor)},
-                                      share_inputs=True)
-        return {name: np.asarray(results[port])[:n] for name, port in self._ports.items()}
+        request = self._idle.get()  # never waits with at most max_in_flight callers
+        try:
+            # share_inputs: OpenVINO reads the caller's buffer instead of copying it first;
+            # the outputs are copies (share_outputs off): the request is reused at once
+            results = request.infer({self.input_name: np.ascontiguousarray(tensor)},
+                                    share_inputs=True)
+            return {name: np.asarray(results[port])[:n] for name, port in self._ports.items()}
+        finally:
+            self._idle.put(request)
 
     def close(self) -> None:
-        self._request = None
+        self._idle = queue.SimpleQueue()
 
 
 def _first(err: BaseException) -> str:

@@ -34,19 +34,21 @@ def test_model_only_times_the_backend_segrun_picks(demo_labels: Artifact) -> Non
 
 def _canned(jobs: list[Any], fps: dict[str, float]) -> Callable[..., dict[str, Any]]:
     kinds = {e2e.measure_model: "model-only", e2e.measure_segrun: "segrun",
-             e2e.measure_plain_loop: "plain-loop"}
+             e2e.measure_plain_loop: "plain-loop", e2e.measure_live: "live"}
     tail = {"p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0, "mean_ms": 1.0}
 
     def call(fn: Callable[[Any], dict[str, Any]], job: Any, isolated: bool) -> dict[str, Any]:
         kind = kinds[fn]
         jobs.append(job)
-        out: dict[str, Any] = {"fps": fps[kind], "frames": 12, "dropped": 0, "load1": 0.1,
+        out: dict[str, Any] = {"fps": fps.get(kind, 5.0), "frames": 12, "dropped": 0, "load1": 0.1,
                                "cpu_ms_per_iter": 50.0, "cpu_ms_per_frame": 60.0, **tail}
         if kind == "segrun":
             out.update(stages={"latency": tail}, backend="openvino",
                        backend_reason="openvino CPU (bf16): ...")
         elif kind == "plain-loop":
             out.update(stages={"total": tail}, threads=2)
+        elif kind == "live":
+            out.update(capture_to_output_ms=tail, infer_p50_ms=1.0, mode="latency")
         return out
 
     return call
@@ -69,14 +71,16 @@ def test_summary_states_backend_ceiling_threads_and_the_real_time_target(
     monkeypatch.setattr(e2e, "usable_cores", lambda: 2)
     plan = E2EPlan("demo", str(clip[0]), threads=2, imgsz=SIZE, repeats=1)
     records, summary = run_e2e(plan, store, isolated=False, tick=lambda _m: None)
-    model_job, segrun_job = jobs[0], jobs[1]
+    model_job, segrun_job, latency_job, live_job = jobs[0], jobs[1], jobs[2], jobs[4]
     assert (model_job.backend, model_job.precision) == ("openvino-cpu", "bf16")
     assert segrun_job.backend == "auto" and segrun_job.threads == 2
+    assert (segrun_job.mode, latency_job.mode) == ("auto", "latency")
+    assert live_job.backend == "auto" and live_job.size == (SIZE[1], SIZE[0])
     assert summary["backend"] == "openvino-cpu" and summary["precision"] == "bf16"
     assert summary["backend_reason"] == "why (auto, 2)"
     assert summary["plain_threads"] == 2
     assert summary["targets"] == {"segrun_vs_model_only": 0.9, "segrun_vs_plain": 1.5,
-                                  "segrun_fps": 25.0}
+                                  "segrun_fps": 25.0, "live_p50_vs_model": 1.5}
     assert summary["ceiling_vs_model_only"] == 1.0
     assert summary["segrun_vs_model_only"] == pytest.approx(segrun_fps / model_fps, abs=1e-3)
     assert summary["segrun_vs_model_only"] >= 0.9 and summary["segrun_vs_plain"] >= 1.5

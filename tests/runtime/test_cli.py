@@ -250,7 +250,8 @@ AUTO_LINE = re.compile(
     r"^segrun: model \S+labels\.onnx on (?P<winner>openvino CPU \(f32\)|onnxruntime CPU): "
     r"[0-9.]+ ms vs (openvino CPU \(f32\)|onnxruntime CPU) [0-9.]+ ms at 32x48, 1 thread, "
     r"(?P<how>measured|measured earlier \(cached\)); bf16 not verified by the export report, "
-    r"so f32$")
+    r"so f32; mode (?P<mode>throughput) \(auto: not a live source\): up to 3 frame\(s\) per "
+    r"stream and (?P<calls>\d+) inference call\(s\) in flight$")
 
 
 def test_auto_says_in_its_first_line_what_it_measured_and_then_reads_the_cache(
@@ -269,8 +270,9 @@ def test_auto_says_in_its_first_line_what_it_measured_and_then_reads_the_cache(
         match = AUTO_LINE.match(first)
         assert match is not None, first
         stats = json.loads(proc.stdout)
-        assert stats["backend_reason"] == first.split(" on ", 1)[1]
+        assert stats["backend_reason"] == first.split(" on ", 1)[1].rsplit("; mode ", 1)[0]
         assert stats["backend"] == match["winner"].split()[0]
+        assert stats["mode"] == "throughput" and int(match["calls"]) >= 1
         seen.append((match["winner"], match["how"]))
     assert seen[0][1] == "measured" and seen[1] == (seen[0][0], "measured earlier (cached)")
     assert len(json.loads((tmp_path / "auto.json").read_text())["entries"]) == 1

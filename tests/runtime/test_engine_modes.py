@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from segedge.runtime import Segmenter
-from segedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from segedge.runtime.backends.base import BackendOptions
 from segedge.runtime.batching import Batcher, BatchPolicy, BatchRecorder, Mux
 from segedge.runtime.config import RunConfig
 from segedge.runtime.errors import InputError
@@ -88,9 +89,8 @@ def test_calls_in_flight_complete_in_the_order_they_started() -> None:
 
 @pytest.fixture
 def concurrent_backend(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """ONNX Runtime's CPU session runs concurrent calls safely: say so (the attribute a
-    backend declares), slow each call down and count how many overlapped."""
-    monkeypatch.setattr(OnnxRuntimeBackend, "max_in_flight", 2, raising=False)
+    """Slow each call down and count how many overlapped (ONNX Runtime opened in throughput
+    mode with 2 threads runs 2 single-threaded sessions: ``max_in_flight`` 2)."""
     seen = {"running": 0, "peak": 0, "calls": 0}
     lock = threading.Lock()
     real = Segmenter.infer_many
@@ -116,11 +116,14 @@ def test_a_file_runs_in_throughput_mode_with_two_calls_in_flight_in_order(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="segedge")
     stats = run(RunConfig(model=models["labels"], source=str(video), display=False,
-                          save_masks=tmp_path / "m", max_frames=16))
+                          save_masks=tmp_path / "m", max_frames=16,
+                          backend_options=BackendOptions(threads=2)))
     assert stats.mode == "throughput" and stats.frames_processed == 16
     assert concurrent_backend["calls"] == 16 and concurrent_backend["peak"] == 2
-    assert ("mode throughput (auto: not a live source): up to 3 frame(s) per stream and 2 "
-            "inference call(s) in flight") in caplog.messages
+    first = caplog.messages[0]
+    assert first.startswith(f"model {models['labels']} on onnxruntime CPU: ")
+    assert first.endswith("; mode throughput (auto: not a live source): up to 3 frame(s) per "
+                          "stream and 2 inference call(s) in flight"), first
     seg = Segmenter(models["labels"])
     cap = cv2.VideoCapture(str(video))
     for i in range(16):  # every mask is its own frame's: the order survived
@@ -134,7 +137,8 @@ def test_a_file_runs_in_throughput_mode_with_two_calls_in_flight_in_order(
 def test_latency_mode_keeps_one_call_in_flight_even_when_the_backend_runs_more(
         concurrent_backend: dict[str, int], models: dict[str, Path], video: Path) -> None:
     stats = run(RunConfig(model=models["labels"], source=str(video), display=False,
-                          max_frames=8), batching=BatchPolicy(mode="latency"))
+                          max_frames=8, backend_options=BackendOptions(threads=2)),
+                batching=BatchPolicy(mode="latency"))
     assert stats.mode == "latency" and stats.frames_processed == 8
     assert concurrent_backend["peak"] == 1
 
@@ -206,6 +210,7 @@ def test_one_live_source_gets_the_newest_frame_within_one_and_a_half_model_times
     capture = latency.capture_to_output_ms
     assert capture is not None and capture["count"] == latency.frames_processed
     assert INFER_MS <= capture["p50_ms"] <= 1.5 * INFER_MS
-    queued = run(config, batching=BatchPolicy(mode="throughput"))
+    one_slot = replace(config, backend_options=BackendOptions(threads=1))  # 1 call in flight
+    queued = run(one_slot, batching=BatchPolicy(mode="throughput"))
     assert queued.mode == "throughput" and queued.capture_to_output_ms is not None
     assert queued.capture_to_output_ms["p50_ms"] >= 2.5 * INFER_MS  # 3 frames queued ahead
