@@ -6,14 +6,20 @@ Accuracy is always reported on frames the calibration never saw: the user's
 ``--eval-images`` (minus any overlap), or frames held back from ``--calib``.
 The cache is keyed on the graph, the prepared tensors and the settings, so a
 re-run with the same frames skips the calibration pass and anything else
-recalibrates.
+recalibrates.  One file holds every calibration a run measured (the user's and
+the calibration search's), never one file per trial.
+
+Frames stream: with ``convert`` (the lowering passes the runtime's ``prepare``)
+each calibration image is converted as it is read, so the full-size decoded
+frames (6 MB each at 2048x1024) are never all held at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +30,13 @@ from segedge.export.frames import VIDEO_SUFFIXES, FrameSet, list_images, read_vi
 from segedge.runtime.errors import InputError
 from segedge.runtime.io import write_json_atomic
 
-CACHE_SCHEMA = 1
-DEFAULT_HOLDOUT = 32
+CACHE_SCHEMA = 2  # one file, several content-keyed entries (1: one entry)
+CACHE_ENTRIES = 8
+# frames held back from --calib to report on (at most a fifth of them): per-frame INT8
+# agreement spreads 1-3 points on real models, so 64 (32 report frames after the
+# selection/report split) gives a 95 % interval of about +-1 point; the report says how
+# many frames its measured spread needs for +-0.5 (precision_report.agreement_spread)
+DEFAULT_HOLDOUT = 64
 
 
 @dataclass(frozen=True)
@@ -41,24 +52,28 @@ def spread(items: list[Any], count: int) -> list[Any]:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, count)]
 
 
-def read_images(files: list[Path], what: str) -> list[np.ndarray]:
+def read_images(files: list[Path], what: str,
+                convert: Callable[[np.ndarray], Any] | None = None) -> list[Any]:
+    """Decoded frames, each passed through `convert` as soon as it is read."""
     frames = []
     for f in files:
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if img is None:
             raise InputError(what, "readable image files", str(f))
-        frames.append(img)
+        frames.append(img if convert is None else convert(img))
     return frames
 
 
 def split_frames(calib: str, count: int, eval_images: str | None = None,
                  eval_labels: Path | None = None, eval_count: int | None = None,
-                 holdout: int = DEFAULT_HOLDOUT) -> Split:
+                 holdout: int = DEFAULT_HOLDOUT,
+                 convert: Callable[[np.ndarray], Any] | None = None) -> Split:
     """Calibration frames from `calib` (folder, glob or video) and disjoint held-out frames.
 
     The calibration frames depend on `calib` and `count` only: the frames held
     back from `calib` are reserved whether or not `--eval-images` is given, so
     adding evaluation flags never changes the calibration (nor misses its cache).
+    `convert` is applied to each calibration image as it is read (streaming).
     """
     if count < 1:
         raise InputError("--calib-count", "a positive number of frames", count)
@@ -70,7 +85,11 @@ def split_frames(calib: str, count: int, eval_images: str | None = None,
         raise InputError("--eval-labels", "--eval-images DIR as well", "labels only")
     path = Path(calib)
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-        return _split_video(path, count, held, truths, eval_count or holdout)
+        split = _split_video(path, count, held, truths, eval_count or holdout)
+        if convert is None:
+            return split
+        return replace(split, calib=replace(split.calib, frames=[
+            convert(f) for f in split.calib.frames]))
     files = list_images(calib)
     if not files:
         raise InputError("--calib", "a folder, glob or video with frames", repr(calib))
@@ -92,7 +111,8 @@ def split_frames(calib: str, count: int, eval_images: str | None = None,
         held = FrameSet(read_images(held_files, "--calib"),
                         f"{calib} ({len(held_files)} held-out frames)",
                         tuple(str(p) for p in held_files))
-    return Split(FrameSet(read_images(picked, "--calib"), f"{calib} ({len(picked)} frames)",
+    return Split(FrameSet(read_images(picked, "--calib", convert),
+                          f"{calib} ({len(picked)} frames)",
                           tuple(str(p) for p in picked)), held, truths)
 
 
@@ -147,19 +167,34 @@ def cache_key(graph: bytes, tensors: list[np.ndarray], **settings: Any) -> str:
     return digest.hexdigest()
 
 
-def load_cache(path: Path, key: str, ranges_out: Path) -> bool:
-    """Write the cached ranges to `ranges_out` when `path` holds ranges for `key`."""
+def _entries(path: Path) -> dict[str, Any]:
+    """key -> entry of a cache file (schema 2: several keys; schema 1: one)."""
     try:
         blob = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
+        return {}
+    if not isinstance(blob, dict):
+        return {}
+    if blob.get("schema") == 1 and isinstance(blob.get("key"), str):
+        return {blob["key"]: blob}
+    if blob.get("schema") == CACHE_SCHEMA and isinstance(blob.get("entries"), dict):
+        return blob["entries"]
+    return {}
+
+
+def load_cache(path: Path, key: str, ranges_out: Path) -> bool:
+    """Write the cached ranges to `ranges_out` when `path` holds ranges for `key`."""
+    entry = _entries(path).get(key)
+    if not isinstance(entry, dict) or "ranges" not in entry:
         return False
-    if not isinstance(blob, dict) or blob.get("schema") != CACHE_SCHEMA or blob.get("key") != key:
-        return False
-    ranges_out.write_text(json.dumps(blob["ranges"]))
+    ranges_out.write_text(json.dumps(entry["ranges"]))
     return True
 
 
 def save_cache(path: Path, key: str, ranges_file: Path, info: dict[str, Any]) -> None:
-    blob = {"schema": CACHE_SCHEMA, "key": key, **info,
-            "ranges": json.loads(ranges_file.read_text())}
-    write_json_atomic(path, blob)
+    """Add (or refresh) `key` in the one cache file: every calibration a run measured (the
+    user's and the search's) lives in it, the newest ``CACHE_ENTRIES`` kept."""
+    entries = {k: v for k, v in _entries(path).items() if k != key}
+    entries[key] = {**info, "ranges": json.loads(ranges_file.read_text())}
+    entries = dict(list(entries.items())[-CACHE_ENTRIES:])
+    write_json_atomic(path, {"schema": CACHE_SCHEMA, "entries": entries})

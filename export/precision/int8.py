@@ -102,7 +102,11 @@ METHODS: dict[str, CalibrationMethod] = {
     "percentile": CalibrationMethod.Percentile,
 }
 TRT_OPS = (*sorted(COMPUTE_OPS), "MaxPool", "AveragePool", "GlobalAveragePool", "Add")
-CHUNK = 8  # frames per collect pass: bounds the activations held for histogram methods
+CHUNK = 8  # at most this many frames per collect pass
+# activations one collect pass may hold: ORT keeps every calibrated activation of a pass
+# (1024x512 real-time nets: 100-400 MB a frame; ddrnet23_slim 292 MB), so the chunk
+# shrinks to fit this
+ACTIVATION_BUDGET = 1 << 29  # 512 MiB: ddrnet23_slim 1024x512 peaked 3.0 GB at 1 GiB
 
 
 @dataclass(frozen=True)
@@ -133,14 +137,23 @@ def _inside(folder: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """ONNX Runtime's quantizer logs advice (root logger) and prints progress to stdout."""
+    """ONNX Runtime's quantizer logs advice (root logger), prints progress to stdout, and its
+    sessions print C++ warnings to stderr ("Removing initializer ... not used by any node",
+    about 70 on one published model): all silenced while quantizing."""
+    import warnings
+
+    import onnxruntime
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    onnxruntime.set_default_logger_severity(3)  # errors only
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             yield
     finally:
+        onnxruntime.set_default_logger_severity(2)  # ORT's default (warnings)
         root.setLevel(level)
 
 
@@ -160,33 +173,87 @@ def preprocess(fp32: Path, workdir: Path) -> Path:
 
 
 class _Reader(CalibrationDataReader):
+    """Feeds frames; `tick` runs once a frame has been *run* (asked for the next one)."""
+
     def __init__(self, tensors: Sequence[np.ndarray], input_name: str,
                  tick: Callable[[], None]) -> None:
         self._it = iter(tensors)
         self._name = input_name
         self._tick = tick
+        self._pending = False
 
     def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._pending:
+            self._pending = False
+            self._tick()
         tensor = next(self._it, None)
         if tensor is None:
             return None
-        self._tick()
+        self._pending = True
         return {self._name: tensor}
+
+
+def activation_bytes(calibrator: Any, tensor: np.ndarray, input_name: str) -> int:
+    """Bytes one frame's calibrated activations take (measured on one frame): sizes chunks."""
+    outs = calibrator.infer_session.run(None, {input_name: tensor})
+    size = int(sum(getattr(o, "nbytes", 0) for o in outs))
+    del outs
+    return size
+
+
+def chunk_for(per_frame: int, budget: int = ACTIVATION_BUDGET) -> int:
+    """Frames per collect pass: ORT keeps every activation of a pass in memory at once."""
+    return max(1, min(CHUNK, budget // max(per_frame, 1)))
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    data: TensorsData
+    frames: int  # frames the ranges were computed on (fewer when the bound stopped it)
+    chunk: int  # frames per collect pass
+    activation_mb: float  # one frame's calibrated activations
 
 
 def calibrate(pre: Path, tensors: Sequence[np.ndarray], input_name: str, method: CalibMethod,
               workdir: Path, tick: Callable[[], None] = lambda: None) -> TensorsData:
     """Activation ranges over the calibration tensors, collected a chunk at a time."""
+    return calibrate_bounded(pre, tensors, input_name, method, workdir, tick).data
+
+
+def calibrate_bounded(pre: Path, tensors: Sequence[np.ndarray], input_name: str,
+                      method: CalibMethod, workdir: Path,
+                      tick: Callable[[], None] = lambda: None,
+                      budget: int = ACTIVATION_BUDGET) -> Calibrated:
+    """Ranges streamed over the frames: chunks sized so one pass's activations stay within
+    `budget` bytes.  `tick` runs after every frame and may raise steps.BoundReached: the
+    ranges of the frames collected so far are then returned (``frames`` says how many)."""
+    from segedge.export.precision.steps import BoundReached
+
     if not tensors:
         raise ExportError("INT8 calibration: expected at least one calibration frame, got none")
+    done = 0
     with _quiet():
         calibrator = create_calibrator(
             pre, augmented_model_path=str(workdir / "augmented.onnx"),
             calibrate_method=METHODS[method], providers=["CPUExecutionProvider"],
             extra_options={})
+        per_frame = activation_bytes(calibrator, tensors[0], input_name)
+        chunk = chunk_for(per_frame, budget)
         try:
-            for start in range(0, len(tensors), CHUNK):
-                calibrator.collect_data(_Reader(tensors[start:start + CHUNK], input_name, tick))
+            for start in range(0, len(tensors), chunk):
+                part = tensors[start:start + chunk]
+                try:
+                    calibrator.collect_data(_Reader(part, input_name, tick))
+                    done += len(part)
+                except BoundReached:
+                    # the frames of the interrupted pass are dropped with it; keep earlier
+                    calibrator.clear_collected_data()
+                    if done == 0:
+                        raise ExportError(
+                            "INT8 calibration: expected at least one calibration pass "
+                            "within the time bound, got none (raise the bound or lower "
+                            "--calib-count)") from None
+                    break
             data = calibrator.compute_data()
         except ValueError as err:  # e.g. np.histogram "Too many bins for data range"
             raise ExportError(
@@ -194,7 +261,7 @@ def calibrate(pre: Path, tensors: Sequence[np.ndarray], input_name: str, method:
                 f"{str(err).strip().splitlines()[0][:120]!r} (degenerate, e.g. random weights); "
                 "try --calib-method minmax or a trained model"
             ) from None
-    return data
+    return Calibrated(data, done, chunk, round(per_frame / 2**20, 1))
 
 
 def write_ranges(data: TensorsData, path: Path) -> Path:

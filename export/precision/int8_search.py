@@ -13,9 +13,11 @@ frames (``COUNTS`` spread from the calibration pool, the pool itself first) and
 per-channel weights on/off, in that order of cost; the first candidate that
 meets the budget on the selection frames wins, else the best measured one.
 A new (method, count) pair costs one calibration pass over that many frames;
-per-channel off costs only a re-quantization.  The whole search stops after
-``SEARCH_S`` seconds (measured here on the CamVid ESPNet at 128x160: about
-4 s per candidate on 2 CPU cores).
+per-channel off costs only a re-quantization (its ranges come from the run's
+memo, never a second pass).  The whole search stops after ``SEARCH_S`` seconds
+(measured here on the CamVid ESPNet at 128x160: about 4 s per candidate on 2
+CPU cores), checked between candidates and, through `build`, after every frame
+of a candidate's calibration (``steps.BoundReached``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def search(first: Candidate, first_measure: Measure, budget: Budget,
 
     `build(candidate)` -> artifact (or raises ValueError/ExportError, recorded and skipped).
     """
+    from segedge.export.precision.steps import BoundReached
     from segedge.runtime.errors import ExportError
 
     tried: list[dict[str, Any]] = [{**first.to_dict(), **first_measure.to_dict()}]
@@ -121,10 +124,14 @@ def search(first: Candidate, first_measure: Measure, budget: Budget,
             break
         try:
             built = build(cand)
+            m = measure(built)
         except ExportError as err:  # e.g. a histogram method on a degenerate range
             tried.append({**cand.to_dict(), "error": str(err)})
             continue
-        m = measure(built)
+        except BoundReached:  # inside a candidate's own calibration pass
+            tried.append({**cand.to_dict(), "stopped": f"search time limit {limit_s:.0f} s "
+                          "(inside this candidate's calibration)"})
+            break
         tried.append({**cand.to_dict(), **m.to_dict()})
         if better(m, best[2]):
             best = (cand, built, m)

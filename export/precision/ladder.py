@@ -1,4 +1,7 @@
-"""Lower a verified FP32 ONNX to FP16 or INT8 and measure what it cost.
+"""Lower a verified FP32 ONNX to FP16 and measure what it cost; the checks INT8 shares.
+
+INT8's own steps live in precision/int8_lower.py (calibrate, search, sensitivity,
+fallback, report); this module keeps FP16's lowering and the comparisons both use.
 
 Precision lives in the ONNX: both transforms run and are checked here on a
 CPU with ONNX Runtime, against the FP32 graph (itself verified against
@@ -10,30 +13,23 @@ exporter can write the failure report before refusing to publish.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from segedge.export.config import ExportConfig, PrecisionOptions
+from segedge.export.config import ExportConfig
 from segedge.export.evaluation.evaluate import LabelledFrames, Scores
 from segedge.export.frames import load_frames
 from segedge.export.onnx import tools as onnx_tools
 from segedge.export.onnx.tools import session
-from segedge.export.precision import calibration, int8_search, runtimes
-from segedge.export.precision import int8 as q8
+from segedge.export.precision import calibration, runtimes
 from segedge.export.precision.fp16 import convert_fp16
 from segedge.export.precision.modes.base import LowerRequest
-from segedge.export.precision.modes.int8 import CalibMethod
-from segedge.export.precision.sensitivity import Budget, Measure, search
 from segedge.export.verify.compare import agreement
-from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
-from segedge.runtime.progress import progress
-
-RANK_FRAMES = 16  # selection frames used to rank layer sensitivity (the budget uses all)
 
 
 @dataclass(frozen=True)
@@ -174,169 +170,8 @@ def lower_fp16(req: LowerRequest) -> Lowered:
     return Lowered(path, new_meta, section, failure)
 
 
-def _ranges(opts: PrecisionOptions, quiet: bool, pre: Path, calib: LabelledFrames,
-            meta: ArtifactMetadata, workdir: Path, out: Path, primary: bool = True,
-            method: CalibMethod | None = None) -> tuple[Path, dict[str, Any]]:
-    """Activation ranges from the cache when the graph and frames match, else calibrate.
-
-    `primary`: the user's method on all calibration frames, cached at --calib-cache (or
-    <output>.calib.json); a (method, frame count) tried by the calibration search gets its
-    own file beside it.
-    """
-    import onnxruntime
-
-    method = method or opts.calib_method
-    key = calibration.cache_key(pre.read_bytes(), calib.tensors, method=method,
-                                target=opts.int8_target, ort=onnxruntime.__version__)
-    default = opts.calib_cache or out.with_suffix(".calib.json")
-    cache = default if primary else default.with_name(
-        f"{default.stem}.{method}.{len(calib)}{default.suffix}")
-    ranges = workdir / f"ranges_{method}_{len(calib)}.json"
-    start = time.perf_counter()
-    hit = calibration.load_cache(cache, key, ranges)
-    if not hit:
-        bar = progress(total=len(calib), desc="calibrating", unit="frame", quiet=quiet)
-        q8.write_ranges(q8.calibrate(pre, calib.tensors, meta.input.name, method,
-                                     workdir, bar.update), ranges)
-        bar.close()
-        calibration.save_cache(cache, key, ranges, {"method": method,
-                                                    "frames": len(calib), "source": calib.source})
-    return ranges, {"method": method, "frames": len(calib), "source": calib.source,
-                    "cache": str(cache), "cache_hit": hit,
-                    "seconds": round(time.perf_counter() - start, 2)}
-
-
-def _subset(frames: LabelledFrames, count: int) -> LabelledFrames:
-    """`count` calibration frames spread over the pool (all of them when count >= pool)."""
-    if count >= len(frames):
-        return frames
-    idx = calibration.spread(list(range(len(frames))), count)
-    return replace(frames, tensors=[frames.tensors[i] for i in idx],
-                   geoms=[frames.geoms[i] for i in idx], truths=None,
-                   source=f"{frames.source}, {count} spread")
-
-
-def lower_int8(req: LowerRequest) -> Lowered:
-    """Quantize, choosing on the held-out selection frames, reporting on the report frames."""
-    opts, fp32, meta, workdir = req.cfg.precision, req.fp32, req.meta, req.workdir
-    quiet = req.cfg.quiet
-    if not opts.calib:  # PrecisionOptions refuses this already; keeps the type narrow
-        raise InputError("--int8", "--calib DIR|VIDEO|GLOB (calibration frames)", "none")
-    split = calibration.split_frames(opts.calib, opts.calib_count, opts.eval_images,
-                                     opts.eval_labels, opts.eval_count)
-    calib = LabelledFrames.load(split.calib.frames, meta.input, split.calib.source)
-    held_all = LabelledFrames.load(split.held.frames, meta.input, split.held.source,
-                                   split.truths)
-    parts = int8_search.split_held(held_all)
-    held, rep = parts.selection, parts.report
-    pre = q8.preprocess(fp32, workdir)
-    ranges, calib_info = _ranges(opts, quiet, pre, calib, meta, workdir, req.out)
-    target, method = opts.int8_target, opts.calib_method
-    ref = run_labels(fp32, held, meta)
-    ref_scores = held.score(ref, meta.classes, opts.ignore_index)
-    rank_frames = replace(held, tensors=held.tensors[:RANK_FRAMES],
-                          geoms=held.geoms[:RANK_FRAMES], truths=None)
-    rank_ref = ref[:RANK_FRAMES]
-
-    def measure(path: Path) -> Measure:
-        got = run_labels(path, held, meta)
-        s = held.score(got, meta.classes, opts.ignore_index)
-        return Measure(agreement(got, ref), s.miou if s else None,
-                       ref_scores.miou if ref_scores else None)
-
-    def agreement_of(path: Path) -> float:
-        return agreement(run_labels(path, rank_frames, meta), rank_ref)
-
-    quantizer = q8.Quantizer.open(pre, ranges, target, method)
-    full = quantizer.quantize(workdir / "int8_full.onnx")
-    budget = Budget(opts.max_miou_drop, opts.int8_min_agreement)
-    user_set = opts.max_miou_drop is not None or opts.int8_min_agreement is not None
-    searched: list[dict[str, Any]] = []
-    per_channel = True
-    if not user_set:
-        # default budget: the tool also chooses the calibration (method, frame count,
-        # per-channel) before keeping layers in FP32; with a user budget, theirs stands
-        def build(c: int8_search.Candidate) -> tuple[q8.Quantizer, Path, dict[str, Any]]:
-            ranges_c, info = _ranges(opts, quiet, pre, _subset(calib, c.frames), meta,
-                                     workdir, req.out, primary=False,
-                                     method=c.method)  # type: ignore[arg-type]
-            qz = q8.Quantizer.open(pre, ranges_c, target, c.method,  # type: ignore[arg-type]
-                                   per_channel=c.per_channel)
-            name = f"int8_full_{c.method}_{c.frames}_{'pc' if c.per_channel else 'pt'}.onnx"
-            return qz, qz.quantize(workdir / name), info
-
-        first = int8_search.Candidate(method, len(calib), True)
-        chosen, built, searched = int8_search.search(
-            first, measure(full), budget, build, lambda b: measure(b[1]))
-        if built is not None:
-            quantizer, full, calib_info = built
-            method, per_channel = quantizer.method, chosen.per_channel
-    bars: list[Any] = []  # created on the first trial: no bar when full INT8 meets the budget
-
-    def tick() -> None:
-        if not bars:
-            bars.append(progress(desc="INT8 sensitivity", unit="trial", quiet=quiet))
-        bars[0].update()
-
-    found = search(
-        full, measure(full), budget, quantizer.candidates,
-        only=lambda n: quantizer.quantize(workdir / "int8_one.onnx", only=[n]),
-        excluding=lambda kept: quantizer.quantize(workdir / "int8_kept.onnx", exclude=kept),
-        measure=measure, agreement_of=agreement_of, tick=tick)
-    for bar in bars:
-        bar.close()
-    model = onnx.load(str(found.path))
-    new_meta = meta.with_changes(precision="int8", opset=onnx_tools.opset_of(model), extra={
-        **meta.extra, "int8": {"target": target, "calibration": method,
-                               "calibration_frames": calib_info["frames"],
-                               "per_channel": per_channel,
-                               "kept_fp32": list(found.kept_fp32)}})
-    onnx_tools.set_metadata(model, new_meta)
-    model = onnx_tools.check(model)
-    path = workdir / "int8.onnx"
-    onnx.save(model, str(path))
-    # the drop the report states: on the report frames, which chose nothing
-    rep_ref = run_labels(fp32, rep, meta) if parts.split else ref
-    got = run_labels(path, rep, meta)
-    section = _common(fp32, path, rep, meta, "int8",
-                      rep.score(rep_ref, meta.classes, opts.ignore_index),
-                      rep.score(got, meta.classes, opts.ignore_index))
-    rule = budget.describe(held.truths is not None)
-    section.update(
-        target=target, argmax_agreement=agreement(got, rep_ref),
-        budget={"rule": rule, "met": found.met, "user_set": user_set},
-        kept_fp32=list(found.kept_fp32), per_channel=per_channel,
-        quantized_layers=len(q8.quantized_layers(model)),
-        calibration={**calib_info, "searched": searched,
-                     "search_space": "method x frame count x per-channel" if not user_set
-                     else "none (a user budget keeps the user's calibration)"},
-        sensitivity=[{"layer": n, "changed_pixels_percent": s} for n, s in found.ranking],
-        trials=list(found.trials))
-    failure = None if found.met else (
-        f"INT8 budget: expected {rule}, got agreement "
-        f"{found.measure.agreement:.3f}%" + (f", mIoU drop {found.measure.miou_drop:.3f}"
-                                             if found.measure.miou_drop is not None else "")
-        + f" even with {len(found.kept_fp32)} layer(s) kept in FP32")
-    checked = per_runtime(fp32, path, rep, meta, opts.ignore_index, "int8")
-    section["runtimes"] = checked
-    section["held_out"] = {"frames": len(held_all), "source": held_all.source,
-                           "disjoint_from_calibration": True, **parts.describe(),
-                           "selection_measure": found.measure.to_dict(),
-                           "miou_drop": {rt: e["miou"]["drop"] for rt, e in checked.items()
-                                         if "miou" in e}}
-    report_miss = runtime_failure(
-        checked, lambda e: budget.met(Measure(
-            e["argmax_agreement"], e["miou"]["int8"] if "miou" in e else None,
-            e["miou"]["fp32"] if "miou" in e else None)), rule,
-        "INT8 budget (report frames)" if parts.split else "INT8 budget", len(rep))
-    failure = failure or report_miss
-    section["budget"]["met"] = failure is None
-    section["speed"] = speed_section(fp32, path, rep.tensors[0], meta, target)
-    return Lowered(path, new_meta, section, failure)
-
-
 def speed_section(fp32: Path, int8: Path, tensor: np.ndarray, meta: ArtifactMetadata,
-                  target: str) -> dict[str, Any]:
+                  target: str, budget_s: float = 2.0) -> dict[str, Any]:
     """INT8 vs FP32 (and vs OpenVINO bf16 where the CPU has it) latency, with a verdict.
 
     The target backend decides which numbers the verdict reads: OpenVINO CPU
@@ -345,14 +180,17 @@ def speed_section(fp32: Path, int8: Path, tensor: np.ndarray, meta: ArtifactMeta
     ``tensorrt`` (measured by the engine build on the device, not here).
     """
     ms: dict[str, dict[str, float]] = {runtimes.ORT: {
-        "fp32": runtimes.latency_ms(fp32, tensor, meta), "int8": runtimes.latency_ms(
-            int8, tensor, meta)}}
+        "fp32": runtimes.latency_ms(fp32, tensor, meta, budget_s=budget_s),
+        "int8": runtimes.latency_ms(int8, tensor, meta, budget_s=budget_s)}}
     if runtimes.OPENVINO in runtimes.available() and \
             runtimes.probe(int8, runtimes.OPENVINO) is None:
-        ov = {"fp32": runtimes.latency_ms(fp32, tensor, meta, runtimes.OPENVINO, "f32"),
-              "int8": runtimes.latency_ms(int8, tensor, meta, runtimes.OPENVINO, "f32")}
+        ov = {"fp32": runtimes.latency_ms(fp32, tensor, meta, runtimes.OPENVINO, "f32",
+                                          budget_s),
+              "int8": runtimes.latency_ms(int8, tensor, meta, runtimes.OPENVINO, "f32",
+                                          budget_s)}
         if runtimes.has_bf16():
-            ov["bf16"] = runtimes.latency_ms(fp32, tensor, meta, runtimes.OPENVINO, "bf16")
+            ov["bf16"] = runtimes.latency_ms(fp32, tensor, meta, runtimes.OPENVINO, "bf16",
+                                             budget_s)
         ms[runtimes.OPENVINO] = ov
     backend = runtimes.OPENVINO if runtimes.OPENVINO in ms else runtimes.ORT
     if target == "tensorrt":

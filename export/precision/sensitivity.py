@@ -1,9 +1,12 @@
 """Accuracy budget for INT8 and the search that meets it by keeping layers in FP32.
 
-When the fully quantized graph misses the budget, each candidate layer is
-quantized *alone* (everything else FP32) and ranked by how much it changes
-the FP32 prediction; then the most sensitive layers are kept in FP32, one
-more at a time (the smallest set first), until the budget holds.  One-at-a-
+When the fully quantized graph misses the budget, each candidate quantization
+point (precision/points.py: activation Q/DQ pairs and weights) is quantized
+*alone* (everything else float) and ranked by how much it changes the FP32
+prediction; then the most sensitive points are kept in float, the smallest set
+first, until the budget holds.  Keeping every point is the FP32 graph, so the
+search always has a set that meets the budget; only its time bound can stop it
+short, and then the closest measured set is reported.  One-at-a-
 time ranking costs one quantize + one short evaluation per layer and, unlike
 leave-one-out, is not drowned by the error of all the other layers.
 """
@@ -97,31 +100,99 @@ class SearchResult:
 def rank_layers(layers: Sequence[str], only: Callable[[str], Path],
                 agreement_of: Callable[[Path], float],
                 tick: Callable[[], None] = lambda: None) -> list[tuple[str, float]]:
-    """Most sensitive first: percent of pixels a layer alone changes when quantized."""
-    scored = []
-    for layer in layers:
-        scored.append((layer, round(100.0 - agreement_of(only(layer)), 4)))
-        tick()
-    return sorted(scored, key=lambda item: -item[1])
+    """Most sensitive first: percent of pixels a layer (point) alone changes when quantized.
+
+    `tick` runs after every measured point and may raise steps.BoundReached: the points
+    measured so far are ranked by effect, the others follow unmeasured in the given order
+    (fragile ones first), scored ``-1`` so the report tells them apart.
+    """
+    from segedge.export.precision.steps import BoundReached
+
+    scored: list[tuple[str, float]] = []
+    try:
+        for layer in layers:
+            scored.append((layer, round(100.0 - agreement_of(only(layer)), 4)))
+            tick()
+    except BoundReached:
+        pass
+    measured = {name for name, _ in scored}
+    ranked = sorted(scored, key=lambda item: -item[1])
+    return ranked + [(name, -1.0) for name in layers if name not in measured]
+
+
+LINEAR_K = 8  # keep-k steps of one up to here; then doubling, then bisection
+
+
+def keep_counts(n: int) -> list[int]:
+    """k = 1..8 one at a time (cheap and exact for the usual case), then 16, 32, ... n."""
+    ks = list(range(1, min(n, LINEAR_K) + 1))
+    k = LINEAR_K
+    while k < n:
+        k = min(2 * k, n)
+        ks.append(k)
+    return ks
 
 
 def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[str],
            only: Callable[[str], Path], excluding: Callable[[tuple[str, ...]], Path],
            measure: Callable[[Path], Measure], agreement_of: Callable[[Path], float],
-           tick: Callable[[], None] = lambda: None) -> SearchResult:
-    """Full INT8 if it meets `budget`; else keep the top-k sensitive layers, k = 1, 2, ..."""
+           tick: Callable[[], None] = lambda: None,
+           keep_tick: Callable[[], None] | None = None) -> SearchResult:
+    """Full INT8 if it meets `budget`; else keep the top-k sensitive points in float.
+
+    k grows one at a time up to ``LINEAR_K``, then doubles up to every point (all kept =
+    the FP32 graph, so the search can always reach the budget), then bisects between
+    the last miss and the first hit.  `tick` (ranking) and `keep_tick` (keep-k) run after
+    every measured unit and may raise steps.BoundReached: the best measured so far stands.
+    """
+    from segedge.export.precision.steps import BoundReached
+
+    keep_tick = keep_tick or tick
     trials = [{"kept_fp32": [], **full_measure.to_dict()}]
     if budget.met(full_measure):
         return SearchResult(full, (), full_measure, True, (), tuple(trials))
     ranking = rank_layers(layers, only, agreement_of, tick)
+    order = [name for name, _ in ranking]
     best: tuple[Path, tuple[str, ...], Measure] = (full, (), full_measure)
-    for k in range(1, len(ranking) + 1):
-        kept = tuple(name for name, _ in ranking[:k])
+    hit: tuple[Path, tuple[str, ...], Measure] | None = None
+    measured: dict[int, Path] = {}
+
+    def trial(k: int) -> bool:
+        nonlocal best, hit
+        kept = tuple(order[:k])
         path = excluding(kept)
         m = measure(path)
-        tick()
+        measured[k] = path
         trials.append({"kept_fp32": list(kept), **m.to_dict()})
-        best = (path, kept, m)
         if budget.met(m):
-            return SearchResult(path, kept, m, True, tuple(ranking), tuple(trials))
+            hit = (path, kept, m)
+        elif hit is None and _better(m, best[2]):
+            best = (path, kept, m)
+        keep_tick()
+        return budget.met(m)
+
+    try:
+        miss = 0
+        for k in keep_counts(len(order)):
+            if trial(k):
+                break
+            miss = k
+        if hit is not None:  # bisect between the last miss and the first hit
+            lo, hi = miss, len(hit[1])
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if trial(mid):
+                    hi = mid
+                else:
+                    lo = mid
+    except BoundReached:
+        trials.append({"stopped": "time bound of the keep-in-float search"})
+    if hit is not None:
+        return SearchResult(hit[0], hit[1], hit[2], True, tuple(ranking), tuple(trials))
     return SearchResult(best[0], best[1], best[2], False, tuple(ranking), tuple(trials))
+
+
+def _better(a: Measure, b: Measure) -> bool:
+    if a.miou_drop is not None and b.miou_drop is not None:
+        return a.miou_drop < b.miou_drop
+    return a.agreement > b.agreement

@@ -41,7 +41,7 @@ class INT8(PrecisionMode):
         return self._open(opts, int8_min_agreement=0.0, max_miou_drop=None)
 
     def lower(self, req: LowerRequest) -> Lowered:
-        from segedge.export.precision.ladder import lower_int8
+        from segedge.export.precision.int8_lower import lower_int8
 
         return lower_int8(req)
 
@@ -62,6 +62,18 @@ class INT8(PrecisionMode):
         if section.get("kept_fp32"):
             lines.append(f"kept in fp32 to meet the budget ({section['budget']['rule']}): "
                          + ", ".join(section["kept_fp32"]))
+        spread = section.get("agreement_spread")
+        if spread and spread.get("ci95"):
+            lo, hi = spread["ci95"]
+            lines.append(f"agreement per frame: 95% interval {lo:.2f}-{hi:.2f}% over "
+                         f"{spread['frames']} report frames (sd {spread['per_frame_sd']:.2f})"
+                         + ("" if spread["enough"] else
+                            f"; {spread['frames_for_half_point']} frames would pin it to "
+                            "+-0.5 point: give more --eval-images"))
+        res = section.get("resources")
+        if res and res.get("peak_rss_mb") is not None:
+            lines.append(f"int8 peak memory {res['peak_rss_mb']:.0f} MB resident (process "
+                         f"high-water {res['process_max_rss_mb']:.0f} MB)")
         speed = section.get("speed")
         if speed:
             nums = speed["latency_ms"][speed["backend"]]
