@@ -14,6 +14,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._jit_internal import (  # type: ignore[attr-defined]  # made at import
+    BroadcastingList2,
+    boolean_dispatch,
+)
 
 Rule = Callable[[nn.Module], str | None]
 
@@ -56,9 +60,9 @@ def _uniform(bins: list[tuple[int, int]]) -> tuple[int, int] | None:
     return None
 
 
-def _pool_axis(x: torch.Tensor, axis: int, out: int, kind: str) -> torch.Tensor:
-    """Adaptive pooling of `x` along spatial `axis` (-2 or -1) to `out` cells, exactly."""
-    size = x.shape[axis]
+def _pool_axis(x: torch.Tensor, axis: int, size: int, out: int, kind: str) -> torch.Tensor:
+    """Adaptive pooling of `x` along spatial `axis` (-2 or -1, `size` long: a Python int even
+    while tracing) to `out` cells, exactly."""
     if size == out:
         return x
     bins = _bins(size, out)
@@ -74,25 +78,66 @@ def _pool_axis(x: torch.Tensor, axis: int, out: int, kind: str) -> torch.Tensor:
     return torch.cat([p.amax(axis, keepdim=True) for p in parts], axis)
 
 
-def _static_adaptive(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    def pool(x: torch.Tensor, output_size: Any, *args: Any, **kwargs: Any) -> Any:
-        indices = kwargs.get("return_indices", args[0] if args else False)
-        if x.dim() not in (3, 4) or indices or (kind == "avg" and (args or kwargs)):
-            return original(x, output_size, *args, **kwargs)
-        h, w = x.shape[-2:]
-        if not (isinstance(h, int) and isinstance(w, int)):  # symbolic: keep the op
-            return original(x, output_size, *args, **kwargs)
-        oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
-        oh, ow = h if oh is None else int(oh), w if ow is None else int(ow)
-        if oh < 1 or ow < 1 or oh > h or ow > w or (oh, ow) == (h, w):
-            return original(x, output_size, *args, **kwargs)
-        _used.add(f"adaptive_{kind}_pool2d {h}x{w}->{oh}x{ow}")
-        if (oh, ow) == (1, 1):  # global: one Reduce (the original can trace as_strided+Gather)
-            return x.mean((-2, -1), keepdim=True) if kind == "avg" else \
-                x.amax((-2, -1), keepdim=True)
-        return _pool_axis(_pool_axis(x, -2, oh, kind), -1, ow, kind)
+def _static_pool(kind: str, x: torch.Tensor, output_size: Any) -> torch.Tensor | None:
+    """The fixed-pooling form of adaptive pooling of `x`, or None where the op is kept."""
+    if x.dim() not in (3, 4):
+        return None
+    h, w = x.shape[-2:]
+    if torch.jit.is_tracing() and isinstance(h, torch.Tensor):  # the TorchScript exporter
+        h, w = int(h), int(w)  # traces sizes as tensors; the export is static (see caller)
+    if not (isinstance(h, int) and isinstance(w, int)):  # symbolic: keep the op
+        return None
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    oh, ow = h if oh is None else int(oh), w if ow is None else int(ow)
+    if oh < 1 or ow < 1 or oh > h or ow > w or (oh, ow) == (h, w):
+        return None
+    _used.add(f"adaptive_{kind}_pool2d {h}x{w}->{oh}x{ow}")
+    if (oh, ow) == (1, 1):  # global: one Reduce (the original can trace as_strided+Gather)
+        return x.mean((-2, -1), keepdim=True) if kind == "avg" else \
+            x.amax((-2, -1), keepdim=True)
+    return _pool_axis(_pool_axis(x, -2, h, oh, kind), -1, w, ow, kind)
 
-    return pool
+
+# The patched F functions must stay compilable by TorchScript: scripted code (torchvision's
+# detection heads, F.interpolate's "area" branch reached from scripted functions) resolves
+# F.adaptive_*_pool2d at compile time, and a Python wrapper with *args cannot be compiled.
+# So they keep the originals' signatures, and when scripted they *are* the originals (the
+# documented torch.jit.is_scripting() + @torch.jit.unused pattern); only traced/exported
+# Python calls take the fixed-pooling path.
+_AVG, _MAX = F.adaptive_avg_pool2d, F._adaptive_max_pool2d  # type: ignore[attr-defined]
+
+
+@torch.jit.unused
+def _eager_avg(input: torch.Tensor, output_size: BroadcastingList2[int]) -> torch.Tensor:
+    out = _static_pool("avg", input, output_size)
+    return _AVG(input, output_size) if out is None else out
+
+
+@torch.jit.unused
+def _eager_max(input: torch.Tensor, output_size: BroadcastingList2[int]) -> torch.Tensor:
+    out = _static_pool("max", input, output_size)
+    return _MAX(input, output_size) if out is None else out
+
+
+def _adaptive_avg_pool2d(input: torch.Tensor, output_size: BroadcastingList2[int]
+                         ) -> torch.Tensor:
+    if torch.jit.is_scripting():
+        return _AVG(input, output_size)
+    return _eager_avg(input, output_size)
+
+
+def _adaptive_max_pool2d(input: torch.Tensor, output_size: BroadcastingList2[int],
+                         return_indices: bool = False) -> torch.Tensor:
+    if torch.jit.is_scripting():
+        return _MAX(input, output_size, return_indices)
+    return _eager_max(input, output_size)
+
+
+# like F.adaptive_max_pool2d: return_indices=True goes to the real op (only it has indices)
+_adaptive_max_pool2d_dispatch = boolean_dispatch(
+    arg_name="return_indices", arg_index=2, default=False,
+    if_true=F.adaptive_max_pool2d_with_indices, if_false=_adaptive_max_pool2d,
+    module_name=__name__, func_name="adaptive_max_pool2d")
 
 
 _used: set[str] = set()  # what the patched functions rewrote during one export
@@ -105,7 +150,8 @@ def static_adaptive_pooling(enabled: bool) -> Iterator[list[str]]:
 
     torch.nn.functional is patched for the duration of the export only (restored in
     finally), so a model's functional calls are covered as well as its modules; the
-    parity gate compares the export with the untouched network.
+    parity gate compares the export with the untouched network.  Code TorchScript compiles
+    meanwhile (scripted submodules, @script_if_tracing helpers) gets the original ops.
     """
     said: list[str] = []
     if not enabled:
@@ -113,8 +159,8 @@ def static_adaptive_pooling(enabled: bool) -> Iterator[list[str]]:
         return
     saved = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d)
     _used.clear()
-    F.adaptive_avg_pool2d = _static_adaptive("avg", saved[0])  # type: ignore[assignment]
-    F.adaptive_max_pool2d = _static_adaptive("max", saved[1])  # type: ignore[assignment]
+    F.adaptive_avg_pool2d = _adaptive_avg_pool2d  # type: ignore[assignment]
+    F.adaptive_max_pool2d = _adaptive_max_pool2d_dispatch  # type: ignore[assignment]
     try:
         yield said
     finally:

@@ -44,6 +44,7 @@ from segedge.export.precision.fp16_inputs import (
     float_only_inputs,
     restore_float_inputs,
     shape_subgraph,
+    unshare_initializers,
 )
 from segedge.export.precision.graph import (
     COMPUTE_OPS,
@@ -96,6 +97,8 @@ def convert_fp16(model: ModelProto, keep_fp32: tuple[str, ...] = ()) -> Fp16Resu
     # Resize/Upsample scales and other tensor(float)-only inputs stay FP32 (fp16_inputs.py)
     float_only, no_half = float_only_inputs(model)
     block |= no_half | shape_subgraph(model, float_only, elem_types(model))
+    # an initializer shared by an FP32 and an FP16 node: the FP16 readers get an FP16 copy
+    unshare_initializers(model, block, float_only)
     clamped = _out_of_range(model, block)
     try:
         # Its own Cast-pair clean-up crashes when an FP32 tensor feeds several blocked nodes

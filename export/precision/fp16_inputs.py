@@ -21,6 +21,12 @@ upsampling of the network in FP32 behind two Casts, so instead:
 
 Integer inputs (sizes, pads, axes, indices, shapes) are never touched by the
 converter; ``float_only_inputs`` lists them nowhere because they need nothing.
+
+The converter also keeps an initializer FP32 as soon as *one* blocked node reads
+it, leaving every FP16 reader with an FP32 input (a LayerNormalization bias that
+the torch exporter's optimiser deduplicated with a Gemm's zero bias: ``Gemm C has
+inconsistent type tensor(float)``).  :func:`unshare_initializers` gives those
+FP16 readers their own copy first, which the converter then writes in FP16.
 """
 
 from __future__ import annotations
@@ -93,6 +99,40 @@ def shape_subgraph(model: ModelProto, keep: dict[str, tuple[int, ...]],
         found.add(node.name)
         stack.extend(i for i in node.input if i)
     return found
+
+
+def unshare_initializers(model: ModelProto, fp32_nodes: set[str],
+                         keep: dict[str, tuple[int, ...]]) -> int:
+    """A float initializer read by an FP32 node and an FP16 node: the FP16 readers get a
+    copy of their own (converted to FP16 by the converter), the FP32 ones keep the exact
+    original.  Float-only inputs (`keep`) stay on the original.  Returns how many were
+    copied.  `fp32_nodes`: every node the converter will leave FP32 (blocked names, ops)."""
+    inits = {i.name: i for i in model.graph.initializer if i.data_type == FLOAT}
+    readers: dict[str, list[tuple[NodeProto, int]]] = {}
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            if name in inits:
+                readers.setdefault(name, []).append((node, k))
+    outputs = {o.name for o in model.graph.output}
+    have = {i.name for i in model.graph.initializer}
+    copied = 0
+    for name, uses in readers.items():
+        half = [(n, k) for n, k in uses
+                if n.name not in fp32_nodes and k not in keep.get(n.name, ())]
+        if len(half) == len(uses) or not half or name in outputs:
+            continue
+        copy_name = f"{name}__fp16"
+        while copy_name in have:
+            copy_name += "_"
+        copy = TensorProto()
+        copy.CopyFrom(inits[name])
+        copy.name = copy_name
+        model.graph.initializer.append(copy)
+        have.add(copy_name)
+        for node, k in half:
+            node.input[k] = copy_name
+        copied += 1
+    return copied
 
 
 def restore_float_inputs(half: ModelProto, original: ModelProto,

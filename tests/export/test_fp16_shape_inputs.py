@@ -195,3 +195,27 @@ def test_index_and_shape_inputs_stay_int64(tmp_path: Path) -> None:
         assert types[name] == INT64, name
     by_name = {n.name: n for n in half.graph.node}
     assert types[by_name["tile"].output[0]] == HALF  # the layout ops run FP16
+
+
+def test_initializer_shared_by_fp32_and_fp16_nodes_is_split(tmp_path: Path) -> None:
+    """One bias read by a LayerNormalization (kept FP32) and by two Gemms (FP16), as the torch
+    exporter's optimiser writes transformers (deduplicated zero biases): the Gemms get an FP16
+    copy (C typed like A and B), the normalisation keeps the exact FP32 values."""
+    rng = np.random.default_rng(1)
+    bias = (0.1 * np.arange(8) - 0.35).astype(np.float32)  # not exact in FP16
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b"], ["h"], name="g1"),
+             helper.make_node("LayerNormalization", ["h", "gamma", "b"], ["n"], name="ln",
+                              axis=-1),
+             helper.make_node("Gemm", ["n", "w2", "b"], ["y"], name="g2")]
+    inits = [_init("w1", rng.uniform(-0.5, 0.5, (8, 8))), _init("b", bias),
+             _init("gamma", rng.uniform(0.5, 1.5, 8)), _init("w2", rng.uniform(-0.5, 0.5, (8, 8)))]
+    fp32 = _model(nodes, inits, [4, 8], [4, 8])
+    half = _check_converted(fp32, _x([4, 8]), tmp_path, atol=1e-2)
+    types = elem_types(half)
+    by_name = {n.name: n for n in half.graph.node}
+    for gemm in ("g1", "g2"):
+        assert [types[i] for i in by_name[gemm].input] == [HALF] * 3, gemm
+    ln = by_name["ln"]
+    assert types[ln.input[2]] == FLOAT and types[ln.output[0]] == FLOAT
+    np.testing.assert_array_equal(_value(half, ln.input[2]), bias)  # exact, not via FP16
+    np.testing.assert_array_equal(_value(half, by_name["g2"].input[2]), bias.astype(np.float16))

@@ -14,7 +14,6 @@ from typing import Any
 
 import cv2
 import pytest
-from onnx.shape_inference import InferenceError
 
 from segedge.export.config import ExportConfig, PrecisionOptions, VerifyOptions
 from tests.export import library_fixtures as fx
@@ -57,18 +56,12 @@ def _export(model: str, out: Path, precision: PrecisionOptions) -> dict[str, Any
                                verify=VerifyOptions(count=2), precision=precision))
 
 
-# FP16 of transformers models: the FP16 pass leaves Gemm's bias (C) float32 beside float16
-# A/B, which ONNX shape inference refuses (export/precision, not this front-end): strict, so
-# the fix shows up here as XPASS and the mark goes.
-_GEMM_FP16 = pytest.mark.xfail(strict=True, raises=InferenceError,
-                               reason="FP16 pass keeps Gemm C float32 (issue 21, FP16 part)")
 # yolo FP16 (99.4 % on ONNX Runtime) and DPT INT8 (98.99 % on OpenVINO) sit just under the
 # default gates on these random weights; they are left out rather than given a lower gate.
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("kind", ["smp", *(pytest.param(k, marks=_GEMM_FP16)
-                                            for k in ("segformer", "upernet", "dpt"))])
+@pytest.mark.parametrize("kind", ["smp", "segformer", "upernet", "dpt"])
 def test_fp16_gate_on_both_runtimes(kind: str, tmp_path: Path) -> None:
     model = _model(kind, tmp_path)
     report = _export(model, tmp_path / "m_fp16.onnx", PrecisionOptions(mode="fp16"))

@@ -139,3 +139,49 @@ def _source(cls: type) -> str:
     import inspect
 
     return inspect.getsource(cls)
+
+
+class ScriptedBranch(nn.Module):
+    """A rewritten eager pooling beside code TorchScript compiles *during* the export (what
+    torchvision's detection heads do with @script_if_tracing): the patched F functions must
+    compile there, as the original ops."""
+
+    def __init__(self, scripted: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d((5, 3))  # 12x10 -> 5x3: not divisible, rewritten
+        self.scripted = scripted
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y + self.pool(y).mean((2, 3), keepdim=True) + self.scripted(y)  # type: ignore
+
+
+def test_torchscript_export_compiles_scripted_code_calling_the_patched_ops(
+        tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from segedge.export.onnx.convert import ExportSpec, export_onnx
+
+    @torch.jit.script_if_tracing  # compiled on the first trace: inside the export's patch
+    def pooled(y: torch.Tensor) -> torch.Tensor:
+        a = F.adaptive_avg_pool2d(y, [6, 5]).amax((2, 3), keepdim=True)
+        b = F.adaptive_max_pool2d(y, [3, 2]).mean((2, 3), keepdim=True)
+        # any F.interpolate compiles its "area" branch, which calls F.adaptive_avg_pool2d
+        c = F.interpolate(y, size=[6, 5], mode="bilinear").mean((2, 3), keepdim=True)
+        return a + b + c
+
+    model = ScriptedBranch(pooled).eval()
+    x = torch.randn(1, 3, 12, 10, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = model(x).numpy()
+    spec = ExportSpec(output_names=("logits",), input_axes={}, output_axes={},
+                      exporters=("torchscript",))
+    result = export_onnx(model, x, tmp_path / "s.onnx", spec)
+    assert result.exporter == "torchscript" and result.failures == ()
+    assert result.rewrites and "adaptive_avg_pool2d 12x10->5x3" in result.rewrites[0]
+    session = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert got.shape == want.shape and abs(got - want).max() <= 1e-5
+    assert (F.adaptive_avg_pool2d, F.adaptive_max_pool2d) == (
+        torch.nn.functional.adaptive_avg_pool2d, torch.nn.functional.adaptive_max_pool2d)
