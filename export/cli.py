@@ -26,10 +26,10 @@ from segedge.export.config import (
 from segedge.export.precision import modes
 from segedge.export.precision.modes.int8 import CALIB_METHODS, INT8_TARGETS
 from segedge.export.tasks.base import task_names
-from segedge.runtime.cli_support import run_cli
+from segedge.runtime.cli_support import run_cli, version_option
 from segedge.runtime.contract import MAX_SIDE
 from segedge.runtime.errors import InputError
-from segedge.runtime.metadata import ColorOrder, InputFormat
+from segedge.runtime.metadata import ColorOrder, InputFormat, Interpolation
 from segedge.runtime.normalization import NORM_UNITS, RULE, parse_scale
 
 F = Callable[..., Any]
@@ -56,6 +56,7 @@ def _precision(opts: dict[str, Any]) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("segexport")
 @click.argument("model", required=False)
 @click.option("--list", "list_", is_flag=True, help="List the model zoo and exit.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
@@ -69,7 +70,8 @@ def _precision(opts: dict[str, Any]) -> str:
               help="Text file, one class name per line.")
 @click.option("--num-classes", type=int)
 @click.option("--model-args", multiple=True, metavar="NAME=VALUE ...",
-              help="file.py:Class models: constructor arguments, e.g. --model-args classes=12 "
+              help="file.py:Class and smp:Class models: constructor arguments, e.g. "
+                   "--model-args classes=12 "
                    "p=2 q=8 (values read as Python literals, else strings; num_classes is "
                    "also passed when the constructor takes it).")
 @click.option("--mean", type=float, nargs=3,
@@ -105,12 +107,19 @@ def _precision(opts: dict[str, Any]) -> str:
                    "mIoU side by side, and the export fails (exit 3) when PyTorch's score says "
                    "the preprocessing is wrong (degenerate, or far better with the other colour "
                    "order or the std/mean in other units).")
-@click.option("--check-bf16", is_flag=True,
-              help="Also gate OpenVINO bf16 against FP32 on the verification frames (needs "
-                   "OpenVINO and a CPU with bf16); segrun --backend auto uses bf16 only where "
-                   "this passed.")
+@click.option("--check-bf16/--no-check-bf16", default=True, show_default=True,
+              help="Gate OpenVINO bf16 (and f16 where the CPU has AMX-FP16) against FP32 on "
+                   "the verification frames, where OpenVINO is installed and the CPU runs it "
+                   "natively; segrun --backend auto uses a reduced precision only where this "
+                   "passed. On by default (--check-bf16 is accepted and changes nothing).")
 @click.option("--min-agreement", type=float, default=FP32_MIN_AGREEMENT, show_default=True,
               help="The FP32 parity gate: percent argmax agreement with PyTorch.")
+@click.option("--interpolation", type=click.Choice(get_args(Interpolation)),
+              default="torch-bilinear-aa", show_default=True,
+              help="How the training pipeline resized frames, recorded in the artifact so "
+                   "segrun/segeval resize alike: torch-bilinear-aa (torchvision Resize on "
+                   "tensors), torch-bilinear (F.interpolate, no antialias), pil-bilinear (PIL "
+                   "Image.resize; torchvision Resize on PIL images), cv2-linear (cv2.resize).")
 @click.option("--exporter", type=click.Choice(get_args(Exporter)), default="auto",
               show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
@@ -150,6 +159,12 @@ def _precision(opts: dict[str, Any]) -> str:
                    "runtime checked (ONNX Runtime, OpenVINO).")
 @click.option("--int8-min-agreement", type=float,
               help="INT8 budget: percent argmax agreement with FP32 it must keep.")
+@click.option("--int8-time-limit", type=float, default=720.0, show_default=True,
+              metavar="SECONDS", help="Bound on INT8's long steps (calibration, calibration "
+              "search, sensitivity, keep-in-float search), checked inside each step.")
+@click.option("--int8-keep-closest", is_flag=True,
+              help="When the INT8 budget is missed, keep the closest artifact as "
+                   "<output>.missed-budget.onnx (never under the final name).")
 @click.option("--engine/--no-engine", default=None,
               help="Build a TensorRT plan + sidecar beside the ONNX (default: with --fp16/--int8 "
                    "when TensorRT and a GPU are present).")
@@ -162,6 +177,13 @@ def segexport(model: str | None, list_: bool, classes_file: Path | None, model_r
               imgsz: tuple[int, int] | None, mean: tuple[float, ...] | None,
               std: tuple[float, ...] | None, **opts: Any) -> None:
     """Export MODEL (a zoo name or path/to/model.py:Class) to a verified, self-describing ONNX.
+
+    \b
+    Library models (pip install 'segedge[models]'; nothing is downloaded):
+      smp:Unet --model-args encoder_name=resnet34 classes=12 --checkpoint best.pth
+      smp:path/to/save_pretrained_folder   hf:path/to/transformers_folder
+      yolo:path/to/best.pt (Ultralytics task=semantic)
+      tv:deeplabv3_resnet101 --checkpoint model.pth (torchvision)
 
     \b
     Exit codes: 0 ok; 1 internal error; 2 bad input (checked before work);
@@ -192,7 +214,8 @@ def segexport(model: str | None, list_: bool, classes_file: Path | None, model_r
         calib_cache=opts["calib_cache"], eval_images=opts["eval_images"],
         eval_labels=opts["eval_labels"], eval_count=opts["eval_count"],
         ignore_index=opts["ignore_index"], max_miou_drop=opts["max_miou_drop"],
-        int8_min_agreement=opts["int8_min_agreement"])
+        int8_min_agreement=opts["int8_min_agreement"],
+        int8_time_limit=opts["int8_time_limit"], int8_keep_closest=opts["int8_keep_closest"])
     cfg = ExportConfig(
         model=model, output=opts["output"], task=opts["task"], weights=opts["weights"],
         checkpoint=opts["checkpoint"],
@@ -205,6 +228,7 @@ def segexport(model: str | None, list_: bool, classes_file: Path | None, model_r
         imgsz=imgsz or None, dynamic=opts["dynamic"], batch=opts["batch"],
         opset=opts["opset"], input_format=opts["input_format"],
         input_color=opts["input_color"].upper(), emit=opts["emit"],
+        interpolation=opts["interpolation"],
         confidence=opts["confidence"], simplify=not opts["no_simplify"],
         exporter=opts["exporter"], quiet=opts["quiet"],
         verify=VerifyOptions(enabled=not opts["no_verify"], images=opts["verify_images"],

@@ -24,7 +24,13 @@ from segedge.export.precision.modes.int8 import (
 from segedge.export.tasks.base import task_names
 from segedge.runtime.contract import MAX_SIDE
 from segedge.runtime.errors import InputError
-from segedge.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ColorOrder, InputFormat
+from segedge.runtime.metadata import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ColorOrder,
+    InputFormat,
+    Interpolation,
+)
 from segedge.runtime.normalization import Normalization, NormUnits, normalization
 
 __all__ = ["CalibMethod", "Emit", "EngineOptions", "ExportConfig", "Exporter", "InputFormat",
@@ -71,7 +77,9 @@ class VerifyOptions:
     count: int = 4
     min_agreement: float = FP32_MIN_AGREEMENT  # --min-agreement: the FP32 gate, nothing else
     labels: Path | None = None  # label PNGs named like `images`: PyTorch and ONNX mIoU
-    bf16: bool = False  # --check-bf16: gate OpenVINO bf16 against FP32 for `--backend auto`
+    # On unless --no-check-bf16: gate OpenVINO's reduced precisions (bf16; f16 where the CPU
+    # has AMX-FP16) against FP32, so `segrun --backend auto` may use the fastest verified one.
+    bf16: bool = True
 
     def __post_init__(self) -> None:
         _positive("--verify-count", self.count)
@@ -100,6 +108,8 @@ class PrecisionOptions:
     ignore_index: int | None = 255  # label id left out of mIoU (ids >= classes always are)
     max_miou_drop: float | None = None  # INT8 budget in mIoU points (needs labels)
     int8_min_agreement: float | None = None  # INT8 budget in percent argmax agreement
+    int8_time_limit: float = 720.0  # seconds for INT8's long steps (calibration, searches)
+    int8_keep_closest: bool = False  # budget missed: keep the closest as <out>.missed-budget.onnx
 
     def __post_init__(self) -> None:
         self.spec.validate(self)
@@ -108,6 +118,8 @@ class PrecisionOptions:
         _positive("--calib-count", self.calib_count)
         _positive("--eval-count", self.eval_count)
         _gate("fp16_min_agreement", self.fp16_min_agreement)
+        if self.int8_time_limit <= 0:
+            raise InputError("--int8-time-limit", "seconds > 0", self.int8_time_limit)
         if self.eval_labels is not None and not self.eval_images:
             raise InputError("--eval-labels", "--eval-images DIR as well", "labels only")
         if self.max_miou_drop is not None:
@@ -184,6 +196,8 @@ class ExportConfig:
     opset: int = 18
     input_format: InputFormat = "uint8"
     input_color: ColorOrder = "BGR"  # what the camera gives (OpenCV: BGR)
+    # the training pipeline's frame resize, recorded for segrun/segeval (runtime/resize.py)
+    interpolation: Interpolation = "torch-bilinear-aa"
     emit: Emit = "labels"
     confidence: bool = False
     simplify: bool = True
@@ -204,6 +218,7 @@ class ExportConfig:
         _choice("--weights", self.weights, get_args(WeightsMode))
         _choice("--input-format", self.input_format, get_args(InputFormat))
         _choice("--input-color", self.input_color, get_args(ColorOrder))
+        _choice("--interpolation", self.interpolation, get_args(Interpolation))
         _choice("--emit", self.emit, get_args(Emit))
         _choice("--exporter", self.exporter, get_args(Exporter))
         if self.imgsz is not None and (len(self.imgsz) != 2 or min(self.imgsz) < 1):
@@ -234,9 +249,11 @@ class ExportConfig:
 def _check_model_args(args: ModelArgs, model: str) -> None:
     if not args:
         return
-    if ":" not in model or not model.split(":", 1)[0].endswith(".py"):
-        raise InputError("--model-args", "a path/to/file.py:Class model (zoo entries take "
-                         "--num-classes)", model)
+    from segedge.export.models.sources import model_args_refusal  # light: no torch
+
+    refusal = model_args_refusal(model)  # file.py:Class and smp:Class take them
+    if refusal is not None:
+        raise InputError("--model-args", refusal, model)
     names = [pair[0] if isinstance(pair, tuple) and len(pair) == 2 else pair for pair in args]
     bad = [n for n in names if not isinstance(n, str) or not n.isidentifier()]
     if bad:

@@ -17,6 +17,7 @@ sys.exit() or self-raised KeyboardInterrupt is one error line, never exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -28,9 +29,9 @@ import onnx
 import torch
 
 from segedge.export.config import ExportConfig
-from segedge.export.models import registry
+from segedge.export.models import sources
 from segedge.export.models.resolve import resolve
-from segedge.export.models.user_model import is_user_ref, user_code
+from segedge.export.models.user_model import user_code
 from segedge.export.onnx import tools as onnx_tools
 from segedge.export.onnx.convert import export_onnx
 from segedge.export.precision.modes import LowerRequest, PrecisionMode
@@ -60,7 +61,7 @@ def stderr_log(msg: str) -> None:
 
 def model_name(cfg: ExportConfig) -> str:
     """The name the artifact is called after, known before the model is built."""
-    return cfg.model.split(":", 1)[1] if is_user_ref(cfg.model) else registry.get(cfg.model).name
+    return sources.model_name(cfg.model)  # zoo entry, file.py:Class or library model
 
 
 def output_path(cfg: ExportConfig, name: str) -> Path:
@@ -113,13 +114,17 @@ def export(cfg: ExportConfig, log: Log = stderr_log) -> dict[str, Any]:
     swept = sweep_stale(out.resolve().parent)  # left by SIGKILLed exports (owner gone)
     notes = [f"removed {len(swept)} work folder(s) left by killed exports: "
              + ", ".join(p.name for p in swept)] if swept else []
-    with user_code(cfg.model):
+    # the user's model code may print ("Training from scratch!!"): stdout stays free for data
+    with user_code(cfg.model), contextlib.redirect_stdout(sys.stderr):
         report = _export(cfg, task, mode, out, notes)
     report["total_seconds"] = round(time.perf_counter() - start, 2)
     write_report(report_path(out), report, f"{out} stands; its report misses the final "
                                            "timings")
     if not cfg.quiet:
-        log(format_summary(report, task))
+        from segedge.runtime.report import ExportReport
+
+        summary = ExportReport.from_dict(report_path(out), report).precision_lines()
+        log("\n".join([format_summary(report, task), *summary]))
     elif report["warnings"]:  # --quiet silences the summary, not what may be wrong
         log("\n".join(f"warning: {w}" for w in report["warnings"]))
     return report
@@ -139,8 +144,8 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
             writing(work, f"no artifact written at {out}"):
         raw = work / "raw.onnx"
         exported = export_onnx(prep.wrapper, prep.example, raw, prep.spec)
-        if exported.fallback_reason:
-            notes.append(f"fell back to TorchScript exporter ({exported.fallback_reason})")
+        if exported.note:  # which exporter wrote it, and the first line of why the other failed
+            notes.append(exported.note)
         finished = task.finish_graph(onnx.load(str(raw)), cfg, prep)
         notes += finished.notes
         opset = onnx_tools.opset_of(finished.model)
@@ -148,6 +153,8 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
             notes.append(f"opset {cfg.opset} asked, {opset} written by the {exported.exporter} "
                          "exporter")
         meta = task.metadata(res, cfg, prep, exported.exporter, opset)
+        meta = meta.with_changes(input=dataclasses.replace(  # the training pipeline's resize
+            meta.input, interpolation=cfg.interpolation))
         onnx_tools.set_metadata(finished.model, meta)
         model = onnx_tools.check(finished.model)
         verified = work / "verified.onnx"
@@ -170,7 +177,8 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
             "artifact": str(out), "model": res.name, "family": res.family, "task": task.name,
             "precision": meta.precision, "exporter": exported.exporter, "opset": opset,
             "export_seconds": round(exported.seconds, 2), "simplified": finished.simplified,
-            "rewrites": [*prep.rewrites, *finished.rewrites], "weights": res.weights,
+            "rewrites": [*prep.rewrites, *exported.rewrites, *finished.rewrites],
+            "weights": res.weights,
             "model_args": {k: v for k, v in cfg.model_args},
             **task.report_fields(cfg),
             "inputs": {meta.input.name: value_shape(model.graph.input[0])},
@@ -179,9 +187,9 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
             "gate": task.gate(cfg), "tensorrt": lint_section(model, task),
             "metadata": dataclasses.asdict(meta), "notes": notes, "warnings": warnings,
         }
-        if cfg.verify.bf16:
-            report["openvino"] = {"bf16": bf16_section(cfg, task.name, final_tmp, meta,
-                                                       prep.size)}
+        if cfg.verify.bf16:  # on by default: segrun may use the fastest verified precision
+            report.update(reduced_precision_sections(cfg, task.name, final_tmp, meta,
+                                                     prep.size))
         if lowered is not None:
             report["precision_report"] = lowered.section
             if lowered.failure:
@@ -205,15 +213,89 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
 
 def bf16_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMetadata,
                  size: tuple[int, int]) -> dict[str, Any]:
-    """--check-bf16: OpenVINO bf16 vs FP32 on the verification frames (runtime hint, not graph)."""
-    if task != "semantic":
-        return {"checked": False, "reason": f"bf16 gate is for label maps, not task {task!r}"}
-    from segedge.export.config import FP16_MIN_AGREEMENT
-    from segedge.export.frames import load_frames
-    from segedge.export.precision.runtimes import bf16_gate
+    """OpenVINO bf16 vs FP32 on the verification frames (runtime hint, not graph)."""
+    from segedge.runtime.backends.auto import challengers
 
-    frames = load_frames(cfg.verify.images, cfg.verify.count, size)
-    return bf16_gate(artifact, meta, frames.frames, FP16_MIN_AGREEMENT)
+    return hint_section(cfg, task, artifact, meta, size, challengers()[0], "bf16")
+
+
+def reduced_precision_sections(cfg: ExportConfig, task: str, artifact: Path,
+                               meta: ArtifactMetadata, size: tuple[int, int]
+                               ) -> dict[str, dict[str, Any]]:
+    """Each CPU challenger's reduced inference precisions (OpenVINO: bf16, and f16 where the CPU
+    runs it natively) gated against FP32 on the verification frames, as ``{backend: {hint:
+    section}}`` in the report (runtime.report reads it; the auto chooser times what passed).
+    The FP32 labels are computed once for all of them."""
+    from segedge.runtime.backends.auto import challengers
+    from segedge.runtime.backends.base import descriptor
+
+    out: dict[str, dict[str, Any]] = {}
+    reference: list[Any] = []
+    for name in challengers():
+        entry = descriptor(name)
+        reduced = [h for h in entry.precisions if h != "f32"]
+        native = entry.native_precisions() if entry.available()[0] and reduced else ()
+        sections = {h: hint_section(cfg, task, artifact, meta, size, name, h, reference)
+                    for h in reduced if h == "bf16" or h in native}  # bf16 says why not
+        if sections:
+            out[name] = sections
+    return out
+
+
+NATIVE_NEEDS = {"bf16": "AVX-512 BF16 / AMX", "f16": "AMX-FP16"}  # CPU features that run them
+
+
+def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMetadata,
+                 size: tuple[int, int], backend: str, hint: str,
+                 reference: list[Any] | None = None) -> dict[str, Any]:
+    """``backend`` at inference precision ``hint`` vs the reference CPU backend (ONNX Runtime)
+    in FP32 on the verification frames; ``reference`` caches the FP32 label maps between
+    hints.  Not checked (and said why) where the backend or the CPU cannot run ``hint``."""
+    from segedge.runtime.tasks import get_task as runtime_task
+
+    if not runtime_task(task).label_maps:  # agreement of label maps: the task says if it has them
+        return {"checked": False, "reason": f"{hint} gate is for label maps, not task {task!r}"}
+    from segedge.runtime.backends.auto_cache import cpu_candidates
+    from segedge.runtime.backends.base import BackendOptions, descriptor
+
+    entry = descriptor(backend)
+    ok, why = entry.available()
+    if not ok:
+        return {"checked": False, "reason": why}
+    if hint not in entry.native_precisions():
+        return {"checked": False, "reason": f"this CPU has no native {hint} "
+                                            f"({NATIVE_NEEDS.get(hint, 'kernels')})"}
+    import numpy as np
+
+    from segedge.export.config import FP16_MIN_AGREEMENT
+    from segedge.export.evaluation.evaluate import labels_from_outputs
+    from segedge.export.frames import load_frames
+    from segedge.runtime.preprocess import prepare
+
+    frames = load_frames(cfg.verify.images, cfg.verify.count, size).frames
+    tensors = [prepare([image], meta.input)[0] for image in frames]  # backends pad a batch
+    ref_name = cpu_candidates()[0]
+    if reference is None or not reference:
+        fp32 = descriptor(ref_name).open(artifact, BackendOptions(provider="cpu"))
+        try:
+            labels = [labels_from_outputs(fp32.infer(t), meta) for t in tensors]
+        finally:
+            fp32.close()
+        if reference is not None:
+            reference += labels
+    else:
+        labels = reference
+    reduced = entry.open(artifact, BackendOptions(precision_hint=hint))
+    try:
+        same = sum(int(np.count_nonzero(labels_from_outputs(reduced.infer(t), meta) == want))
+                   for t, want in zip(tensors, labels, strict=True))
+    finally:
+        reduced.close()
+    agreement = round(100.0 * same / max(sum(int(a.size) for a in labels), 1), 3)
+    return {"checked": True, "runtime": f"{backend} CPU {hint} vs {ref_name} fp32",
+            "frames": len(frames), "argmax_agreement": agreement,
+            "gate": {"min_argmax_agreement": FP16_MIN_AGREEMENT,
+                     "passed": agreement >= FP16_MIN_AGREEMENT}}
 
 
 def engine_section(cfg: ExportConfig, mode: PrecisionMode, out: Path, meta: ArtifactMetadata,
@@ -232,14 +314,11 @@ def engine_section(cfg: ExportConfig, mode: PrecisionMode, out: Path, meta: Arti
     refusal = quantization_refusal(out, meta)  # e.g. --int8-target cpu: U8 Q/DQ
     if refusal is not None:
         return {"plan": None, "reason": refusal}
-    h, w = size
-    stride = max(1, meta.input.stride)
     dyn = meta.input.size is None
-    low = (max(stride, h // 2 // stride * stride), max(stride, w // 2 // stride * stride))
+    low, opt, high = meta.input.default_profile(*size)
     opts = cfg.engine
     built = build_engine(out, out.with_suffix(".plan"), EngineConfig(
-        min_hw=low if dyn else None, opt_hw=(h, w) if dyn else None,
-        max_hw=(h * 2, w * 2) if dyn else None,
+        min_hw=low if dyn else None, opt_hw=opt if dyn else None, max_hw=high if dyn else None,
         workspace=opts.workspace_mib * (1 << 20) if opts.workspace_mib else None,
         timing_cache=opts.timing_cache, dla_core=opts.dla_core), meta)
     return {"plan": str(built.plan), "precision": built.sidecar.precision,

@@ -18,12 +18,13 @@ import click
 from segedge.export.deploy.artifact import load_artifact
 from segedge.export.deploy.deepstream import DeepStreamOptions, write_deepstream
 from segedge.export.deploy.triton import KINDS, TritonOptions, write_repository
-from segedge.runtime.cli_support import run_cli
+from segedge.runtime.cli_support import run_cli, version_option
 
 SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
 @click.group(context_settings=SETTINGS)
+@version_option("segdeploy")
 def segdeploy() -> None:
     """Write a Triton model repository or a DeepStream configuration from a segedge artifact."""
 

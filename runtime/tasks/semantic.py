@@ -137,6 +137,7 @@ class SemanticDrawer:
 class SemanticTask(RuntimeTask):
     name: ClassVar[str] = "semantic"
     output_kinds: ClassVar[tuple[str, ...]] = ("logits", "labels", "both")
+    label_maps: ClassVar[bool] = True
 
     def output_names(self, meta: ArtifactMetadata) -> list[str]:
         out = meta.output
