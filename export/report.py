@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from segedge.export.precision import modes
 from segedge.runtime.io import write_json_atomic
+from segedge.runtime.report import REPORT_SUFFIX, report_path
 from segedge.runtime.sidecar import sha256_file
 
 if TYPE_CHECKING:
@@ -17,12 +18,9 @@ __all__ = ["failed_report_path", "format_summary", "publish", "report_path", "sh
            "write_failed_report", "write_json_atomic", "write_report"]
 
 
-def report_path(artifact: Path) -> Path:
-    return artifact.with_suffix(".report.json")
-
-
 def failed_report_path(artifact: Path) -> Path:
-    return artifact.with_suffix(".failed.report.json")
+    """Beside ``report_path`` (runtime.report: the one name readers look for), never it."""
+    return artifact.with_suffix(".failed" + REPORT_SUFFIX)
 
 
 def write_report(path: Path, report: dict[str, Any], outcome: str | None = None) -> Path:

@@ -2,13 +2,13 @@
 
 Each check ends pass, fail (with the fix to try) or n/a (with why).  Masks are
 compared with ONNX Runtime's CPU provider running the same ONNX on the same
-frames of the shipped demo clip; agreement is the share of equal pixels.
+frames of the shipped demo clip; agreement is the share of equal pixels (the one
+comparator, export.verify.compare), latency the median of timed runs (runtime.timing).
+ONNX Runtime's GPU paths and their provider names are its descriptor's segbench rows.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,14 +18,20 @@ from typing import Any, Literal
 import numpy as np
 
 import segedge.runtime
+from segedge.export.doctor.probe import dla_core_count
+from segedge.runtime.backends.base import BackendOptions, BenchRow, descriptor, open_backend
 from segedge.runtime.errors import InputError, SegedgeError
+from segedge.runtime.timing import Rounds, time_one
 
 Status = Literal["pass", "fail", "n/a"]
 ASSETS = Path(segedge.runtime.__file__).parent / "assets"  # the demo ONNX files and clip
 PRECISIONS = ("fp32", "fp16", "int8")
 # Least agreement with the CPU on the same ONNX, in percent of pixels.
 MIN_AGREEMENT = {"fp32": 99.5, "fp16": 99.0, "int8": 97.0}
-TRT_EP, CUDA_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider"
+# ONNX Runtime's GPU rows (ort-tensorrt, ort-cuda: provider option, provider name it must run).
+ORT_GPU_ROWS = {row.provider: row for row in descriptor("onnxruntime").bench_rows
+                if row.device == "cuda"}
+TRT_EP, CUDA_EP = (str(ORT_GPU_ROWS[p].expects) for p in ("tensorrt", "cuda"))
 
 FIX_CUDA = ("check that the NVIDIA driver is installed and loads (nvidia-smi works, libcuda.so.1 "
             "is on the loader path) and supports this CUDA major; install cuda-python matching "
@@ -143,17 +149,19 @@ class Doctor:
 
     def _run(self, backend: Any, name: str, precision: str) -> Check:
         from segedge.export.evaluation.evaluate import labels_from_outputs
+        from segedge.export.verify.compare import agreement
         from segedge.runtime.preprocess import prepare
 
         meta = backend.metadata
         masks, tensors = [], [prepare([f], meta.input)[0] for f in self.frames]
         for tensor in tensors:
             masks.append(labels_from_outputs(backend.infer(tensor), meta))
-        ms = _median_ms(lambda: backend.infer(tensors[0]), self.cfg.iters, self.cfg.warmup)
+        rounds = Rounds(self.cfg.warmup, self.cfg.iters, self.cfg.iters, budget_s=None)
+        ms = round(time_one(lambda: backend.infer(tensors[0]), rounds).median_ms, 3)
         if precision not in self.reference:  # the CPU path itself
             self.reference[precision] = masks
             return Check(name, "pass", f"{len(masks)} frames", ms=ms, agreement=100.0)
-        agree = _agreement(masks, self.reference[precision])
+        agree = round(agreement(masks, self.reference[precision]), 3)
         need = MIN_AGREEMENT[precision]
         if agree < need:
             return Check(name, "fail", f"masks agree {agree:.2f}% with the CPU, expected >= "
@@ -161,10 +169,8 @@ class Doctor:
         return Check(name, "pass", f"masks agree {agree:.2f}% with the CPU", ms=ms,
                      agreement=agree)
 
-    def _open_and_run(self, path: Path, backend: str, options: Any, name: str,
+    def _open_and_run(self, path: Path, backend: str, options: BackendOptions, name: str,
                       precision: str, fix: str) -> None:
-        from segedge.runtime.backends.base import open_backend
-
         with self.guarded(name, fix):
             opened = open_backend(path, backend, options)
             try:
@@ -194,20 +200,18 @@ class Doctor:
         except ImportError as err:
             self.add(Check("onnxruntime-gpu", "fail", str(err), FIX_ORT_GPU))
             return
-        missing = [p for p in (TRT_EP, CUDA_EP) if p not in self.providers]
+        missing = [p for p in descriptor("onnxruntime").gpu_provider_names
+                   if p not in self.providers]
         self.add(Check("onnxruntime-gpu", "fail", f"onnxruntime lacks {', '.join(missing)} "
                        f"(has {', '.join(self.providers)})", FIX_ORT_GPU) if missing else
                  Check("onnxruntime-gpu", "pass", ", ".join(self.providers)))
 
     def cpu(self, precision: str) -> None:
-        from segedge.runtime.backends.base import BackendOptions
-
         self._open_and_run(asset(precision), "onnxruntime", BackendOptions(provider="cpu"),
                            f"cpu {precision}", precision, "reinstall segedge (demo assets)")
 
     def engine(self, precision: str, dla_core: int | None = None) -> None:
         from segedge.export.tensorrt.build import EngineConfig, build_engine
-        from segedge.runtime.backends.base import BackendOptions
         from segedge.runtime.backends.onnx_peek import peek
         from segedge.runtime.metadata import ArtifactMetadata
 
@@ -233,15 +237,13 @@ class Doctor:
         self._open_and_run(plan, "tensorrt", BackendOptions(device_id=self.cfg.device_id),
                            f"tensorrt {tag}", precision, FIX_RUN)
 
-    def ort(self, precision: str, provider: str) -> None:
-        from segedge.runtime.backends.base import BackendOptions
-
-        ep = TRT_EP if provider == "tensorrt" else CUDA_EP
-        name = f"ort-{provider} {precision}"
-        if ep not in self.providers:
-            self.add(Check(name, "n/a", f"onnxruntime lacks {ep} (see onnxruntime-gpu)"))
+    def ort(self, precision: str, row: BenchRow) -> None:
+        """ONNX Runtime on one of its GPU providers (its descriptor's segbench ``row``)."""
+        name = f"{row.row} {precision}"
+        if row.expects not in self.providers:
+            self.add(Check(name, "n/a", f"onnxruntime lacks {row.expects} (see onnxruntime-gpu)"))
             return
-        options = BackendOptions(provider=provider, device_id=self.cfg.device_id,
+        options = BackendOptions(provider=row.provider, device_id=self.cfg.device_id,
                                  cache_dir=self.cfg.workdir / "ort_trt")
         self._open_and_run(asset(precision), "onnxruntime", options, name, precision,
                            FIX_ORT_LOAD)
@@ -250,9 +252,7 @@ class Doctor:
         if not self.tensorrt_ok:
             return 0
         try:
-            import tensorrt as trt
-
-            return int(trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores)
+            return dla_core_count()
         except Exception:  # noqa: BLE001 - a Builder that cannot initialise: the engine checks said why
             return 0
 
@@ -276,10 +276,10 @@ def run_checks(cfg: DoctorConfig, progress: Callable[[Check], None] | None = Non
     for precision in cfg.precisions:
         doctor.cpu(precision)
         doctor.engine(precision)
-        doctor.ort(precision, "tensorrt")
+        doctor.ort(precision, ORT_GPU_ROWS["tensorrt"])
         report()
     if "fp32" in cfg.precisions:
-        doctor.ort("fp32", "cuda")
+        doctor.ort("fp32", ORT_GPU_ROWS["cuda"])
     cores = doctor.dla_cores()
     if cores:
         doctor.engine("fp16", dla_core=0)
@@ -288,19 +288,3 @@ def run_checks(cfg: DoctorConfig, progress: Callable[[Check], None] | None = Non
     report()
     return doctor.checks
 
-
-def _median_ms(step: Callable[[], Any], iters: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    samples = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(samples), 3)
-
-
-def _agreement(masks: list[np.ndarray], reference: list[np.ndarray]) -> float:
-    equal = sum(int((a == b).sum()) for a, b in zip(masks, reference, strict=True))
-    total = sum(int(b.size) for b in reference)
-    return round(100.0 * equal / max(total, 1), 3)

@@ -17,9 +17,10 @@ from typing import Any
 import click
 
 from segedge.export.doctor.checks import Check, DoctorConfig, run_checks
-from segedge.export.doctor.probe import find_gpu, platform_report
+from segedge.export.doctor.probe import platform_report
 from segedge.runtime.cli_support import EXIT_OK, run_cli, version_option
 from segedge.runtime.io import check_writable, write_json_atomic
+from segedge.runtime.platform import find_gpu
 
 EXIT_READY = EXIT_OK
 EXIT_NOT_READY = 3

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 from segedge.export.precision import modes as precision_modes
 from segedge.export.tensorrt.qdq import quantization_refusal
 from segedge.runtime.backends.cuda import cuda_run, gpu_identity, import_cudart
-from segedge.runtime.backends.tensorrt import tensorrt_available as _probe
-from segedge.runtime.backends.tensorrt import trt_object
+from segedge.runtime.backends.tensorrt import tensorrt_available, trt_object  # the one check
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
 from segedge.runtime.io import write_bytes_atomic
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, Precision
@@ -55,11 +54,6 @@ __all__ = ["BuildResult", "EngineConfig", "TypingPlan", "build_engine", "plan_ty
 
 HW = tuple[int, int]
 _PRECISIONS = precision_modes.names()
-
-
-def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
-    """(usable, why not) without raising: no module, only stubs, no cuda-python, no GPU."""
-    return _probe(device_id)
 
 
 @dataclass(frozen=True)

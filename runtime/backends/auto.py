@@ -49,7 +49,6 @@ from segedge.runtime.backends.auto_cache import (
     Verdict,
     base_name,
     cpu_candidates,
-    cpu_model,
     file_sha256,
 )
 from segedge.runtime.backends.base import (
@@ -62,7 +61,9 @@ from segedge.runtime.backends.base import (
     open_backend,
 )
 from segedge.runtime.errors import InputError, SegedgeError
+from segedge.runtime.platform import cpu_model
 from segedge.runtime.report import read_report
+from segedge.runtime.tasks import get_task
 from segedge.runtime.timing import Rounds, settled
 
 log = logging.getLogger("segedge.runtime")
@@ -73,6 +74,7 @@ PROBE_ROUNDS = Rounds(warmup=2, min_rounds=3, max_rounds=9, budget_s=4.0)
 PROBE_MAX_SPREAD = 0.15  # rounds spread wider than this (IQR / median) are measured again
 PROBE_RETRIES = 2
 CONTRADICTION = 1.25  # a run this much slower than another candidate's probe re-opens the case
+GRAPH_HINT = "f32"  # BackendOptions.precision_hint None: the graph's own precision
 
 Probe = Callable[[Mapping[str, Backend], np.ndarray], dict[str, float]]
 Opener = Callable[[Path, str, BackendOptions], Backend]
@@ -269,13 +271,13 @@ class AutoSelector:
             return AutoChoice(backend, f"{label(backend)}: {why}")
         ref = self.opener(path, reference, cpu_options)
         with _closing_on_error(ref):
-            if ref.metadata.task != "semantic":
+            if not get_task(ref.metadata.task).label_maps:  # argmax agreement gates only those
                 return AutoChoice(ref, f"{label(ref)}: {', '.join(live)} is verified on semantic "
                                        f"artifacts only, this one is {ref.metadata.task!r}")
             sha = file_sha256(path)
             cands = self._candidates(path, cpu_options, sha, tuple(live))
             hw = probe_hw(ref)
-            hints = "+".join(c.options.precision_hint or "f32" for c in cands)
+            hints = "+".join(c.options.precision_hint or GRAPH_HINT for c in cands)
             key = CacheKey(sha, self.cpu, options.threads, hints, hw, self._versions())
             verdict = self.cache.get(key)
             if verdict is not None and verdict.contradicted:
@@ -293,7 +295,7 @@ class AutoSelector:
         for name in names:
             given = options.precision_hint
             hints = (given,) if given is not None else (verified_hints(path, sha, name)
-                                                        or ("f32",))
+                                                        or (GRAPH_HINT,))
             out += [Candidate(_key_name(name, h, i == 0), name,
                               replace(options, precision_hint=h)) for i, h in enumerate(hints)]
         return out
@@ -360,7 +362,7 @@ class AutoSelector:
 
     def _chosen(self, winner: Backend, verdict: Verdict, how: str, options: BackendOptions,
                 cands: list[Candidate], key: CacheKey) -> AutoChoice:
-        verified = tuple(c.options.precision_hint or "f32" for c in cands)
+        verified = tuple(c.options.precision_hint or GRAPH_HINT for c in cands)
         choice = AutoChoice(winner, reason(winner, verdict, how, options, verified),
                             verdict.timings_ms, key, verdict, self.cache)
         with contextlib.suppress(TypeError):  # a backend that cannot be weakly referenced
@@ -381,7 +383,7 @@ def reason(winner: Backend, verdict: Verdict, how: str, asked: BackendOptions,
     text = (f"{label(winner)}: {t[verdict.backend]:.1f} ms vs {others} at {h}x{w}, {threads}, "
             f"{how}")
     if asked.precision_hint is None:
-        reduced = [hint for hint in dict.fromkeys(hints) if hint != "f32"]
+        reduced = [hint for hint in dict.fromkeys(hints) if hint != GRAPH_HINT]
         text += (f"; {'+'.join(reduced)} verified by the export report" if reduced
                  else "; bf16 not verified by the export report, so f32")
     return text

@@ -48,19 +48,6 @@ def default_cache_path() -> Path:
     return Path.home() / ".cache" / "segedge" / "auto_backend.json"
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (the machine a timing belongs to)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as fh:

@@ -157,6 +157,22 @@ def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
     return True, f"TensorRT {version}, {count} CUDA device(s)"
 
 
+# The descriptor's hooks (runtime.backends.base.BackendDescriptor): segbench, the auto chooser
+# and segdoctor ask ``descriptor("tensorrt")``, never this module by name.
+def available() -> tuple[bool, str]:
+    """Can this machine run TensorRT plans (on CUDA device 0)? Never raises."""
+    return tensorrt_available(0)
+
+
+def version() -> str:
+    """TensorRT's version ('10.3.0.30'); 'absent' where it cannot be imported."""
+    try:
+        import tensorrt as trt
+    except Exception:  # noqa: BLE001 - ImportError, or OSError from a broken libnvinfer
+        return "absent"
+    return str(getattr(trt, "__version__", "unknown"))
+
+
 def trt_object(factory: Any, *args: Any, what: str) -> Any:
     """A TensorRT object from its factory (``trt.Builder(logger)``, ``trt.Runtime(logger)``).
 
@@ -192,7 +208,13 @@ class _Binding:
 
 
 class TensorRTBackend:
-    """Backend over one deserialized plan; every failure on the way in frees what it took."""
+    """Backend over one deserialized plan; every failure on the way in frees what it took.
+
+    One execution context, one CUDA stream and one set of bound buffers: ``infer`` is not
+    re-entrant, so it declares no ``max_in_flight`` (throughput mode keeps one call in
+    flight).  More slots need a context, stream and buffers each and, for a dynamic plan,
+    an optimization profile each (a plan built with one profile cannot serve two contexts
+    at once) - left until it can be measured on a GPU."""
 
     name = "tensorrt"
 

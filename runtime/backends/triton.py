@@ -35,6 +35,7 @@ from segedge.runtime.backends.triton_client import (
     message_of,
     status_of,
 )
+from segedge.runtime.contract import first_line
 from segedge.runtime.errors import (
     ArtifactError,
     BackendUnavailableError,
@@ -54,6 +55,27 @@ BENCH_ROWS: tuple[()] = ()
 
 def label(backend: Any) -> str:
     return str(backend.active)
+
+
+def available() -> tuple[bool, str]:
+    """Is a Triton client installed?  (The server itself is asked when a model opens.)"""
+    try:
+        import tritonclient  # noqa: F401
+    except ImportError as err:
+        return False, (f"triton: expected tritonclient (pip install 'segedge[triton]'), got "
+                       f"{type(err).__name__}: {first_line(err)}")
+    return True, "ok"
+
+
+def version() -> str:
+    """The tritonclient distribution's version (the package has no ``__version__``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("tritonclient")
+    except PackageNotFoundError:
+        return "absent"
 
 METADATA_PARAM = "segedge_metadata"
 # Triton's tensor datatypes as ONNX Runtime names them (the foreign-metadata reader's terms).

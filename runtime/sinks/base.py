@@ -94,7 +94,8 @@ def write_failure_cause(directory: Path) -> str | None:
 
 
 def make_folder(directory: Path, flag: str, expected: str) -> Path:
-    """Create an output folder of PNG files, or one InputError line saying why it cannot be."""
+    """Create an output folder (of PNG files, or the one a file goes in), or one InputError
+    line saying why it cannot be."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)

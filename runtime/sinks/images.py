@@ -17,7 +17,6 @@ and says failed (exit 4) when anything is missing.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,9 +26,7 @@ import numpy as np
 from segedge.runtime.errors import InputError
 from segedge.runtime.io import check_writable, write_bytes_atomic
 from segedge.runtime.sinks.base import SinkContext, SinkOutcome, make_folder
-from segedge.runtime.sinks.masks import mask_name
-
-log = logging.getLogger("segedge.runtime")
+from segedge.runtime.sinks.frame_files import FrameFiles
 
 # Overlays are photographs with flat colour on top: level 1 is ~4x faster than the default 3
 # for a few percent more bytes.
@@ -84,11 +81,7 @@ class ImageSink:
         self.frames = 0
         self.extra = 0  # frames after the first: an image holds one picture
         self.error: str | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InputError("--output", "a folder that can be created",
-                             f"{self.path.parent} ({err.strerror})") from err
+        make_folder(self.path.parent, "--output", "a folder that can be created")
 
     def write(self, index: int, image: np.ndarray | None, labels: np.ndarray) -> None:
         if image is None:
@@ -121,38 +114,28 @@ class ImageSink:
         return SinkOutcome(target, self.frames)
 
 
-class FolderSink:
+class FolderSink(FrameFiles):
     """One PNG overlay per frame, named after its image or by the frame index."""
 
     needs_pixels = True
-    main_thread = False
-    quit_requested = False
+    noun = "overlay"
 
     def __init__(self, directory: Path,
                  frame_names: Callable[[int], str | None] | None = None) -> None:
-        self.directory = make_folder(directory, "--output", "a folder that can be created")
-        self.frame_names = frame_names
+        super().__init__(directory, "--output", "a folder that can be created", frame_names)
         self.sizes: dict[str, int] = {}  # file name -> bytes written (checked at close)
         self.last: tuple[str, tuple[int, ...]] | None = None
-        self.failed = 0
-        self.first_error: str | None = None
-
-    def _name(self, index: int) -> str:
-        return mask_name(index, self.frame_names(index) if self.frame_names else None)
 
     def write(self, index: int, image: np.ndarray | None, labels: np.ndarray) -> None:
         if image is None:
             return
-        name = self._name(index)
+        path = self.path_for(index)
+        name = path.name
         try:
             data = _encode(image, ".png")
-            write_bytes_atomic(self.directory / name, data)
+            write_bytes_atomic(path, data)
         except (OSError, ValueError) as err:
-            self.failed += 1
-            if self.first_error is None:
-                self.first_error = f"{name}: {getattr(err, 'strerror', None) or err}"
-                log.info("%s: overlay not written (%s); counting failures",
-                         self.directory / name, self.first_error)
+            self.count_failure(path, str(getattr(err, "strerror", None) or err))
             return
         self.sizes[name] = len(data)
         self.last = (name, image.shape)
@@ -172,21 +155,10 @@ class FolderSink:
         return None
 
     def close(self, complete: bool = True) -> SinkOutcome:
-        target = str(self.directory)
-        written = len(self.sizes)
-        if self.failed:
-            return SinkOutcome(target, written, "failed",
-                               f"{self.failed} of {self.failed + written} overlay(s) not "
-                               f"written (first: {self.first_error})")
-        problem = self._verify()
+        problem = None if self.failed else self._verify()
         if problem is not None:
-            return SinkOutcome(target, 0, "failed", problem)
-        if not complete:
-            return SinkOutcome(target, written, "partial",
-                               f"run did not finish; {written} overlay(s) written")
-        if written == 0:
-            return SinkOutcome(target, 0, "empty", "no frames reached it")
-        return SinkOutcome(target, written)
+            return SinkOutcome(str(self.directory), 0, "failed", problem)
+        return self.outcome(len(self.sizes), complete)
 
 
 def create_image(target: str, ctx: SinkContext) -> ImageSink:

@@ -17,16 +17,16 @@ counted, and the run goes on; the outcome names how many failed and why.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from segedge.runtime.sinks.base import SinkContext, SinkOutcome, make_folder
+from segedge.runtime.sinks.base import SinkContext, SinkOutcome
+from segedge.runtime.sinks.frame_files import FrameFiles, mask_name
 
-log = logging.getLogger("segedge.runtime")
+__all__ = ["PNG_FAST", "MaskSink", "create", "mask_name"]
 
 # Label maps are flat runs: no row filter + RLE is ~5x faster than the defaults, same size.
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
@@ -34,36 +34,25 @@ if hasattr(cv2, "IMWRITE_PNG_FILTER"):
     PNG_FAST += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
-def mask_name(index: int, source_name: str | None = None) -> str:
-    return f"{source_name}.png" if source_name else f"{index:06d}.png"
-
-
-class MaskSink:
+class MaskSink(FrameFiles):
     """One lossless PNG label map per frame, named after its image or by the frame index."""
 
     needs_pixels = False
-    main_thread = False
-    quit_requested = False
+    noun = "mask"
 
     def __init__(self, directory: Path,
                  frame_names: Callable[[int], str | None] | None = None) -> None:
-        self.directory = make_folder(directory, "--save-masks", "a directory that can be created")
-        self.frame_names = frame_names
+        super().__init__(directory, "--save-masks", "a directory that can be created",
+                         frame_names)
         self.frames = 0
-        self.failed = 0
-        self.first_error: str | None = None
 
     def _fail(self, path: Path, cause: str) -> None:
         with contextlib.suppress(OSError):  # e.g. the name is taken by a folder
             path.unlink(missing_ok=True)
-        self.failed += 1
-        if self.first_error is None:
-            self.first_error = f"{path.name}: {cause}"
-            log.info("%s: mask not written (%s); counting failures", path, cause)
+        self.count_failure(path, cause)
 
     def write(self, index: int, image: np.ndarray | None, labels: np.ndarray) -> None:
-        path = self.directory / mask_name(index, self.frame_names(index)
-                                          if self.frame_names is not None else None)
+        path = self.path_for(index)
         try:
             ok, data = cv2.imencode(".png", labels, PNG_FAST)
         except cv2.error as err:
@@ -81,17 +70,7 @@ class MaskSink:
         self.frames += 1
 
     def close(self, complete: bool = True) -> SinkOutcome:
-        target = str(self.directory)
-        if self.failed:
-            return SinkOutcome(target, self.frames, "failed",
-                               f"{self.failed} of {self.failed + self.frames} mask(s) not "
-                               f"written (first: {self.first_error})")
-        if not complete:
-            return SinkOutcome(target, self.frames, "partial",
-                               f"run did not finish; {self.frames} mask(s) written")
-        if self.frames == 0:
-            return SinkOutcome(target, 0, "empty", "no frames reached it")
-        return SinkOutcome(target, self.frames)
+        return self.outcome(self.frames, complete)
 
 
 def create(target: str, ctx: SinkContext) -> MaskSink:

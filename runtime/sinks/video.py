@@ -22,7 +22,12 @@ import numpy as np
 
 from segedge.runtime.errors import InputError
 from segedge.runtime.io import check_writable
-from segedge.runtime.sinks.base import SinkContext, SinkOutcome, write_failure_cause
+from segedge.runtime.sinks.base import (
+    SinkContext,
+    SinkOutcome,
+    make_folder,
+    write_failure_cause,
+)
 
 log = logging.getLogger("segedge.runtime")
 
@@ -115,11 +120,7 @@ class VideoSink:
         self.frames = 0
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InputError("--output", "a folder that can be created",
-                             f"{self.path.parent} ({err.strerror})") from err
+        make_folder(self.path.parent, "--output", "a folder that can be created")
         remove_stale_partials(self.path)
 
     def _open(self, width: int, height: int) -> cv2.VideoWriter:

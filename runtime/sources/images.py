@@ -19,6 +19,7 @@ from segedge.runtime.errors import SourceError
 from segedge.runtime.paths import IMAGE_SUFFIXES
 from segedge.runtime.paths import list_images as shared_list_images
 from segedge.runtime.sources.base import Frame, SourceOptions
+from segedge.runtime.sources.finite import FiniteSource
 
 log = logging.getLogger("segedge.runtime")
 
@@ -42,9 +43,7 @@ def list_images(uri: str) -> list[Path]:
     return [path]
 
 
-class ImageSource:
-    live = False
-
+class ImageSource(FiniteSource):
     def __init__(self, uri: str, options: SourceOptions) -> None:
         self.uri = uri
         self.paths = list_images(uri)
@@ -65,14 +64,6 @@ class ImageSource:
         if not self._unique_stems or not 0 <= index < len(self._positions):
             return None
         return self.paths[self._positions[index]].stem
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    @property
-    def dropped(self) -> int:
-        return 0
 
     @property
     def corrupt(self) -> int:

@@ -18,6 +18,7 @@ import cv2
 from segedge.runtime.errors import SourceError
 from segedge.runtime.redact import redact
 from segedge.runtime.sources.base import Frame, SourceOptions, scheme
+from segedge.runtime.sources.finite import FiniteSource
 
 log = logging.getLogger("segedge.runtime")
 
@@ -43,9 +44,7 @@ def open_capture(location: str) -> Any:
     return cv2.VideoCapture(location)
 
 
-class VideoFileSource:
-    live = False
-
+class VideoFileSource(FiniteSource):
     def __init__(self, uri: str, options: SourceOptions, capture: Any = None) -> None:
         self.uri = redact(uri)
         self._options = options
@@ -69,14 +68,6 @@ class VideoFileSource:
         self._decoded = 0
         self._skipped = 0  # failed reads that a later good frame proved were lost frames
         self._ended = False
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    @property
-    def dropped(self) -> int:
-        return 0
 
     @property
     def corrupt(self) -> int:

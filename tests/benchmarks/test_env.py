@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from segedge.benchmarks import env
+from segedge.runtime import platform
 from tests.fakes.cuda_fake import ORIN
 from tests.fakes.gpu import FakeGpu, fake_gpu  # noqa: F401 - the fixture
 
@@ -98,17 +99,17 @@ def test_gpus_come_from_the_first_probe_that_finds_one() -> None:
 def test_jetson_gpu_is_found_without_nvidia_smi(
         fake_gpu: Callable[..., FakeGpu], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     fake_gpu(devices=(ORIN,))
-    monkeypatch.setattr(env, "_run", lambda cmd, timeout=5.0: None)  # no nvidia-smi
+    monkeypatch.setattr(platform, "run_command", lambda cmd, timeout=5.0: None)  # no nvidia-smi
     assert env.gpus() == [{"name": "Orin", "compute_capability": "8.7",
                            "memory.total": "32768 MiB", "integrated": "yes", "source": "cuda"}]
 
 
 def test_tegra_release_file_names_a_jetson(tmp_path: Path) -> None:
-    assert env._tegra_gpus(tmp_path) == []
+    assert platform.tegra_gpus(tmp_path) == []
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "nv_tegra_release").write_text("# R36 (release), REVISION: 4.3\n")
     (tmp_path / "proc" / "device-tree").mkdir(parents=True)
     (tmp_path / "proc" / "device-tree" / "model").write_text("NVIDIA Jetson AGX Orin\0")
-    assert env._tegra_gpus(tmp_path) == [{"name": "NVIDIA Jetson AGX Orin (integrated GPU)",
+    assert platform.tegra_gpus(tmp_path) == [{"name": "NVIDIA Jetson AGX Orin (integrated GPU)",
                                           "integrated": "yes", "source": "tegra"}]
     assert env.jetson(tmp_path)["l4t"] == "# R36 (release), REVISION: 4.3"

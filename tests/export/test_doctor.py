@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import tomllib
 
-from segedge.export.doctor import checks, cli, probe
+from segedge.export.doctor import checks, cli
+from segedge.runtime import platform
 from segedge.runtime.backends import onnxruntime as ort_backend
 from segedge.runtime.errors import InputError
 from tests.fakes.cuda_fake import ORIN
@@ -29,8 +30,8 @@ def no_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No CUDA from Python, no nvidia-smi, no Tegra release file, whatever this machine has."""
     for path in ("cuda.bindings.runtime", "cuda.cudart"):
         monkeypatch.setitem(sys.modules, path, None)
-    monkeypatch.setattr(probe, "run_command", lambda cmd, timeout=10.0: None)
-    monkeypatch.setattr(probe, "ROOT", tmp_path / "root")
+    monkeypatch.setattr(platform, "run_command", lambda cmd, timeout=10.0: None)
+    monkeypatch.setattr(platform, "ROOT", tmp_path / "root")
 
 
 def _gpu_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +72,7 @@ def test_no_gpu_is_one_line_and_its_own_exit_code(
     assert not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.skipif(probe.find_gpu()[0], reason="this machine has an NVIDIA GPU")
+@pytest.mark.skipif(platform.find_gpu()[0], reason="this machine has an NVIDIA GPU")
 def test_the_installed_command_here_prints_one_line(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", "from segedge.export.doctor.cli import main; "
                            "main()"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -197,16 +198,16 @@ def test_jetson_release_and_power_mode(tmp_path: Path, monkeypatch: pytest.Monke
         "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64\n")
     (tmp_path / "proc" / "device-tree").mkdir(parents=True)
     (tmp_path / "proc" / "device-tree" / "model").write_text("NVIDIA Jetson Orin NX\0")
-    monkeypatch.setattr(probe, "run_command", lambda cmd, timeout=10.0:
+    monkeypatch.setattr(platform, "run_command", lambda cmd, timeout=10.0:
                         "NV Power Mode: MAXN\n0" if cmd[0] == "nvpmodel" else None)
-    assert probe.jetson(tmp_path) == {
+    assert platform.jetson(tmp_path) == {
         "release_file": "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, "
                         "EABI: aarch64", "l4t": "36.4.3", "jetpack": "6",
         "model": "NVIDIA Jetson Orin NX", "power_mode": "NV Power Mode: MAXN 0"}
-    assert probe.jetson(tmp_path / "elsewhere") == {}
+    assert platform.jetson(tmp_path / "elsewhere") == {}
     for path in ("cuda.bindings.runtime", "cuda.cudart"):
         monkeypatch.setitem(sys.modules, path, None)
-    found, how = probe.find_gpu(tmp_path)
+    found, how = platform.find_gpu(tmp_path)
     assert found and how.startswith("a Jetson (L4T release file; CUDA from Python: ")
 
 
@@ -235,9 +236,9 @@ def test_masks_that_differ_from_the_cpu_fail_with_the_agreement(
 
 def _smi_lists_a_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """nvidia-smi sees a GPU that CUDA from Python cannot use: the doctor must run its checks."""
-    monkeypatch.setattr(probe, "run_command", lambda cmd, timeout=10.0:
+    monkeypatch.setattr(platform, "run_command", lambda cmd, timeout=10.0:
                         "GPU 0: NVIDIA Stand-in (UUID: GPU-0)" if cmd[0] == "nvidia-smi" else None)
-    monkeypatch.setattr(probe, "ROOT", tmp_path / "root")
+    monkeypatch.setattr(platform, "ROOT", tmp_path / "root")
 
 
 @pytest.mark.parametrize("cuda_python,cuda_error", [

@@ -185,6 +185,27 @@ def test_tensorrt_available_with_a_gpu(fake_gpu: Callable[..., FakeGpu]) -> None
     assert tensorrt_available() == (True, "TensorRT 11.4.0.106, 1 CUDA device(s)")
 
 
+def test_the_descriptor_asks_the_same_check_the_build_uses(
+        monkeypatch: pytest.MonkeyPatch, fake_gpu: Callable[..., FakeGpu]) -> None:  # noqa: F811
+    """segdoctor, segbench and the auto chooser ask ``descriptor("tensorrt")``; the build asks
+    the backend's own check: one answer, including the trt.Runtime it must create."""
+    import segedge.export.tensorrt.build as build_module
+    from segedge.runtime.backends import tensorrt as trt_backend
+    from segedge.runtime.backends.base import descriptor
+
+    assert build_module.tensorrt_available is trt_backend.tensorrt_available
+    gpu = fake_gpu(generation=11)
+    entry = descriptor("tensorrt")
+    assert entry.available() == (True, "TensorRT 11.4.0.106, 1 CUDA device(s)")
+    assert entry.version() == gpu.trt.version == "11.4.0.106"
+    fake_gpu(init_fails=True)  # imports, finds the GPU, cannot create a Runtime
+    ok, why = entry.available()
+    assert not ok and why.startswith("TensorRT could not create a Runtime: ")
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert entry.version() == "absent"
+    assert entry.available()[1].startswith("Python package 'tensorrt' cannot be imported")
+
+
 def test_build_without_tensorrt_is_backend_unavailable(tmp_path: Path, no_tensorrt: None
                                                        ) -> None:
     onnx_path = _onnx(tmp_path / "m.onnx", _meta())
@@ -236,7 +257,7 @@ def test_a_builder_that_cannot_initialise_is_backend_unavailable(
     import segedge.export.tensorrt.build as build_module
 
     gpu = fake_gpu(generation=generation)
-    monkeypatch.setattr(build_module, "_probe", lambda device_id=0: (True, "probe passed"))
+    monkeypatch.setattr(build_module, "tensorrt_available", lambda device_id=0: (True, "probe passed"))
     gpu.trt.init_fails = True  # CUDA went away between the probe and the build
     with pytest.raises(BackendUnavailableError, match=r"^TensorRT could not create a "
                        r"Builder: expected TensorRT to initialise CUDA, got TypeError: "

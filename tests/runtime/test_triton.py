@@ -147,6 +147,25 @@ def test_scheme_picks_the_backend_and_files_keep_theirs() -> None:
         open_backend(DEMO_ONNX, "triton")
 
 
+def test_the_descriptor_says_whether_a_client_is_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from segedge.runtime.backends.base import descriptor
+
+    entry = descriptor("triton")
+    try:
+        installed = dist_version("tritonclient")
+    except PackageNotFoundError:
+        installed = "absent"
+    assert entry.version() == installed
+    monkeypatch.setitem(sys.modules, "tritonclient", None)
+    assert entry.available() == (False, "triton: expected tritonclient (pip install "
+                                 "'segedge[triton]'), got ModuleNotFoundError: import of "
+                                 "tritonclient halted; None in sys.modules")
+
+
 @needs_client
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_no_server_is_one_password_free_line(protocol: str) -> None:
