@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,23 @@ from segedge.runtime.redact import redact  # noqa: E402
 from segedge.runtime.view import KEYS_HELP  # noqa: E402
 
 RGB = tuple[int, int, int]
+
+
+class _FileBackends(Sequence[str]):
+    """`--backend`'s choices, read from the backend registry whenever click asks (help,
+    validation), so a backend registered by one line is a choice without an edit here.
+    Backends that only serve URIs (triton://) are chosen by the model's scheme instead."""
+
+    def _names(self) -> list[str]:
+        from segedge.runtime.backends.base import descriptors
+
+        return ["auto", *sorted(d.name for d in descriptors() if d.suffixes)]
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 class _SegrunHelp(click.Command):
@@ -115,7 +133,7 @@ class _SegrunHelp(click.Command):
               default="auto", show_default=True, help="ONNX Runtime execution provider.")
 @click.option("--threads", type=int,
               help="CPU inference threads (ONNX Runtime intra-op, OpenVINO) [the library's].")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]),
+@click.option("--backend", type=click.Choice(_FileBackends()),
               default="auto", show_default=True,
               help="auto: a plan runs on TensorRT; an .onnx on ONNX Runtime's GPU providers "
                    "when a GPU executes it, else on OpenVINO or ONNX Runtime, whichever a short "

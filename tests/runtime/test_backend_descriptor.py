@@ -76,6 +76,17 @@ def test_a_toy_backend_is_one_file_and_one_registration(toy: Path) -> None:
     assert row.needs("bf16") == "toy runs f32, f16 (no bf16)"
 
 
+def test_segrun_offers_the_toy_backend(toy: Path) -> None:
+    from click.testing import CliRunner
+
+    from segedge.runtime.cli import segrun
+
+    shown = CliRunner().invoke(segrun, ["--help"]).output
+    assert "--backend [auto|onnxruntime|openvino|tensorrt|toy]" in shown
+    refused = CliRunner().invoke(segrun, [str(toy), "demo://", "--backend", "nope"])
+    assert refused.exit_code == 2 and "'toy'" in refused.output
+
+
 def test_the_compile_probe_runs_in_a_child_and_survives_a_crash(toy: Path) -> None:
     entry = descriptor("toy")
     assert entry.compile_probe(toy, BackendOptions(threads=2)) is None
