@@ -17,7 +17,7 @@ import json
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -115,8 +115,31 @@ class FpsMeter:
 SIGNAL_EXIT = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
 
 
+class _StatsDocument:
+    """What one stream's and several streams' statistics share: the JSON document (each
+    type says its own `to_dict`), written atomically, and the degraded reasons added."""
+
+    degraded: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically (temp file + rename), so a reader never sees half a file."""
+        return write_text_atomic(Path(path), self.to_json() + "\n")
+
+    def with_degraded(self: _Doc, *reasons: str) -> _Doc:
+        return replace(self, degraded=(*self.degraded, *reasons))  # type: ignore[type-var]
+
+
+_Doc = TypeVar("_Doc", bound=_StatsDocument)
+
+
 @dataclass(frozen=True)
-class RunStats:
+class RunStats(_StatsDocument):
     """What a run did: a few summary lines at the end, the whole JSON with ``--stats``.
 
     ``source`` is the redacted URI (never a password).  ``outputs`` maps each file
@@ -169,16 +192,6 @@ class RunStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    def write(self, path: str | Path) -> Path:
-        """Write atomically (temp file + rename), so a reader never sees half a file."""
-        return write_text_atomic(Path(path), self.to_json() + "\n")
-
-    def with_degraded(self, *reasons: str) -> RunStats:
-        return replace(self, degraded=(*self.degraded, *reasons))
 
     def summary_lines(self) -> list[str]:
         """What a person reads at the end of a run (segrun prints them with ``segrun: ``):
@@ -256,7 +269,7 @@ def summary_dict(s: StageSummary) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class MultiRunStats:
+class MultiRunStats(_StatsDocument):
     """What a run of several streams did: each stream's RunStats, by name, and the aggregate
     (frames, FPS, the shared inference stage's batches).
 
@@ -295,15 +308,6 @@ class MultiRunStats:
                 "streams": {n: s.to_dict() for n, s in zip(self.names, self.streams,
                                                            strict=True)}}
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    def write(self, path: str | Path) -> Path:
-        """Atomically (temp file + rename): a reader never sees half a file."""
-        return write_text_atomic(Path(path), self.to_json() + "\n")
-
-    def with_degraded(self, *reasons: str) -> MultiRunStats:
-        return replace(self, degraded=(*self.degraded, *reasons))
 
     def summary_lines(self) -> list[str]:
         """One aggregate line, then per stream its first line, its capture-to-output line
