@@ -104,17 +104,21 @@ def pooled(kernel: int | None, cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(pool, *bn_relu_conv(cin, cout))
 
 
+def add_scales(module: nn.Module, cin: int, branch: int) -> None:
+    """The pooled branches scale1..scale4 (5/2, 9/4, 17/8, global) and the 1x1 scale0, under
+    the names DDRNet's DAPPM and PIDNet's PAPPM share in the official checkpoints."""
+    for i, kernel in enumerate((5, 9, 17, None), start=1):
+        module.add_module(f"scale{i}", pooled(kernel, cin, branch))
+    module.add_module("scale0", nn.Sequential(*bn_relu_conv(cin, branch)))
+
+
 class DAPPM(nn.Module):
     """Deep aggregation pyramid pooling: pooled branches (5/2, 9/4, 17/8, global),
     each refined with the one below it, concatenated and projected, plus a shortcut."""
 
     def __init__(self, cin: int, branch: int, cout: int) -> None:
         super().__init__()
-        self.scale1 = pooled(5, cin, branch)
-        self.scale2 = pooled(9, cin, branch)
-        self.scale3 = pooled(17, cin, branch)
-        self.scale4 = pooled(None, cin, branch)
-        self.scale0 = nn.Sequential(*bn_relu_conv(cin, branch))
+        add_scales(self, cin, branch)
         for i in range(1, 5):
             self.add_module(f"process{i}", nn.Sequential(*bn_relu_conv(branch, branch, 3)))
         self.compression = nn.Sequential(*bn_relu_conv(branch * 5, cout))

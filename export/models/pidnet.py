@@ -25,10 +25,10 @@ from segedge.export.models.ddrnet import (
     BasicBlock,
     Bottleneck,
     SegmentHead,
+    add_scales,
     bn_relu_conv,
     init_like_authors,
     make_layer,
-    pooled,
 )
 from segedge.export.models.official import OfficialLayout, resize_like
 
@@ -60,11 +60,7 @@ class PAPPM(nn.Module):
 
     def __init__(self, cin: int, branch: int, cout: int) -> None:
         super().__init__()
-        self.scale1 = pooled(5, cin, branch)
-        self.scale2 = pooled(9, cin, branch)
-        self.scale3 = pooled(17, cin, branch)
-        self.scale4 = pooled(None, cin, branch)
-        self.scale0 = nn.Sequential(*bn_relu_conv(cin, branch))
+        add_scales(self, cin, branch)
         self.scale_process = nn.Sequential(*bn_relu_conv(branch * 4, branch * 4, 3, groups=4))
         self.compression = nn.Sequential(*bn_relu_conv(branch * 5, cout))
         self.shortcut = nn.Sequential(*bn_relu_conv(cin, cout))
