@@ -30,6 +30,7 @@ from segedge.export.evaluation.evaluate import LabelledFrames
 from segedge.export.onnx import tools as onnx_tools
 from segedge.export.precision import calibration, int8_search, points
 from segedge.export.precision import int8 as q8
+from segedge.export.precision.graph import compute_nodes
 from segedge.export.precision.ladder import (
     Lowered,
     _common,
@@ -276,23 +277,29 @@ def _ranges_strict(run: Int8Run, frames: LabelledFrames, method: str, tick: Any
 
 def fallback_step(run: Int8Run, full: Path, budget: Budget) -> tuple[SearchResult,
                                                                       list[points.Point]]:
-    """Sensitivity per quantization point, then the smallest most-sensitive set kept in
-    float (fragile points measured first, so a bound still leaves them ranked)."""
+    """Sensitivity per unit (a compute layer's points together, points.units), then the
+    smallest most-sensitive set kept in float (fragile units measured first, so a bound
+    still leaves them ranked)."""
     qmodel, pre = onnx.load(str(full)), onnx.load(str(run.pre))
     found = points.find(qmodel, pre)
-    order = [p.name for p in found if p.fragile] + [p.name for p in found if not p.fragile]
-    names = set(order)
+    grouped = points.units(found, compute_nodes(qmodel))
+    groups = {u.name: u.points for u in grouped}
+    fragile = {u.name for u in grouped if u.fragile}
+    order = [u for u in groups if u in fragile] + [u for u in groups if u not in fragile]
+    every = {p.name for p in found}
     work = run.req.workdir
 
     def save(model: onnx.ModelProto, path: Path) -> Path:
         onnx.save(model, str(path))
         return path
 
-    def only(name: str) -> Path:
-        return save(points.keep_float(qmodel, pre, names - {name}), work / "int8_one.onnx")
+    def only(unit: str) -> Path:
+        return save(points.keep_float(qmodel, pre, every - set(groups[unit])),
+                    work / "int8_one.onnx")
 
     def excluding(kept: tuple[str, ...]) -> Path:
-        return save(points.keep_float(qmodel, pre, kept), work / f"int8_kept_{len(kept)}.onnx")
+        names = [p for unit in kept for p in groups[unit]]
+        return save(points.keep_float(qmodel, pre, names), work / f"int8_kept_{len(kept)}.onnx")
 
     full_m = run.measure(full)
     rank = run.step("INT8 sensitivity", len(order), "point")
@@ -374,6 +381,9 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
     rep, parts = run.parts.report, run.parts
     kinds = {p.name: p for p in pts}
     model = onnx.load(str(found.path))
+    units = {u.name: u for u in points.units(pts, compute_nodes(model))}
+    kept_pts = [n for u in found.kept_fp32 for n in (units[u].points if u in units else (u,))]
+    layers = {"int8": len(q8.int8_layers(model)), "total": len(compute_nodes(model))}
     new_meta = meta.with_changes(precision="int8", opset=onnx_tools.opset_of(model), extra={
         **meta.extra, "int8": {"target": opts.int8_target, "calibration": quantizer.method,
                                "calibration_frames": calib_info["frames"],
@@ -394,8 +404,8 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
         agreement_spread=_interval(got, rep_ref),
         budget={"rule": rule, "met": found.met, "user_set": user_set},
         kept_fp32=list(found.kept_fp32), per_channel=per_channel,
-        kept_points=[{"point": n, "kind": kinds[n].kind} for n in found.kept_fp32
-                     if n in kinds],
+        kept_points=[{"point": n, "kind": kinds[n].kind} for n in kept_pts if n in kinds],
+        layers=layers,
         points={"total": len(pts), "activation": sum(p.kind == "activation" for p in pts),
                 "weight": sum(p.kind == "weight" for p in pts),
                 "fragile": [p.name for p in pts if p.fragile]},
@@ -404,7 +414,10 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
                      "search_space": "method x frame count x per-channel" if not user_set
                      else "none (a user budget keeps the user's calibration)"},
         sensitivity=[{"layer": n, "changed_pixels_percent": s,
-                      **({"kind": kinds[n].kind} if n in kinds else {}),
+                      **({"kind": units[n].kind} if n in units else
+                         {"kind": kinds[n].kind} if n in kinds else {}),
+                      **({"points": list(units[n].points)}
+                         if n in units and units[n].kind == "layer" else {}),
                       **({"measured": False} if s < 0 else {})} for n, s in found.ranking],
         trials=list(found.trials), speed_warning_before_search=slow,
         _steps=run.steps)
@@ -425,8 +438,13 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
         failure = (f"INT8 budget: expected {rule}, got agreement {found.measure.agreement:.3f}%"
                    + (f", mIoU drop {found.measure.miou_drop:.3f}"
                       if found.measure.miou_drop is not None else "")
-                   + f" on the selection frames with {len(found.kept_fp32)} of {len(pts)} "
+                   + f" on the selection frames with {len(kept_pts)} of {len(pts)} "
                      f"point(s) kept in float ({_tried(found)})")
+    if failure is None and layers["int8"] == 0:  # every layer in float is not an INT8 model
+        failure = (f"INT8 budget: expected {rule} with at least one compute layer in INT8, got "
+                   f"0 of {layers['total']}: nothing could be quantized within the budget "
+                   f"({len(kept_pts)} of {len(pts)} point(s) had to stay in float; relax the "
+                   "budget or export --fp16)")
     section["budget"]["met"] = failure is None
     section["speed"] = speed_section(fp32, path, rep.tensors[0], meta, opts.int8_target)
     if failure is not None and opts.int8_keep_closest:
@@ -448,6 +466,6 @@ def _tried(found: SearchResult) -> str:
     sets = [t for t in found.trials if "kept_fp32" in t]
     stopped = any("stopped" in t for t in found.trials)
     unmeasured = sum(1 for _, s in found.ranking if s < 0)
-    return (f"tried {len(sets)} set(s) of the {len(found.ranking)} ranked point(s)"
+    return (f"tried {len(sets)} set(s) of the {len(found.ranking)} ranked unit(s)"
             + (f", {unmeasured} not measured" if unmeasured else "")
             + (", stopped by the time bound" if stopped else ""))

@@ -17,7 +17,7 @@ exactly what the FP32 graph does, so the keep-in-float search always converges t
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +37,66 @@ class Point:
     kind: str  # "activation" | "weight"
     consumers: tuple[str, ...]  # node names reading the rounded tensor
     fragile: bool = False  # next to an op that commonly collapses, or feeds the classifier
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What the keep-in-float search keeps or quantizes as one: a compute layer's points.
+
+    Why: OpenVINO and TensorRT run a Conv/ConvTranspose/Gemm/MatMul as an INT8 kernel only
+    when its activation input *and* its weight are quantized; a half-kept layer runs in
+    float there with one side rounded, which ONNX Runtime emulates differently (measured on
+    ESPNet: the runtimes then disagreed by 1.5 points).  So the input activation(s) and the
+    weight/bias of a compute layer are kept together, as ONNX Runtime's
+    ``nodes_to_exclude`` kept whole layers, while points that feed no compute layer
+    (Add, Concat, pooling inputs) stay units of their own.
+    """
+
+    name: str  # the first compute layer's node name, else the lone point's tensor name
+    kind: str  # "layer" | "activation" | "weight"
+    points: tuple[str, ...]
+    layers: tuple[str, ...] = ()  # compute nodes reading this unit's points
+    fragile: bool = False
+
+
+def units(found: Sequence[Point], compute: Iterable[str]) -> list[Unit]:
+    """Points grouped per consuming compute layer (transitively: one activation read by two
+    convolutions ties both layers), in graph order of their first point."""
+    compute = set(compute)
+    parent = list(range(len(found)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, point in enumerate(found):
+        for node in point.consumers:
+            if node not in compute:
+                continue
+            if node in first:
+                a, b = root(first[node]), root(i)
+                parent[max(a, b)] = min(a, b)
+            else:
+                first[node] = i
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(found)):
+        members[root(i)].append(i)
+    layer_of = defaultdict(list)
+    for node, i in first.items():
+        layer_of[root(i)].append(node)
+    out: list[Unit] = []
+    for r in sorted(members):
+        pts = [found[i] for i in members[r]]
+        layers = tuple(sorted(layer_of[r], key=lambda n: first[n]))
+        if layers:
+            out.append(Unit(layers[0], "layer", tuple(p.name for p in pts), layers,
+                            any(p.fragile for p in pts)))
+        else:
+            out.append(Unit(pts[0].name, pts[0].kind, (pts[0].name,), (), pts[0].fragile))
+    return out
 
 
 def _float_weights(pre: ModelProto) -> dict[tuple[str, int], str]:

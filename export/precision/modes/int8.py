@@ -19,6 +19,7 @@ Int8Target = Literal["tensorrt", "cpu"]
 CalibMethod = Literal["minmax", "entropy", "percentile"]
 INT8_TARGETS: tuple[Int8Target, ...] = ("tensorrt", "cpu")  # Q/DQ flavours (precision/int8.py)
 CALIB_METHODS: tuple[CalibMethod, ...] = ("minmax", "entropy", "percentile")
+SHOWN = 8  # kept layers named in the summary line (the report lists them all)
 
 
 class INT8(PrecisionMode):
@@ -59,9 +60,14 @@ class INT8(PrecisionMode):
             lines.append(f"calibration searched ({len(calib['searched'])} tried): "
                          f"{calib['method']}, {calib['frames']} frames, per-channel "
                          f"{'on' if section.get('per_channel', True) else 'off'}")
-        if section.get("kept_fp32"):
+        kept = section.get("kept_fp32") or []
+        if kept:
+            layers = section.get("layers") or {}
+            shown = ", ".join(kept[:SHOWN]) + (f" and {len(kept) - SHOWN} more" if
+                                               len(kept) > SHOWN else "")
+            counts = f"{layers['int8']} of {layers['total']} layers INT8; " if layers else ""
             lines.append(f"kept in fp32 to meet the budget ({section['budget']['rule']}): "
-                         + ", ".join(section["kept_fp32"]))
+                         f"{counts}{shown}")
         spread = section.get("agreement_spread")
         if spread and spread.get("ci95"):
             lo, hi = spread["ci95"]
