@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +63,24 @@ from segedge.runtime.view import KEYS_HELP  # noqa: E402
 RGB = tuple[int, int, int]
 
 
-class _FileBackends(Sequence[str]):
+class _FileBackends(click.Choice):  # type: ignore[type-arg]
     """`--backend`'s choices, read from the backend registry whenever click asks (help,
     validation), so a backend registered by one line is a choice without an edit here.
-    Backends that only serve URIs (triton://) are chosen by the model's scheme instead."""
+    Backends that only serve URIs (triton://) are chosen by the model's scheme instead.
+    (click.Choice copies its choices when built, hence the property.)"""
 
-    def _names(self) -> list[str]:
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
         from segedge.runtime.backends.base import descriptors
 
-        return ["auto", *sorted(d.name for d in descriptors() if d.suffixes)]
+        return ("auto", *sorted(d.name for d in descriptors() if d.suffixes))
 
-    def __getitem__(self, index: Any) -> Any:
-        return self._names()[index]
-
-    def __len__(self) -> int:
-        return len(self._names())
+    @choices.setter
+    def choices(self, _value: Any) -> None:
+        pass  # always the registry's
 
 
 class _SegrunHelp(click.Command):
@@ -133,7 +135,7 @@ class _SegrunHelp(click.Command):
               default="auto", show_default=True, help="ONNX Runtime execution provider.")
 @click.option("--threads", type=int,
               help="CPU inference threads (ONNX Runtime intra-op, OpenVINO) [the library's].")
-@click.option("--backend", type=click.Choice(_FileBackends()),
+@click.option("--backend", type=_FileBackends(),
               default="auto", show_default=True,
               help="auto: a plan runs on TensorRT; an .onnx on ONNX Runtime's GPU providers "
                    "when a GPU executes it, else on OpenVINO or ONNX Runtime, whichever a short "
