@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,36 @@ def noise_ranges(fp32: Path, work: Path, size: tuple[int, int] = (64, 96)) -> tu
     ranges = q8.write_ranges(q8.calibrate(pre, tensors, "input", "minmax", work),
                              work / "ranges.json")
     return pre, ranges
+
+
+TINY_MODEL = Path(__file__).parent / "fixtures" / "tiny_model.py"
+
+
+def missed_int8_exports(tmp_path: Path, min_agreement: float
+                        ) -> Iterator[tuple[bool, Path, Exception]]:
+    """The tiny model exported at --int8 twice (without and with --int8-keep-closest) under a
+    search the caller made miss: yields (keep, the final path, the error raised) per run,
+    after checking the error is a VerificationError and nothing has the final name."""
+    import cv2
+    import numpy as np
+
+    from segedge.export.config import ExportConfig, PrecisionOptions
+    from segedge.export.pipeline import export
+    from segedge.runtime.errors import VerificationError
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        cv2.imwrite(str(calib / f"f{i}.png"), rng.integers(0, 256, (64, 96, 3), np.uint8))
+    for keep in (False, True):
+        out = tmp_path / f"m{int(keep)}_int8.onnx"
+        cfg = ExportConfig(model=f"{TINY_MODEL}:TinySeg", num_classes=3, imgsz=(64, 96),
+                           output=out, quiet=True, precision=PrecisionOptions(
+                               mode="int8", calib=str(calib), calib_count=8,
+                               calib_method="minmax", int8_min_agreement=min_agreement,
+                               int8_keep_closest=keep))
+        with pytest.raises(VerificationError) as err:
+            export(cfg)
+        assert not out.exists()
+        yield keep, out, err.value

@@ -21,7 +21,7 @@ from segedge.export.precision import calibration, points, steps
 from segedge.export.precision import int8 as q8
 from segedge.export.precision.sensitivity import Budget, Measure, keep_counts, rank_layers, search
 from segedge.runtime.progress import LogTicker, progress_or_log
-from tests.export.precision_helpers import noise_ranges
+from tests.export.precision_helpers import missed_int8_exports, noise_ranges
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_model.py"
 
@@ -262,12 +262,9 @@ def test_a_missed_budget_publishes_nothing_and_keeps_the_closest_only_when_asked
     """The search is stopped short (as its time bound would): the export is refused, the
     failed report carries the peak memory and the points tried, and the closest artifact
     exists only as <out>.missed-budget.onnx with --int8-keep-closest."""
-    import cv2
 
-    from segedge.export.config import PrecisionOptions
     from segedge.export.precision import int8_lower
     from segedge.export.precision.sensitivity import SearchResult
-    from segedge.runtime.errors import VerificationError
 
     def stopped(run: Any, full: Path, budget: Budget) -> tuple[SearchResult, list[Any]]:
         found = points.find(onnx.load(str(full)), onnx.load(str(run.pre)))
@@ -276,24 +273,10 @@ def test_a_missed_budget_publishes_nothing_and_keeps_the_closest_only_when_asked
             {"kept_fp32": [], **m.to_dict()}, {"stopped": "time bound"})), found
 
     monkeypatch.setattr(int8_lower, "fallback_step", stopped)
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(10):
-        cv2.imwrite(str(calib / f"f{i}.png"), rng.integers(0, 256, (64, 96, 3), np.uint8))
-    for keep in (False, True):
-        out = tmp_path / f"m{int(keep)}_int8.onnx"
-        cfg = ExportConfig(model=f"{FIXTURE}:TinySeg", num_classes=3, imgsz=(64, 96),
-                           output=out, quiet=True, precision=PrecisionOptions(
-                               mode="int8", calib=str(calib), calib_count=8,
-                               calib_method="minmax", int8_min_agreement=99.0,
-                               int8_keep_closest=keep))
-        with pytest.raises(VerificationError) as err:
-            export(cfg)
-        message = str(err.value)
+    for keep, out, error in missed_int8_exports(tmp_path, 99.0):
+        message = str(error)
         assert "on the selection frames with 0 of" in message
         assert "not measured, stopped by the time bound" in message
-        assert not out.exists()
         missed = out.with_name(f"m{int(keep)}_int8.missed-budget.onnx")
         assert missed.is_file() == keep
         assert (f"closest kept as {missed}" in message) == keep

@@ -6,19 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import pytest
 
-from segedge.export.config import ExportConfig, PrecisionOptions
+from segedge.export.config import ExportConfig
 from segedge.export.pipeline import export
 from segedge.export.precision import int8 as q8
 from segedge.export.precision import int8_lower, points
 from segedge.export.precision.graph import compute_nodes
 from segedge.export.precision.modes.int8 import INT8
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult
-from segedge.runtime.errors import VerificationError
-from tests.export.precision_helpers import noise_ranges
+from tests.export.precision_helpers import missed_int8_exports, noise_ranges
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_model.py"
 
@@ -76,25 +74,11 @@ def _all_kept(run: Any, full: Path, budget: Budget) -> tuple[SearchResult, list[
 
 def test_every_layer_in_float_is_a_miss_not_an_int8_artifact(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cv2
 
     monkeypatch.setattr(int8_lower, "fallback_step", _all_kept)
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(10):
-        cv2.imwrite(str(calib / f"f{i}.png"), rng.integers(0, 256, (64, 96, 3), np.uint8))
-    for keep in (False, True):
-        out = tmp_path / f"m{int(keep)}_int8.onnx"
-        cfg = ExportConfig(model=f"{FIXTURE}:TinySeg", num_classes=3, imgsz=(64, 96),
-                           output=out, quiet=True, precision=PrecisionOptions(
-                               mode="int8", calib=str(calib), calib_count=8,
-                               calib_method="minmax", int8_min_agreement=100.0,
-                               int8_keep_closest=keep))
-        with pytest.raises(VerificationError) as err:
-            export(cfg)
-        message = str(err.value)
-        assert err.value.exit_code == 3 and "\n" not in message
+    for keep, out, error in missed_int8_exports(tmp_path, 100.0):
+        message = str(error)
+        assert getattr(error, "exit_code", None) == 3 and "\n" not in message
         assert "nothing could be quantized within the budget" in message
         assert "with at least one compute layer in INT8, got 0 of " in message
         assert not out.exists()

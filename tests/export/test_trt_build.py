@@ -257,7 +257,8 @@ def test_a_builder_that_cannot_initialise_is_backend_unavailable(
     import segedge.export.tensorrt.build as build_module
 
     gpu = fake_gpu(generation=generation)
-    monkeypatch.setattr(build_module, "tensorrt_available", lambda device_id=0: (True, "probe passed"))
+    monkeypatch.setattr(build_module, "tensorrt_available",
+                        lambda device_id=0: (True, "probe passed"))
     gpu.trt.init_fails = True  # CUDA went away between the probe and the build
     with pytest.raises(BackendUnavailableError, match=r"^TensorRT could not create a "
                        r"Builder: expected TensorRT to initialise CUDA, got TypeError: "
