@@ -27,6 +27,7 @@ from segedge.runtime.sinks import base as sinks
 from segedge.runtime.sources import base as sources
 from segedge.runtime.tasks import base as tasks
 from tests.runtime.onnx_fixtures import make_labels_model
+from tests.runtime.test_cli import call
 
 PKG = "segedge_toyplug"  # a package name nothing else uses
 
@@ -221,18 +222,6 @@ def toys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         del sys.modules[module]
 
 
-def run_segrun(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    from segedge.runtime.cli import main
-
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as info:
-        code = int(info.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.usefixtures("toys")
 def test_the_toys_are_listed_where_their_kinds_are() -> None:
     from segedge.export.tasks.base import get_task as export_task
@@ -260,7 +249,7 @@ def test_the_toy_sink_is_picked_by_its_scheme_and_checked_before_any_work() -> N
 
 @pytest.mark.usefixtures("toys")
 def test_segrun_help_lists_the_toy_source_and_sink(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_segrun(capsys, "--help")
+    code, out, _ = call(capsys, "--help")
     assert code == 0
     assert out.count("toy://") >= 2  # once among the SOURCEs, once among the -o targets
 
@@ -272,7 +261,7 @@ def test_a_toy_source_runs_through_segrun_into_the_toy_sink_with_the_toy_task(
     model = retask(make_labels_model(toys / "labels.onnx", size=None), toys / "toy.onnx",
                    task="toycount")
     out = toys / "frames.json"
-    code, stdout, err = run_segrun(capsys, model, "toy://?frames=5", "-o", f"toy://{out}",
+    code, stdout, err = call(capsys, model, "toy://?frames=5", "-o", f"toy://{out}",
                                    "--no-display", "--backend", "onnxruntime", "--stats", "-")
     assert code == 0, err
     stats = json.loads(stdout)

@@ -12,25 +12,15 @@ import numpy as np
 import pytest
 
 from segedge.runtime import Segmenter
-from segedge.runtime.cli import main
 from segedge.runtime.config import RunConfig
 from segedge.runtime.errors import ShapeError
 from segedge.runtime.pipeline import run
 from segedge.runtime.sources.base import Frame
 from segedge.runtime.stats import RunStats
 from segedge.runtime.streams import run_many
+from tests.runtime.test_cli import call
 
 LIVE = "fake-live://cam"
-
-
-def call(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exit_info:
-        code = int(exit_info.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def failing_model(monkeypatch: pytest.MonkeyPatch, at_call: int) -> None:
