@@ -95,14 +95,11 @@ def latency_ms(path: Path, tensor: np.ndarray, meta: ArtifactMetadata, runtime: 
 
 
 def has_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin has native bf16 here (AVX-512 BF16 / AMX)."""
-    try:
-        from segedge.runtime.backends.openvino import shared_core
+    """Whether OpenVINO's CPU plugin has native bf16 here (AVX-512 BF16 / AMX): the backend's
+    own answer (its descriptor's native precisions), asked in one place."""
+    from segedge.runtime.backends.base import descriptor
 
-        caps = shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    except Exception:  # noqa: BLE001 - no OpenVINO, or no CPU device
-        return False
-    return "BF16" in [str(c).upper() for c in caps]
+    return "bf16" in descriptor(OPENVINO).native_precisions()
 
 
 def bf16_gate(path: Path, meta: ArtifactMetadata, images: list[np.ndarray],
