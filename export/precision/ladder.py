@@ -12,7 +12,6 @@ exporter can write the failure report before refusing to publish.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,14 +47,7 @@ def run_labels(path: Path, frames: LabelledFrames, meta: ArtifactMetadata,
 def cpu_latency_ms(path: Path, tensor: np.ndarray, name: str, budget_s: float = 2.0) -> float:
     """Median ONNX Runtime CPU latency of one inference (3..30 runs, about `budget_s`)."""
     sess = session(path)
-    sess.run(None, {name: tensor})
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or (len(times) < 30 and time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        sess.run(None, {name: tensor})
-        times.append(time.perf_counter() - t0)
-    return round(1000.0 * float(np.median(times)), 3)
+    return runtimes.median_ms(lambda: sess.run(None, {name: tensor}), budget_s)
 
 
 def per_runtime(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadata,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,14 +83,15 @@ def latency_ms(path: Path, tensor: np.ndarray, meta: ArtifactMetadata, runtime: 
                hint: str = "f32", budget_s: float = 2.0) -> float:
     """Median latency of one inference (3..30 runs, about `budget_s`)."""
     infer = runner(path, meta, runtime, hint)
-    infer(tensor)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or (len(times) < 30 and time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        infer(tensor)
-        times.append(time.perf_counter() - t0)
-    return round(1000.0 * float(np.median(times)), 3)
+    return median_ms(lambda: infer(tensor), budget_s)
+
+
+def median_ms(step: Callable[[], object], budget_s: float) -> float:
+    """One warm-up call, then 3..30 timed calls within about `budget_s` (runtime.timing)."""
+    from segedge.runtime.timing import Rounds, time_one
+
+    timing = time_one(step, Rounds(warmup=1, min_rounds=3, max_rounds=30, budget_s=budget_s))
+    return round(timing.median_ms, 3)
 
 
 def has_bf16() -> bool:
