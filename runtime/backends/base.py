@@ -8,7 +8,6 @@ provider actually runs it (read back after creation, never assumed).
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.redact import redact
+from segedge.runtime.uri import scheme as uri_scheme
 
 HW = tuple[int, int]
 RUN_MODES = ("latency", "throughput")  # BackendOptions.mode (segrun --mode auto resolves to one)
@@ -210,7 +210,6 @@ class BackendDescriptor:
 
 
 _REGISTRY: dict[str, BackendDescriptor] = {}
-_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
 def register_backend(name: str, suffixes: tuple[str, ...], module: str, factory: str,
@@ -252,10 +251,9 @@ def backend_for(path: Path) -> str:
 
 def backend_for_uri(model: str | Path) -> str | None:
     """The backend a model URI's scheme names (``triton://...``), None for a file path."""
-    match = _SCHEME.match(model) if isinstance(model, str) else None
-    if match is None:
+    scheme = uri_scheme(model) if isinstance(model, str) else None
+    if scheme is None:
         return None
-    scheme = match.group("scheme").lower()
     for entry in _REGISTRY.values():
         if scheme in entry.schemes:
             return entry.name
