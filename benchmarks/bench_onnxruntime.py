@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from segedge.benchmarks import bench_runtime
 from segedge.benchmarks.jobs import Loaded, ModelJob, Needs
+from segedge.runtime import precisions
 from segedge.runtime.backends import onnxruntime as _ort
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 # row -> (--provider value, the provider that must really run)
 PROVIDERS = {row.row: (row.provider, row.expects or "") for row in _ort.BENCH_ROWS}
 _TRT_ROW = next(row.row for row in _ort.BENCH_ROWS if row.expects == _ort.TRT_EP)
+_S8S8 = precisions.symmetric_int8_targets()[0]  # the Q/DQ flavour TensorRT builds
 
 
 def probe(name: str) -> str | None:
@@ -34,12 +36,14 @@ def probe(name: str) -> str | None:
 
 
 def needs(name: str, precision: str) -> Needs | str:
-    if precision == "bf16":
-        return "ONNX Runtime has no bf16 inference precision for an FP32 graph (OpenVINO rows)"
+    spec = precisions.precision(precision)
+    if not spec.artifact:  # a runtime hint over the FP32 graph (bf16)
+        return (f"ONNX Runtime has no {precision} inference precision for an "
+                f"{precisions.reference().name.upper()} graph (OpenVINO rows)")
     if name == _TRT_ROW:
-        if precision == "fp16":  # TensorRT picks fp16 kernels itself from the fp32 graph
-            return Needs("onnx", "fp32")
-        return Needs("onnx", precision, int8_target="tensorrt")
+        if spec.reduced_float:  # TensorRT picks fp16 kernels itself from the fp32 graph
+            return Needs("onnx", precisions.reference().name)
+        return Needs("onnx", precision, int8_target=_S8S8)
     return Needs("onnx", precision, int8_target="cpu")
 
 
@@ -49,7 +53,7 @@ def options_for(name: str, job: ModelJob) -> BackendOptions:
     from dataclasses import replace
 
     return replace(bench_runtime.options_for(name, job),
-                   fp16=name == _TRT_ROW and job.precision == "fp16")
+                   fp16=name == _TRT_ROW and precisions.precision(job.precision).reduced_float)
 
 
 def load(name: str, job: ModelJob) -> Loaded:

@@ -25,8 +25,10 @@ import numpy as np
 
 from segedge.benchmarks.jobs import Loaded, ModelJob, Needs, SkipCell
 from segedge.benchmarks.source_frame import reference_frame
+from segedge.runtime import precisions
 
-HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+# segbench precision -> OpenVINO's inference precision hint (runtime.precisions: every one)
+HINTS = {spec.name: spec.hint for spec in precisions.precisions()}
 AGREEMENT_IMAGES = 16  # labelled images scored for agreement (all of a smaller folder)
 
 
@@ -45,9 +47,9 @@ def probe(name: str) -> str | None:
 def needs(name: str, precision: str) -> Needs | str:
     if precision not in HINTS:
         return f"OpenVINO rows are {', '.join(HINTS)}"
-    if precision == "int8":
-        return Needs("onnx", "int8", int8_target="cpu", reference=name == "openvino-cpu")
-    return Needs("onnx", "fp32", reference=name == "openvino-cpu")
+    if precisions.precision(precision).quantized:  # the Q/DQ artifact
+        return Needs("onnx", precision, int8_target="cpu", reference=name == "openvino-cpu")
+    return Needs("onnx", precisions.reference().name, reference=name == "openvino-cpu")
 
 
 def ran_precision(compiled: Any) -> str:
@@ -85,7 +87,7 @@ def _describe(ran: str, threads: Any, compiled: Any, precision: str) -> str:
 
     plural = "" if str(threads) == "1" else "s"
     text = f"OpenVINO {ov.__version__.split('-')[0]} CPU ({ran}), {threads} thread{plural}"
-    if precision == "int8":
+    if precisions.precision(precision).quantized:
         int8, total = quantized_ops(compiled)
         text += f", {int8} of {total} convolutions/matmuls in int8"
     return text

@@ -20,6 +20,7 @@ import numpy as np
 from segedge.benchmarks.jobs import Loaded, ModelJob, Needs, SkipCell, frame_batch, normalise
 from segedge.benchmarks.source_frame import reference_frame
 from segedge.runtime.backends.onnxruntime import CPU_EP  # the provider name, declared once
+from segedge.runtime.precisions import is_reference, reference
 
 
 def probe(name: str) -> str | None:
@@ -27,9 +28,9 @@ def probe(name: str) -> str | None:
 
 
 def needs(name: str, precision: str) -> Needs | str:
-    if precision != "fp32":
-        return "the plain baseline is fp32 only"
-    return Needs("onnx", "fp32", emit="logits", input_format="float")
+    if not is_reference(precision):
+        return f"the plain baseline is {reference().name} only"
+    return Needs("onnx", precision, emit="logits", input_format="float")
 
 
 def plain_session(path: str | Path) -> Any:

@@ -14,6 +14,7 @@ import numpy as np
 
 from segedge.benchmarks.jobs import Loaded, ModelJob, Needs, SkipCell, frame_batch
 from segedge.benchmarks.source_frame import reference_frame
+from segedge.runtime import precisions
 
 
 def probe(name: str) -> str | None:
@@ -27,11 +28,12 @@ def probe(name: str) -> str | None:
 
 
 def needs(name: str, precision: str) -> Needs | str:
-    if precision in ("int8", "bf16"):
+    spec = precisions.precision(precision)
+    if spec.quantized or not spec.artifact:  # a Q/DQ graph, or a runtime hint (bf16)
         return (f"eager {precision} is not a deployment path ({precision} runs in "
-                f"{'OpenVINO' if precision == 'bf16' else 'ONNX Runtime, OpenVINO or TensorRT'})")
-    if precision == "fp16" and name == "pytorch-cpu":
-        return "fp16 eager on a CPU is emulated and slow (not a deployment path)"
+                f"{'OpenVINO' if not spec.artifact else 'ONNX Runtime, OpenVINO or TensorRT'})")
+    if spec.reduced_float and name == "pytorch-cpu":
+        return f"{precision} eager on a CPU is emulated and slow (not a deployment path)"
     return Needs("torch", precision)
 
 
@@ -56,7 +58,7 @@ def load(name: str, job: ModelJob) -> Loaded:
     torch.manual_seed(WEIGHT_SEED)
     res = resolve(_config(job))
     device = torch.device("cuda" if name == "pytorch-cuda" else "cpu")
-    dtype = torch.float16 if job.precision == "fp16" else torch.float32
+    dtype = getattr(torch, precisions.precision(job.precision).float_dtype)
     model = res.model.eval().to(device=device, dtype=dtype)
     size = sum(p.numel() * p.element_size() for p in model.parameters()) + \
         sum(b.numel() * b.element_size() for b in model.buffers())
@@ -76,7 +78,7 @@ def load(name: str, job: ModelJob) -> Loaded:
             return labels
 
     def predictor() -> Any:
-        if job.precision != "fp32":
+        if not precisions.is_reference(job.precision):
             raise SkipCell("accuracy of eager fp16 is not measured (the fp32 row is the "
                            "reference)")
         from segedge.export.evaluation.evaluate import TorchPredictor

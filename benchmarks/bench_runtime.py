@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from segedge.benchmarks.jobs import Loaded, ModelJob, Needs, SkipCell
 from segedge.benchmarks.source_frame import reference_frame
+from segedge.runtime import precisions
 
 if TYPE_CHECKING:
     from segedge.runtime.backends.base import BackendDescriptor, BackendOptions, BenchRow
 
-# segbench precision -> the inference precision a backend is asked for
-HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+# segbench precision -> the inference precision a backend is asked for (runtime.precisions)
+HINTS = {spec.name: spec.hint for spec in precisions.precisions()}
 
 
 def row_of(name: str) -> tuple[BackendDescriptor, BenchRow]:
@@ -48,9 +49,9 @@ def probe(name: str) -> str | None:
 
 def needs(name: str, precision: str) -> Needs | str:
     entry, _ = row_of(name)
-    hint = HINTS.get(precision)
-    if hint is None or (hint != "f32" and precision != "fp16"
-                        and hint not in entry.precisions):
+    spec = precisions.find(precision)
+    # a precision the graph carries runs anywhere; a runtime hint (bf16) only where it is asked
+    if spec is None or (not spec.artifact and spec.hint not in entry.precisions):
         return f"{entry.name} runs {', '.join(entry.precisions)} (no {precision})"
     kind = "onnx" if ".onnx" in entry.suffixes else "plan"
     return Needs(kind, precision)  # type: ignore[arg-type]

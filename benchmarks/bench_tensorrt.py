@@ -7,6 +7,7 @@ from typing import Any
 
 from segedge.benchmarks.jobs import Loaded, ModelJob, Needs, SkipCell
 from segedge.benchmarks.source_frame import reference_frame
+from segedge.runtime import precisions
 
 
 def probe(name: str) -> str | None:
@@ -17,9 +18,11 @@ def probe(name: str) -> str | None:
 
 
 def needs(name: str, precision: str) -> Needs | str:
-    if precision == "bf16":
-        return "segedge builds TensorRT plans in fp32, fp16 or int8 (bf16: OpenVINO rows)"
-    return Needs("plan", precision, int8_target="tensorrt")
+    if not precisions.precision(precision).artifact:  # a runtime hint, no graph to build
+        built = precisions.artifact_precisions()
+        return (f"segedge builds TensorRT plans in {', '.join(built[:-1])} or {built[-1]} "
+                f"({precision}: OpenVINO rows)")
+    return Needs("plan", precision, int8_target=precisions.symmetric_int8_targets()[0])
 
 
 def load(name: str, job: ModelJob) -> Loaded:

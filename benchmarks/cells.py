@@ -12,9 +12,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from segedge.runtime import precisions
+
 Status = Literal["ok", "skipped", "failed"]
-# bf16 is a runtime precision (OpenVINO's hint on the FP32 artifact), not an export mode.
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Every registered precision (runtime.precisions), bf16 included: a runtime precision
+# (OpenVINO's hint on the FP32 artifact), not an export mode.
+PRECISIONS = tuple(spec.name for spec in precisions.precisions())
 # Reference rows: the same network in PyTorch eager (segedge's thread count), and a plain
 # ONNX Runtime loop with ONNX Runtime's default threads.
 PYTORCH_BASELINE = "pytorch-cpu"
@@ -118,18 +121,19 @@ def attach_ratios(records: list[Record]) -> None:
     from segedge.benchmarks.backends import peers
 
     peer_of = peers()
+    ref = precisions.reference().name  # the baselines' precision
     base: dict[tuple[str, str, str, Any, int], Record] = {}
     for r in records:
         if r.ok and r.kind == "model" and r.p50_ms and (
-                r.backend in (PYTORCH_BASELINE, PLAIN_BASELINE) and r.precision == "fp32"
+                r.backend in (PYTORCH_BASELINE, PLAIN_BASELINE) and r.precision == ref
                 or r.backend in peer_of.values()):
             base[(r.backend, r.precision, r.model, _key(r.imgsz), r.batch)] = r
     for r in records:
         if not r.ok or r.kind != "model" or not r.p50_ms:
             continue
         group = (r.model, _key(r.imgsz), r.batch)
-        torch_row = base.get((PYTORCH_BASELINE, "fp32", *group))
-        plain_row = base.get((PLAIN_BASELINE, "fp32", *group))
+        torch_row = base.get((PYTORCH_BASELINE, ref, *group))
+        plain_row = base.get((PLAIN_BASELINE, ref, *group))
         peer = base.get((peer_of[r.backend], r.precision, *group)) \
             if r.backend in peer_of else None
         r.vs_pytorch, r.pytorch_threads = _ratio(torch_row, r)

@@ -15,6 +15,7 @@ from segedge.benchmarks.cells import PRECISIONS, Cell, expand
 from segedge.benchmarks.jobs import Needs
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.precisions import precision as precision_spec
 
 ARTIFACT_SUFFIXES = (".onnx", ".plan", ".engine")
 # Every row segbench knows: baselines, each runtime backend's rows (its descriptor), peers.
@@ -113,8 +114,9 @@ class Planner:
             return Decision(skip=needed)
         if plan.is_artifact:
             return self._given(plan, needed)
-        if needed.precision == "int8" and not plan.calib:
-            return Decision(skip="int8 needs calibration frames (--calib or --video)")
+        if precision_spec(needed.precision).calibrated and not plan.calib:
+            return Decision(skip=f"{needed.precision} needs calibration frames (--calib or "
+                                 "--video)")
         return Decision(needs=needed)
 
     @staticmethod

@@ -12,6 +12,7 @@ from typing import Any
 
 from segedge.benchmarks.cells import Record
 from segedge.runtime.io import atomic_path
+from segedge.runtime.precisions import precisions
 
 STAGE_COLOURS = {"decode": "#4c72b0", "preprocess": "#dd8452", "infer": "#55a868",
                  "postprocess": "#c44e52", "draw": "#8172b3", "encode": "#937860"}
@@ -69,7 +70,8 @@ def ladder_plot(records: Sequence[Record], path: Path) -> str | None:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = {"fp32": "o", "fp16": "s", "int8": "^"}
+    # one marker per precision, in registration order (fp32 o, fp16 s, bf16 D, int8 ^)
+    markers = dict(zip((p.name for p in precisions()), "osD^v*", strict=False))
     for r in rows:
         ax.scatter(r.p50_ms, r.miou, marker=markers.get(r.precision, "o"), s=60)
         ax.annotate(f"{r.backend} {r.precision}", (r.p50_ms, r.miou), fontsize=7,

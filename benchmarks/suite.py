@@ -21,6 +21,7 @@ from segedge.benchmarks.jobs import ModelJob, Needs, SkipCell
 from segedge.benchmarks.measure import measure_model
 from segedge.benchmarks.plan import ModelPlan, Planner
 from segedge.runtime.errors import SegedgeError
+from segedge.runtime.precisions import is_reference, reference
 from segedge.runtime.progress import progress
 
 Log = Callable[[str], None]
@@ -167,11 +168,11 @@ class Suite:
             from segedge.benchmarks.plan import artifact_metadata
 
             path = Path(plan.model)
-            return str(path) if artifact_metadata(path).precision == "fp32" else None
+            return str(path) if is_reference(artifact_metadata(path).precision) else None
         assert cell.imgsz is not None
         try:
             return str(self.store.get(ArtifactRequest(
-                model=plan.model, precision="fp32", imgsz=cell.imgsz, batch=cell.batch,
+                model=plan.model, precision=reference().name, imgsz=cell.imgsz, batch=cell.batch,
                 weights=plan.weights, checkpoint=plan.checkpoint,
                 num_classes=plan.num_classes)).path)
         except ArtifactError:

@@ -50,6 +50,7 @@ from segedge.runtime.errors import (
     VerificationError,
 )
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.precisions import GRAPH_HINT, PrecisionSpec, for_hint
 
 Log = Callable[[str], None]
 
@@ -233,24 +234,34 @@ def reduced_precision_sections(cfg: ExportConfig, task: str, artifact: Path,
     reference: list[Any] = []
     for name in challengers():
         entry = descriptor(name)
-        reduced = [h for h in entry.precisions if h != "f32"]
+        reduced = [h for h in entry.precisions if h != GRAPH_HINT]
         native = entry.native_precisions() if entry.available()[0] and reduced else ()
         sections = {h: hint_section(cfg, task, artifact, meta, size, name, h, reference)
-                    for h in reduced if h == "bf16" or h in native}  # bf16 says why not
+                    for h in reduced if _always_reported(for_hint(h)) or h in native}
         if sections:
             out[name] = sections
     return out
 
 
-NATIVE_NEEDS = {"bf16": "AVX-512 BF16 / AMX", "f16": "AMX-FP16"}  # CPU features that run them
+def _always_reported(spec: PrecisionSpec | None) -> bool:
+    """bf16 is gated, or said why not, in every report (runtime.precisions)."""
+    return spec is not None and spec.always_reported
+
+
+def _cpu_features(hint: str) -> str:
+    """What a CPU needs to run ``hint`` natively, for the reason a gate was not checked."""
+    spec = for_hint(hint)
+    return spec.cpu_features if spec is not None and spec.cpu_features else "kernels"
 
 
 def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMetadata,
                  size: tuple[int, int], backend: str, hint: str,
-                 reference: list[Any] | None = None) -> dict[str, Any]:
+                 reference: list[Any] | None = None,
+                 min_agreement: float | None = None) -> dict[str, Any]:
     """``backend`` at inference precision ``hint`` vs the reference CPU backend (ONNX Runtime)
     in FP32 on the verification frames; ``reference`` caches the FP32 label maps between
-    hints.  Not checked (and said why) where the backend or the CPU cannot run ``hint``."""
+    hints; ``min_agreement`` is the gate (default the config's FP16_MIN_AGREEMENT).  Not
+    checked (and said why) where the backend or the CPU cannot run ``hint``."""
     from segedge.runtime.tasks import get_task as runtime_task
 
     if not runtime_task(task).label_maps:  # agreement of label maps: the task says if it has them
@@ -264,13 +275,15 @@ def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMet
         return {"checked": False, "reason": why}
     if hint not in entry.native_precisions():
         return {"checked": False, "reason": f"this CPU has no native {hint} "
-                                            f"({NATIVE_NEEDS.get(hint, 'kernels')})"}
+                                            f"({_cpu_features(hint)})"}
     import numpy as np
 
     from segedge.export.config import FP16_MIN_AGREEMENT
     from segedge.export.evaluation.evaluate import labels_from_outputs
     from segedge.export.frames import load_frames
     from segedge.runtime.preprocess import prepare
+
+    threshold = FP16_MIN_AGREEMENT if min_agreement is None else min_agreement
 
     frames = load_frames(cfg.verify.images, cfg.verify.count, size).frames
     tensors = [prepare([image], meta.input)[0] for image in frames]  # backends pad a batch
@@ -294,8 +307,7 @@ def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMet
     agreement = round(100.0 * same / max(sum(int(a.size) for a in labels), 1), 3)
     return {"checked": True, "runtime": f"{backend} CPU {hint} vs {ref_name} fp32",
             "frames": len(frames), "argmax_agreement": agreement,
-            "gate": {"min_argmax_agreement": FP16_MIN_AGREEMENT,
-                     "passed": agreement >= FP16_MIN_AGREEMENT}}
+            "gate": {"min_argmax_agreement": threshold, "passed": agreement >= threshold}}
 
 
 def engine_section(cfg: ExportConfig, mode: PrecisionMode, out: Path, meta: ArtifactMetadata,

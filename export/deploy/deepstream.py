@@ -28,10 +28,12 @@ from segedge.export.deploy.nvinfer_graph import (
 )
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.io import check_writable, write_bytes_atomic, write_text_atomic
+from segedge.runtime.precisions import precision
 from segedge.runtime.redact import redact
 from segedge.runtime.sidecar import read_sidecar, sha256_file
 
-NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # Gst-nvinfer network-mode
+# Gst-nvinfer network-mode values (its own numbering of FP32, INT8, FP16 engines)
+NVINFER_FP32, NVINFER_INT8, NVINFER_FP16 = 0, 1, 2
 COLOR_FORMAT = {"RGB": 0, "BGR": 1}  # Gst-nvinfer model-color-format
 SOURCE_URI, SOURCE_RTSP = 2, 4  # deepstream-app [sourceK] type
 NVINFER_CONFIG = "nvinfer_config.txt"
@@ -160,7 +162,7 @@ def nvinfer_config(artifact: DeployArtifact, pre: NvinferPreprocess, onnx_name: 
         f"model-engine-file={engine}",
         f"labelfile-path={LABELS}",
         f"batch-size={batch}",
-        f"network-mode={NETWORK_MODE[meta.precision]}",
+        f"network-mode={network_mode(meta.precision)}",
         f"net-scale-factor={pre.scale!r}",
         f"offsets={offsets}",
         f"model-color-format={COLOR_FORMAT[pre.color]}",
@@ -174,9 +176,18 @@ def nvinfer_config(artifact: DeployArtifact, pre: NvinferPreprocess, onnx_name: 
         lines.append("symmetric-padding=1")
     if dynamic_size:
         lines.append(f"infer-dims=3;{size[0]};{size[1]}")
-    if meta.precision == "int8":
+    if precision(meta.precision).quantized:
         lines.insert(7, "# INT8: Q/DQ in the ONNX (explicit quantisation), no calibration file.")
     return "\n".join(lines) + "\n"
+
+
+def network_mode(name: str) -> int:
+    """Gst-nvinfer's network-mode for an artifact precision, from what the precision is
+    (runtime.precisions): Q/DQ INT8, a 16-bit float, else FP32."""
+    spec = precision(name)
+    if spec.quantized:
+        return NVINFER_INT8
+    return NVINFER_FP16 if spec.bits == 16 else NVINFER_FP32
 
 
 def app_config(sources: list[tuple[str, int]], batch: int, size: tuple[int, int],
@@ -234,8 +245,8 @@ def write_deepstream(artifact_path: str | Path, out_dir: str | Path,
     blob = copy.SerializeToString()
     onnx_name = f"{artifact_path.stem}_nvinfer.onnx"
     copy_sha = _sha_bytes(blob)
-    mode = {0: "fp32", 1: "int8", 2: "fp16"}[NETWORK_MODE[artifact.metadata.precision]]
-    engine = f"{onnx_name}_b{batch}_gpu0_{mode}.engine"  # where nvinfer saves what it builds
+    # where nvinfer saves what it builds: its mode names are segedge's precision names
+    engine = f"{onnx_name}_b{batch}_gpu0_{artifact.metadata.precision}.engine"
     if options.engine is not None:
         _check_engine(options.engine, copy_sha, batch)
         engine = os.path.relpath(options.engine.resolve(), out_dir.resolve())

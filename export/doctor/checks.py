@@ -21,13 +21,12 @@ import segedge.runtime
 from segedge.export.doctor.probe import dla_core_count
 from segedge.runtime.backends.base import BackendOptions, BenchRow, descriptor, open_backend
 from segedge.runtime.errors import InputError, SegedgeError
+from segedge.runtime.precisions import artifact_precisions, precision, reference
 from segedge.runtime.timing import Rounds, time_one
 
 Status = Literal["pass", "fail", "n/a"]
 ASSETS = Path(segedge.runtime.__file__).parent / "assets"  # the demo ONNX files and clip
-PRECISIONS = ("fp32", "fp16", "int8")
-# Least agreement with the CPU on the same ONNX, in percent of pixels.
-MIN_AGREEMENT = {"fp32": 99.5, "fp16": 99.0, "int8": 97.0}
+PRECISIONS = artifact_precisions()  # each has a demo ONNX in ASSETS (runtime.precisions)
 # ONNX Runtime's GPU rows (ort-tensorrt, ort-cuda: provider option, provider name it must run).
 ORT_GPU_ROWS = {row.provider: row for row in descriptor("onnxruntime").bench_rows
                 if row.device == "cuda"}
@@ -58,6 +57,12 @@ FIX_BUILD = ("read the TensorRT log above; check free GPU memory (close other GP
 FIX_MASKS = ("delete the work folder and engine caches and rerun; if it persists, report "
              "segdoctor.json (a kernel gives other masks than the CPU)")
 FIX_RUN = "rerun with SEGEDGE_DEBUG=1 and read the TensorRT/CUDA error; check free GPU memory"
+
+
+def min_agreement(name: str) -> float:
+    """Least agreement with the CPU on the same ONNX, in percent of pixels: the precision's
+    own cross-device tolerance (runtime.precisions)."""
+    return precision(name).device_agreement
 
 
 def asset(precision: str) -> Path:
@@ -162,7 +167,7 @@ class Doctor:
             self.reference[precision] = masks
             return Check(name, "pass", f"{len(masks)} frames", ms=ms, agreement=100.0)
         agree = round(agreement(masks, self.reference[precision]), 3)
-        need = MIN_AGREEMENT[precision]
+        need = min_agreement(precision)
         if agree < need:
             return Check(name, "fail", f"masks agree {agree:.2f}% with the CPU, expected >= "
                          f"{need}%", FIX_MASKS, ms, agree)
@@ -273,13 +278,13 @@ def run_checks(cfg: DoctorConfig, progress: Callable[[Check], None] | None = Non
 
     doctor.environment()
     report()
-    for precision in cfg.precisions:
-        doctor.cpu(precision)
-        doctor.engine(precision)
-        doctor.ort(precision, ORT_GPU_ROWS["tensorrt"])
+    for name in cfg.precisions:
+        doctor.cpu(name)
+        doctor.engine(name)
+        doctor.ort(name, ORT_GPU_ROWS["tensorrt"])
         report()
-    if "fp32" in cfg.precisions:
-        doctor.ort("fp32", ORT_GPU_ROWS["cuda"])
+    if reference().name in cfg.precisions:
+        doctor.ort(reference().name, ORT_GPU_ROWS["cuda"])
     cores = doctor.dla_cores()
     if cores:
         doctor.engine("fp16", dla_core=0)

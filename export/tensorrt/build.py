@@ -34,6 +34,7 @@ from segedge.runtime.backends.tensorrt import tensorrt_available, trt_object  # 
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
 from segedge.runtime.io import write_bytes_atomic
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, Precision
+from segedge.runtime.precisions import precision, precisions
 from segedge.runtime.sidecar import (
     EngineSidecar,
     ProfileShapes,
@@ -163,13 +164,19 @@ def plan_typing(onnx_precision: Precision, engine_precision: Precision | None, *
                 prefer_strong: bool | None = None) -> TypingPlan:
     """Choose strong typing or builder flags; refuse combinations TensorRT cannot build."""
     target: Precision = engine_precision or onnx_precision
-    if target == "int8" and onnx_precision != "int8":
-        raise ExportError(f"INT8 engine: expected a Q/DQ-quantized ONNX (export with precision "
-                          f"int8), got a {onnx_precision} ONNX; builder calibration is not offered")
-    if onnx_precision == "int8" and target != "int8":
-        raise ExportError(f"{target} engine: expected a float ONNX, got a Q/DQ (int8) ONNX")
-    if dla and target == "fp32":
-        raise InputError("precision for DLA", "fp16 or int8 (DLA has no FP32 kernels)", target)
+    # every rule asks the precisions' descriptors (runtime.precisions), never their names
+    want, have = precision(target), precision(onnx_precision)
+    if want.quantized and not have.quantized:
+        raise ExportError(f"{target.upper()} engine: expected a Q/DQ-quantized ONNX (export "
+                          f"with precision {target}), got a {onnx_precision} ONNX; builder "
+                          "calibration is not offered")
+    if have.quantized and not want.quantized:
+        raise ExportError(f"{target} engine: expected a float ONNX, got a Q/DQ "
+                          f"({onnx_precision}) ONNX")
+    if dla and not want.dla:
+        on_dla = " or ".join(p.name for p in precisions() if p.dla and p.artifact)
+        raise InputError("precision for DLA", f"{on_dla} (DLA has no {target.upper()} kernels)",
+                         target)
     strong_fits = target == onnx_precision and strongly_typed_available
     if prefer_strong is True:
         if not strong_fits:
@@ -184,8 +191,9 @@ def plan_typing(onnx_precision: Precision, engine_precision: Precision | None, *
         raise ExportError(f"this TensorRT builds only strongly typed networks: expected an ONNX "
                           f"already in {target}, got a {onnx_precision} ONNX; export it in "
                           f"{target} first")
-    if onnx_precision == "fp16" and target == "fp32":
-        raise ExportError("fp32 engine: expected an fp32 ONNX, got an fp16 ONNX")
+    if want.bits > have.bits:  # an engine never widens the ONNX it is built from
+        raise ExportError(f"{target} engine: expected an {target} ONNX, got an "
+                          f"{onnx_precision} ONNX")
     # the precision-mode registry owns each mode's weak-typing flags (one table, not two)
     return TypingPlan(False, precision_modes.get(target).tensorrt_flags(dla), target)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.precisions import find, symmetric_int8_targets
 
 _QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -40,15 +41,16 @@ def quantization_refusal(onnx_path: str | Path, meta: ArtifactMetadata) -> str |
     TensorRT takes only signed int8 Q/DQ with zero points 0 (S8S8); the U8S8 graph
     ``--int8-target cpu`` makes would fail in the parser or build wrongly.
     """
+    spec = find(meta.precision)
+    if spec is None or not spec.quantized:
+        return None
     int8 = meta.extra.get("int8")
     target = int8.get("target") if isinstance(int8, dict) else None
-    if meta.precision == "int8" and target not in (None, "tensorrt"):
+    symmetric = symmetric_int8_targets()
+    fix = f"export with --int8-target {' or '.join(symmetric)} for an engine"
+    if target is not None and target not in symmetric:
         return (f"the INT8 ONNX was quantized for {target!r} (U8S8, asymmetric uint8 "
-                "activations), TensorRT takes only S8S8 with zero points 0; export with "
-                "--int8-target tensorrt for an engine")
-    if meta.precision != "int8":
-        return None
+                f"activations), TensorRT takes only S8S8 with zero points 0; {fix}")
     problem = _qdq_zero_point_problem(Path(onnx_path))
     return None if problem is None else (
-        f"{problem}, TensorRT takes only S8S8 Q/DQ with zero points 0; export with "
-        "--int8-target tensorrt for an engine")
+        f"{problem}, TensorRT takes only S8S8 Q/DQ with zero points 0; {fix}")

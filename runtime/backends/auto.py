@@ -10,10 +10,10 @@ The rule, in order (every backend fact asked of its descriptor, runtime.backends
 4. on the CPU, every CPU candidate (``CPU_CANDIDATE`` in its file: ONNX Runtime, OpenVINO) is
    opened at every precision the export report verified for this very file and timed on the
    artifact at its input size, in interleaved rounds (runtime.timing), re-measured while the
-   rounds spread too wide; the smallest median wins.  The verdict is cached per artifact
-   sha256, CPU model, thread count, precision hints, probe size and library versions
-   (runtime.backends.auto_cache), so the probe costs a second or two once per artifact and
-   machine.
+   rounds spread too wide; the smallest median wins (the measuring: auto_probe).  The verdict
+   is cached per artifact sha256, CPU model, thread count, precision hints, probe size and
+   library versions (runtime.backends.auto_cache), so the probe costs a second or two once
+   per artifact and machine.
 5. a run that contradicts the verdict (its inference time per frame more than
    ``CONTRADICTION`` worse than another candidate's probe) tells the cache so through
    ``after_run``; the next run measures again and says "re-measured".
@@ -47,9 +47,17 @@ from segedge.runtime.backends.auto_cache import (
     CacheKey,
     DecisionCache,
     Verdict,
-    base_name,
     cpu_candidates,
     file_sha256,
+)
+from segedge.runtime.backends.auto_probe import (  # the measuring, re-exported for callers
+    challengers,
+    compile_in_child,
+    interleaved_probe,
+    library_versions,
+    pick,
+    probe_hw,
+    probe_tensor,
 )
 from segedge.runtime.backends.base import (
     Backend,
@@ -62,33 +70,17 @@ from segedge.runtime.backends.base import (
 )
 from segedge.runtime.errors import InputError, SegedgeError
 from segedge.runtime.platform import cpu_model
+from segedge.runtime.precisions import GRAPH_HINT, find, precision
 from segedge.runtime.report import read_report
 from segedge.runtime.tasks import get_task
-from segedge.runtime.timing import Rounds, settled
 
 log = logging.getLogger("segedge.runtime")
 
 PIN_ENV = "SEGEDGE_AUTO_BACKEND"
-PROBE_HW = (352, 480)  # probe size of a dynamic-size artifact (rounded to its stride)
-PROBE_ROUNDS = Rounds(warmup=2, min_rounds=3, max_rounds=9, budget_s=4.0)
-PROBE_MAX_SPREAD = 0.15  # rounds spread wider than this (IQR / median) are measured again
-PROBE_RETRIES = 2
 CONTRADICTION = 1.25  # a run this much slower than another candidate's probe re-opens the case
-GRAPH_HINT = "f32"  # BackendOptions.precision_hint None: the graph's own precision
 
 Probe = Callable[[Mapping[str, Backend], np.ndarray], dict[str, float]]
 Opener = Callable[[Path, str, BackendOptions], Backend]
-
-
-def pick(timings_ms: Mapping[str, float]) -> str:
-    """The rule itself: the smallest median wins; an exact tie keeps the earlier candidate
-    (ONNX Runtime, the reference)."""
-    names = cpu_candidates()
-    usable = {k: v for k, v in timings_ms.items() if base_name(k) in names and v > 0}
-    if not usable:
-        raise InputError("probe timings", f"a positive median for one of {names}",
-                         dict(timings_ms))
-    return min(usable, key=lambda k: (usable[k], names.index(base_name(k)), k))
 
 
 def verified_hints(path: Path, sha256: str, backend: str) -> tuple[str, ...]:
@@ -100,14 +92,15 @@ def verified_hints(path: Path, sha256: str, backend: str) -> tuple[str, ...]:
     return tuple(h for h in report.verified(backend) if h in descriptor(backend).precisions)
 
 
+def hint_verified(path: Path, sha256: str, hint: str) -> bool:
+    """Did this artifact's export report gate inference precision ``hint`` against FP32 (on a
+    challenger) and pass?"""
+    return any(hint in verified_hints(path, sha256, name) for name in challengers())
+
+
 def bf16_verified(path: Path, sha256: str) -> bool:
-    """Did this artifact's export report gate bf16 against FP32 (on a challenger) and pass?"""
-    return any("bf16" in verified_hints(path, sha256, name) for name in challengers())
-
-
-def challengers() -> tuple[str, ...]:
-    """The CPU candidates timed against the reference (the first one)."""
-    return cpu_candidates()[1:]
+    """``hint_verified`` for OpenVINO's bf16, the hint the chooser's reason names."""
+    return hint_verified(path, sha256, precision("bf16").hint)
 
 
 @dataclass(frozen=True)
@@ -126,49 +119,6 @@ class AutoChoice:
 def label(backend: Backend) -> str:
     """'openvino CPU (f32)', 'onnxruntime CPU' - how the reason names a backend."""
     return describe(backend).label(backend)
-
-
-def probe_hw(backend: Backend) -> tuple[int, int]:
-    """The artifact's input size; a dynamic one is probed at PROBE_HW rounded to its stride."""
-    from segedge.runtime.preprocess import network_size
-
-    return network_size(backend.metadata.input, PROBE_HW)
-
-
-def probe_tensor(backend: Backend, hw: tuple[int, int]) -> np.ndarray:
-    """A deterministic frame at ``hw``, through the runtime's own prepare."""
-    from segedge.runtime.preprocess import prepare
-
-    yy, xx = np.mgrid[0 : hw[0], 0 : hw[1]]
-    frame = np.stack([(xx * 255 // max(1, hw[1] - 1)), (yy * 255 // max(1, hw[0] - 1)),
-                      ((xx + yy) % 256)], axis=-1).astype(np.uint8)
-    spec = backend.metadata.input
-    tensor, _ = prepare([frame] * max(1, spec.batch or 1), spec)
-    return tensor
-
-
-def interleaved_probe(backends: Mapping[str, Backend], tensor: np.ndarray) -> dict[str, float]:
-    """Median ms of one ``infer`` per backend: rounds interleaved so that load from other
-    processes hits all alike, measured again while the rounds spread too wide."""
-    found = settled({name: (lambda b=b: b.infer(tensor)) for name, b in backends.items()},
-                    PROBE_ROUNDS, max_spread=PROBE_MAX_SPREAD, retries=PROBE_RETRIES)
-    spreads = {name: round(t.spread, 3) for name, t in found.items()}
-    if any(v > PROBE_MAX_SPREAD for v in spreads.values()):
-        log.debug("auto backend: probe still noisy after %d retries (IQR/median %s)",
-                 PROBE_RETRIES, spreads)
-    return {name: round(t.median_ms, 2) for name, t in found.items()}
-
-
-def library_versions() -> tuple[tuple[str, str], ...]:
-    return tuple((name, descriptor(name).version()) for name in cpu_candidates())
-
-
-def compile_in_child(path: Path, options: BackendOptions, backend: str | None = None
-                     ) -> str | None:
-    """None when ``backend`` (default: the first challenger, OpenVINO) compiles ``path`` in a
-    child process, else why not (one line): a compiler crash must cost the probe, not the
-    segrun process."""
-    return descriptor(backend or challengers()[0]).compile_probe(path, options)
 
 
 def _close_all(backends: Mapping[str, Backend], keep: str | None = None) -> None:
@@ -308,7 +258,8 @@ class AutoSelector:
     def _measure(self, path: Path, ref: Backend, key: CacheKey, options: BackendOptions,
                  cands: list[Candidate], how: str) -> AutoChoice:
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        if ref.metadata.precision == "int8":  # some Q/DQ forms crash OpenVINO's compiler
+        spec = find(ref.metadata.precision)
+        if spec is not None and spec.quantized:  # some Q/DQ forms crash OpenVINO's compiler
             crashes = [(c, self._check(path, c)) for c in cands]
             kept = [c for c, crash in crashes if crash is None]
             if not kept:

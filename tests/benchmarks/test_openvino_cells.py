@@ -29,8 +29,8 @@ def test_needs_maps_precisions_to_artifacts_and_hints() -> None:
     assert bench_openvino.needs("openvino-cpu", "int8") == Needs(
         "onnx", "int8", int8_target="cpu", reference=True)
     assert bench_openvino.needs("openvino-direct", "bf16") == Needs("onnx", "fp32")
-    assert bench_openvino.needs("openvino-cpu", "int4") == ("OpenVINO rows are fp32, bf16, "
-                                                            "fp16, int8")
+    assert bench_openvino.needs("openvino-cpu", "int4") == ("OpenVINO rows are fp32, fp16, "
+                                                            "bf16, int8")
     assert bench_openvino.HINTS == {"fp32": "f32", "bf16": "bf16", "fp16": "f16",
                                     "int8": "f32"}
 

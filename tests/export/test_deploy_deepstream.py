@@ -119,6 +119,8 @@ def test_demo_configs(tmp_path: Path, precision: str, mode: str) -> None:
     assert float(prop["segmentation-threshold"]) == 0.0
     assert "infer-dims" not in prop  # static size: the ONNX says it
     assert prop["onnx-file"] == f"demo_{precision}_nvinfer.onnx"
+    # where nvinfer saves the engine it builds: its own mode names (fp32 / fp16 / int8)
+    assert prop["model-engine-file"] == f"demo_{precision}_nvinfer.onnx_b1_gpu0_{precision}.engine"
     assert (tmp_path / "ds" / prop["onnx-file"]).is_file()
     labels = (tmp_path / "ds" / prop["labelfile-path"]).read_text().splitlines()
     assert labels == ["sky", "building", "tree", "road", "lane_marking", "sidewalk", "car"]
