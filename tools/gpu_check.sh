@@ -6,8 +6,9 @@
 # Installs segedge with `.[gpu,export]` into a fresh virtual environment (OUTDIR/venv, with
 # the system site packages so a Jetson's TensorRT is seen), runs segdoctor, exports the demo
 # model and LR-ASPP at FP32/FP16/INT8 with TensorRT engines, runs segrun on every plan with
-# CLIP, runs segbench's GPU rows, and writes ONE results file, OUTDIR/results.md (GPU, driver,
-# CUDA, TensorRT, ONNX Runtime versions, every step's exit code and timings; logs beside it).
+# CLIP (--mode latency, then --mode throughput: two execution slots), runs segbench's GPU
+# rows, and writes ONE results file, OUTDIR/results.md (GPU, driver, CUDA, TensorRT, ONNX
+# Runtime versions, every step's exit code and timings; logs beside it).
 # A failed step is recorded and the next one runs.  These are the only GPU numbers to trust:
 # CI has no GPU and runs the GPU paths against fakes.
 # Exit: 0 every step passed; 3 some step failed (results.md says which); 2 usage; 1 install.
@@ -104,7 +105,9 @@ for model in demo lraspp_mobilenet_v3_large; do
     step "export_$name" "${args[@]}"
     if [ -f "$name.plan" ]; then
       step "segrun_$name" segrun "$name.plan" "$clip" -o "$name.mp4" --max-frames 300 \
-        --stats "$out/segrun_$name.json" --no-display
+        --stats "$out/segrun_$name.json" --no-display --mode latency
+      step "segrun_${name}_throughput" segrun "$name.plan" "$clip" --max-frames 300 --mode \
+        throughput --stats "$out/segrun_${name}_throughput.json" --no-display  # two slots
     else
       note "| segrun_$name | - | - | no plan (see export_$name) |"
     fi

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from segedge.export.precision import modes as precision_modes
 from segedge.export.tensorrt.qdq import quantization_refusal
 from segedge.runtime.backends.cuda import cuda_run, gpu_identity, import_cudart
-from segedge.runtime.backends.tensorrt import tensorrt_available, trt_object  # the one check
+from segedge.runtime.backends.tensorrt import THROUGHPUT_SLOTS, tensorrt_available, trt_object
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, ExportError, InputError
 from segedge.runtime.io import write_bytes_atomic
 from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata, Precision
@@ -72,6 +72,10 @@ class EngineConfig:
     gpu_fallback: bool = True  # DLA: let unsupported layers run on the GPU
     strongly_typed: bool | None = None  # None: automatic; True: require; False: builder flags
     optimization_level: int | None = None  # builder_optimization_level 0..5
+    # Identical profiles for a dynamic plan, one per runtime throughput slot (TensorRT: one
+    # context at a time per profile); each costs build time and plan size.  Static: TensorRT's
+    # one default profile.
+    dynamic_profiles: int = THROUGHPUT_SLOTS
     device_id: int = 0
     verbose: bool = False
 
@@ -84,6 +88,8 @@ class EngineConfig:
             raise InputError("dla_core", "a DLA core index >= 0", self.dla_core)
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
             raise InputError("optimization_level", "0..5", self.optimization_level)
+        if not isinstance(self.dynamic_profiles, int) or self.dynamic_profiles < 1:
+            raise InputError("dynamic_profiles", "an int >= 1", self.dynamic_profiles)
         if self.batch is not None:
             batches = (self.batch,) * 3 if isinstance(self.batch, int) else tuple(self.batch)
             if len(batches) != 3 or any(not isinstance(b, int) or b <= 0 for b in batches) or \
@@ -94,7 +100,7 @@ class EngineConfig:
     def settings(self) -> dict[str, Any]:
         """The build choices besides precision and profile that change the plan."""
         return {"workspace": self.workspace, "optimization_level": self.optimization_level,
-                "dla_core": self.dla_core,
+                "dla_core": self.dla_core, "dynamic_profiles": self.dynamic_profiles,
                 "gpu_fallback": self.gpu_fallback if self.dla_core is not None else None}
 
 
@@ -354,11 +360,12 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path,
         bconfig.builder_optimization_level = config.optimization_level
     for flag in tplan.flags:
         bconfig.set_flag(getattr(trt.BuilderFlag, flag))
-    if dynamic:
+    for _ in range(config.dynamic_profiles if dynamic else 0):  # one per runtime slot
         profile = builder.create_optimization_profile()
         for name, (low, opt, high) in shapes.items():
             profile.set_shape(name, trt.Dims(list(low)), trt.Dims(list(opt)), trt.Dims(list(high)))
         bconfig.add_optimization_profile(profile)
+    profiles = max(1, int(bconfig.num_optimization_profiles))  # static: the default one
     fallback: tuple[str, ...] = ()
     if config.dla_core is not None:
         fallback = _configure_dla(trt, builder, network, bconfig, config)
@@ -387,6 +394,6 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path,
         built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         strongly_typed=tplan.strongly_typed, builder_flags=tplan.flags,
         dla_core=config.dla_core, dla_fallback_layers=fallback, cache_key=key,
-        extra={"build": settings})
+        extra={"build": settings, "optimization_profiles": profiles})
     write_sidecar(plan_path, sidecar)
     return BuildResult(plan_path, sidecar, reused=False, warnings=tuple(warnings))

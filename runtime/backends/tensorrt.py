@@ -3,11 +3,11 @@
 Written against the TensorRT 10 name-based I/O API (num_io_tensors,
 get_tensor_name/mode/dtype, set_input_shape, set_tensor_address,
 execute_async_v3), which TensorRT 11 keeps; TensorRT 8 (JetPack 5) is refused
-by the availability probe.  One optimisation profile (index 0), one image
-input, buffers sized once for the profile's maximum shape, so per-frame shapes
-cost no allocation.  Discrete GPUs get pinned host buffers and explicit
-copies; integrated GPUs (Jetson: one memory for CPU and GPU) get mapped
-host memory that the GPU reads in place (zero copy).
+by the availability probe.  One image input; buffers sized once for the
+profile's maximum shape (runtime.backends.tensorrt_slots).  Latency mode runs
+one execution slot (context + stream + buffers); throughput mode runs
+THROUGHPUT_SLOTS of them (``max_in_flight``), each ``infer`` on an idle one, and
+a dynamic plan gets at most one slot per optimization profile it was built with.
 
 No GPU runs here: the TensorRT and CUDA calls are exercised in CI against
 recording fakes (tests/fakes) checked against the real TensorRT and cuda-python
@@ -18,9 +18,8 @@ from older cuda-python) is one BackendUnavailableError (``trt_object``, ``cuda_r
 
 from __future__ import annotations
 
-import ctypes
 import logging
-from dataclasses import dataclass
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -29,81 +28,37 @@ import numpy as np
 from segedge.runtime.backends.base import Backend, BackendOptions
 from segedge.runtime.backends.cuda import (
     ThreadDevice,
-    cuda_call,
     device_count,
     gpu_identity,
     gpu_info,
     import_cudart,
     one_line,
 )
-from segedge.runtime.errors import (
-    ArtifactError,
-    BackendUnavailableError,
-    InputError,
-    SegedgeError,
-    ShapeError,
+from segedge.runtime.backends.tensorrt_slots import (  # noqa: F401 - re-exported helpers
+    TRT_TO_NUMPY,
+    Profile,
+    Slot,
+    check_in_profile,
+    is_dynamic,
+    numpy_dtype,
+    validate_input,
 )
+from segedge.runtime.errors import ArtifactError, BackendUnavailableError, SegedgeError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.sidecar import EngineSidecar, is_stale, read_sidecar
 
-__all__ = ["TensorRTBackend", "create", "gpu_identity", "import_cudart", "tensorrt_available",
-           "trt_object"]
+__all__ = ["THROUGHPUT_SLOTS", "TensorRTBackend", "create", "gpu_identity", "import_cudart",
+           "slot_count", "tensorrt_available", "trt_object"]
 
 log = logging.getLogger("segedge.runtime")
 MIN_TENSORRT_MAJOR = 10  # name-based I/O, strongly typed networks; JetPack 6 ships 10.3
-
-Shape = tuple[int, ...]
-Profile = tuple[Shape, Shape, Shape]
-
-# TensorRT DataType member name -> numpy dtype; BF16/FP8/INT4/FP4 have no numpy twin.
-TRT_TO_NUMPY: dict[str, np.dtype] = {
-    "FLOAT": np.dtype(np.float32),
-    "HALF": np.dtype(np.float16),
-    "INT8": np.dtype(np.int8),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-}
-
-
-def numpy_dtype(trt_dtype_name: str, tensor: str = "tensor") -> np.dtype:
-    """numpy dtype for a TensorRT DataType name; an engine I/O type numpy lacks is refused."""
-    try:
-        return TRT_TO_NUMPY[trt_dtype_name]
-    except KeyError:
-        raise ArtifactError(
-            f"engine I/O {tensor!r}: expected one of {', '.join(TRT_TO_NUMPY)}, got "
-            f"{trt_dtype_name} (no numpy type; keep I/O in fp32/fp16/uint8 when exporting)"
-        ) from None
-
-
-def check_in_profile(name: str, shape: Shape, profile: Profile) -> None:
-    """Raise ShapeError unless ``min <= shape <= max`` elementwise (same rank)."""
-    low, _, high = profile
-    if len(shape) != len(low):
-        raise ShapeError(f"input {name!r}: expected rank {len(low)} (profile {low}..{high}), "
-                         f"got shape {shape}")
-    if any(s < lo or s > hi for s, lo, hi in zip(shape, low, high, strict=True)):
-        raise ShapeError(f"input {name!r}: expected a shape within the engine profile "
-                         f"min {low} .. max {high}, got {shape}; rebuild the engine with a "
-                         "wider profile or resize frames")
-
-
-def validate_input(tensor: np.ndarray, name: str, dtype: np.dtype, profile: Profile) -> np.ndarray:
-    """The tensor as the engine wants it: C-contiguous, right dtype, shape in profile.
-
-    Float tensors are converted between fp32 and fp16 (engine I/O may be fp16
-    while preprocessing yields fp32); any other dtype mismatch is an error.
-    """
-    if not isinstance(tensor, np.ndarray):
-        raise InputError(f"input {name!r}", "a numpy array", type(tensor).__name__)
-    check_in_profile(name, tuple(int(d) for d in tensor.shape), profile)
-    if tensor.dtype != dtype:
-        if not (tensor.dtype.kind == "f" and dtype.kind == "f"):
-            raise InputError(f"input {name!r} dtype", str(dtype), str(tensor.dtype))
-        tensor = tensor.astype(dtype)
-    return np.ascontiguousarray(tensor)
+# Execution slots in throughput mode, and the optimization profiles segexport gives a dynamic
+# plan (one per slot: TensorRT's rule).  Two is double buffering: while one slot's kernels
+# run, the other's copies and the host's pre/post-processing go on, on its own stream.  Each
+# further slot costs another set of activation memory and I/O buffers (and, on a dynamic
+# plan, another profile: build time, plan size) for overlap two already give; the CPU
+# backends keep two as well.  Not yet timed on a GPU (tools/gpu_check.sh will).
+THROUGHPUT_SLOTS = 2
 
 
 def check_runtime_match(sidecar: EngineSidecar, plan: Path, trt_version: str,
@@ -113,11 +68,6 @@ def check_runtime_match(sidecar: EngineSidecar, plan: Path, trt_version: str,
     if reason:
         raise ArtifactError(f"{plan}: cannot run this plan here: {reason}; rebuild it on "
                             "this machine (segexport ... --tensorrt)")
-
-
-def _dims(dims: Any) -> Shape:
-    """A TensorRT Dims (tuple-like, but typed without __iter__) as a tuple of ints."""
-    return tuple(int(dims[i]) for i in range(len(dims)))
 
 
 def tensorrt_major(version: str) -> int:
@@ -194,27 +144,19 @@ def trt_object(factory: Any, *args: Any, what: str) -> Any:
     return made
 
 
-@dataclass
-class _Binding:
-    name: str
-    is_input: bool
-    dtype: np.dtype
-    profile: Profile  # outputs: (max, max, max) after max input shapes were set
-    nbytes: int
-    host_ptr: int
-    device_ptr: int  # == host_ptr's device alias for mapped (zero-copy) memory
-    host: np.ndarray  # flat view over the pinned or mapped host buffer
-    mapped: bool = False
+def slot_count(mode: str, dynamic: bool, profiles: int) -> int:
+    """Execution slots for a plan: one in latency mode, THROUGHPUT_SLOTS in throughput mode,
+    and never more than a dynamic plan's optimization profiles (each context in concurrent
+    use needs its own); a static plan's contexts share its default profile."""
+    wanted = 1 if mode == "latency" else THROUGHPUT_SLOTS
+    return max(1, min(wanted, profiles)) if dynamic else wanted
 
 
 class TensorRTBackend:
-    """Backend over one deserialized plan; every failure on the way in frees what it took.
-
-    One execution context, one CUDA stream and one set of bound buffers: ``infer`` is not
-    re-entrant, so it declares no ``max_in_flight`` (throughput mode keeps one call in
-    flight).  More slots need a context, stream and buffers each and, for a dynamic plan,
-    an optimization profile each (a plan built with one profile cannot serve two contexts
-    at once) - left until it can be measured on a GPU."""
+    """Backend over one deserialized plan and its execution slots (tensorrt_slots.Slot: a
+    context, a CUDA stream and bound buffers each); every failure on the way in frees what
+    it took.  ``infer`` is re-entrant across slots: ``max_in_flight`` calls may run at once,
+    each on an idle slot; order is the caller's (runtime.engine keeps it)."""
 
     name = "tensorrt"
 
@@ -223,9 +165,9 @@ class TensorRTBackend:
 
         self._trt, self._cudart = trt, import_cudart()
         self.path = Path(path)
-        self._bindings: list[_Binding] = []
-        self._stream: Any = None
-        self._context: Any = None
+        self.options = options  # runtime.segmenter reopens it in the run's mode
+        self._slots: list[Slot] = []
+        self._idle: queue.SimpleQueue[Slot] = queue.SimpleQueue()
         self._engine: Any = None
         self._runtime: Any = None
         self.sidecar = read_sidecar(self.path)
@@ -242,13 +184,14 @@ class TensorRTBackend:
         self._device = f"{gpu.name} (sm {gpu.compute_capability})"
         self.zero_copy = gpu.integrated and gpu.can_map_host_memory
         try:
-            self._open()
+            self._open(options.mode)
         except BaseException:
             self.close()
             raise
-        self.input_name = self._input.name
+        self.input_name = self._slots[0].input.name
+        self.max_in_flight = len(self._slots)
 
-    def _open(self) -> None:
+    def _open(self, mode: str) -> None:
         trt, sidecar = self._trt, self.sidecar
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt_object(trt.Runtime, self._logger, what="Runtime")
@@ -258,149 +201,58 @@ class TensorRTBackend:
         if engine is None:
             raise ArtifactError(f"{self.path}: TensorRT could not deserialize the plan (see log)")
         self._engine = engine
-        context = engine.create_execution_context()
-        if context is None:
-            raise BackendUnavailableError(
-                f"{self.path}: TensorRT could not create an execution context: expected free "
-                "device memory for the engine's activations, got none (close other GPU "
-                "processes or rebuild with a smaller profile)")
-        self._context = context
-        self._stream = cuda_call(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self._allocate()
-        inputs = [b for b in self._bindings if b.is_input]
-        if len(inputs) != 1:
-            raise ArtifactError(f"{self.path}: expected an engine with one input, got "
-                                f"{[b.name for b in inputs]}")
-        self._input = inputs[0]
-
-    def _io(self) -> list[tuple[str, bool]]:
-        trt, engine = self._trt, self._engine
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        return [(n, engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT) for n in names]
-
-    def _buffer(self, nbytes: int) -> tuple[int, int, bool]:
-        """(host pointer, device pointer, mapped) for one I/O tensor; frees itself on failure."""
-        cudart = self._cudart
-        if self.zero_copy:
-            host = cuda_call(cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocMapped),
-                             "cudaHostAlloc(mapped)")
-            try:
-                device = cuda_call(cudart.cudaHostGetDevicePointer(host, 0),
-                                   "cudaHostGetDevicePointer")
-            except BaseException:
-                cudart.cudaFreeHost(host)
-                raise
-            return int(host), int(device), True
-        host = cuda_call(cudart.cudaMallocHost(nbytes), "cudaMallocHost")
-        try:
-            device = cuda_call(cudart.cudaMalloc(nbytes), "cudaMalloc")
-        except BaseException:
-            cudart.cudaFreeHost(host)
-            raise
-        return int(host), int(device), False
-
-    def _allocate(self) -> None:
-        engine, context = self._engine, self._context
-        io = self._io()
-        profiles: dict[str, Profile] = {}
-        for name, is_input in io:  # every input shape is set before any output shape is read
-            if not is_input:
-                continue
-            shape = _dims(engine.get_tensor_shape(name))
-            if all(d >= 0 for d in shape):
-                profiles[name] = (shape, shape, shape)
-            else:
-                dims = engine.get_tensor_profile_shape(name, 0)  # [min, opt, max]
-                profiles[name] = (_dims(dims[0]), _dims(dims[1]), _dims(dims[2]))
-            if not context.set_input_shape(name, profiles[name][2]):
-                raise ArtifactError(f"{self.path}: engine rejected its own max shape for {name!r}")
-        for name, is_input in io:
-            if is_input:
-                profile = profiles[name]
-            else:
-                largest = _dims(context.get_tensor_shape(name))
-                if any(d < 0 for d in largest):
-                    raise ArtifactError(f"{self.path}: output {name!r} has a data-dependent "
-                                        f"shape {largest}; expected shapes fixed by the input")
-                profile = (largest, largest, largest)
-            dtype = numpy_dtype(engine.get_tensor_dtype(name).name, name)
-            nbytes = max(1, int(np.prod(profile[2], dtype=np.int64)) * dtype.itemsize)
-            host_ptr, device_ptr, mapped = self._buffer(nbytes)
-            raw = (ctypes.c_ubyte * nbytes).from_address(host_ptr)
-            host = np.ctypeslib.as_array(raw).view(dtype)
-            self._bindings.append(
-                _Binding(name, is_input, dtype, profile, nbytes, host_ptr, device_ptr, host,
-                         mapped))
-            if not context.set_tensor_address(name, device_ptr):
-                raise ArtifactError(f"{self.path}: TensorRT refused the address for {name!r}")
+        dynamic = is_dynamic(trt, engine)
+        profiles = int(engine.num_optimization_profiles)
+        count = slot_count(mode, dynamic, profiles)
+        if count < slot_count(mode, False, profiles):
+            log.warning("%s: %d execution slot(s), not %d: a dynamic plan runs one execution "
+                        "context at a time per optimization profile and this plan has %d; "
+                        "rebuild it with segexport --engine for %d", self.path.name, count,
+                        THROUGHPUT_SLOTS, profiles, THROUGHPUT_SLOTS)
+        for index in range(count):
+            self._slots.append(Slot(trt, self._cudart, engine, self.path, index, count,
+                                    index if dynamic else None, self.zero_copy))
+        for slot in self._slots:
+            self._idle.put(slot)
 
     @property
     def active(self) -> str:
         dla = "" if self.sidecar.dla_core is None else f", DLA core {self.sidecar.dla_core}"
         copy = ", zero-copy" if self.zero_copy else ""
-        return f"TensorRT {self._trt.__version__} on {self._device}{dla}{copy}"
+        n = len(self._slots)
+        slots = f", {n} execution slot{'s' if n != 1 else ''}" \
+            if self.options.mode != "latency" else ""
+        return f"TensorRT {self._trt.__version__} on {self._device}{dla}{copy}{slots}"
 
     @property
     def input_profile(self) -> Profile:
-        return self._input.profile
+        return self._slots[0].input.profile
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        if self._stream is None:
+        if not self._slots:
             raise SegedgeError(f"{self.path}: backend is closed")
         self._thread_device.ensure()  # this may be another thread than the one that opened it
-        cudart, context, stream = self._cudart, self._context, self._stream
-        inp = self._input
-        tensor = validate_input(tensor, inp.name, inp.dtype, inp.profile)
-        if not context.set_input_shape(inp.name, tensor.shape):
-            raise ShapeError(f"input {inp.name!r}: TensorRT rejected shape {tensor.shape} "
-                             f"(profile {inp.profile[0]}..{inp.profile[2]})")
-        np.copyto(inp.host[: tensor.size], tensor.ravel())
-        h2d, d2h = (cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost)
-        if not inp.mapped:
-            cuda_call(cudart.cudaMemcpyAsync(inp.device_ptr, inp.host_ptr, tensor.nbytes, h2d,
-                                             stream), "cudaMemcpyAsync H2D")
-        if not context.execute_async_v3(int(stream)):
-            raise SegedgeError(f"{self.path}: TensorRT execute_async_v3 failed (see log)")
-        shapes: dict[str, Shape] = {}
-        for out in self._bindings:
-            if out.is_input:
-                continue
-            shape = _dims(context.get_tensor_shape(out.name))
-            shapes[out.name] = shape
-            size = int(np.prod(shape, dtype=np.int64)) * out.dtype.itemsize
-            if not out.mapped:
-                cuda_call(cudart.cudaMemcpyAsync(out.host_ptr, out.device_ptr, size, d2h, stream),
-                          "cudaMemcpyAsync D2H")
-        cuda_call(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-        results: dict[str, np.ndarray] = {}
-        for out in self._bindings:
-            if not out.is_input:
-                n = int(np.prod(shapes[out.name], dtype=np.int64))
-                results[out.name] = out.host[:n].reshape(shapes[out.name]).copy()
-        return results
+        slot = self._idle.get()  # never waits with at most max_in_flight callers
+        try:
+            return slot.infer(tensor)
+        finally:
+            self._idle.put(slot)
 
     def close(self) -> None:
-        """Free everything this backend took; safe after any partial open and twice."""
-        cudart = self._cudart
+        """Free everything this backend took, last slot first; safe after any partial open
+        and twice.  Call it once no ``infer`` is in flight (as for every backend)."""
         try:
             self._thread_device.ensure()
         except (BackendUnavailableError, AttributeError):
             pass  # freeing still has to be tried
-        if self._stream is not None:
-            cudart.cudaStreamSynchronize(self._stream)
-        for b in self._bindings:
-            if not b.mapped:
-                cudart.cudaFree(b.device_ptr)
-            cudart.cudaFreeHost(b.host_ptr)
-        self._bindings = []
-        if self._stream is not None:
-            cudart.cudaStreamDestroy(self._stream)
-            self._stream = None
-        # TensorRT objects are freed by reference count: context before engine before runtime.
-        self._context = None
+        slots, self._slots = self._slots, []
+        self._idle = queue.SimpleQueue()
+        for slot in reversed(slots):
+            slot.close()
+        # TensorRT objects are freed by reference count: contexts before engine before runtime.
         self._engine = None
         self._runtime = None
+
 
 
 def create(path: Path, options: BackendOptions) -> Backend:

@@ -125,6 +125,7 @@ def test_plan_typing_refusals() -> None:
 @pytest.mark.parametrize("kwargs,what", [
     ({"workspace": 0}, "workspace"), ({"dla_core": -1}, "dla_core"),
     ({"optimization_level": 6}, "optimization_level"), ({"precision": "fp64"}, "precision"),
+    ({"dynamic_profiles": 0}, "dynamic_profiles"),
 ])
 def test_engine_config_validates(kwargs, what) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError, match=f"^{what}: expected"):

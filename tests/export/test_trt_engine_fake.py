@@ -125,20 +125,38 @@ def test_dynamic_onnx_gets_its_profile(tmp_path: Path, fake_gpu: Gpu) -> None:  
     with pytest.raises(InputError, match="min_hw, opt_hw, max_hw: expected"):
         build_engine(onnx_path, tmp_path / "d.plan")
     assert "Builder" not in gpu.trt.names()
-    build_engine(onnx_path, tmp_path / "d.plan",
-                 EngineConfig(min_hw=(16, 16), opt_hw=(32, 48), max_hw=(64, 64)))
-    assert ("profile.set_shape", "input", (1, 16, 16, 3), (1, 32, 48, 3), (1, 64, 64, 3)) \
-        in gpu.trt.calls
-    assert gpu.trt.names().index("add_optimization_profile") < \
-        gpu.trt.names().index("build_serialized_network")
+    result = build_engine(onnx_path, tmp_path / "d.plan",
+                          EngineConfig(min_hw=(16, 16), opt_hw=(32, 48), max_hw=(64, 64)))
+    # one identical profile per throughput slot of the runtime (a context each at once)
+    shape = ("profile.set_shape", "input", (1, 16, 16, 3), (1, 32, 48, 3), (1, 64, 64, 3))
+    assert [c for c in gpu.trt.calls if c[0] == "profile.set_shape"] == [shape] * 2
+    names = gpu.trt.names()
+    assert names.count("add_optimization_profile") == 2
+    assert max(i for i, n in enumerate(names) if n == "add_optimization_profile") < \
+        names.index("build_serialized_network")
+    assert result.sidecar.extra["optimization_profiles"] == 2
+    assert result.sidecar.extra["build"]["dynamic_profiles"] == 2
     assert gpu.trt.violations == []
+    one = build_engine(onnx_path, tmp_path / "d1.plan", EngineConfig(
+        min_hw=(16, 16), opt_hw=(32, 48), max_hw=(64, 64), dynamic_profiles=1))
+    assert one.sidecar.extra["optimization_profiles"] == 1
+    assert one.sidecar.cache_key != result.sidecar.cache_key
+    assert gpu.trt.names().count("add_optimization_profile") == 3
+
+
+def test_a_static_onnx_keeps_the_one_default_profile(tmp_path: Path,
+                                                     fake_gpu: Gpu) -> None:  # noqa: F811
+    gpu = fake_gpu()
+    result = build_engine(make_logits_model(tmp_path / "m.onnx"), tmp_path / "m.plan")
+    assert "add_optimization_profile" not in gpu.trt.names()
+    assert result.sidecar.extra["optimization_profiles"] == 1  # TensorRT's default profile
 
 
 # -- reuse ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("change", [
     {"workspace": 1 << 28}, {"optimization_level": 5}, {"strongly_typed": False},
-    {"precision": "fp16"},
+    {"precision": "fp16"}, {"dynamic_profiles": 1},
 ])
 def test_a_settings_change_rebuilds_the_plan(tmp_path: Path, fake_gpu: Gpu,  # noqa: F811
                                              change: dict[str, object]) -> None:

@@ -11,7 +11,8 @@ would reject is recorded as a violation and answered as TensorRT would
 (False / None): a dynamic input without a profile, precision flags on a
 strongly typed network, an output shape read before the input shapes were
 set, an I/O tensor without an address or with too small a buffer, execution
-on another CUDA device than the context's, a DLA plan deserialised before
+on another CUDA device than the context's, two live execution contexts of a
+dynamic engine on one optimization profile, a DLA plan deserialised before
 ``Runtime.DLA_core`` was set, a U8S8 Q/DQ graph.
 """
 
@@ -64,6 +65,7 @@ class FakeTensorRT:
     dla_unsupported: tuple[str, ...] = ("ArgMax", "TopK")  # op types DLA cannot run
     build_fails: bool = False
     context_fails: bool = False  # create_execution_context() -> None (out of device memory)
+    contexts_before_failure: int | None = None  # ... once an engine has this many contexts
     init_fails: bool = False  # Builder/Runtime raise TypeError although CUDA answers (driver
     # too old for this TensorRT); they also do wherever the fake CUDA has no driver or device
     calls: list[tuple[Any, ...]] = field(default_factory=list)

@@ -142,6 +142,10 @@ class IBuilderConfig(_Bound):
         self._profiles.append(profile)
         return len(self._profiles) - 1
 
+    @property
+    def num_optimization_profiles(self) -> int:  # read-only, as in the real bindings
+        return len(self._profiles)
+
     def can_run_on_DLA(self, layer: ILayer) -> bool:  # noqa: N802 - the real name
         return layer.type not in self._fake.dla_unsupported
 
@@ -219,29 +223,33 @@ class Builder(_Bound):
             problems.append(f"DLA core {config.DLA_core} of {fake.num_dla_cores}")
         if network._qdq and not network._strong and "INT8" not in precision_flags:
             problems.append("a weakly typed Q/DQ network needs the INT8 flag")
-        profile = config._profiles[0]._shapes if config._profiles else {}
+        profiles = [p._shapes for p in config._profiles]
         io = []
         for t in network._inputs:
             dims = tuple(t.shape)
             entry: dict[str, Any] = {"name": t.name, "input": True, "dtype": t.dtype.name,
-                                     "shape": list(dims), "profile": None}
-            if any(d < 0 for d in dims):
-                if t.name not in profile:
+                                     "shape": list(dims), "profile": None, "profiles": []}
+            if any(d < 0 for d in dims):  # every profile must cover every dynamic input
+                if not profiles or any(t.name not in p for p in profiles):
                     problems.append(f"dynamic input {t.name!r} without an optimization profile")
                     continue
-                low, opt, high = profile[t.name]
-                if len(low) != len(dims) or any(d >= 0 and not lo == d == hi for d, lo, hi
-                                                in zip(dims, low, high, strict=True)):
-                    problems.append(f"profile {low}..{high} does not fit {dims}")
-                entry["profile"] = [list(low), list(opt), list(high)]
+                for profile in profiles:
+                    low, opt, high = profile[t.name]
+                    if len(low) != len(dims) or any(d >= 0 and not lo == d == hi for d, lo, hi
+                                                    in zip(dims, low, high, strict=True)):
+                        problems.append(f"profile {low}..{high} does not fit {dims}")
+                    entry["profiles"].append([list(low), list(opt), list(high)])
+                entry["profile"] = entry["profiles"][0]
             io.append(entry)
         io += [{"name": t.name, "input": False, "dtype": t.dtype.name, "shape": list(t.shape),
-                "profile": None} for t in network._outputs]
+                "profile": None, "profiles": []} for t in network._outputs]
         if problems:
             for problem in problems:
                 self._refuse(problem)
             return None
+        # A static network without a profile gets TensorRT's one default profile.
         plan = {"magic": "FAKEPLAN", "version": fake.version, "io": io,
+                "num_profiles": max(1, len(profiles)),
                 "onnx": base64.b64encode(network._onnx).decode(),
                 "dla_core": config.DLA_core if dla else None, "flags": sorted(config._flags),
                 "strongly_typed": network._strong, "pools": config._pools,

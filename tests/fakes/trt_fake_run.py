@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import weakref
 from typing import Any
 
 import numpy as np
@@ -44,10 +45,18 @@ class ICudaEngine(_Bound):
     def __init__(self, plan: dict[str, Any]) -> None:
         self._plan = plan
         self._io = {t["name"]: t for t in plan["io"]}
+        self._contexts: weakref.WeakSet[IExecutionContext] = weakref.WeakSet()  # live ones
 
     @property
     def num_io_tensors(self) -> int:
         return len(self._plan["io"])
+
+    @property
+    def num_optimization_profiles(self) -> int:  # read-only, as in the real bindings
+        return int(self._plan["num_profiles"])
+
+    def _dynamic(self) -> bool:
+        return any(t["profile"] is not None for t in self._plan["io"])
 
     def get_tensor_name(self, index: int) -> str:
         return str(self._plan["io"][index]["name"])
@@ -62,16 +71,20 @@ class ICudaEngine(_Bound):
         return Dims(self._io[name]["shape"])
 
     def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[Dims]:
-        profile = self._io[name]["profile"]
-        if profile is None or profile_index != 0:
+        profiles = self._io[name]["profiles"]
+        if not 0 <= profile_index < len(profiles):
             raise RuntimeError(f"no profile {profile_index} for {name!r}")
-        return [Dims(s) for s in profile]
+        return [Dims(s) for s in profiles[profile_index]]
 
     def create_execution_context(self, strategy: Any = None) -> IExecutionContext | None:
-        self._fake.record("create_execution_context")
-        if self._fake.context_fails:
+        fake = self._fake
+        fake.record("create_execution_context")
+        if fake.context_fails or (fake.contexts_before_failure is not None
+                                  and len(self._contexts) >= fake.contexts_before_failure):
             return None
-        return self._fake.module.IExecutionContext(self)
+        context = fake.module.IExecutionContext(self)
+        self._contexts.add(context)
+        return context
 
 
 class IExecutionContext(_Bound):
@@ -82,6 +95,7 @@ class IExecutionContext(_Bound):
             n: tuple(t["shape"]) for n, t in engine._io.items()
             if t["input"] and all(d >= 0 for d in t["shape"])}
         self._addresses: dict[str, int] = {}
+        self._profile = 0  # the first context selects profile 0 implicitly; so does the fake
         self._session: Any = None
         self._out_shapes: dict[tuple[tuple[int, ...], ...], dict[str, tuple[int, ...]]] = {}
 
@@ -105,14 +119,36 @@ class IExecutionContext(_Bound):
             self._out_shapes[key] = {k: v.shape for k, v in self._run(feed).items()}
         return self._out_shapes[key]
 
+    @property
+    def active_optimization_profile(self) -> int:  # read-only, as in the real bindings
+        return self._profile
+
+    def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
+        """Select a profile (enqueued on the stream later work uses); it unsets the dynamic
+        input shapes, which must be set again, as TensorRT documents."""
+        fake = self._fake
+        fake.record("set_optimization_profile_async", int(profile_index), int(stream_handle))
+        if not fake.cuda.stream_is_live(int(stream_handle)):
+            fake.violate("set_optimization_profile_async on a dead stream")
+            return False
+        if not 0 <= profile_index < self._engine.num_optimization_profiles:
+            fake.violate(f"optimization profile {profile_index} of "
+                         f"{self._engine.num_optimization_profiles}")
+            return False
+        self._profile = int(profile_index)
+        for t in self._inputs():
+            if t["profile"] is not None:
+                self._shapes.pop(t["name"], None)
+        return True
+
     def set_input_shape(self, name: str, shape: Any) -> bool:
         shape = tuple(int(d) for d in shape)
         self._fake.record("set_input_shape", name, shape)
         spec = self._engine._io.get(name)
         if spec is None or not spec["input"]:
             return False
-        low, high = (spec["profile"][0], spec["profile"][2]) if spec["profile"] else \
-            (spec["shape"], spec["shape"])
+        low, high = (spec["profiles"][self._profile][0], spec["profiles"][self._profile][2]) \
+            if spec["profile"] else (spec["shape"], spec["shape"])
         if len(shape) != len(low) or any(
                 s < lo or s > hi for s, lo, hi in zip(shape, low, high, strict=True)):
             return False
@@ -151,6 +187,12 @@ class IExecutionContext(_Bound):
         unset = [t["name"] for t in self._inputs() if t["name"] not in self._shapes]
         if missing:
             problems.append(f"I/O tensors without an address: {missing}")
+        # NvInferRuntime.h: on a dynamic engine each execution context in concurrent use must
+        # use a separate optimization profile (contexts alive at once count as concurrent)
+        if self._engine._dynamic() and any(
+                c is not self and c._profile == self._profile for c in self._engine._contexts):
+            problems.append(f"two execution contexts of a dynamic engine share optimization "
+                            f"profile {self._profile}")
         if unset:
             problems.append(f"input shapes not set: {unset}")
         if problems:

@@ -210,7 +210,7 @@ def test_execute_failure_is_reported(tmp_path: Path, fake_gpu: Gpu,  # noqa: F81
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     gpu = fake_gpu()
     backend = open_backend(_plan(tmp_path))
-    context = backend._context  # type: ignore[attr-defined]
+    context = backend._slots[0].context  # type: ignore[attr-defined]
     monkeypatch.setattr(context, "execute_async_v3", lambda stream_handle: False)
     with pytest.raises(SegedgeError, match="execute_async_v3 failed"):
         backend.infer(_frame())
