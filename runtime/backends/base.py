@@ -45,7 +45,8 @@ class BackendOptions:
     device: str | None = None  # OpenVINO device: CPU (default), GPU, NPU, AUTO
     # How the run uses it (runtime.engine): latency (one call at a time, the newest frame) or
     # throughput (the backend may run ``max_in_flight`` calls at once: OpenVINO's THROUGHPUT
-    # hint and one infer request per slot, ONNX Runtime one CPU session per slot).
+    # hint and one infer request per slot, ONNX Runtime one CPU session per slot, TensorRT
+    # one execution context + CUDA stream + buffer set per slot).
     mode: str = "latency"
 
     def __post_init__(self) -> None:
