@@ -36,6 +36,22 @@ F = Callable[..., Any]
 _SHORTHANDS = tuple(m for m in map(modes.get, modes.names()) if m.lowers)
 
 
+class _ModeChoice(click.Choice):
+    """--precision's choices, read from the mode registry when asked (help, parsing), so a
+    mode registered after this module was imported (a plug-in, a test's toy) is listed."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        return modes.names()
+
+    @choices.setter
+    def choices(self, _: object) -> None:  # click's __init__ assigns; the registry decides
+        pass
+
+
 def _precision_flags(f: F) -> F:
     """--fp16, --int8, ...: one flag per precision mode that lowers the FP32 graph."""
     for mode in reversed(_SHORTHANDS):
@@ -129,7 +145,7 @@ def _precision(opts: dict[str, Any]) -> str:
               help="Instance models: mask probability that counts as inside.")
 @click.option("--box-score-threshold", type=float,
               help="Instance models: minimum detection score baked into the graph.")
-@click.option("--precision", type=click.Choice(modes.names()),
+@click.option("--precision", type=_ModeChoice(),
               help="Precision mode (default fp32); the flags below are shorthands.")
 @_precision_flags
 @click.option("--int8-target", type=click.Choice(INT8_TARGETS), default="tensorrt",
@@ -165,6 +181,10 @@ def _precision(opts: dict[str, Any]) -> str:
 @click.option("--int8-keep-closest", is_flag=True,
               help="When the INT8 budget is missed, keep the closest artifact as "
                    "<output>.missed-budget.onnx (never under the final name).")
+@click.option("--int8-even-if-slower", is_flag=True,
+              help="With --int8-target cpu, quantize even when INT8 measured slower than "
+                   "FP32/bf16 on this CPU (without it the export stops before the INT8 "
+                   "search, exit 3).")
 @click.option("--engine/--no-engine", default=None,
               help="Build a TensorRT plan + sidecar beside the ONNX (default: with --fp16/--int8 "
                    "when TensorRT and a GPU are present).")
@@ -215,7 +235,8 @@ def segexport(model: str | None, list_: bool, classes_file: Path | None, model_r
         eval_labels=opts["eval_labels"], eval_count=opts["eval_count"],
         ignore_index=opts["ignore_index"], max_miou_drop=opts["max_miou_drop"],
         int8_min_agreement=opts["int8_min_agreement"],
-        int8_time_limit=opts["int8_time_limit"], int8_keep_closest=opts["int8_keep_closest"])
+        int8_time_limit=opts["int8_time_limit"], int8_keep_closest=opts["int8_keep_closest"],
+        int8_stop_if_slower=not opts["int8_even_if_slower"])
     cfg = ExportConfig(
         model=model, output=opts["output"], task=opts["task"], weights=opts["weights"],
         checkpoint=opts["checkpoint"],

@@ -110,6 +110,9 @@ class PrecisionOptions:
     int8_min_agreement: float | None = None  # INT8 budget in percent argmax agreement
     int8_time_limit: float = 720.0  # seconds for INT8's long steps (calibration, searches)
     int8_keep_closest: bool = False  # budget missed: keep the closest as <out>.missed-budget.onnx
+    # a CPU --int8-target where INT8 measured slower than FP32/bf16: stop before the search
+    # (segexport sets it unless --int8-even-if-slower; the Python API warns and goes on)
+    int8_stop_if_slower: bool = False
 
     def __post_init__(self) -> None:
         self.spec.validate(self)

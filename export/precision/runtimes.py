@@ -10,13 +10,13 @@ check measures the artifact, not the runtime's own reduced precision.
 
 OpenVINO is first asked to compile the artifact in a child process: on some
 Q/DQ forms its compiler crashes the process (measured, see precision/int8.py),
-and a crash must become one report line, not a dead segexport.
+and a crash must become one report line, not a dead segexport.  That probe is the
+backend's own (``BackendDescriptor.compile_probe``, runtime/backends/child.py), the
+one the auto chooser uses too.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +27,6 @@ from segedge.export.onnx.tools import session
 from segedge.runtime.metadata import ArtifactMetadata
 
 ORT, OPENVINO = "onnxruntime", "openvino"
-PROBE_TIMEOUT_S = 300
 Infer = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
@@ -39,24 +38,14 @@ def available() -> tuple[str, ...]:
 
 
 def probe(path: Path, runtime: str) -> str | None:
-    """None when `runtime` compiles `path` in a child process, else why not (one line)."""
-    if runtime != OPENVINO:
+    """None when `runtime` compiles `path` (f32 hint) in a child process, else why not (one
+    line, the backend descriptor's wording).  ONNX Runtime, the in-process reference, is not
+    probed: its load errors are the comparison's own."""
+    if runtime == ORT:
         return None
-    code = ("import sys; from pathlib import Path; "
-            "from segedge.runtime.backends.base import BackendOptions; "
-            "from segedge.runtime.backends.openvino import OpenVinoBackend; "
-            "OpenVinoBackend(Path(sys.argv[1]), BackendOptions(precision_hint='f32'))")
-    try:
-        proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                              text=True, timeout=PROBE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return f"OpenVINO did not compile it within {PROBE_TIMEOUT_S} s"
-    if proc.returncode == 0:
-        return None
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    if proc.returncode < 0:
-        return f"OpenVINO crashed compiling it (signal {-proc.returncode})"
-    return lines[-1][:240] if lines else f"OpenVINO exited {proc.returncode}"
+    from segedge.runtime.backends.base import BackendOptions, descriptor
+
+    return descriptor(runtime).compile_probe(path, BackendOptions(precision_hint="f32"))
 
 
 def runner(path: Path, meta: ArtifactMetadata, runtime: str, hint: str = "f32",
@@ -100,28 +89,3 @@ def has_bf16() -> bool:
     from segedge.runtime.backends.base import descriptor
 
     return "bf16" in descriptor(OPENVINO).native_precisions()
-
-
-def bf16_gate(path: Path, meta: ArtifactMetadata, images: list[np.ndarray],
-              min_agreement: float) -> dict[str, object]:
-    """OpenVINO bf16 against ONNX Runtime FP32 on the verification frames (the export report's
-    ``openvino.bf16`` section): bf16 is a runtime hint, not a graph, so it is verified per
-    artifact and `segrun --backend auto` uses it only where this gate passed."""
-    from segedge.runtime.preprocess import prepare
-
-    if OPENVINO not in available():
-        return {"checked": False, "reason": "OpenVINO is not installed"}
-    if not has_bf16():
-        return {"checked": False, "reason": "this CPU has no native bf16 (AVX-512 BF16 / AMX)"}
-    fp32, bf16 = runner(path, meta, ORT), runner(path, meta, OPENVINO, hint="bf16")
-    same = total = 0
-    for image in images:
-        tensor, _ = prepare([image], meta.input)
-        a = labels_from_outputs(fp32(tensor), meta)
-        b = labels_from_outputs(bf16(tensor), meta)
-        same += int(np.count_nonzero(a == b))
-        total += int(a.size)
-    agreement = round(100.0 * same / max(total, 1), 3)
-    return {"checked": True, "runtime": "openvino CPU bf16 vs onnxruntime fp32",
-            "frames": len(images), "argmax_agreement": agreement,
-            "gate": {"min_argmax_agreement": min_agreement, "passed": agreement >= min_agreement}}

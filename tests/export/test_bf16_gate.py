@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from segedge.export.config import ExportConfig, VerifyOptions
-from segedge.export.pipeline import bf16_section, export
+from segedge.export.config import FP16_MIN_AGREEMENT, ExportConfig, VerifyOptions
+from segedge.export.pipeline import bf16_section, export, hint_section
 from segedge.export.precision import runtimes
 from segedge.runtime.backends.auto import bf16_verified
 from segedge.runtime.io import write_json_atomic
@@ -46,16 +45,28 @@ def test_report_gates_bf16_and_auto_trusts_only_that_file(exported: Path) -> Non
 
 def test_gate_fails_below_the_threshold_and_says_why_when_absent(
         exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one bf16 gate (pipeline.hint_section) takes its threshold from the config unless
+    given one; without native bf16 it says why instead of measuring."""
     from segedge.export.onnx.tools import read_metadata
+    from segedge.runtime.backends import openvino as ov_backend
 
     meta = read_metadata(exported)
     assert meta is not None
-    frames = [np.full((240, 320, 3), v, np.uint8) for v in (0, 128)]
+    cfg = ExportConfig(model="demo", quiet=True, verify=VerifyOptions(count=2))
+    size = meta.input.size
+    assert size is not None
     if runtimes.has_bf16():
-        strict = runtimes.bf16_gate(exported, meta, frames, 100.01)
-        assert strict["checked"] is True and strict["gate"]["passed"] is False
-    monkeypatch.setattr(runtimes, "has_bf16", lambda: False)
-    assert runtimes.bf16_gate(exported, meta, frames, 99.5) == {
+        strict = hint_section(cfg, "semantic", exported, meta, size, "openvino", "bf16",
+                              min_agreement=100.01)
+        assert strict["checked"] is True and strict["frames"] == 2
+        assert strict["gate"] == {"min_argmax_agreement": 100.01, "passed": False}
+        default = hint_section(cfg, "semantic", exported, meta, size, "openvino", "bf16")
+        assert default["gate"]["min_argmax_agreement"] == FP16_MIN_AGREEMENT == 99.5
+        assert default["argmax_agreement"] == strict["argmax_agreement"]
+    monkeypatch.setattr(ov_backend, "native_precisions", lambda device="CPU": ("f32",))
+    assert not runtimes.has_bf16()
+    assert hint_section(cfg, "semantic", exported, meta, size, "openvino", "bf16",
+                        min_agreement=99.5) == {
         "checked": False, "reason": "this CPU has no native bf16 (AVX-512 BF16 / AMX)"}
 
 

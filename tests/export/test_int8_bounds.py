@@ -191,7 +191,7 @@ def test_ranges_are_computed_once_per_run(tiny: tuple[Path, Path, Path], tmp_pat
     """Per-channel off (same method, same frames) reuses the run's ranges: no second pass,
     no second cache file."""
     from segedge.export.evaluation.evaluate import LabelledFrames
-    from segedge.export.precision.int8_lower import Int8Run
+    from segedge.export.precision.modes.int8_steps import Int8Run
 
     _, pre, _ = tiny
     passes: list[int] = []
@@ -252,7 +252,7 @@ def test_peak_memory_is_measured_and_reported() -> None:
 
 
 def test_a_miss_is_kept_only_under_a_name_that_says_so() -> None:
-    from segedge.export.precision.int8_lower import missed_path
+    from segedge.export.precision.modes.int8_finish import missed_path
 
     assert missed_path(Path("out/road_int8.onnx")) == Path("out/road_int8.missed-budget.onnx")
 
@@ -263,7 +263,7 @@ def test_a_missed_budget_publishes_nothing_and_keeps_the_closest_only_when_asked
     failed report carries the peak memory and the points tried, and the closest artifact
     exists only as <out>.missed-budget.onnx with --int8-keep-closest."""
 
-    from segedge.export.precision import int8_lower
+    from segedge.export.precision.modes import int8_steps
     from segedge.export.precision.sensitivity import SearchResult
 
     def stopped(run: Any, full: Path, budget: Budget) -> tuple[SearchResult, list[Any]]:
@@ -272,7 +272,7 @@ def test_a_missed_budget_publishes_nothing_and_keeps_the_closest_only_when_asked
         return SearchResult(full, (), m, False, tuple((p.name, -1.0) for p in found), (
             {"kept_fp32": [], **m.to_dict()}, {"stopped": "time bound"})), found
 
-    monkeypatch.setattr(int8_lower, "fallback_step", stopped)
+    monkeypatch.setattr(int8_steps, "fallback_step", stopped)
     for keep, out, error in missed_int8_exports(tmp_path, 99.0):
         message = str(error)
         assert "on the selection frames with 0 of" in message

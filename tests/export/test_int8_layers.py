@@ -12,8 +12,9 @@ import pytest
 from segedge.export.config import ExportConfig
 from segedge.export.pipeline import export
 from segedge.export.precision import int8 as q8
-from segedge.export.precision import int8_lower, points
+from segedge.export.precision import points
 from segedge.export.precision.graph import compute_nodes
+from segedge.export.precision.modes import int8_steps
 from segedge.export.precision.modes.int8 import INT8
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult
 from tests.export.precision_helpers import missed_int8_exports, noise_ranges
@@ -75,7 +76,7 @@ def _all_kept(run: Any, full: Path, budget: Budget) -> tuple[SearchResult, list[
 def test_every_layer_in_float_is_a_miss_not_an_int8_artifact(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
-    monkeypatch.setattr(int8_lower, "fallback_step", _all_kept)
+    monkeypatch.setattr(int8_steps, "fallback_step", _all_kept)
     for keep, out, error in missed_int8_exports(tmp_path, 100.0):
         message = str(error)
         assert getattr(error, "exit_code", None) == 3 and "\n" not in message

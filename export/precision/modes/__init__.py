@@ -1,28 +1,53 @@
-"""The precision registry: mode name -> mode object (fp32, fp16, int8).
+"""The precision registry: mode name -> its class, kept by the one lazy registry.
 
-A new mode is a new file in this folder and one entry in ``_MODES``; the CLI
-takes its choices from ``names()``.
+A new mode is a new file (here, or any importable module) and one ``register_mode``
+line; the CLI's ``--precision`` choices, the config's validation, the report's summary
+lines and the engine build all ask the mode through ``get``.  Modes are loaded on
+first use, so listing them imports none of their lowering code.
 """
 
 from __future__ import annotations
 
-from segedge.export.precision.modes.base import LowerRequest, PrecisionMode
-from segedge.export.precision.modes.fp16 import FP16
-from segedge.export.precision.modes.fp32 import FP32
-from segedge.export.precision.modes.int8 import INT8
+from segedge.export.precision.modes.base import Lowered, LowerRequest, PrecisionMode
 from segedge.runtime.errors import InputError
+from segedge.runtime.registry import Entry, Registry
 
-_MODES: dict[str, PrecisionMode] = {m.name: m for m in (FP32(), FP16(), INT8())}
+__all__ = ["LowerRequest", "Lowered", "MODES", "PrecisionMode", "get", "names",
+           "register_mode"]
 
-__all__ = ["LowerRequest", "PrecisionMode", "get", "names"]
+
+def _check(entry: Entry, obj: object) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, PrecisionMode)) or \
+            getattr(obj, "name", None) != entry.name:
+        raise InputError(f"precision mode {entry.name!r}",
+                         f"a PrecisionMode subclass named {entry.name!r} at {entry.target}",
+                         repr(obj))
+
+
+MODES: Registry[type[PrecisionMode]] = Registry("precision", check=_check)
+_INSTANCES: dict[type[PrecisionMode], PrecisionMode] = {}  # one object per mode class
+
+
+def register_mode(name: str, target: str) -> None:
+    """Register (or replace) mode ``name`` -> ``'package.module:Class'``, imported on first use."""
+    MODES.register(name, target)
+
+
+register_mode("fp32", "segedge.export.precision.modes.fp32:FP32")
+register_mode("fp16", "segedge.export.precision.modes.fp16:FP16")
+register_mode("int8", "segedge.export.precision.modes.int8:INT8")
 
 
 def names() -> tuple[str, ...]:
-    return tuple(_MODES)
+    """Registered modes in registration order (the CLI lists them in this order)."""
+    return tuple(e.name for e in MODES.entries())
 
 
 def get(name: str) -> PrecisionMode:
-    try:
-        return _MODES[name]
-    except (KeyError, TypeError):
-        raise InputError("precision", " or ".join(_MODES), repr(name)) from None
+    """The mode object for ``name``; an unknown name is one InputError naming the known ones."""
+    if not isinstance(name, str) or name not in MODES:
+        raise InputError("precision", " or ".join(names()), repr(name))
+    cls = MODES.load(name)
+    if cls not in _INSTANCES:
+        _INSTANCES[cls] = cls()
+    return _INSTANCES[cls]

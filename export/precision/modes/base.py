@@ -1,8 +1,21 @@
 """What a precision mode is: one object per mode owns every rule that differs between them.
 
+A mode provides (class attributes and methods of ``PrecisionMode`` below):
+
+* ``name`` (the ``--precision`` choice and the artifact metadata's ``precision``),
+  ``suffix`` (default output name), ``flag_help`` (its ``--<name>`` shorthand);
+* ``validate(opts)`` - refuse options it cannot use, before any work;
+* ``lower(req) -> Lowered | None`` - its ONNX lowering of the verified FP32 graph, with
+  its own gate against FP32 and its report section (``Lowered.failure`` when the gate
+  missed: the pipeline writes the failed report and publishes nothing);
+* ``ungated(opts)`` - the same options with its gate open (measure, never refuse);
+* ``report_lines(section)`` - the summary lines for its report section;
+* ``implies_engine``, ``tensorrt_flags(dla)`` - what a TensorRT build needs.
+
 The pipeline, the CLI, the export tasks and the benchmarks ask the mode (by
 name, through the registry in ``__init__``) instead of comparing strings, so a
-new mode is one new file here plus one line in the registry.
+new mode is one new file plus one ``register_mode`` line.  What both reduced
+modes share (the comparisons against FP32 on each runtime) is in precision/ladder.py.
 Kept free of torch / onnxruntime imports: the CLI builds its choices from it.
 """
 
@@ -17,7 +30,6 @@ from segedge.runtime.errors import InputError
 
 if TYPE_CHECKING:
     from segedge.export.config import ExportConfig, PrecisionOptions
-    from segedge.export.precision.ladder import Lowered
     from segedge.runtime.metadata import ArtifactMetadata, Precision
 
 
@@ -31,6 +43,16 @@ class LowerRequest:
     workdir: Path  # temporary folder beside the output
     out: Path  # the final artifact path (names caches)
     size: tuple[int, int]  # the export size (H, W)
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """What a lowering returns: the lowered graph, its metadata and its report section."""
+
+    path: Path  # the lowered ONNX (temporary, in the work folder)
+    meta: ArtifactMetadata  # its metadata (``precision`` = the mode's name)
+    section: dict[str, Any]  # the report's ``precision_report`` (``precision`` key included)
+    failure: str | None = None  # why the artifact must not be published (its gate missed)
 
 
 class PrecisionMode(ABC):

@@ -1,7 +1,11 @@
 """INT8: static Q/DQ quantization (precision/int8.py) calibrated on --calib frames.
 
 The only calibrated mode: it needs calibration frames and keeps layers in FP32
-until its accuracy budget (--max-miou-drop / --int8-min-agreement) holds.
+until its accuracy budget (--max-miou-drop / --int8-min-agreement) holds.  Its
+lowering is a sequence of named steps (``INT8.lower``): calibrate, the speed probe,
+the calibration search, sensitivity and keep-in-float (modes/int8_steps.py, the
+speed verdict in modes/int8_speed.py), then the artifact and its report
+(modes/int8_finish.py).  This file stays free of torch / onnxruntime imports.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from segedge.runtime.errors import InputError
 
 if TYPE_CHECKING:
     from segedge.export.config import PrecisionOptions
-    from segedge.export.precision.ladder import Lowered
+    from segedge.export.precision.modes.base import Lowered
 
 Int8Target = Literal["tensorrt", "cpu"]
 CalibMethod = Literal["minmax", "entropy", "percentile"]
 INT8_TARGETS: tuple[Int8Target, ...] = ("tensorrt", "cpu")  # Q/DQ flavours (precision/int8.py)
+CPU_TARGETS: tuple[Int8Target, ...] = ("cpu",)  # targets whose speed is measured here
 CALIB_METHODS: tuple[CalibMethod, ...] = ("minmax", "entropy", "percentile")
 SHOWN = 8  # kept layers named in the summary line (the report lists them all)
 
@@ -42,9 +47,34 @@ class INT8(PrecisionMode):
         return self._open(opts, int8_min_agreement=0.0, max_miou_drop=None)
 
     def lower(self, req: LowerRequest) -> Lowered:
-        from segedge.export.precision.int8_lower import lower_int8
+        """Quantize, choosing on the held-out selection frames, reporting on the report
+        frames; the peak resident memory during all of it goes into the report."""
+        from segedge.export.precision.memory import PeakRSS
 
-        return lower_int8(req)
+        with PeakRSS() as peak:
+            lowered = self._steps(req)
+        lowered.section["resources"] = {**peak.info(), "steps": lowered.section.pop("_steps")}
+        return lowered
+
+    def _steps(self, req: LowerRequest) -> Lowered:
+        """The named steps in order (each looked up on its module: tests replace one)."""
+        from segedge.export.precision.modes import int8_finish, int8_speed, int8_steps
+        from segedge.export.precision.sensitivity import Budget
+
+        run = int8_steps.open_run(req)
+        opts = run.opts
+        quantizer, full, calib_info = int8_steps.calibrate_step(run)
+        slow = int8_speed.speed_first(run, full)  # may stop a CPU target here
+        budget = Budget(opts.max_miou_drop, opts.int8_min_agreement)
+        user_set = opts.max_miou_drop is not None or opts.int8_min_agreement is not None
+        searched: list[dict[str, Any]] = []
+        per_channel = True
+        if not user_set:  # with a user budget the user's calibration stands
+            quantizer, full, calib_info, per_channel, searched = int8_steps.search_step(
+                run, quantizer, full, calib_info, budget)
+        found, pts = int8_steps.fallback_step(run, full, budget)
+        return int8_finish.finish(run, quantizer, found, pts, calib_info, per_channel,
+                                  searched, budget, user_set, slow)
 
     def report_lines(self, section: dict[str, Any]) -> list[str]:
         lines = super().report_lines(section)

@@ -1,4 +1,6 @@
-"""INT8 lowering as named steps: calibrate, search, sensitivity, fallback, report.
+"""INT8's named steps: open the run, calibrate, search re-quantizations, sensitivity and
+the keep-in-float fallback (the mode's ``lower`` in modes/int8.py runs them in order;
+modes/int8_finish.py writes the artifact and its report).
 
 Each long step is a ``steps.Step``: an estimate from its first measured unit, a time
 bound checked after every unit inside the step (``--int8-time-limit`` shared out over
@@ -6,18 +8,13 @@ the steps), and progress on a terminal or in a log.  Activation ranges are compu
 once per (graph, frames, method) in a run (``Int8Run.ranges``' memo) and kept in one
 content-keyed cache file; every candidate that only re-quantizes reuses them.  Memory
 is bounded: calibration frames are prepared as they are read and collected in chunks
-sized from one frame's measured activations (precision/int8.py); the peak resident
-set during INT8 is in the report (``resources``).
+sized from one frame's measured activations (precision/int8.py).
 
-Choosing and reporting use different frames (int8_search.split_held); the reported
-agreement, its per-frame spread and the gate are the same figure.
+Choosing and reporting use different frames (int8_search.split_held).
 """
 
 from __future__ import annotations
 
-import math
-import shutil
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,19 +24,10 @@ import numpy as np
 import onnx
 
 from segedge.export.evaluation.evaluate import LabelledFrames
-from segedge.export.onnx import tools as onnx_tools
 from segedge.export.precision import calibration, int8_search, points
 from segedge.export.precision import int8 as q8
 from segedge.export.precision.graph import compute_nodes
-from segedge.export.precision.ladder import (
-    Lowered,
-    _common,
-    per_runtime,
-    run_labels,
-    runtime_failure,
-    speed_section,
-)
-from segedge.export.precision.memory import PeakRSS
+from segedge.export.precision.ladder import run_labels
 from segedge.export.precision.modes.base import LowerRequest
 from segedge.export.precision.modes.int8 import CalibMethod
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult, search
@@ -53,7 +41,6 @@ RANK_FRAMES = 16  # selection frames used to rank point sensitivity (the budget 
 # (about 15 % of --int8-time-limit stays for the report frames on both runtimes)
 SHARES = {"calibration": 0.5, "calibration search": 0.35, "INT8 sensitivity": 0.6,
           "keep-in-float search": 0.6}
-HALF_WIDTH = 0.5  # points: the agreement interval the default frame count aims at
 
 
 @dataclass
@@ -160,11 +147,6 @@ def _subset(frames: LabelledFrames, count: int) -> LabelledFrames:
                    source=f"{frames.source}, {count} spread")
 
 
-def _say(run: Int8Run, text: str) -> None:
-    if not run.req.cfg.quiet:
-        print(text, file=sys.stderr, flush=True)
-
-
 def open_run(req: LowerRequest) -> Int8Run:
     """Frames (calibration prepared as read), the held-out split and the FP32 reference."""
     opts, meta = req.cfg.precision, req.meta
@@ -196,18 +178,6 @@ def calibrate_step(run: Int8Run) -> tuple[q8.Quantizer, Path, dict[str, Any]]:
     quantizer = q8.Quantizer.open(run.pre, ranges, run.opts.int8_target,
                                   run.opts.calib_method)
     return quantizer, quantizer.quantize(run.req.workdir / "int8_full.onnx"), info
-
-
-def speed_first(run: Int8Run, full: Path) -> str | None:
-    """INT8 vs FP32/bf16 on the measured runtime *before* the long search (a short probe)."""
-    try:
-        sec = speed_section(run.req.fp32, full, run.calib.tensors[0], run.req.meta,
-                            run.opts.int8_target, budget_s=0.5)
-    except Exception:  # noqa: BLE001 - a probe: the final speed section says it again
-        return None
-    if sec.get("warning"):
-        _say(run, f"warning: {sec['warning']} (measured before the INT8 search)")
-    return sec.get("warning")
 
 
 def search_step(run: Int8Run, quantizer: q8.Quantizer, full: Path, info: dict[str, Any],
@@ -330,142 +300,3 @@ def fallback_step(run: Int8Run, full: Path, budget: Budget) -> tuple[SearchResul
     elif rank.done:
         run.steps.append(rank.info())
     return result, found
-
-
-def _interval(got: list[np.ndarray], ref: list[np.ndarray]) -> dict[str, Any]:
-    """Per-frame agreement spread and a 95 % interval of the mean (normal approximation);
-    how many frames a +-HALF_WIDTH point interval needs at this spread."""
-    per = np.array([agreement([g], [r]) for g, r in zip(got, ref, strict=True)])
-    n = len(per)
-    sd = float(per.std(ddof=1)) if n > 1 else 0.0
-    half = 1.96 * sd / math.sqrt(n) if n > 1 else float("nan")
-    need = math.ceil((1.96 * sd / HALF_WIDTH) ** 2) if sd > 0 else n
-    return {"frames": n, "per_frame_mean": round(float(per.mean()), 3),
-            "per_frame_sd": round(sd, 3), "per_frame_min": round(float(per.min()), 3),
-            "ci95": [round(float(per.mean()) - half, 3), round(float(per.mean()) + half, 3)]
-            if n > 1 else None,
-            "frames_for_half_point": need, "enough": n >= need}
-
-
-def lower_int8(req: LowerRequest) -> Lowered:
-    """Quantize, choosing on the held-out selection frames, reporting on the report frames."""
-    with PeakRSS() as peak:
-        lowered = _lower(req)
-    lowered.section["resources"] = {**peak.info(), "steps": lowered.section.pop("_steps")}
-    return lowered
-
-
-def _lower(req: LowerRequest) -> Lowered:
-    run = open_run(req)
-    opts = run.opts
-    quantizer, full, calib_info = calibrate_step(run)
-    slow = speed_first(run, full)
-    budget = Budget(opts.max_miou_drop, opts.int8_min_agreement)
-    user_set = opts.max_miou_drop is not None or opts.int8_min_agreement is not None
-    searched: list[dict[str, Any]] = []
-    per_channel = True
-    if not user_set:  # with a user budget the user's calibration stands
-        quantizer, full, calib_info, per_channel, searched = search_step(
-            run, quantizer, full, calib_info, budget)
-    found, pts = fallback_step(run, full, budget)
-    return finish(run, quantizer, found, pts, calib_info, per_channel, searched, budget,
-                  user_set, slow)
-
-
-def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
-           pts: list[points.Point], calib_info: dict[str, Any], per_channel: bool,
-           searched: list[dict[str, Any]], budget: Budget, user_set: bool,
-           slow: str | None) -> Lowered:
-    """Metadata, the report-frame measurement (headline = gate), keep-closest on a miss."""
-    req, opts, meta, fp32 = run.req, run.opts, run.req.meta, run.req.fp32
-    rep, parts = run.parts.report, run.parts
-    kinds = {p.name: p for p in pts}
-    model = onnx.load(str(found.path))
-    units = {u.name: u for u in points.units(pts, compute_nodes(model))}
-    kept_pts = [n for u in found.kept_fp32 for n in (units[u].points if u in units else (u,))]
-    layers = {"int8": len(q8.int8_layers(model)), "total": len(compute_nodes(model))}
-    new_meta = meta.with_changes(precision="int8", opset=onnx_tools.opset_of(model), extra={
-        **meta.extra, "int8": {"target": opts.int8_target, "calibration": quantizer.method,
-                               "calibration_frames": calib_info["frames"],
-                               "per_channel": per_channel,
-                               "kept_fp32": list(found.kept_fp32)}})
-    onnx_tools.set_metadata(model, new_meta)
-    model = onnx_tools.check(model)
-    path = req.workdir / "int8.onnx"
-    onnx.save(model, str(path))
-    rep_ref = run_labels(fp32, rep, meta) if parts.split else run.ref
-    got = run_labels(path, rep, meta)
-    section = _common(fp32, path, rep, meta, "int8",
-                      rep.score(rep_ref, meta.classes, opts.ignore_index),
-                      rep.score(got, meta.classes, opts.ignore_index))
-    rule = budget.describe(parts.selection.truths is not None)
-    section.update(
-        target=opts.int8_target, argmax_agreement=agreement(got, rep_ref),
-        agreement_spread=_interval(got, rep_ref),
-        budget={"rule": rule, "met": found.met, "user_set": user_set},
-        kept_fp32=list(found.kept_fp32), per_channel=per_channel,
-        kept_points=[{"point": n, "kind": kinds[n].kind} for n in kept_pts if n in kinds],
-        layers=layers,
-        points={"total": len(pts), "activation": sum(p.kind == "activation" for p in pts),
-                "weight": sum(p.kind == "weight" for p in pts),
-                "fragile": [p.name for p in pts if p.fragile]},
-        quantized_layers=len(q8.quantized_layers(model)),
-        calibration={**calib_info, "searched": searched,
-                     "search_space": "method x frame count x per-channel" if not user_set
-                     else "none (a user budget keeps the user's calibration)"},
-        sensitivity=[{"layer": n, "changed_pixels_percent": s,
-                      **({"kind": units[n].kind} if n in units else
-                         {"kind": kinds[n].kind} if n in kinds else {}),
-                      **({"points": list(units[n].points)}
-                         if n in units and units[n].kind == "layer" else {}),
-                      **({"measured": False} if s < 0 else {})} for n, s in found.ranking],
-        trials=list(found.trials), speed_warning_before_search=slow,
-        _steps=run.steps)
-    checked = per_runtime(fp32, path, rep, meta, opts.ignore_index, "int8")
-    section["runtimes"] = checked
-    section["held_out"] = {"frames": parts.total, "source": run.held_source,
-                           "disjoint_from_calibration": True, **parts.describe(),
-                           "selection_measure": found.measure.to_dict(),
-                           "miou_drop": {rt: e["miou"]["drop"] for rt, e in checked.items()
-                                         if "miou" in e}}
-    # the gate reads the figures the headline shows: the report frames, on every runtime
-    failure = runtime_failure(
-        checked, lambda e: budget.met(Measure(
-            e["argmax_agreement"], e["miou"]["int8"] if "miou" in e else None,
-            e["miou"]["fp32"] if "miou" in e else None)), rule,
-        "INT8 budget (report frames)" if parts.split else "INT8 budget", len(rep))
-    if failure is None and not found.met:
-        failure = (f"INT8 budget: expected {rule}, got agreement {found.measure.agreement:.3f}%"
-                   + (f", mIoU drop {found.measure.miou_drop:.3f}"
-                      if found.measure.miou_drop is not None else "")
-                   + f" on the selection frames with {len(kept_pts)} of {len(pts)} "
-                     f"point(s) kept in float ({_tried(found)})")
-    if failure is None and layers["int8"] == 0:  # every layer in float is not an INT8 model
-        failure = (f"INT8 budget: expected {rule} with at least one compute layer in INT8, got "
-                   f"0 of {layers['total']}: nothing could be quantized within the budget "
-                   f"({len(kept_pts)} of {len(pts)} point(s) had to stay in float; relax the "
-                   "budget or export --fp16)")
-    section["budget"]["met"] = failure is None
-    section["speed"] = speed_section(fp32, path, rep.tensors[0], meta, opts.int8_target)
-    if failure is not None and opts.int8_keep_closest:
-        closest = missed_path(req.out)
-        tmp = closest.with_name(closest.name + ".tmp")
-        shutil.copyfile(path, tmp)
-        tmp.replace(closest)
-        section["closest_artifact"] = str(closest)
-        failure += f"; closest kept as {closest} (it missed the budget)"
-    return Lowered(path, new_meta, section, failure)
-
-
-def missed_path(out: Path) -> Path:
-    """Where --int8-keep-closest writes a miss: a name that cannot pass for the artifact."""
-    return out.with_name(f"{out.stem}.missed-budget{out.suffix}")
-
-
-def _tried(found: SearchResult) -> str:
-    sets = [t for t in found.trials if "kept_fp32" in t]
-    stopped = any("stopped" in t for t in found.trials)
-    unmeasured = sum(1 for _, s in found.ranking if s < 0)
-    return (f"tried {len(sets)} set(s) of the {len(found.ranking)} ranked unit(s)"
-            + (f", {unmeasured} not measured" if unmeasured else "")
-            + (", stopped by the time bound" if stopped else ""))
