@@ -87,5 +87,6 @@ def has_bf16() -> bool:
     """Whether OpenVINO's CPU plugin has native bf16 here (AVX-512 BF16 / AMX): the backend's
     own answer (its descriptor's native precisions), asked in one place."""
     from segedge.runtime.backends.base import descriptor
+    from segedge.runtime.precisions import precision
 
-    return "bf16" in descriptor(OPENVINO).native_precisions()
+    return precision("bf16").hint in descriptor(OPENVINO).native_precisions()
