@@ -6,7 +6,7 @@ one file per source); what every model shares happens here once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from torch import nn
@@ -14,26 +14,24 @@ from torch import nn
 from segedge.export.config import ExportConfig
 from segedge.export.models import sources
 from segedge.export.models.checkpoint import load_checkpoint
+from segedge.export.models.sources import Built
 from segedge.runtime.errors import InputError
 from segedge.runtime.metadata import ColorOrder, default_palette
 from segedge.runtime.normalization import Normalization
 
 
 @dataclass
-class Resolved:
-    name: str
-    family: str
-    model: nn.Module
-    classes: tuple[str, ...]
-    palette: tuple[tuple[int, int, int], ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    model_color: ColorOrder
-    size: tuple[int, int]
-    stride: int
-    weights: str
-    notes: list[str] = field(default_factory=list)
+class Resolved(Built):
+    """A source's Built, settled by what every model shares: the --checkpoint loaded,
+    `palette` filled, mean/std (0..1 units) after --mean/--std/--norm-units/--scale,
+    `color` after --model-rgb/--model-bgr, `size` after --imgsz."""
+
     normalization: Normalization | None = None  # how mean/std were given (for the report)
+
+    @property
+    def model_color(self) -> ColorOrder:
+        """The colour order the network was trained on."""
+        return self.color
 
 
 def read_classes(path: Path) -> tuple[str, ...]:
@@ -103,10 +101,9 @@ def resolve(cfg: ExportConfig) -> Resolved:
     norm = cfg.normalization(built.mean, built.std)
     if (note := norm.note()) is not None:
         notes.append(note)
-    return Resolved(
-        name=built.name, family=built.family, model=model, classes=built.classes,
-        palette=built.palette or default_palette(built.classes),
-        mean=norm.unit_mean, std=norm.unit_std, model_color=cfg.model_color or built.color,
-        size=cfg.imgsz or built.size, stride=built.stride, weights=weights, notes=notes,
-        normalization=norm,
-    )
+    settled = {f.name: getattr(built, f.name) for f in fields(Built)}
+    settled.update(model=model, palette=built.palette or default_palette(built.classes),
+                   mean=norm.unit_mean, std=norm.unit_std, color=cfg.model_color or built.color,
+                   size=cfg.imgsz or built.size, weights=weights, notes=notes,
+                   checkpoint_into=None)  # loaded above
+    return Resolved(**settled, normalization=norm)

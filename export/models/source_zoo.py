@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from segedge.export.config import ExportConfig
 
 
+def artifact_name(what: str) -> str:
+    """The entry's own name (an unknown name: one line with the nearest ones)."""
+    return registry.get(what).name
+
+
+def task(what: str) -> str:
+    """A zoo entry is one task (a --task must agree)."""
+    return registry.get(what).task
+
+
 def build(what: str, cfg: ExportConfig) -> Built:
     """The zoo entry's builder with --weights/--checkpoint choosing what it loads."""
     from segedge.export.models.resolve import settle_classes

@@ -204,6 +204,25 @@ def _check_opset(name: str, path: Path, asked: int) -> None:
         raise ExportError(f"wrote opset {got}, not the {asked} asked for")
 
 
+def _shapes_from_float(path: Path, example: torch.Tensor, spec: ExportSpec) -> list[str]:
+    """A dynamic uint8 export reads its sizes from the bytes (Shape on UINT8, which TensorRT
+    refuses): point them at the float Cast (export/onnx/portable.py); static graphs have
+    no Shape on the input."""
+    if not spec.input_axes or example.dtype != torch.uint8:
+        return []
+    import onnx
+
+    from segedge.export.onnx.portable import shapes_from_float_input
+
+    model = onnx.load(str(path))
+    moved = shapes_from_float_input(model)
+    if not moved:
+        return []
+    onnx.save(model, str(path))
+    return [f"{moved} Shape node(s) read the uint8 input's float Cast (TensorRT's Shape "
+            "takes no UINT8)"]
+
+
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec
                 ) -> ExportResult:
     """Try the spec's exporters in order; raise ExportError (every reason) if all fail."""
@@ -215,6 +234,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, spec: Expo
                     static_adaptive_pooling(not spec.input_axes) as rewrites:
                 EXPORTERS[name](module, example, path, spec)
             _check_opset(name, path, spec.opset)
+            rewrites.extend(_shapes_from_float(path, example, spec))
             return ExportResult(name, time.perf_counter() - start,
                                 "; ".join(f"{n}: {why}" for n, why in failures) or None,
                                 tuple(failures), tuple(rewrites))

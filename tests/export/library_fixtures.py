@@ -66,15 +66,10 @@ def segformer_b0(folder: Path) -> Path:
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
     torch.manual_seed(0)
-    config = SegformerConfig(num_labels=len(NAMES), id2label=dict(enumerate(NAMES)),
-                             label2id={n: i for i, n in enumerate(NAMES)})
+    config = SegformerConfig(**_labels())
     assert list(config.hidden_sizes) == [32, 64, 160, 256] and list(config.depths) == [2] * 4
-    model = SegformerForSemanticSegmentation(config)
-    settle_batchnorm(model, *IMAGENET, lambda x: model(pixel_values=x))
-    model.save_pretrained(str(folder))
-    _processor("SegformerImageProcessor", folder, mean=[0.485, 0.456, 0.406],
-               std=[0.229, 0.224, 0.225])
-    return folder
+    return _save_hf(SegformerForSemanticSegmentation(config), folder, "SegformerImageProcessor",
+                    *IMAGENET)
 
 
 def upernet(folder: Path) -> Path:
@@ -84,16 +79,10 @@ def upernet(folder: Path) -> Path:
     torch.manual_seed(0)
     backbone = ConvNextConfig(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
                               out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = UperNetConfig(backbone_config=backbone, num_labels=len(NAMES), hidden_size=32,
-                           auxiliary_in_channels=64, use_auxiliary_head=False,
-                           id2label=dict(enumerate(NAMES)),
-                           label2id={n: i for i, n in enumerate(NAMES)})
-    model = UperNetForSemanticSegmentation(config)
-    settle_batchnorm(model, *IMAGENET, lambda x: model(pixel_values=x))
-    model.save_pretrained(str(folder))
-    _processor("SegformerImageProcessor", folder, mean=[0.485, 0.456, 0.406],
-               std=[0.229, 0.224, 0.225])
-    return folder
+    config = UperNetConfig(backbone_config=backbone, hidden_size=32, auxiliary_in_channels=64,
+                           use_auxiliary_head=False, **_labels())
+    return _save_hf(UperNetForSemanticSegmentation(config), folder, "SegformerImageProcessor",
+                    *IMAGENET)
 
 
 def dpt(folder: Path) -> Path:
@@ -104,22 +93,30 @@ def dpt(folder: Path) -> Path:
     config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
                        intermediate_size=64, image_size=SIZE, patch_size=16,
                        neck_hidden_sizes=[16, 32, 64, 64], fusion_hidden_size=32,
-                       backbone_out_indices=[0, 1, 2, 3], num_labels=len(NAMES),
-                       use_auxiliary_head=False, id2label=dict(enumerate(NAMES)),
-                       label2id={n: i for i, n in enumerate(NAMES)})
-    model = DPTForSemanticSegmentation(config)
-    settle_batchnorm(model, [0.5] * 3, [0.5] * 3, lambda x: model(pixel_values=x))
-    model.save_pretrained(str(folder))
-    _processor("DPTImageProcessor", folder, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
-    return folder
+                       backbone_out_indices=[0, 1, 2, 3], use_auxiliary_head=False,
+                       **_labels())
+    return _save_hf(DPTForSemanticSegmentation(config), folder, "DPTImageProcessor",
+                    [0.5] * 3, [0.5] * 3)
 
 
-def _processor(kind: str, folder: Path, mean: list[float], std: list[float]) -> None:
+def _labels() -> dict[str, Any]:
+    """A transformers config's class list: NAMES, both ways."""
+    return {"num_labels": len(NAMES), "id2label": dict(enumerate(NAMES)),
+            "label2id": {n: i for i, n in enumerate(NAMES)}}
+
+
+def _save_hf(model: torch.nn.Module, folder: Path, processor: str, mean: list[float],
+             std: list[float]) -> Path:
+    """Settle BatchNorm under the model's normalisation, then save it as a training run
+    would: save_pretrained plus an image processor at SIZE x SIZE (reduce_labels off)."""
     import transformers
 
-    cls = getattr(transformers, kind)
-    cls(size={"height": SIZE, "width": SIZE}, image_mean=mean, image_std=std,
-        do_reduce_labels=False).save_pretrained(str(folder))
+    settle_batchnorm(model, mean, std, lambda x: model(pixel_values=x))
+    model.save_pretrained(str(folder))
+    getattr(transformers, processor)(size={"height": SIZE, "width": SIZE}, image_mean=mean,
+                                     image_std=std, do_reduce_labels=False
+                                     ).save_pretrained(str(folder))
+    return folder
 
 
 def yolo_checkpoint(path: Path, imgsz: int = SIZE) -> Path:

@@ -193,3 +193,63 @@ def test_typical_torch_segmentation_export_is_clean(tmp_path: Path) -> None:
     model = onnx.load(str(path))
     assert {"Conv", "Relu", "MaxPool", "Resize", "ArgMax"} <= {n.op_type for n in model.graph.node}
     assert trt_lint(model) == []
+
+
+def _bytes_shape_graph(with_cast: bool) -> onnx.ModelProto:
+    """What a dynamic uint8 export writes: Shape nodes read the bytes, ahead of the Cast."""
+    x = helper.make_tensor_value_info("input", TensorProto.UINT8, ["n", "h", "w", 3])
+    nodes = [helper.make_node("Shape", ["input"], ["hw"], name="shape_hw", start=1, end=3),
+             helper.make_node("Shape", ["input"], ["n"], name="shape_n", start=0, end=1)]
+    if with_cast:
+        nodes.append(helper.make_node("Cast", ["input"], ["f"], name="cast",
+                                      to=TensorProto.FLOAT))
+        nodes.append(helper.make_node("Transpose", ["f"], ["y"], name="t", perm=[0, 3, 1, 2]))
+    outputs = [helper.make_tensor_value_info("hw", TensorProto.INT64, [2]),
+               helper.make_tensor_value_info("n", TensorProto.INT64, [1])]
+    if with_cast:
+        outputs.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"]))
+    graph = helper.make_graph(nodes, "g", [x], outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+@pytest.mark.parametrize("with_cast", [True, False])
+def test_shapes_of_the_uint8_input_read_its_float_cast(with_cast: bool) -> None:
+    import onnxruntime as ort
+
+    from segedge.export.onnx.portable import shapes_from_float_input
+
+    model = _bytes_shape_graph(with_cast)
+    before = [(f.rule, f.node) for f in trt_lint(model)]
+    assert before == [("dtype", "shape_hw"), ("dtype", "shape_n")]
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    assert shapes_from_float_input(fixed) == 2
+    onnx.checker.check_model(fixed, full_check=True)  # topological order kept
+    assert trt_lint(fixed) == []
+    casts = [n for n in fixed.graph.node if n.op_type == "Cast"]
+    assert len(casts) == 1  # the wrapper's own Cast is reused, or exactly one is added
+    assert [n.input[0] for n in fixed.graph.node if n.op_type == "Shape"] == \
+        [casts[0].output[0]] * 2
+    frame = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    runs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            .run(None, {"input": frame}) for m in (model, fixed)]
+    assert runs[1][0].tolist() == [5, 7] and runs[1][1].tolist() == [2]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)  # exactly the same results
+    assert shapes_from_float_input(fixed) == 0  # nothing left to move
+
+
+def test_a_dynamic_uint8_export_lints_clean(tmp_path: Path) -> None:
+    from segedge.export.config import ExportConfig, VerifyOptions
+    from segedge.export.pipeline import export
+
+    out = tmp_path / "demo.onnx"
+    report = export(ExportConfig(model="demo", output=out, dynamic=True, quiet=True,
+                                 verify=VerifyOptions(count=1, bf16=False)))
+    assert report["tensorrt"]["unsupported"] == [], report["tensorrt"]
+    assert any("Shape node(s) read the uint8 input's float Cast" in r
+               for r in report["rewrites"]), report["rewrites"]
+    assert report["parity"]["argmax_agreement"] >= 99.9
+    graph = onnx.load(str(out)).graph
+    assert graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
+    assert not [n.name for n in graph.node if n.op_type == "Shape" and n.input[0] == "input"]
