@@ -215,7 +215,7 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
 def bf16_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMetadata,
                  size: tuple[int, int]) -> dict[str, Any]:
     """OpenVINO bf16 vs FP32 on the verification frames (runtime hint, not graph)."""
-    from segedge.runtime.backends.auto import challengers
+    from segedge.runtime.backends.auto_probe import challengers
 
     return hint_section(cfg, task, artifact, meta, size, challengers()[0], "bf16")
 
@@ -227,7 +227,7 @@ def reduced_precision_sections(cfg: ExportConfig, task: str, artifact: Path,
     runs it natively) gated against FP32 on the verification frames, as ``{backend: {hint:
     section}}`` in the report (runtime.report reads it; the auto chooser times what passed).
     The FP32 labels are computed once for all of them."""
-    from segedge.runtime.backends.auto import challengers
+    from segedge.runtime.backends.auto_probe import challengers
     from segedge.runtime.backends.base import descriptor
 
     out: dict[str, dict[str, Any]] = {}
@@ -332,7 +332,8 @@ def engine_section(cfg: ExportConfig, mode: PrecisionMode, out: Path, meta: Arti
     built = build_engine(out, out.with_suffix(".plan"), EngineConfig(
         min_hw=low if dyn else None, opt_hw=opt if dyn else None, max_hw=high if dyn else None,
         workspace=opts.workspace_mib * (1 << 20) if opts.workspace_mib else None,
-        timing_cache=opts.timing_cache, dla_core=opts.dla_core), meta)
+        timing_cache=opts.timing_cache, dla_core=opts.dla_core,
+        **({} if opts.profiles is None else {"dynamic_profiles": opts.profiles})), meta)
     return {"plan": str(built.plan), "precision": built.sidecar.precision,
             "reused": built.reused, "warnings": list(built.warnings),
             "strongly_typed": built.sidecar.strongly_typed}

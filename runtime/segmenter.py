@@ -132,10 +132,9 @@ class Segmenter:
         self.backend: Backend
         self._source = str(model)
         if backend == "auto":  # measured once per artifact and machine (backends.auto)
-            # probed in latency mode (one call's time is what it compares), then opened
-            # in the asked mode
-            choice = open_auto(model, replace(self.options, mode="latency"),
-                               opener=open_backend)
+            # opened in the asked mode where nothing is timed (a plan, a GPU); CPU candidates
+            # are probed in latency mode (one call's time is what it compares), then switched
+            choice = open_auto(model, self.options, opener=open_backend)
             self.backend, self.backend_reason = choice.backend, choice.reason
             self.use_mode(self.options.mode)
         else:
@@ -157,10 +156,16 @@ class Segmenter:
 
     def use_mode(self, mode: str) -> None:
         """Run the backend in ``mode`` (latency | throughput, ``BackendOptions.mode``): a
-        backend that says what it was opened with (``options``) in another mode is reopened
-        with the same options in this one; one without modes is kept as it is."""
+        backend that switches itself (``use_mode``: TensorRT adds or frees execution slots on
+        the engine it holds) is asked to; one that says what it was opened with (``options``)
+        in another mode is reopened with the same options in this one; one without modes is
+        kept as it is."""
         opened = getattr(self.backend, "options", None)
         if not isinstance(opened, BackendOptions) or opened.mode == mode:
+            return
+        switch = getattr(self.backend, "use_mode", None)
+        if callable(switch):  # no second copy of the model (a GPU's memory) while switching
+            switch(mode)
             return
         fresh = open_backend(self._source, self.backend.name, replace(opened, mode=mode))
         old, self.backend = self.backend, fresh

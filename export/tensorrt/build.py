@@ -97,10 +97,13 @@ class EngineConfig:
                 raise InputError("batch", "a positive int or (min, opt, max) ascending",
                                  self.batch)
 
-    def settings(self) -> dict[str, Any]:
-        """The build choices besides precision and profile that change the plan."""
+    def settings(self, dynamic: bool = True) -> dict[str, Any]:
+        """The build choices besides precision and profile that change the plan; the profile
+        count only for a plan with a dynamic input (a static plan has TensorRT's one default
+        profile whatever ``dynamic_profiles`` says: a change must not rebuild it)."""
         return {"workspace": self.workspace, "optimization_level": self.optimization_level,
-                "dla_core": self.dla_core, "dynamic_profiles": self.dynamic_profiles,
+                "dla_core": self.dla_core,
+                "dynamic_profiles": self.dynamic_profiles if dynamic else None,
                 "gpu_fallback": self.gpu_fallback if self.dla_core is not None else None}
 
 
@@ -200,7 +203,7 @@ def plan_typing(onnx_precision: Precision, engine_precision: Precision | None, *
     if want.bits > have.bits:  # an engine never widens the ONNX it is built from
         raise ExportError(f"{target} engine: expected an {target} ONNX, got an "
                           f"{onnx_precision} ONNX")
-    # the precision-mode registry owns each mode's weak-typing flags (one table, not two)
+    # runtime/precisions owns the weak-typing flags; the mode reads them (one table, not two)
     return TypingPlan(False, precision_modes.get(target).tensorrt_flags(dla), target)
 
 
@@ -220,6 +223,14 @@ def read_onnx_metadata(path: Path) -> ArtifactMetadata:
         return meta
     raise ArtifactError(f"{path}: expected segedge metadata (metadata_props key "
                         f"{METADATA_KEY!r}), got none; pass meta= for a foreign ONNX")
+
+
+def has_dynamic_input(meta: ArtifactMetadata, shapes: ProfileShapes) -> bool:
+    """Will the plan have a dynamic input (height/width or batch decided at run time)?  Known
+    from the artifact's metadata before the network is parsed, for the cache key."""
+    spec = meta.input
+    return spec.size is None or spec.batch is None or any(
+        low != high for low, _, high in shapes.values())
 
 
 def _dynamic_inputs(
@@ -334,7 +345,8 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path,
              what=f"cudaSetDevice({config.device_id})")
     gpu_name, gpu_cc = gpu_identity(config.device_id)
     onnx_sha = sha256_file(onnx_path)
-    settings = {**config.settings(), "strongly_typed": tplan.strongly_typed,
+    settings = {**config.settings(has_dynamic_input(meta, shapes)),
+                "strongly_typed": tplan.strongly_typed,
                 "builder_flags": list(tplan.flags)}
     key = engine_cache_key(onnx_sha, trt.__version__, gpu_cc, tplan.precision, shapes, settings)
     old = None if force else _reusable(plan_path, key, onnx_sha, trt.__version__,

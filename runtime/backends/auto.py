@@ -43,21 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
+from segedge.runtime.backends import auto_probe
 from segedge.runtime.backends.auto_cache import (
     CacheKey,
     DecisionCache,
     Verdict,
     cpu_candidates,
     file_sha256,
-)
-from segedge.runtime.backends.auto_probe import (  # the measuring, re-exported for callers
-    challengers,
-    compile_in_child,
-    interleaved_probe,
-    library_versions,
-    pick,
-    probe_hw,
-    probe_tensor,
 )
 from segedge.runtime.backends.base import (
     Backend,
@@ -95,7 +87,7 @@ def verified_hints(path: Path, sha256: str, backend: str) -> tuple[str, ...]:
 def hint_verified(path: Path, sha256: str, hint: str) -> bool:
     """Did this artifact's export report gate inference precision ``hint`` against FP32 (on a
     challenger) and pass?"""
-    return any(hint in verified_hints(path, sha256, name) for name in challengers())
+    return any(hint in verified_hints(path, sha256, name) for name in auto_probe.challengers())
 
 
 def bf16_verified(path: Path, sha256: str) -> bool:
@@ -145,6 +137,8 @@ def _closing_on_error(backend: Backend) -> Iterator[None]:
 
 def _key_name(backend: str, hint: str, first: bool) -> str:
     return backend if first else f"{backend}:{hint}"
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One backend at one inference precision, as the probe and the cache name it."""
@@ -161,11 +155,13 @@ _CHOICES: weakref.WeakKeyDictionary[Backend, AutoChoice] = weakref.WeakKeyDictio
 class AutoSelector:
     """Steps 1-4 of the module docstring; every collaborator injectable for tests."""
 
-    def __init__(self, *, opener: Opener = open_backend, probe: Probe = interleaved_probe,
+    def __init__(self, *, opener: Opener = open_backend,
+                 probe: Probe = auto_probe.interleaved_probe,
                  cache: DecisionCache | None = None, cpu: str | None = None,
                  gpu_providers: Callable[[], list[str]] | None = None,
                  available: Callable[[str], tuple[bool, str]] | None = None,
-                 versions: Callable[[], tuple[tuple[str, str], ...]] = library_versions,
+                 versions: Callable[[], tuple[tuple[str, str], ...]] = (
+                     auto_probe.library_versions),
                  pin: str | None = None,
                  compile_check: Callable[[Path, BackendOptions], str | None] | None = None
                  ) -> None:
@@ -180,6 +176,10 @@ class AutoSelector:
         self.pin = pin if pin is not None else os.environ.get(PIN_ENV, "").strip().lower()
 
     def select(self, path: Path, options: BackendOptions) -> AutoChoice:
+        """Open the chosen backend: where nothing is timed (a plan, a named provider, a GPU)
+        directly in ``options.mode``, so that a run never opens it twice; the CPU candidates
+        in latency mode (one call's time is what the probe compares; the caller switches the
+        winner to its mode)."""
         path = Path(path)
         kind = backend_for(path)
         if kind not in cpu_candidates():
@@ -196,7 +196,7 @@ class AutoSelector:
             if backend.active in gpus:
                 return AutoChoice(backend, f"{label(backend)}: a GPU executes it")
             backend.close()
-        return self._cpu(path, options)
+        return self._cpu(path, replace(options, mode="latency"))
 
     def _cpu(self, path: Path, options: BackendOptions) -> AutoChoice:
         cpu_options = replace(options, provider="cpu")
@@ -210,7 +210,7 @@ class AutoSelector:
             backend = self.opener(path, self.pin, pinned)
             return AutoChoice(backend, f"{label(backend)}: pinned by {PIN_ENV}")
         live, why = [], ""
-        for name in challengers():
+        for name in auto_probe.challengers():
             ok, said = self._available(name)
             if ok:
                 live.append(name)
@@ -226,7 +226,7 @@ class AutoSelector:
                                        f"artifacts only, this one is {ref.metadata.task!r}")
             sha = file_sha256(path)
             cands = self._candidates(path, cpu_options, sha, tuple(live))
-            hw = probe_hw(ref)
+            hw = auto_probe.probe_hw(ref)
             hints = "+".join(c.options.precision_hint or GRAPH_HINT for c in cands)
             key = CacheKey(sha, self.cpu, options.threads, hints, hw, self._versions())
             verdict = self.cache.get(key)
@@ -253,7 +253,7 @@ class AutoSelector:
     def _check(self, path: Path, cand: Candidate) -> str | None:
         if self.compile_check is not None:
             return self.compile_check(path, cand.options)
-        return compile_in_child(path, cand.options, cand.backend)
+        return auto_probe.compile_in_child(path, cand.options, cand.backend)
 
     def _measure(self, path: Path, ref: Backend, key: CacheKey, options: BackendOptions,
                  cands: list[Candidate], how: str) -> AutoChoice:
@@ -278,11 +278,11 @@ class AutoSelector:
         if len(opened) == 1:
             return AutoChoice(ref, f"{label(ref)}: {failure}")
         try:
-            timings = self.probe(opened, probe_tensor(ref, key.probe_hw))
+            timings = self.probe(opened, auto_probe.probe_tensor(ref, key.probe_hw))
         except Exception as err:  # noqa: BLE001 - failing the probe is losing it
             _close_all(opened, keep=ref.name)
             return AutoChoice(ref, f"{label(ref)}: the probe failed ({_first_line(err)})")
-        verdict = Verdict(pick(timings), timings, key.probe_hw, now,
+        verdict = Verdict(auto_probe.pick(timings), timings, key.probe_hw, now,
                           labels={k: label(b) for k, b in opened.items()},
                           probe_frames=max(1, ref.metadata.input.batch or 1), how=how)
         self.cache.put(key, verdict)

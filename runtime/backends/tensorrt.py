@@ -8,6 +8,9 @@ profile's maximum shape (runtime.backends.tensorrt_slots).  Latency mode runs
 one execution slot (context + stream + buffers); throughput mode runs
 THROUGHPUT_SLOTS of them (``max_in_flight``), each ``infer`` on an idle one, and
 a dynamic plan gets at most one slot per optimization profile it was built with.
+Slots are contexts on one engine: a mode change (``use_mode``) opens or frees slots and
+never deserializes the plan again; a slot after the first that cannot open runs the
+backend with fewer slots.
 
 No GPU runs here: the TensorRT and CUDA calls are exercised in CI against
 recording fakes (tests/fakes) checked against the real TensorRT and cuda-python
@@ -19,7 +22,8 @@ from older cuda-python) is one BackendUnavailableError (``trt_object``, ``cuda_r
 from __future__ import annotations
 
 import logging
-import queue
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +38,13 @@ from segedge.runtime.backends.cuda import (
     import_cudart,
     one_line,
 )
-from segedge.runtime.backends.tensorrt_slots import (  # noqa: F401 - re-exported helpers
-    TRT_TO_NUMPY,
-    Profile,
-    Slot,
-    check_in_profile,
-    is_dynamic,
-    numpy_dtype,
-    validate_input,
-)
+from segedge.runtime.backends.tensorrt_slots import Profile, Slot, is_dynamic, profiles_agree
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, SegedgeError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.sidecar import EngineSidecar, is_stale, read_sidecar
 
-__all__ = ["THROUGHPUT_SLOTS", "TensorRTBackend", "create", "gpu_identity", "import_cudart",
-           "slot_count", "tensorrt_available", "trt_object"]
+__all__ = ["THROUGHPUT_SLOTS", "BackendClosedError", "TensorRTBackend", "create",
+           "gpu_identity", "import_cudart", "slot_count", "tensorrt_available", "trt_object"]
 
 log = logging.getLogger("segedge.runtime")
 MIN_TENSORRT_MAJOR = 10  # name-based I/O, strongly typed networks; JetPack 6 ships 10.3
@@ -59,6 +55,14 @@ MIN_TENSORRT_MAJOR = 10  # name-based I/O, strongly typed networks; JetPack 6 sh
 # plan, another profile: build time, plan size) for overlap two already give; the CPU
 # backends keep two as well.  Not yet timed on a GPU (tools/gpu_check.sh will).
 THROUGHPUT_SLOTS = 2
+# How long close() waits for ``infer`` calls still running on a slot; a call still running
+# after that frees its own slot when it returns (never freed under it).
+CLOSE_WAIT_S = 10.0
+
+
+class BackendClosedError(SegedgeError):
+    """``infer`` on a TensorRT backend that is closed, or was closed while the call waited
+    for an execution slot."""
 
 
 def check_runtime_match(sidecar: EngineSidecar, plan: Path, trt_version: str,
@@ -67,7 +71,7 @@ def check_runtime_match(sidecar: EngineSidecar, plan: Path, trt_version: str,
     reason = is_stale(sidecar, None, trt_version, gpu_name=gpu_name, gpu_cc=gpu_cc)
     if reason:
         raise ArtifactError(f"{plan}: cannot run this plan here: {reason}; rebuild it on "
-                            "this machine (segexport ... --tensorrt)")
+                            "this machine (segexport ... --engine)")
 
 
 def tensorrt_major(version: str) -> int:
@@ -156,18 +160,26 @@ class TensorRTBackend:
     """Backend over one deserialized plan and its execution slots (tensorrt_slots.Slot: a
     context, a CUDA stream and bound buffers each); every failure on the way in frees what
     it took.  ``infer`` is re-entrant across slots: ``max_in_flight`` calls may run at once,
-    each on an idle slot; order is the caller's (runtime.engine keeps it)."""
+    each on an idle slot; order is the caller's (runtime.engine keeps it).  ``use_mode``
+    opens or frees slots on the same engine: a plan is deserialized once per backend."""
 
     name = "tensorrt"
 
     def __init__(self, path: Path, options: BackendOptions) -> None:
         import tensorrt as trt
 
+        # One lock guards the slots, the idle ones every call takes one from, the closed flag
+        # and the number of calls holding a slot (close waits for those, never frees under one).
+        self._cond = threading.Condition()
+        self._slots: list[Slot] = []
+        self._idle: list[Slot] = []
+        self._in_flight = 0
+        self._closed = False
+        self._gave_up = False  # close() stopped waiting: a running call frees its own slot
+        self.close_wait_s = CLOSE_WAIT_S
         self._trt, self._cudart = trt, import_cudart()
         self.path = Path(path)
-        self.options = options  # runtime.segmenter reopens it in the run's mode
-        self._slots: list[Slot] = []
-        self._idle: queue.SimpleQueue[Slot] = queue.SimpleQueue()
+        self.options = options  # the mode it runs in (use_mode changes it)
         self._engine: Any = None
         self._runtime: Any = None
         self.sidecar = read_sidecar(self.path)
@@ -184,14 +196,16 @@ class TensorRTBackend:
         self._device = f"{gpu.name} (sm {gpu.compute_capability})"
         self.zero_copy = gpu.integrated and gpu.can_map_host_memory
         try:
-            self._open(options.mode)
+            self._load()
+            self._resize(options.mode)
         except BaseException:
             self.close()
             raise
         self.input_name = self._slots[0].input.name
-        self.max_in_flight = len(self._slots)
+        self._input_profile = self._slots[0].input.profile
 
-    def _open(self, mode: str) -> None:
+    def _load(self) -> None:
+        """Deserialize the plan (once: every slot is a context on this one engine)."""
         trt, sidecar = self._trt, self.sidecar
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt_object(trt.Runtime, self._logger, what="Runtime")
@@ -201,19 +215,71 @@ class TensorRTBackend:
         if engine is None:
             raise ArtifactError(f"{self.path}: TensorRT could not deserialize the plan (see log)")
         self._engine = engine
-        dynamic = is_dynamic(trt, engine)
-        profiles = int(engine.num_optimization_profiles)
-        count = slot_count(mode, dynamic, profiles)
-        if count < slot_count(mode, False, profiles):
+        self._dynamic = is_dynamic(trt, engine)
+        self._profiles = int(engine.num_optimization_profiles)
+
+    def _wanted(self, mode: str) -> int:
+        """Slots for ``mode`` on this plan, saying once why fewer than asked."""
+        count = slot_count(mode, self._dynamic, self._profiles)
+        if count < slot_count(mode, False, self._profiles):
             log.warning("%s: %d execution slot(s), not %d: a dynamic plan runs one execution "
                         "context at a time per optimization profile and this plan has %d; "
-                        "rebuild it with segexport --engine for %d", self.path.name, count,
-                        THROUGHPUT_SLOTS, profiles, THROUGHPUT_SLOTS)
-        for index in range(count):
-            self._slots.append(Slot(trt, self._cudart, engine, self.path, index, count,
-                                    index if dynamic else None, self.zero_copy))
-        for slot in self._slots:
-            self._idle.put(slot)
+                        "rebuild it with segexport --engine, which gives a dynamic plan %d "
+                        "optimization profiles (--engine-profiles %d)", self.path.name, count,
+                        THROUGHPUT_SLOTS, self._profiles, THROUGHPUT_SLOTS, THROUGHPUT_SLOTS)
+        if count > 1 and self._dynamic and not profiles_agree(self._trt, self._engine, count):
+            log.warning("%s: 1 execution slot, not %d: the plan's optimization profiles differ "
+                        "in shape and every slot must accept the same frames; rebuild it with "
+                        "segexport --engine (identical profiles)", self.path.name, count)
+            count = 1
+        return count
+
+    def _resize(self, mode: str) -> None:
+        """Open or free slots for ``mode``, last slot freed first.  A slot after the first that
+        cannot open (out of device memory) is one warning: the run keeps the slots that opened.
+        The caller holds the lock, or is __init__; no call holds a slot."""
+        target = self._wanted(mode)
+        while len(self._slots) > target:
+            slot = self._slots.pop()
+            self._idle.remove(slot)
+            slot.close()
+        for index in range(len(self._slots), target):
+            try:  # a Slot that fails frees its own half
+                slot = Slot(self._trt, self._cudart, self._engine, self.path, index, target,
+                            index if self._dynamic else None, self.zero_copy)
+            except SegedgeError as err:
+                if index == 0:
+                    raise
+                # the text only: the error's traceback holds the failed slot's frames, and
+                # with them its execution context (device memory) for as long as it lives
+                log.warning("%s: running %d execution slot(s), not %d: %s", self.path.name,
+                            index, target, str(err))
+                break
+            self._slots.append(slot)
+            self._idle.append(slot)
+
+    def use_mode(self, mode: str) -> None:
+        """Run in ``mode`` (``BackendOptions.mode``) on the same engine: slots are opened or
+        freed, the plan is never deserialized a second time (two copies would double the GPU
+        memory, on a Jetson shared with the CPU).  Waits (``close_wait_s``) for running calls."""
+        wanted = replace(self.options, mode=mode)  # validates the mode
+        with self._cond:
+            if self._closed:
+                raise BackendClosedError(f"{self.path}: backend is closed")
+            if wanted == self.options:
+                return
+            if not self._cond.wait_for(lambda: self._in_flight == 0, self.close_wait_s):
+                raise SegedgeError(f"{self.path}: cannot switch to {mode} mode: expected no "
+                                   f"infer call running, got {self._in_flight} after "
+                                   f"{self.close_wait_s:g} s")
+            self._thread_device.ensure()
+            self._resize(mode)
+            self.options = wanted
+
+    @property
+    def max_in_flight(self) -> int:
+        """Calls that may run at once: one per open slot."""
+        return max(1, len(self._slots))
 
     @property
     def active(self) -> str:
@@ -226,33 +292,58 @@ class TensorRTBackend:
 
     @property
     def input_profile(self) -> Profile:
-        return self._slots[0].input.profile
+        return self._input_profile
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        if not self._slots:
-            raise SegedgeError(f"{self.path}: backend is closed")
-        self._thread_device.ensure()  # this may be another thread than the one that opened it
-        slot = self._idle.get()  # never waits with at most max_in_flight callers
+        """Run on an idle slot (waiting for one); BackendClosedError once closed."""
+        with self._cond:
+            while not self._closed and not self._idle:
+                self._cond.wait()
+            if self._closed:
+                raise BackendClosedError(f"{self.path}: backend is closed")
+            slot = self._idle.pop(0)  # first in, first out: every slot takes turns
+            self._in_flight += 1
         try:
+            self._thread_device.ensure()  # this may be another thread than the one that opened it
             return slot.infer(tensor)
         finally:
-            self._idle.put(slot)
+            with self._cond:
+                self._in_flight -= 1
+                if self._gave_up:  # close() freed the rest already: this slot is freed here
+                    self._slots.remove(slot)
+                    slot.close()
+                    if not self._slots:
+                        self._engine = self._runtime = None
+                else:
+                    self._idle.append(slot)
+                self._cond.notify_all()
 
     def close(self) -> None:
         """Free everything this backend took, last slot first; safe after any partial open
-        and twice.  Call it once no ``infer`` is in flight (as for every backend)."""
+        and twice.  Calls waiting for a slot raise BackendClosedError at once; running ones
+        are waited for (``close_wait_s``), and one still running then frees its own slot when
+        it returns: a slot is never freed under a call (its pinned buffers written after)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            if not self._cond.wait_for(lambda: self._in_flight == 0, self.close_wait_s):
+                self._gave_up = True
+                log.warning("%s: closing with %d infer call(s) still running after %g s; "
+                            "their execution slots are freed when they return",
+                            self.path.name, self._in_flight, self.close_wait_s)
+            free = [s for s in self._slots if s in self._idle]
+            self._slots = [s for s in self._slots if s not in self._idle]
+            self._idle = []
+            release = not self._slots
         try:
             self._thread_device.ensure()
         except (BackendUnavailableError, AttributeError):
             pass  # freeing still has to be tried
-        slots, self._slots = self._slots, []
-        self._idle = queue.SimpleQueue()
-        for slot in reversed(slots):
+        for slot in reversed(free):
             slot.close()
-        # TensorRT objects are freed by reference count: contexts before engine before runtime.
-        self._engine = None
-        self._runtime = None
-
+        if release:  # TensorRT frees by reference count: contexts before engine before runtime
+            self._engine = None
+            self._runtime = None
 
 
 def create(path: Path, options: BackendOptions) -> Backend:

@@ -103,6 +103,16 @@ def is_dynamic(trt: Any, engine: Any) -> bool:
                for name, is_input in io_tensors(trt, engine))
 
 
+def profiles_agree(trt: Any, engine: Any, count: int) -> bool:
+    """Do optimization profiles 0..count-1 give every input the same (min, opt, max)?  Slot
+    0's profile stands for all slots (validation, the shapes a caller may send), so slots
+    on profiles that differ would accept or refuse frames depending on the slot they got."""
+    inputs = [name for name, is_input in io_tensors(trt, engine) if is_input]
+    shapes = [[tuple(dims(d) for d in engine.get_tensor_profile_shape(name, k))
+               for name in inputs] for k in range(count)]
+    return all(s == shapes[0] for s in shapes[1:])
+
+
 @dataclass
 class Binding:
     name: str

@@ -266,3 +266,32 @@ def test_a_builder_that_cannot_initialise_is_backend_unavailable(
                        r"pybind11::init\(\): factory function returned nullptr"):
         build_engine(_onnx(tmp_path / "m.onnx", _meta()), tmp_path / "m.plan")
     assert not (tmp_path / "m.plan").exists()
+
+
+@pytest.mark.parametrize("argv,profiles", [((), None), (("--engine-profiles", "1"), 1),
+                                           (("--engine-profiles", "3"), 3)])
+def test_engine_profiles_flag_reaches_the_engine_options(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: tuple[str, ...],
+        profiles: int | None) -> None:
+    from segedge.export import cli as export_cli
+    from segedge.export import pipeline
+
+    seen: list[Any] = []
+    monkeypatch.setattr(pipeline, "export", seen.append)  # the CLI imports it when called
+    export_cli.main(["demo", "-o", str(tmp_path / "m.onnx"), *argv])
+    assert len(seen) == 1 and seen[0].engine.profiles == profiles
+
+
+def test_engine_profiles_below_one_is_one_line_and_exit_2(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    from segedge.export import cli as export_cli
+    from segedge.export import pipeline
+
+    seen: list[Any] = []
+    monkeypatch.setattr(pipeline, "export", seen.append)
+    with pytest.raises(SystemExit) as ended:
+        export_cli.main(["demo", "-o", str(tmp_path / "m.onnx"), "--engine-profiles", "0"])
+    assert ended.value.code == 2 and seen == []
+    assert capsys.readouterr().err == ("segexport: error: --engine-profiles: expected a positive "
+                                       "integer, got 0\n")

@@ -156,7 +156,7 @@ def test_a_static_onnx_keeps_the_one_default_profile(tmp_path: Path,
 
 @pytest.mark.parametrize("change", [
     {"workspace": 1 << 28}, {"optimization_level": 5}, {"strongly_typed": False},
-    {"precision": "fp16"}, {"dynamic_profiles": 1},
+    {"precision": "fp16"},
 ])
 def test_a_settings_change_rebuilds_the_plan(tmp_path: Path, fake_gpu: Gpu,  # noqa: F811
                                              change: dict[str, object]) -> None:
@@ -169,6 +169,24 @@ def test_a_settings_change_rebuilds_the_plan(tmp_path: Path, fake_gpu: Gpu,  # n
                            EngineConfig(**{"workspace": 1 << 27, **change}))  # type: ignore[arg-type]
     assert not changed.reused and changed.sidecar.cache_key != first.sidecar.cache_key
     assert gpu.trt.names().count("build_serialized_network") == 2
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_the_profile_count_rebuilds_only_a_dynamic_plan(tmp_path: Path, fake_gpu: Gpu,  # noqa: F811
+                                                        dynamic: bool) -> None:
+    """A static plan has TensorRT's one default profile whatever ``dynamic_profiles`` says:
+    a different count must reuse it, not rebuild it for nothing."""
+    gpu = fake_gpu()
+    onnx_path = make_labels_model(tmp_path / "m.onnx", size=None if dynamic else (32, 48))
+    hw = {"min_hw": (16, 16), "opt_hw": (32, 48), "max_hw": (64, 64)} if dynamic else {}
+    first = build_engine(onnx_path, tmp_path / "m.plan", EngineConfig(**hw))  # type: ignore[arg-type]
+    assert first.sidecar.extra["build"]["dynamic_profiles"] == (2 if dynamic else None)
+    again = build_engine(onnx_path, tmp_path / "m.plan",
+                         EngineConfig(**hw, dynamic_profiles=1))  # type: ignore[arg-type]
+    assert again.reused is not dynamic
+    assert (again.sidecar.cache_key == first.sidecar.cache_key) is not dynamic
+    assert gpu.trt.names().count("build_serialized_network") == 1 + dynamic
+    assert again.sidecar.extra["optimization_profiles"] == 1
 
 
 def test_new_weights_under_the_same_name_rebuild(tmp_path: Path, fake_gpu: Gpu) -> None:  # noqa: F811
@@ -318,3 +336,23 @@ def test_runs_with_the_older_cuda_python_module_path(tmp_path: Path,
     backend = open_backend(tmp_path / "m.plan", options=BackendOptions())
     backend.close()
     gpu.assert_clean()
+
+
+@pytest.mark.parametrize("profiles,built", [(None, 2), (1, 1), (3, 3)])
+def test_segexport_engine_profiles_reach_the_dynamic_plan(
+        tmp_path: Path, fake_gpu: Gpu, profiles: int | None, built: int) -> None:  # noqa: F811
+    """``segexport --engine-profiles N`` (EngineOptions.profiles) is the plan's profile count."""
+    from segedge.export.config import EngineOptions, ExportConfig
+    from segedge.export.pipeline import engine_section
+    from segedge.export.precision import modes
+    from segedge.export.tensorrt.build import read_onnx_metadata
+
+    gpu = fake_gpu()
+    onnx_path = make_labels_model(tmp_path / "m.onnx", size=None)
+    cfg = ExportConfig(model="demo", engine=EngineOptions(build=True, profiles=profiles))
+    section = engine_section(cfg, modes.get("fp32"), onnx_path, read_onnx_metadata(onnx_path),
+                             (32, 48))
+    assert section is not None and section["plan"] == str(tmp_path / "m.plan")
+    assert gpu.trt.names().count("add_optimization_profile") == built
+    sidecar = json.loads((tmp_path / "m.plan.json").read_text())
+    assert sidecar["extra"]["optimization_profiles"] == built

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from segedge.runtime.backends import auto, auto_cache
-from segedge.runtime.backends.auto import AutoSelector, bf16_verified, pick
+from segedge.runtime.backends import auto, auto_cache, auto_probe
+from segedge.runtime.backends.auto import AutoSelector, bf16_verified
 from segedge.runtime.backends.auto_cache import CacheKey, DecisionCache, Verdict, file_sha256
+from segedge.runtime.backends.auto_probe import pick
 from segedge.runtime.backends.base import BackendOptions
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata, InputSpec
@@ -205,10 +206,10 @@ def test_a_verdict_without_both_timings_needs_a_note() -> None:
 
 def test_compile_in_child_says_why_in_one_line(models: dict[str, Path], tmp_path: Path) -> None:
     pytest.importorskip("openvino")
-    assert auto.compile_in_child(models["labels"], BackendOptions()) is None
+    assert auto_probe.compile_in_child(models["labels"], BackendOptions()) is None
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x08\x07garbage")
-    why = auto.compile_in_child(broken, BackendOptions())
+    why = auto_probe.compile_in_child(broken, BackendOptions())
     assert why is not None and "\n" not in why
     assert why.startswith("segedge.runtime.errors.ArtifactError: ") and "broken.onnx" in why
 
@@ -283,6 +284,25 @@ def test_plans_run_on_tensorrt_and_an_explicit_provider_on_onnxruntime(
     assert got.backend.name == "onnxruntime"
     assert got.reason == "onnxruntime CPU: --provider cpu names onnxruntime"
     assert probe.calls == 0
+
+
+def test_what_is_not_timed_opens_in_the_asked_mode_the_probe_in_latency(
+        tmp_path: Path, artifact: Path) -> None:
+    """A plan (or a named provider) opens once, in the run's mode: a latency copy reopened in
+    throughput would hold the model twice.  The CPU candidates are timed one call at a time."""
+    busy = BackendOptions(mode="throughput")
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"x")
+    opener, probe = Opener(), Probe({"onnxruntime": ORT_MS, "openvino": OV_MS})
+    got = selector(tmp_path, opener, probe).select(plan, busy)
+    assert [(b.name, b.options.mode) for b in opener.opened] == [("tensorrt", "throughput")]
+    named = BackendOptions(mode="throughput", provider="cpu")
+    got = selector(tmp_path, opener, probe).select(artifact, named)
+    assert got.backend.options.mode == "throughput" and probe.calls == 0
+    opener = Opener()
+    got = selector(tmp_path, opener, probe).select(artifact, busy)
+    assert probe.calls == 1 and got.backend.name == "openvino"
+    assert {b.options.mode for b in opener.opened} == {"latency"}  # the caller switches it
 
 
 def test_a_gpu_that_really_executes_wins_and_a_fallback_goes_to_the_cpu_rule(

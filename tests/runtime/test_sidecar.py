@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from segedge.runtime.backends import tensorrt as trt_backend
+from segedge.runtime.backends import tensorrt_slots
 from segedge.runtime.backends.base import BackendOptions, open_backend
 from segedge.runtime.errors import ArtifactError, BackendUnavailableError, InputError, ShapeError
 from segedge.runtime.metadata import ArtifactMetadata, InputSpec, default_palette
@@ -149,34 +150,34 @@ def test_is_stale_reasons(tmp_path: Path) -> None:
 # -- TensorRT backend: pure parts ---------------------------------------------------------
 
 def test_numpy_dtype_mapping() -> None:
-    assert trt_backend.numpy_dtype("FLOAT") == np.float32
-    assert trt_backend.numpy_dtype("HALF") == np.float16
-    assert trt_backend.numpy_dtype("UINT8") == np.uint8
-    assert trt_backend.numpy_dtype("INT64") == np.int64
+    assert tensorrt_slots.numpy_dtype("FLOAT") == np.float32
+    assert tensorrt_slots.numpy_dtype("HALF") == np.float16
+    assert tensorrt_slots.numpy_dtype("UINT8") == np.uint8
+    assert tensorrt_slots.numpy_dtype("INT64") == np.int64
     with pytest.raises(ArtifactError, match="got BF16"):
-        trt_backend.numpy_dtype("BF16", "logits")
+        tensorrt_slots.numpy_dtype("BF16", "logits")
 
 
 def test_profile_range_check() -> None:
     profile = PROFILE["input"]
-    trt_backend.check_in_profile("input", (1, 3, 256, 1024), profile)  # edges are inside
+    tensorrt_slots.check_in_profile("input", (1, 3, 256, 1024), profile)  # edges are inside
     with pytest.raises(ShapeError, match=r"min \(1, 3, 256, 256\) .. max \(1, 3, 1024, 1024\), "
                                           r"got \(1, 3, 2048, 512\)"):
-        trt_backend.check_in_profile("input", (1, 3, 2048, 512), profile)
+        tensorrt_slots.check_in_profile("input", (1, 3, 2048, 512), profile)
     with pytest.raises(ShapeError, match="expected rank 4"):
-        trt_backend.check_in_profile("input", (3, 512, 512), profile)
+        tensorrt_slots.check_in_profile("input", (3, 512, 512), profile)
 
 
 def test_validate_input_casts_floats_and_refuses_other_types() -> None:
     profile = ((1, 3, 8, 8),) * 3
     frame = np.asfortranarray(np.random.default_rng(0).random((1, 3, 8, 8), np.float32))
-    out = trt_backend.validate_input(frame, "input", np.dtype(np.float16), profile)
+    out = tensorrt_slots.validate_input(frame, "input", np.dtype(np.float16), profile)
     assert out.dtype == np.float16 and out.flags.c_contiguous
     np.testing.assert_allclose(out, frame, atol=1e-3)
     with pytest.raises(InputError, match="dtype: expected uint8, got float32"):
-        trt_backend.validate_input(frame, "input", np.dtype(np.uint8), profile)
+        tensorrt_slots.validate_input(frame, "input", np.dtype(np.uint8), profile)
     with pytest.raises(ShapeError):
-        trt_backend.validate_input(np.zeros((1, 3, 9, 8), np.float32), "input",
+        tensorrt_slots.validate_input(np.zeros((1, 3, 9, 8), np.float32), "input",
                                    np.dtype(np.float32), profile)
 
 
