@@ -52,6 +52,11 @@ class CheckpointError(SegedgeError):
     """A checkpoint or pretrained weight file is missing or does not fit the model."""
 
 
+class BackendClosedError(SegedgeError):
+    """``infer`` on a backend that is closed, or was closed while the call waited for an
+    execution slot (a backend running several calls at once)."""
+
+
 class DegradedRunError(SegedgeError):
     """The run finished, but not as asked: source lost, no frame readable, outputs incomplete."""
 

@@ -81,7 +81,10 @@ class Backend(Protocol):
 
     # Optional: ``max_in_flight`` (int) - how many ``infer`` calls may run at once from
     # different threads, each one independent (default 1); ``options`` (BackendOptions) -
-    # what it was opened with (runtime.segmenter reopens it in the run's mode).
+    # what it was opened with (runtime.segmenter reopens it in the run's mode); ``use_mode(mode)``
+    # - switch to a run mode in place (TensorRT adds or frees execution slots on the plan it
+    # already holds instead of deserializing it twice); ``infer`` after ``close`` raises
+    # errors.BackendClosedError.
 
 
 # A file backend gets a Path; a served model (triton://...) gets its URI as a str.

@@ -39,7 +39,12 @@ from segedge.runtime.backends.cuda import (
     one_line,
 )
 from segedge.runtime.backends.tensorrt_slots import Profile, Slot, is_dynamic, profiles_agree
-from segedge.runtime.errors import ArtifactError, BackendUnavailableError, SegedgeError
+from segedge.runtime.errors import (
+    ArtifactError,
+    BackendClosedError,
+    BackendUnavailableError,
+    SegedgeError,
+)
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.sidecar import EngineSidecar, is_stale, read_sidecar
 
@@ -58,11 +63,6 @@ THROUGHPUT_SLOTS = 2
 # How long close() waits for ``infer`` calls still running on a slot; a call still running
 # after that frees its own slot when it returns (never freed under it).
 CLOSE_WAIT_S = 10.0
-
-
-class BackendClosedError(SegedgeError):
-    """``infer`` on a TensorRT backend that is closed, or was closed while the call waited
-    for an execution slot."""
 
 
 def check_runtime_match(sidecar: EngineSidecar, plan: Path, trt_version: str,

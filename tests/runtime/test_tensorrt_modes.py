@@ -16,7 +16,7 @@ import pytest
 
 from segedge.export.tensorrt.build import EngineConfig, build_engine
 from segedge.runtime.backends.base import BackendOptions, open_backend
-from segedge.runtime.backends.tensorrt import BackendClosedError
+from segedge.runtime.errors import BackendClosedError
 from segedge.runtime.segmenter import Segmenter
 from tests.fakes.gpu import FakeGpu, fake_gpu  # noqa: F401 - the fixture
 from tests.runtime.onnx_fixtures import make_labels_model
