@@ -182,15 +182,19 @@ def _precision(opts: dict[str, Any]) -> str:
               help="When the INT8 budget is missed, keep the closest artifact as "
                    "<output>.missed-budget.onnx (never under the final name).")
 @click.option("--int8-even-if-slower", is_flag=True,
-              help="With --int8-target cpu, quantize even when INT8 measured slower than "
-                   "FP32/bf16 on this CPU (without it the export stops before the INT8 "
-                   "search, exit 3).")
+              help="With --int8 --int8-target cpu (refused otherwise), quantize even when "
+                   "INT8 measured slower than FP32/bf16 on this CPU (without it the export "
+                   "stops before the INT8 search, exit 3).")
 @click.option("--engine/--no-engine", default=None,
               help="Build a TensorRT plan + sidecar beside the ONNX (default: with --fp16/--int8 "
                    "when TensorRT and a GPU are present).")
 @click.option("--workspace", "workspace_mib", type=int, metavar="MIB",
               help="TensorRT builder workspace in MiB.")
 @click.option("--dla-core", type=int, help="Build for this DLA core (Jetson).")
+@click.option("--engine-profiles", type=int, metavar="N",
+              help="Optimization profiles of a dynamic-size plan, one per execution slot "
+                   "segrun runs at once in throughput mode (default 2; 1: faster build, "
+                   "smaller plan, one slot).")
 @click.option("--timing-cache", type=click.Path(path_type=Path),
               help="TensorRT timing cache file, read before and updated after the build.")
 def segexport(model: str | None, list_: bool, classes_file: Path | None, model_rgb: bool | None,
@@ -260,7 +264,8 @@ def segexport(model: str | None, list_: bool, classes_file: Path | None, model_r
                                  mask_threshold=opts["mask_threshold"],
                                  box_score_threshold=opts["box_score_threshold"]),
         engine=EngineOptions(build=opts["engine"], workspace_mib=opts["workspace_mib"],
-                             dla_core=opts["dla_core"], timing_cache=opts["timing_cache"]),
+                             dla_core=opts["dla_core"], timing_cache=opts["timing_cache"],
+                             profiles=opts["engine_profiles"]),
     )
     export(cfg)
 

@@ -110,9 +110,11 @@ class PrecisionOptions:
     int8_min_agreement: float | None = None  # INT8 budget in percent argmax agreement
     int8_time_limit: float = 720.0  # seconds for INT8's long steps (calibration, searches)
     int8_keep_closest: bool = False  # budget missed: keep the closest as <out>.missed-budget.onnx
-    # a CPU --int8-target where INT8 measured slower than FP32/bf16: stop before the search
-    # (segexport sets it unless --int8-even-if-slower; the Python API warns and goes on)
-    int8_stop_if_slower: bool = False
+    # a CPU --int8-target where INT8 measured slower than FP32/bf16: True stops before the
+    # search (segexport's default); False is the user's --int8-even-if-slower, refused where
+    # no speed stop applies (not --int8, or a TensorRT target); None (the Python API's
+    # default) warns and goes on
+    int8_stop_if_slower: bool | None = None
 
     def __post_init__(self) -> None:
         self.spec.validate(self)
@@ -170,9 +172,13 @@ class EngineOptions:
     workspace_mib: int | None = None
     dla_core: int | None = None
     timing_cache: Path | None = None
+    # optimization profiles of a dynamic plan (segrun runs one execution slot per profile);
+    # None: the runtime's throughput slots (2).  1 builds faster and smaller, runs one slot.
+    profiles: int | None = None
 
     def __post_init__(self) -> None:
         _positive("--workspace", self.workspace_mib)
+        _positive("--engine-profiles", self.profiles)
         if self.dla_core is not None and (not isinstance(self.dla_core, int) or
                                           self.dla_core < 0):
             raise InputError("--dla-core", "a DLA core index >= 0", self.dla_core)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from segedge.runtime.errors import ArtifactError
+from segedge.runtime.errors import ArtifactError, InputError
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "segedge"
@@ -22,7 +22,9 @@ InputFormat = Literal["uint8", "float"]
 Layout = Literal["NHWC", "NCHW"]
 ColorOrder = Literal["RGB", "BGR"]
 OutputKind = Literal["logits", "labels", "both", "instances"]
-Precision = Literal["fp32", "fp16", "int8"]
+# An ONNX precision registered in runtime/precisions (fp32, fp16, int8, or a plugin's):
+# checked against that registry, not restated here.
+Precision = str
 ResizeMode = Literal["stretch", "letterbox"]
 # Which library's resize the training pipeline used (runtime/resize.py reproduces each).
 Interpolation = Literal["cv2-linear", "torch-bilinear", "torch-bilinear-aa", "pil-bilinear"]
@@ -104,6 +106,11 @@ class ArtifactMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        from segedge.runtime.precisions import artifact_precision
+
+        artifact_precision(self.precision)  # one line naming the registered ONNX precisions
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -164,6 +171,8 @@ class ArtifactMetadata:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ArtifactError(f"{source}: segedge metadata is incomplete ({err})") from err
+        except InputError as err:  # a value the registries do not know (precision)
+            raise ArtifactError(f"{source}: segedge metadata {err}") from err
 
 
 RGB = tuple[int, int, int]

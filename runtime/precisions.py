@@ -5,12 +5,14 @@ int8, and ``segbench``'s bf16, a runtime hint over the FP32 artifact), in regist
 order (the reference first).  The backends' inference precision hints (``f32``, ``f16``,
 ``bf16``: ``BackendOptions.precision_hint``) are each spec's ``hint``.  Torch-free and
 import-light: the runtime, ``segbench``, ``segdoctor``, ``segdeploy`` and the TensorRT
-builder read it; ``export/precision/modes`` own the lowering of each mode and agree with
-these facts (``tests/runtime/test_precisions.py`` holds them to it).
+builder read it; ``export/precision/modes`` own the lowering of each mode and read these
+facts (``calibrated``, the TensorRT flags, the INT8 targets) instead of restating them.
 
-A new precision is one ``register_precision(PrecisionSpec(...))`` line here plus, if it is
-an ONNX of its own, its mode file in ``export/precision/modes``.  Nothing outside this
-module and the mode's file compares a precision name
+A new precision is one ``register_precision(PrecisionSpec(...))`` line (here, or in a
+plugin before it registers its mode) plus, if it is an ONNX of its own, its mode file and
+``register_mode`` line (``export/precision/modes``, which refuses a name missing here).
+The artifact metadata accepts every ONNX precision registered here (no second list).
+Nothing outside this module and the mode's file compares a precision name
 (``tests/architecture/test_name_comparisons.py``).
 """
 
@@ -34,9 +36,10 @@ class PrecisionSpec:
     reference: bool = False  # the precision every other one is measured against (FP32)
     quantized: bool = False  # an INT8 Q/DQ graph (a float engine cannot be built from it)
     calibrated: bool = False  # needs calibration frames (--calib) and an accuracy budget
+    # (the export mode's ``calibrated`` reads it)
     artifact: bool = True  # an ONNX of its own; False: a runtime hint over the reference ONNX
     # TensorRT weak-typing builder flags (BuilderFlag names); on a DLA also ``dla_flags``
-    # (the DLA has no FP32 fallback kernels).  The export mode's ``tensorrt_flags`` agree.
+    # (the DLA has no FP32 fallback kernels).  The export mode's ``tensorrt_flags`` read them.
     tensorrt_flags: tuple[str, ...] = ()
     dla_flags: tuple[str, ...] = ()
     dla: bool = False  # TensorRT's DLA has kernels for it
@@ -81,6 +84,16 @@ def register_precision(spec: PrecisionSpec) -> None:
     _SPECS[spec.name] = spec
 
 
+def unregister_precision(name: str) -> None:
+    """Forget ``name`` (a plugin or a test undoing its registration); the reference stays."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        raise InputError("precision to unregister", " or ".join(_SPECS), repr(name))
+    if spec.reference:
+        raise InputError("precision to unregister", "one that is not the reference", name)
+    del _SPECS[name]
+
+
 def precisions() -> list[PrecisionSpec]:
     return list(_SPECS.values())
 
@@ -93,6 +106,15 @@ def precision_names() -> list[str]:
 def artifact_precisions() -> tuple[str, ...]:
     """The precisions that are an ONNX of their own (fp32, fp16, int8)."""
     return tuple(s.name for s in _SPECS.values() if s.artifact)
+
+
+def artifact_precision(name: str) -> PrecisionSpec:
+    """The registered precision ``name`` that is an ONNX of its own (what an artifact's
+    metadata may say); anything else is InputError naming those."""
+    spec = find(name)
+    if spec is None or not spec.artifact:
+        raise InputError("precision", " or ".join(artifact_precisions()), repr(name))
+    return spec
 
 
 def hint_names() -> tuple[str, ...]:
@@ -149,7 +171,8 @@ class Int8Target:
     symmetric: bool  # S8S8 with zero points 0: the only Q/DQ TensorRT builds
 
 
-# The int8 mode's targets (export/precision/modes/int8.py INT8_TARGETS agree, in order).
+# The int8 mode's targets (export/precision/modes/int8.py derives its INT8_TARGETS and its
+# CPU targets, the non-symmetric ones, from this tuple).
 INT8_TARGETS = (Int8Target("tensorrt", symmetric=True), Int8Target("cpu", symmetric=False))
 
 

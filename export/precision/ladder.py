@@ -18,28 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from segedge.export.evaluation.evaluate import LabelledFrames, Scores
-from segedge.export.onnx.tools import session
 from segedge.export.precision import runtimes
-from segedge.export.precision.modes.base import Lowered
+from segedge.export.precision.runtimes import run_labels
 from segedge.export.verify.compare import agreement
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.precisions import GRAPH_HINT
 
-__all__ = ["Lowered", "common_section", "compare", "cpu_latency_ms", "per_runtime",
-           "run_labels", "runtime_failure"]
-
-
-def run_labels(path: Path, frames: LabelledFrames, meta: ArtifactMetadata,
-               runtime: str = runtimes.ORT) -> list[np.ndarray]:
-    return runtimes.run_labels(path, frames, meta, runtime)
-
-
-def cpu_latency_ms(path: Path, tensor: np.ndarray, name: str, budget_s: float = 2.0) -> float:
-    """Median ONNX Runtime CPU latency of one inference (3..30 runs, about `budget_s`)."""
-    sess = session(path)
-    return runtimes.median_ms(lambda: sess.run(None, {name: tensor}), budget_s)
+__all__ = ["common_section", "compare", "per_runtime", "runtime_failure"]
 
 
 def per_runtime(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadata,
@@ -64,8 +50,8 @@ def per_runtime(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMet
         if ref_s is not None and low_s is not None:
             entry["miou"] = {"fp32": ref_s.miou, precision: low_s.miou,
                              "drop": round(ref_s.miou - low_s.miou, 4)}
-        if rt == runtimes.OPENVINO:
-            entry["precision_hint"] = "f32"
+        if runtimes.takes_hint(rt):  # it could have run a reduced precision: say it did not
+            entry["precision_hint"] = GRAPH_HINT
         found[rt] = entry
     return found
 
@@ -96,14 +82,15 @@ def compare(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadat
 def common_section(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadata,
                    precision: str, ref_scores: Scores | None, low_scores: Scores | None
                    ) -> dict[str, Any]:
-    """The report section's part every reduced mode has: sizes, CPU latency, scores."""
-    tensor = frames.tensors[0]
+    """The report section's part every reduced mode has: sizes, CPU latency (the reference
+    runtime, both graphs timed in interleaved rounds: runtimes.latencies), scores."""
+    timed = runtimes.latencies({"fp32": (fp32, GRAPH_HINT), precision: (low, GRAPH_HINT)},
+                               frames.tensors[0], meta)
     section: dict[str, Any] = {
         "precision": precision, "reference": "fp32 ONNX (verified against PyTorch)",
         "frames": len(frames), "source": frames.source,
         "size_bytes": {"fp32": fp32.stat().st_size, precision: low.stat().st_size},
-        "cpu_latency_ms": {"fp32": cpu_latency_ms(fp32, tensor, meta.input.name),
-                           precision: cpu_latency_ms(low, tensor, meta.input.name)},
+        "cpu_latency_ms": runtimes.medians_ms(timed),
     }
     if ref_scores is not None and low_scores is not None:
         section["miou"] = {"fp32": ref_scores.miou, precision: low_scores.miou,

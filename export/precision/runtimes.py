@@ -1,92 +1,119 @@
-"""The runtimes a lowered artifact is checked on: ONNX Runtime and, where installed, OpenVINO.
+"""The runtimes a lowered artifact is checked on: every CPU backend installed here.
 
-Why two: ONNX Runtime's CPU provider emulates Q/DQ and accepts any mix of
+Why several: ONNX Runtime's CPU provider emulates Q/DQ and accepts any mix of
 FP16/FP32 inputs, so a graph can pass there and fail (or mean something else)
 on a runtime with real INT8 / FP16 kernels.  OpenVINO fuses Q/DQ like
 TensorRT and is strict about types, so an artifact that agrees with FP32 on
-both is portable in the sense the report claims.  OpenVINO always runs with
-an explicit f32 hint here (its CPU plugin would pick bf16 silently), so the
-check measures the artifact, not the runtime's own reduced precision.
+both is portable in the sense the report claims.  A runtime that can be asked
+for a reduced inference precision always runs with an explicit f32 hint here
+(OpenVINO's CPU plugin would pick bf16 silently), so the check measures the
+artifact, not the runtime's own reduced precision.
 
-OpenVINO is first asked to compile the artifact in a child process: on some
-Q/DQ forms its compiler crashes the process (measured, see precision/int8.py),
-and a crash must become one report line, not a dead segexport.  That probe is the
-backend's own (``BackendDescriptor.compile_probe``, runtime/backends/child.py), the
-one the auto chooser uses too.
+The runtimes are the backends' descriptors (``runtime/backends``): the CPU
+candidates the auto chooser times, in registration order, the first (ONNX Runtime)
+the in-process reference.  Each artifact is opened through its descriptor on the CPU;
+nothing here names a backend.  Every other runtime is first asked to compile the
+artifact in a child process (``BackendDescriptor.compile_probe``): on some Q/DQ forms
+a compiler crashes the process (measured, see precision/int8.py), and a crash must
+become one report line, not a dead segexport.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from segedge.export.evaluation.evaluate import LabelledFrames, labels_from_outputs
-from segedge.export.onnx.tools import session
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.precisions import GRAPH_HINT
+from segedge.runtime.timing import Rounds, Timing, interleaved
 
+# The names the report uses (tests and callers pass them to the registry; never compared).
 ORT, OPENVINO = "onnxruntime", "openvino"
 Infer = Callable[[np.ndarray], dict[str, np.ndarray]]
+Graphs = Mapping[str, tuple[Path, str]]  # label -> (ONNX, inference precision hint)
 
 
 def available() -> tuple[str, ...]:
-    """ONNX Runtime always; OpenVINO where its package imports."""
-    from segedge.runtime.backends.openvino import openvino_available
+    """The CPU backends installed here, the reference first (ONNX Runtime; then OpenVINO
+    where its package imports)."""
+    from segedge.runtime.backends.auto_cache import cpu_candidates
+    from segedge.runtime.backends.base import descriptor
 
-    return (ORT, OPENVINO) if openvino_available()[0] else (ORT,)
+    return tuple(name for name in cpu_candidates() if descriptor(name).available()[0])
+
+
+def reference() -> str:
+    """The in-process reference runtime (the first CPU candidate: ONNX Runtime)."""
+    from segedge.runtime.backends.auto_cache import cpu_candidates
+
+    return cpu_candidates()[0]
+
+
+def takes_hint(runtime: str) -> bool:
+    """Whether ``runtime`` can be asked for a reduced inference precision (so the report
+    records the f32 it was asked for)."""
+    from segedge.runtime.backends.base import descriptor
+
+    return descriptor(runtime).precisions != (GRAPH_HINT,)
 
 
 def probe(path: Path, runtime: str) -> str | None:
     """None when `runtime` compiles `path` (f32 hint) in a child process, else why not (one
-    line, the backend descriptor's wording).  ONNX Runtime, the in-process reference, is not
-    probed: its load errors are the comparison's own."""
-    if runtime == ORT:
+    line, the backend descriptor's wording).  The reference, in-process, is not probed: its
+    load errors are the comparison's own."""
+    if runtime == reference():
         return None
     from segedge.runtime.backends.base import BackendOptions, descriptor
 
-    return descriptor(runtime).compile_probe(path, BackendOptions(precision_hint="f32"))
+    return descriptor(runtime).compile_probe(path, BackendOptions(precision_hint=GRAPH_HINT))
 
 
-def runner(path: Path, meta: ArtifactMetadata, runtime: str, hint: str = "f32",
-           threads: int | None = None) -> Infer:
-    """One inference function: uint8 tensor in, named outputs out."""
-    if runtime == OPENVINO:
-        from segedge.runtime.backends.base import BackendOptions
-        from segedge.runtime.backends.openvino import OpenVinoBackend
+def runner(path: Path, meta: ArtifactMetadata, runtime: str | None = None,
+           hint: str = GRAPH_HINT, threads: int | None = None) -> Infer:
+    """One inference function (uint8 tensor in, named outputs out): ``path`` opened on the
+    CPU by ``runtime``'s descriptor (None: the reference) with inference precision ``hint``."""
+    from segedge.runtime.backends.base import BackendOptions, descriptor
 
-        backend = OpenVinoBackend(path, BackendOptions(precision_hint=hint, threads=threads))
-        return backend.infer
-    sess = session(path)
-    names = [o.name for o in sess.get_outputs()]
-    return lambda t: dict(zip(names, sess.run(None, {meta.input.name: t}), strict=True))
+    options = BackendOptions(provider="cpu", precision_hint=hint, threads=threads,
+                             metadata=meta)
+    return descriptor(runtime or reference()).open(path, options).infer
 
 
 def run_labels(path: Path, frames: LabelledFrames, meta: ArtifactMetadata,
-               runtime: str = ORT) -> list[np.ndarray]:
+               runtime: str | None = None) -> list[np.ndarray]:
+    """The label map of every frame, ``path`` run by ``runtime`` (None: the reference)."""
     infer = runner(path, meta, runtime)
     return [labels_from_outputs(infer(t), meta) for t in frames.tensors]
 
 
-def latency_ms(path: Path, tensor: np.ndarray, meta: ArtifactMetadata, runtime: str = ORT,
-               hint: str = "f32", budget_s: float = 2.0) -> float:
-    """Median latency of one inference (3..30 runs, about `budget_s`)."""
-    infer = runner(path, meta, runtime, hint)
-    return median_ms(lambda: infer(tensor), budget_s)
+def latencies(graphs: Graphs, tensor: np.ndarray, meta: ArtifactMetadata,
+              runtime: str | None = None, budget_s: float = 2.0) -> dict[str, Timing]:
+    """Per-call times of each graph on ``runtime``, timed in interleaved rounds
+    (runtime.timing, as the auto chooser times backends): one warm-up each, then 5..30
+    rounds within about ``budget_s``, so a load spike hits every graph alike and the
+    spread says how noisy the figures are.  The one latency measurement of the gates."""
+    infers = {label: runner(path, meta, runtime, hint) for label, (path, hint) in graphs.items()}
+    steps = {label: (lambda f=f: f(tensor)) for label, f in infers.items()}
+    return interleaved(steps, Rounds(warmup=1, min_rounds=5, max_rounds=30, budget_s=budget_s))
 
 
-def median_ms(step: Callable[[], object], budget_s: float) -> float:
-    """One warm-up call, then 3..30 timed calls within about `budget_s` (runtime.timing)."""
-    from segedge.runtime.timing import Rounds, time_one
-
-    timing = time_one(step, Rounds(warmup=1, min_rounds=3, max_rounds=30, budget_s=budget_s))
-    return round(timing.median_ms, 3)
+def medians_ms(timings: Mapping[str, Timing]) -> dict[str, float]:
+    return {label: round(t.median_ms, 3) for label, t in timings.items()}
 
 
 def has_bf16() -> bool:
     """Whether OpenVINO's CPU plugin has native bf16 here (AVX-512 BF16 / AMX): the backend's
     own answer (its descriptor's native precisions), asked in one place."""
-    from segedge.runtime.backends.base import descriptor
     from segedge.runtime.precisions import precision
 
-    return precision("bf16").hint in descriptor(OPENVINO).native_precisions()
+    return native_hint(OPENVINO, precision("bf16").hint)
+
+
+def native_hint(runtime: str, hint: str) -> bool:
+    """Whether ``runtime`` runs inference precision ``hint`` natively on this CPU."""
+    from segedge.runtime.backends.base import descriptor
+
+    return hint in descriptor(runtime).native_precisions()

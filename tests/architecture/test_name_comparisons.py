@@ -10,11 +10,16 @@ new one is one file and nothing else needs editing.  This test reads the product
 * ``==``, ``!=``, ``is``, ``is not``, ``in``, ``not in`` with a literal, or a tuple / list /
   set / dict literal holding one, on either side;
 * ``match``/``case`` with such a literal;
+* ``str.startswith`` / ``str.endswith`` with such a literal (a prefix test is a comparison);
 * dict-key dispatch: a dict literal keyed mostly (more than half of its keys) by names of
   one kind, looked up by a computed key (``{...}[x]``, ``{...}.get(x)``, or a name bound to
   it and looked up that way): a per-name table.  A table of another vocabulary that merely
   holds one such word (Triton's tensor types with ``"int8"``, ONNX Runtime's ``--provider``
   values with ``"tensorrt"``) is not one.
+
+A literal reaches a comparison directly or through an alias: a module-level constant bound
+to it in any product file (``OPENVINO = "openvino"``, or a tuple target ``ORT, OPENVINO =
+"onnxruntime", "openvino"``), used by name or as an attribute (``runtimes.OPENVINO``).
 
 Reading a data field whose key happens to be a name (``section["fp32"]``) and passing a
 name to a registry (``descriptor("openvino")``) are not comparisons and are left alone.
@@ -37,12 +42,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("export", "runtime", "benchmarks")
 
-# Files the lead must still fix: owned by other helpers during issue 20, so they are listed
-# here (path relative to the repository -> the names still compared there) instead of being
-# edited by the name-comparison work.  Every entry must still be a violation (the test fails
+# Comparisons still to be removed (path relative to the repository -> the names compared
+# there), each with why it is here.  Every entry must still be a violation (the test fails
 # on a stale one), so the list can only shrink; it should end empty.
 ALLOWED_ELSEWHERE: dict[str, frozenset[str]] = {
-    # empty: every name is asked through its descriptor
+    # ``name.startswith("openvino")`` picks the OpenVINO stream rows: the file is being
+    # edited by another change; it should ask the backend's descriptor (its bench rows).
+    "benchmarks/bench_streams.py": frozenset({"openvino"}),
 }
 
 
@@ -94,13 +100,19 @@ class Violation:
         return f"{self.path}:{self.line}: {self.kind} name {self.name!r} compared ({self.how})"
 
 
-def _literals(node: ast.AST | None, aliases: dict[str, str] | None = None) -> Iterator[str]:
+Aliases = dict[str, frozenset[str]]  # constant name -> the literals it is bound to
+
+
+def _literals(node: ast.AST | None, aliases: Aliases | None = None) -> Iterator[str]:
     """The string literals a comparison operand stands for (itself, a literal container, or
-    a module-level constant bound to a literal: ``OPENVINO = "openvino"``)."""
+    a module-level constant bound to a literal, by name or as a module attribute:
+    ``OPENVINO``, ``runtimes.OPENVINO``)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         yield node.value
     elif isinstance(node, ast.Name) and aliases and node.id in aliases:
-        yield aliases[node.id]
+        yield from sorted(aliases[node.id])
+    elif isinstance(node, ast.Attribute) and aliases and node.attr in aliases:
+        yield from sorted(aliases[node.attr])
     elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
         for elt in node.elts:
             yield from _literals(elt, aliases)
@@ -130,6 +142,39 @@ def _patterns(pattern: ast.AST) -> Iterator[str]:
             yield from _patterns(p)
 
 
+def _bindings(target: ast.AST, value: ast.AST) -> Iterator[tuple[str, str]]:
+    """(name, literal) for ``NAME = "x"`` and ``A, B = "x", "y"`` (nested alike)."""
+    if isinstance(target, ast.Name) and isinstance(value, ast.Constant) \
+            and isinstance(value.value, str):
+        yield target.id, value.value
+    elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+            and len(target.elts) == len(value.elts):
+        for t, v in zip(target.elts, value.elts, strict=True):
+            yield from _bindings(t, v)
+
+
+def module_aliases(tree: ast.AST) -> Aliases:
+    """The module-level constants bound to a string literal in one module."""
+    found: dict[str, set[str]] = {}
+    for node in getattr(tree, "body", ()):
+        pairs: list[tuple[str, str]] = []
+        if isinstance(node, ast.Assign):
+            pairs = [p for t in node.targets for p in _bindings(t, node.value)]
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            pairs = list(_bindings(node.target, node.value))
+        for name, text in pairs:
+            found.setdefault(name, set()).add(text)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def _merge(*tables: Aliases) -> Aliases:
+    found: dict[str, set[str]] = {}
+    for table in tables:
+        for name, texts in table.items():
+            found.setdefault(name, set()).update(texts)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
 def _computed(key: ast.AST) -> bool:
     return not isinstance(key, ast.Constant)
 
@@ -137,15 +182,13 @@ def _computed(key: ast.AST) -> bool:
 DISPATCH = "dict-key dispatch"
 _COMPARE_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.In: "in", ast.NotIn: "not in",
                 ast.Is: "is", ast.IsNot: "is not"}
+_PREFIX_METHODS = ("startswith", "endswith")
 
 
-def _comparisons(tree: ast.AST) -> Iterator[tuple[int, list[str], str]]:
+def _comparisons(tree: ast.AST, aliases: Aliases) -> Iterator[tuple[int, list[str], str]]:
     """(line, literals, how) for every comparison in ``tree``; ``how`` is 'dict-key dispatch'
     for a table's keys (judged together: see ``check_source``)."""
     tables: dict[str, ast.Dict] = {}  # names bound to a dict literal (any scope: conservative)
-    aliases = {t.id: n.value.value for n in getattr(tree, "body", ())
-               if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
-               and isinstance(n.value.value, str) for t in n.targets if isinstance(t, ast.Name)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
             for target in node.targets:
@@ -163,6 +206,9 @@ def _comparisons(tree: ast.AST) -> Iterator[tuple[int, list[str], str]]:
                 yield node.lineno, list(_literals(operand, aliases)), how
         elif isinstance(node, ast.match_case):
             yield node.pattern.lineno, list(_patterns(node.pattern)), "match case"
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in _PREFIX_METHODS and node.args):
+            yield node.lineno, list(_literals(node.args[0], aliases)), node.func.attr
         elif isinstance(node, ast.Subscript) and _computed(node.slice):
             table = _table(node.value, tables)
             if table is not None:
@@ -182,12 +228,14 @@ def _table(node: ast.AST, tables: dict[str, ast.Dict]) -> ast.Dict | None:
     return None
 
 
-def check_source(source: str, path: str, kinds: Iterable[Kind]) -> list[Violation]:
-    """The comparisons in one module's ``source`` (``path`` relative to the repository)."""
+def check_source(source: str, path: str, kinds: Iterable[Kind],
+                 aliases: Aliases | None = None) -> list[Violation]:
+    """The comparisons in one module's ``source`` (``path`` relative to the repository);
+    ``aliases``: constants bound in other modules (``check_tree`` gathers them all)."""
     tree = ast.parse(source, filename=path)
     found: list[Violation] = []
     seen: set[tuple[int, str]] = set()
-    for line, texts, how in _comparisons(tree):
+    for line, texts, how in _comparisons(tree, _merge(aliases or {}, module_aliases(tree))):
         for kind in kinds:
             names = [t for t in texts if t in kind.names]
             if how == DISPATCH and 2 * len(names) <= len(texts):
@@ -205,10 +253,13 @@ def product_files(root: Path = REPO) -> list[Path]:
 
 def check_tree(root: Path = REPO, kinds: list[Kind] | None = None) -> list[Violation]:
     kinds = registered_kinds() if kinds is None else kinds
+    sources = {path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
+               for path in product_files(root)}
+    aliases = _merge(*(module_aliases(ast.parse(text, filename=rel))
+                       for rel, text in sources.items()))
     found: list[Violation] = []
-    for path in product_files(root):
-        rel = path.relative_to(root).as_posix()
-        found += check_source(path.read_text(encoding="utf-8"), rel, kinds)
+    for rel, text in sources.items():
+        found += check_source(text, rel, kinds, aliases)
     return found
 
 
@@ -219,6 +270,8 @@ def test_no_registered_name_is_compared_outside_its_own_module() -> None:
 
 
 def test_the_allow_list_names_only_violations_that_remain() -> None:
+    if not ALLOWED_ELSEWHERE:
+        pytest.skip("ALLOWED_ELSEWHERE is empty: no entry can be stale")
     found = {(v.path, v.name) for v in check_tree()}
     stale = sorted(f"{path}: {name}" for path, names in ALLOWED_ELSEWHERE.items()
                    for name in names if (path, name) not in found)
@@ -233,6 +286,7 @@ def test_the_names_come_from_the_registries() -> None:
     assert product_files() and all(p.suffix == ".py" for p in product_files())
 
 
+ELSEWHERE = {"TOYRT": frozenset({"toyrt"})}  # what check_tree gathers from other modules
 TOY = [Kind("backend", frozenset({"toyrt"}), ("runtime/backends/{name}.py",
                                                "runtime/backends/{name}_*.py")),
        Kind("precision", frozenset({"int4", "fp32"}), ("export/precision/modes/{name}.py",)),
@@ -255,10 +309,17 @@ TOY = [Kind("backend", frozenset({"toyrt"}), ("runtime/backends/{name}.py",
      ("fp32", "int4"), "dict-key dispatch"),  # two of its three keys are precision names
     ("if 'depth' in {'depth': 1}:\n    pass\n", 1, ("depth",), "in"),
     ("TOY = 'toyrt'\ndef f(b):\n    return b == TOY\n", 3, ("toyrt",), "=="),  # an alias
+    ("A, TOY = 'x', 'toyrt'\nok = b == TOY\n", 2, ("toyrt",), "=="),  # a tuple target
+    ("(A, (B, TOY)) = ('x', ('y', 'toyrt'))\nok = b != TOY\n", 2, ("toyrt",), "!="),
+    ("import rts\nok = b == rts.TOYRT\n", 2, ("toyrt",), "=="),  # another module's alias
+    ("ok = b in (rts.TOYRT, 'x')\n", 1, ("toyrt",), "in"),
+    ("if name.startswith('toyrt'):\n    pass\n", 1, ("toyrt",), "startswith"),
+    ("ok = p.endswith(('int4', '.onnx'))\n", 1, ("int4",), "endswith"),
+    ("ok = name.startswith(rts.TOYRT)\n", 1, ("toyrt",), "startswith"),
 ])
 def test_the_checker_finds_each_form_of_comparison(snippet: str, line: int,
                                                    names: tuple[str, ...], how: str) -> None:
-    found = check_source(snippet, "runtime/segmenter.py", TOY)
+    found = check_source(snippet, "runtime/segmenter.py", TOY, ELSEWHERE)
     assert [(v.line, v.name, v.how) for v in found] == [(line, n, how) for n in names]
     assert str(found[0]).startswith(f"runtime/segmenter.py:{line}: ")
 
@@ -274,8 +335,11 @@ def test_the_owner_may_compare_its_own_name_and_data_keys_are_not_comparisons() 
               "v = row['int4']\n"
               "ok = name == 'other'\n"
               "TYPES = {'float32': 1, 'uint8': 2, 'int4': 3}\n"  # another vocabulary's table
-              "t = TYPES[dtype]\n")
-    assert check_source(benign, "benchmarks/report.py", TOY) == []
+              "t = TYPES[dtype]\n"
+              "ok = path.name.startswith('.onnx') or s.startswith(prefix)\n"
+              "TOYRT = 'toyrt'\n"  # binding a constant is no comparison
+              "d2 = descriptor(rts.TOYRT)\n")
+    assert check_source(benign, "benchmarks/report.py", TOY, ELSEWHERE) == []
 
 
 def test_a_tree_with_a_violation_fails_naming_file_and_line(tmp_path: Path) -> None:
@@ -283,6 +347,11 @@ def test_a_tree_with_a_violation_fails_naming_file_and_line(tmp_path: Path) -> N
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "runtime" / "backends" / "toyrt.py").write_text("ok = b == 'toyrt'\n")
     (tmp_path / "benchmarks" / "rows.py").write_text("x = 1\n\nif p in ('int4',):\n    x = 2\n")
+    # an alias bound by tuple unpacking in one module, compared as an attribute in another
+    (tmp_path / "runtime" / "names.py").write_text("ORT, TOY = 'ort', 'toyrt'\n")
+    (tmp_path / "runtime" / "use.py").write_text("from runtime import names\n"
+                                                 "ok = b == names.TOY\n")
     found = check_tree(tmp_path, TOY)
     assert [str(v) for v in found] == [
-        "benchmarks/rows.py:3: precision name 'int4' compared (in)"]
+        "benchmarks/rows.py:3: precision name 'int4' compared (in)",
+        "runtime/use.py:2: backend name 'toyrt' compared (==)"]

@@ -1,12 +1,15 @@
 """ARCHITECTURE.md's precision-mode recipe, followed literally by a test.
 
 A toy mode ("toyprec": the verified FP32 graph re-labelled, with a doc string its
-lowering writes) is ONE file of a temporary package plus the ONE ``register_mode``
-line the recipe names.  It must then be listed by ``segexport --help`` (``--precision``
-choices) and in the error for an unknown mode, be accepted by ``segexport``, have its
-lowering run by the pipeline (the pipeline asks only the mode), and name itself in
-the artifact's metadata, the report and the summary.  Unregistered, it is gone.
-Nothing in segedge is edited for it.
+lowering writes) is its ``register_precision`` line (its facts, runtime/precisions), ONE
+file of a temporary package and the ONE ``register_mode`` line the recipe names.  It must
+then be listed by ``segexport --help`` (``--precision`` choices) and in the error for an
+unknown mode, be accepted by ``segexport``, have its lowering run by the pipeline (the
+pipeline asks only the mode), name itself in the artifact's metadata, the report and the
+summary, pass the metadata's validation when the artifact is read back, and be typed by
+the TensorRT engine build from its spec.  Without its spec ``register_mode`` refuses it,
+in one line saying where to register.  Unregistered, it is gone.  Nothing in segedge is
+edited for it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import onnx
@@ -23,6 +26,10 @@ import pytest
 from segedge.export.cli import main
 from segedge.export.onnx.tools import read_metadata
 from segedge.export.precision import modes
+from segedge.runtime import precisions
+from segedge.runtime.errors import InputError
+from segedge.runtime.precisions import PrecisionSpec
+from tests.fakes.gpu import FakeGpu, fake_gpu  # noqa: F401 - the fixture
 
 PKG = "segedge_toyprecision"  # a package name nothing else uses
 
@@ -69,12 +76,31 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     (package / "__init__.py").write_text("")
     (package / "toy_mode.py").write_text(textwrap.dedent(TOY_MODE))
     monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    # The recipe's registration line, as ARCHITECTURE.md writes it:
+    # The recipe's registration lines, as ARCHITECTURE.md writes them: its facts, its mode.
+    precisions.register_precision(TOY_SPEC)
     modes.register_mode("toyprec", f"{PKG}.toy_mode:ToyPrecision")
     yield "toyprec"
-    modes.MODES.unregister("toyprec")
+    if "toyprec" in modes.MODES:
+        modes.MODES.unregister("toyprec")
+    precisions.unregister_precision("toyprec")
     sys.modules.pop(f"{PKG}.toy_mode", None)
     sys.modules.pop(PKG, None)
+
+
+# A float precision of its own: TensorRT builds it strongly typed, or weakly with FP16 flags.
+TOY_SPEC = PrecisionSpec("toyprec", "f16", 16, "float16", tensorrt_flags=("FP16",))
+
+
+def test_a_mode_without_its_precision_is_refused_in_one_line() -> None:
+    with pytest.raises(InputError) as err:
+        modes.register_mode("toyprec", f"{PKG}.toy_mode:ToyPrecision")
+    assert str(err.value) == (
+        "precision mode 'toyprec': expected a precision registered first with "
+        "segedge.runtime.precisions.register_precision(PrecisionSpec('toyprec', ...)) as an "
+        "ONNX of its own (artifact=True), got none")
+    assert "toyprec" not in modes.MODES and "toyprec" not in modes.names()
+    with pytest.raises(InputError, match=r"got a runtime hint \(artifact=False\)$"):
+        modes.register_mode("bf16", f"{PKG}.toy_mode:ToyPrecision")  # a hint, not an ONNX
 
 
 def _precision_choices(help_text: str) -> str:
@@ -120,10 +146,39 @@ def test_segexport_runs_the_toy_lowering_and_the_artifact_names_it(
                                           "nodes": len(model.graph.node), "size": [64, 96]}
     assert f"toyprec: {len(model.graph.node)} nodes kept as they were" in err.splitlines()
     assert report["engine"] is None  # implies_engine False: no plan unless asked
+    assert modes.get(toy).calibrated is False and modes.get(toy).tensorrt_flags() == ("FP16",)
+
+
+def test_the_toy_precision_passes_metadata_and_engine_typing(
+        toy: str, tmp_path: Path, fake_gpu: Callable[..., FakeGpu]) -> None:  # noqa: F811
+    """Read back, the metadata accepts it (validated against runtime/precisions); a plan is
+    typed from its spec: strongly typed from its own ONNX, FP16 flags from an fp32 one."""
+    from segedge.export.tensorrt.build import TypingPlan, build_engine, plan_typing
+    from segedge.runtime.metadata import METADATA_KEY, ArtifactMetadata
+    from tests.runtime.onnx_fixtures import make_logits_model
+
+    path = make_logits_model(tmp_path / "toy.onnx")
+    model = onnx.load(str(path))
+    meta = read_metadata(model)
+    assert meta is not None
+    entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    entry.value = meta.with_changes(precision=toy).to_json()
+    onnx.save(model, str(path))
+    again = read_metadata(onnx.load(str(path)))
+    assert again is not None and again.precision == toy
+    assert ArtifactMetadata.from_json(entry.value, str(path)).precision == toy
+    fake_gpu(generation=10)
+    built = build_engine(path, tmp_path / "toy.plan")
+    assert built.sidecar.precision == toy and built.sidecar.strongly_typed is True
+    weak = dict(strongly_typed_available=True, weak_flags_available=True, dla=False,
+                prefer_strong=False)
+    assert plan_typing("fp32", toy, **weak) == TypingPlan(False, ("FP16",), toy)  # type: ignore[arg-type]
 
 
 def test_an_unregistered_toy_is_gone(toy: str, capsys: pytest.CaptureFixture[str]) -> None:
     modes.MODES.unregister(toy)
+    precisions.unregister_precision(toy)
     main(["--help"])
     assert _precision_choices(capsys.readouterr().out) == "fp32|fp16|int8"
-    modes.register_mode(toy, f"{PKG}.toy_mode:ToyPrecision")  # the fixture unregisters it
+    assert precisions.find(toy) is None and toy not in precisions.precision_names()
+    precisions.register_precision(TOY_SPEC)  # the fixture unregisters it

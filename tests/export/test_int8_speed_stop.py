@@ -2,9 +2,11 @@
 before the long search and stops (exit 3, one line, nothing written) unless the user
 confirms with --int8-even-if-slower.
 
-The speed measurement is replaced (runtimes.latency_ms: fixed figures, INT8 slower), so
+The speed measurement is replaced (runtimes.latencies: fixed figures, INT8 slower), so
 the verdict is deterministic; the search steps after the probe are replaced too (the stop
-must never reach them; with the flag they are reached and end quickly).
+must never reach them; with the flag they are reached and end quickly).  A stop needs
+INT8 slower beyond noise (``int8_speed.slower``: a margin and outside the spread); the
+report times each graph once; ``--int8-even-if-slower`` is refused where no stop applies.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from segedge.export.onnx.tools import read_metadata
 from segedge.export.precision import points, runtimes
 from segedge.export.precision.modes import int8_steps
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult
+from segedge.runtime.timing import Timing
 from tests.export.precision_helpers import TINY_MODEL
 
 WARNING = "INT8 is not faster than fp32 on onnxruntime (30.0 ms vs fp32 10.0 ms)"
@@ -33,11 +36,16 @@ STOP = ("segexport: error: INT8 speed: expected INT8 faster than FP32/bf16 on th
         "calibration cache; FP32 or --fp16 may serve this CPU better)")
 
 
-def _latency(path: Path, tensor: np.ndarray, meta: Any, runtime: str = runtimes.ORT,
-             hint: str = "f32", budget_s: float = 2.0) -> float:
-    """INT8 graphs (int8_full.onnx, int8.onnx) take 30 ms, the FP32 graph 10 ms."""
-    assert runtime == runtimes.ORT and hint == "f32"
-    return 30.0 if path.name.startswith("int8") else 10.0
+TIMED: list[tuple[str, ...]] = []  # the labels of every runtimes.latencies call
+
+
+def _latencies(graphs: Any, tensor: np.ndarray, meta: Any, runtime: str | None = None,
+               budget_s: float = 2.0) -> dict[str, Timing]:
+    """INT8 graphs (int8_full.onnx, int8.onnx) take 30 ms, the FP32 graph 10 ms, every call."""
+    assert runtime in (None, runtimes.ORT) and {h for _, h in graphs.values()} == {"f32"}
+    TIMED.append(tuple(graphs))
+    return {label: Timing((30.0 if path.name.startswith("int8") else 10.0,) * 5)
+            for label, (path, _) in graphs.items()}
 
 
 def _no_search(run: Any, full: Path, budget: Budget) -> tuple[SearchResult, list[Any]]:
@@ -52,8 +60,9 @@ def _met_at_once(run: Any, full: Path, budget: Budget) -> tuple[SearchResult, li
 
 @pytest.fixture
 def calib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(runtimes, "latency_ms", _latency)
+    monkeypatch.setattr(runtimes, "latencies", _latencies)
     monkeypatch.setattr(runtimes, "available", lambda: (runtimes.ORT,))
+    TIMED.clear()
     folder = tmp_path / "calib"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -104,6 +113,10 @@ def test_the_flag_lets_it_go_on_and_the_report_keeps_the_warning(
     assert sec["speed"]["warning"] == WARNING and sec["speed"]["backend"] == "onnxruntime"
     assert sec["speed"]["latency_ms"] == {"onnxruntime": {"fp32": 10.0, "int8": 30.0}}
     assert sec["speed"]["note"] == "target CPU: verdict on onnxruntime"
+    # timed twice in all: the probe, and the report's CPU latency, which the speed section
+    # reuses for the reference runtime instead of timing the same graphs again
+    assert TIMED == [("fp32", "int8"), ("fp32", "int8")]
+    assert sec["cpu_latency_ms"] == sec["speed"]["latency_ms"]["onnxruntime"]
 
 
 @pytest.mark.parametrize(("target", "stop", "stops"), [
@@ -115,7 +128,7 @@ def test_only_a_cpu_target_that_was_not_confirmed_stops(
     from segedge.export.config import PrecisionOptions
     from segedge.export.precision.modes import int8_speed
 
-    assert PrecisionOptions().int8_stop_if_slower is False
+    assert PrecisionOptions().int8_stop_if_slower is None  # not said: warn and go on
     verdicts = [{"warning": WARNING}, {"warning": None}]
     monkeypatch.setattr(int8_speed, "speed_section", lambda *a, **k: verdicts.pop(0))
     run = SimpleNamespace(opts=SimpleNamespace(int8_target=target, int8_stop_if_slower=stop),
@@ -129,3 +142,84 @@ def test_only_a_cpu_target_that_was_not_confirmed_stops(
     else:
         assert int8_speed.speed_first(run, Path("int8_full.onnx")) == WARNING  # type: ignore[arg-type]
     assert int8_speed.speed_first(run, Path("int8_full.onnx")) is None  # type: ignore[arg-type]
+
+
+def _t(*ms: float) -> Timing:
+    return Timing(tuple(ms))
+
+
+@pytest.mark.parametrize(("int8", "other", "is_slower"), [
+    (_t(10, 10, 10, 10, 10), _t(10, 10, 10, 10, 10), False),  # a tie is not slower
+    (_t(10.4, 10.4, 10.4, 10.4), _t(10, 10, 10, 10), False),  # 4 %: within the margin
+    (_t(9, 11, 13, 15, 17), _t(8, 10, 11, 12, 14), False),  # 18 % but the spreads overlap
+    (_t(13, 13.5, 14, 14.5, 15), _t(10, 10.5, 11, 11.5, 12), True),  # beyond both
+    (_t(10.6,), _t(10.0,), True),  # one figure each (reused report numbers): the margin
+])
+def test_int8_is_slower_only_beyond_the_margin_and_the_spread(
+        int8: Timing, other: Timing, is_slower: bool) -> None:
+    from segedge.export.precision.modes.int8_speed import MARGIN, slower
+
+    assert MARGIN == 0.05
+    assert slower(int8, other) is is_slower
+
+
+def test_a_noisy_tie_does_not_stop_the_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interleaved rounds where INT8's median is 20 % higher but its calls overlap FP32's."""
+    from segedge.export.precision.modes import int8_speed
+
+    noisy = {"fp32": _t(8, 9, 10, 12, 14, 15), "int8": _t(9, 11, 12, 13, 15, 16)}
+    monkeypatch.setattr(runtimes, "available", lambda: (runtimes.ORT,))
+    monkeypatch.setattr(runtimes, "latencies", lambda graphs, *a, **k: {
+        label: noisy[label] for label in graphs})
+    run = SimpleNamespace(opts=SimpleNamespace(int8_target="cpu", int8_stop_if_slower=True),
+                          req=SimpleNamespace(fp32=Path("fp32.onnx"), meta=None,
+                                              cfg=SimpleNamespace(quiet=True)),
+                          calib=SimpleNamespace(tensors=[np.zeros(1, np.uint8)]))
+    assert int8_speed.speed_first(run, Path("int8_full.onnx")) is None  # type: ignore[arg-type]
+    sec = int8_speed.speed_section(Path("fp32.onnx"), Path("int8.onnx"), np.zeros(1),
+                                   None, "cpu")  # type: ignore[arg-type]
+    assert sec["warning"] is None and sec["faster_than"] == []
+    assert sec["latency_ms"] == {"onnxruntime": {"fp32": 11.0, "int8": 12.5}}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--fp16",), "--int8-even-if-slower: expected --int8 as well (it confirms a slower INT8), "
+                  "got precision fp16"),
+    (("--precision", "fp32"), "--int8-even-if-slower: expected --int8 as well (it confirms a "
+                              "slower INT8), got precision fp32"),
+    (("--int8", "--calib", "frames/", "--int8-target", "tensorrt"),
+     "--int8-even-if-slower: expected --int8-target cpu (the INT8 speed stop is for a CPU "
+     "target), got --int8-target tensorrt"),
+])
+def test_the_flag_is_refused_where_no_speed_stop_applies(
+        extra: tuple[str, ...], message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", *extra, "--int8-even-if-slower", "-o", str(tmp_path / "m.onnx")])
+    assert exit_info.value.code == 2
+    assert [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()] == [
+        f"segexport: error: {message}"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_keep_closest_copy_leaves_no_file(
+        calib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The missed-budget copy goes through runtime/io's atomic writer: a copy that fails
+    half-way leaves neither the final name nor a temporary beside it."""
+    from segedge.export.precision.modes import int8_finish
+
+    def missed(run: Any, full: Path, budget: Budget) -> tuple[SearchResult, list[Any]]:
+        found, pts = _met_at_once(run, full, budget)
+        return SearchResult(full, (), Measure(100.0), False, (), ()), pts
+
+    def broken_copy(src: Path, dst: Path) -> None:
+        Path(dst).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(int8_steps, "fallback_step", missed)
+    monkeypatch.setattr(int8_finish.shutil, "copyfile", broken_copy)
+    out = tmp_path / "m_int8.onnx"
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(calib, out, "-q", "--int8-even-if-slower", "--int8-keep-closest"))
+    assert exit_info.value.code != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib", "m_int8.calib.json"]

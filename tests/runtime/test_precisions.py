@@ -1,44 +1,105 @@
-"""runtime/precisions.py: the precision descriptors, and their agreement with the export side.
+"""runtime/precisions.py: the precision descriptors, the one table of their facts.
 
-The runtime, segbench, segdoctor, segdeploy and the TensorRT builder ask these descriptors
-instead of comparing precision names; the export modes (export/precision/modes) own the
-lowering.  Two places state some of the same facts (which precisions are an ONNX, which are
-calibrated, TensorRT's builder flags, the INT8 targets), so this test holds them equal.
+The runtime, segbench, segdoctor, segdeploy, the TensorRT builder and the export modes ask
+these descriptors instead of comparing precision names or restating them: the export modes
+(export/precision/modes) own the lowering and read ``calibrated``, the TensorRT flags and
+the INT8 targets from here, and the artifact metadata validates its ``precision`` here.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import typing
+from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from segedge.runtime import precisions
-from segedge.runtime.errors import InputError
-from segedge.runtime.metadata import Precision
+from segedge.runtime.errors import ArtifactError, InputError
+from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.precisions import PrecisionSpec
 
+META = ArtifactMetadata(model="m", family="f", classes=("a",), palette=((0, 0, 0),))
 
-def test_every_export_mode_is_an_artifact_precision_with_the_same_facts() -> None:
+
+def test_every_export_mode_reads_its_facts_from_its_spec() -> None:
     from segedge.export.precision import modes
 
-    assert precisions.artifact_precisions() == modes.names() == typing.get_args(Precision)
+    assert precisions.artifact_precisions() == modes.names()
     for name in modes.names():
-        mode, spec = modes.get(name), precisions.precision(name)
-        assert spec.calibrated == mode.calibrated, name
-        for dla in (False, True):
-            assert spec.builder_flags(dla) == mode.tensorrt_flags(dla), (name, dla)
+        mode = modes.get(name)
+        # no mode restates a fact of its spec (one table, not two)
+        assert not {"calibrated", "builder_flags", "tensorrt_flags"} & set(vars(type(mode))), name
+        assert mode.spec is precisions.precision(name)
     assert [s.name for s in precisions.precisions() if not s.artifact] == ["bf16"]
 
 
-def test_the_int8_targets_agree_with_the_mode_and_its_quantizer() -> None:
-    from segedge.export.precision.int8 import FLAVOURS
-    from segedge.export.precision.modes.int8 import INT8_TARGETS
+@pytest.fixture
+def int8_spec() -> Iterator[PrecisionSpec]:
+    """The int8 spec, restored after a test replaces it."""
+    spec = precisions.precision("int8")
+    yield spec
+    precisions.register_precision(spec)
 
-    assert tuple(t.name for t in precisions.INT8_TARGETS) == INT8_TARGETS
+
+def test_a_spec_change_reaches_the_mode(int8_spec: PrecisionSpec) -> None:
+    from segedge.export.precision import modes
+
+    mode = modes.get("int8")
+    assert mode.calibrated and mode.tensorrt_flags() == ("INT8",)
+    assert mode.tensorrt_flags(dla=True) == ("INT8", "FP16")
+    precisions.register_precision(replace(int8_spec, tensorrt_flags=("INT8", "SPARSE"),
+                                          dla_flags=(), calibrated=False))
+    assert not mode.calibrated
+    assert mode.tensorrt_flags() == mode.tensorrt_flags(dla=True) == ("INT8", "SPARSE")
+
+
+def test_the_int8_targets_come_from_here() -> None:
+    from segedge.export.precision.int8 import FLAVOURS
+    from segedge.export.precision.modes.int8 import CPU_TARGETS, INT8_TARGETS
+
+    assert tuple(t.name for t in precisions.INT8_TARGETS) == INT8_TARGETS == ("tensorrt", "cpu")
+    assert CPU_TARGETS == ("cpu",)  # the ones TensorRT cannot build
     for target in precisions.INT8_TARGETS:
         assert target.symmetric == FLAVOURS[target.name].symmetric_activations, target.name
     assert precisions.symmetric_int8_targets() == ("tensorrt",)
+
+
+def test_the_metadata_accepts_every_registered_onnx_precision_and_nothing_else() -> None:
+    assert [META.with_changes(precision=p).precision for p in ("fp32", "fp16", "int8")] == [
+        "fp32", "fp16", "int8"]
+    for bad in ("int4", "bf16"):  # unknown; a runtime hint, not an ONNX
+        with pytest.raises(InputError) as err:
+            META.with_changes(precision=bad)
+        assert str(err.value) == f"precision: expected fp32 or fp16 or int8, got {bad!r}"
+    raw = {**json.loads(META.to_json()), "precision": "int4"}
+    with pytest.raises(ArtifactError) as read_err:
+        ArtifactMetadata.from_dict(raw, "m.onnx")
+    assert str(read_err.value) == ("m.onnx: segedge metadata precision: expected fp32 or fp16 "
+                                   "or int8, got 'int4'")
+    precisions.register_precision(PrecisionSpec("int4", "f32", 8, "float32", quantized=True))
+    try:
+        assert ArtifactMetadata.from_dict(raw, "m.onnx").precision == "int4"
+    finally:
+        precisions.unregister_precision("int4")
+    with pytest.raises(InputError):
+        META.with_changes(precision="int4")
+
+
+def test_unregister_forgets_a_precision_but_never_the_reference() -> None:
+    precisions.register_precision(PrecisionSpec("int4", "f32", 8, "float32", quantized=True))
+    assert precisions.find("int4") is not None
+    precisions.unregister_precision("int4")
+    assert precisions.find("int4") is None and "int4" not in precisions.precision_names()
+    with pytest.raises(InputError) as err:
+        precisions.unregister_precision("int4")
+    assert str(err.value) == ("precision to unregister: expected fp32 or fp16 or bf16 or int8, "
+                              "got 'int4'")
+    with pytest.raises(InputError, match="^precision to unregister: expected one that is not "
+                                         "the reference, got fp32$"):
+        precisions.unregister_precision("fp32")
+    assert precisions.reference().name == "fp32"
 
 
 def test_every_backend_hint_is_a_precision_hint() -> None:

@@ -1,7 +1,8 @@
 """The precision registry: mode name -> its class, kept by the one lazy registry.
 
-A new mode is a new file (here, or any importable module) and one ``register_mode``
-line; the CLI's ``--precision`` choices, the config's validation, the report's summary
+A new mode is a new file (here, or any importable module), its precision's
+``register_precision`` line (runtime/precisions.py) and one ``register_mode`` line;
+the CLI's ``--precision`` choices, the config's validation, the report's summary
 lines and the engine build all ask the mode through ``get``.  Modes are loaded on
 first use, so listing them imports none of their lowering code.
 """
@@ -29,7 +30,19 @@ _INSTANCES: dict[type[PrecisionMode], PrecisionMode] = {}  # one object per mode
 
 
 def register_mode(name: str, target: str) -> None:
-    """Register (or replace) mode ``name`` -> ``'package.module:Class'``, imported on first use."""
+    """Register (or replace) mode ``name`` -> ``'package.module:Class'``, imported on first use.
+
+    The precision's facts come first (runtime/precisions: the metadata, the engine typing,
+    segbench and segdeploy read them there), so a name it does not know as an ONNX of its
+    own is refused here, in one line saying where to register it."""
+    from segedge.runtime.precisions import find
+
+    spec = find(name)
+    if spec is None or not spec.artifact:
+        raise InputError(f"precision mode {name!r}", "a precision registered first with "
+                         "segedge.runtime.precisions.register_precision(PrecisionSpec("
+                         f"{name!r}, ...)) as an ONNX of its own (artifact=True)",
+                         "none" if spec is None else "a runtime hint (artifact=False)")
     MODES.register(name, target)
 
 

@@ -10,12 +10,15 @@ A mode provides (class attributes and methods of ``PrecisionMode`` below):
   missed: the pipeline writes the failed report and publishes nothing);
 * ``ungated(opts)`` - the same options with its gate open (measure, never refuse);
 * ``report_lines(section)`` - the summary lines for its report section;
-* ``implies_engine``, ``tensorrt_flags(dla)`` - what a TensorRT build needs.
+* ``implies_engine`` - build a TensorRT plan by default;
+* ``spec`` - its facts in runtime/precisions (``calibrated``, ``tensorrt_flags(dla)`` read
+  them: one table, so a mode's name must be registered there first).
 
 The pipeline, the CLI, the export tasks and the benchmarks ask the mode (by
 name, through the registry in ``__init__``) instead of comparing strings, so a
-new mode is one new file plus one ``register_mode`` line.  What both reduced
-modes share (the comparisons against FP32 on each runtime) is in precision/ladder.py.
+new mode is one new file plus its ``register_precision`` and ``register_mode`` lines.
+What both reduced modes share (the comparisons against FP32 on each runtime) is in
+precision/ladder.py.
 Kept free of torch / onnxruntime imports: the CLI builds its choices from it.
 """
 
@@ -31,6 +34,7 @@ from segedge.runtime.errors import InputError
 if TYPE_CHECKING:
     from segedge.export.config import ExportConfig, PrecisionOptions
     from segedge.runtime.metadata import ArtifactMetadata, Precision
+    from segedge.runtime.precisions import PrecisionSpec
 
 
 @dataclass(frozen=True)
@@ -62,13 +66,25 @@ class PrecisionMode(ABC):
     suffix: ClassVar[str]  # appended to the default output stem: demo{suffix}.onnx
     implies_engine: ClassVar[bool]  # build a TensorRT plan by default where TensorRT exists
     lowers: ClassVar[bool] = True  # transforms the verified FP32 graph (False: it is final)
-    calibrated: ClassVar[bool] = False  # takes --calib frames and an accuracy budget
-    builder_flags: ClassVar[tuple[str, ...]] = ()  # TensorRT weak-typing flags it needs
     flag_help: ClassVar[str] = ""  # segexport --<name> shorthand help (modes that lower)
 
+    @property
+    def spec(self) -> PrecisionSpec:
+        """This precision's facts (runtime/precisions: one table for the runtime, segbench,
+        the TensorRT builder and this mode; register_mode refuses a name it lacks)."""
+        from segedge.runtime.precisions import precision
+
+        return precision(self.name)
+
+    @property
+    def calibrated(self) -> bool:
+        """Takes --calib frames and an accuracy budget (the spec's ``calibrated``)."""
+        return self.spec.calibrated
+
     def tensorrt_flags(self, dla: bool = False) -> tuple[str, ...]:
-        """Builder flags when TensorRT cannot take the typed graph as it is (weak typing)."""
-        return self.builder_flags
+        """Builder flags when TensorRT cannot take the typed graph as it is (weak typing):
+        the spec's ``builder_flags``."""
+        return self.spec.builder_flags(dla)
 
     def validate(self, opts: PrecisionOptions) -> None:
         """Refuse options this mode cannot use (one line each, before any work)."""
@@ -81,6 +97,9 @@ class PrecisionMode(ABC):
             if value is not None:
                 raise InputError(flag, "--int8 as well (it is the INT8 accuracy budget)",
                                  f"precision {self.name}")
+        if opts.int8_stop_if_slower is False:  # --int8-even-if-slower: only INT8 is timed
+            raise InputError("--int8-even-if-slower", "--int8 as well (it confirms a slower "
+                             "INT8)", f"precision {self.name}")
 
     def ungated(self, opts: PrecisionOptions) -> PrecisionOptions:
         """The same options with this mode's accuracy gate open (measure, never refuse)."""

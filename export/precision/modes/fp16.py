@@ -23,7 +23,6 @@ class FP16(PrecisionMode):
     flag_help = ("Write an FP16 ONNX, verified against FP32 (>= 99.5% argmax agreement); also "
                  "an engine where TensorRT and a GPU exist.")
     implies_engine: ClassVar[bool] = True
-    builder_flags = ("FP16",)
 
     def ungated(self, opts: PrecisionOptions) -> PrecisionOptions:
         return self._open(opts, fp16_min_agreement=0.0)

@@ -13,16 +13,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from segedge.export.precision.modes.base import LowerRequest, PrecisionMode
+from segedge.runtime import precisions
 from segedge.runtime.errors import InputError
 
 if TYPE_CHECKING:
     from segedge.export.config import PrecisionOptions
     from segedge.export.precision.modes.base import Lowered
 
-Int8Target = Literal["tensorrt", "cpu"]
+Int8Target = str  # a name in runtime/precisions.INT8_TARGETS
 CalibMethod = Literal["minmax", "entropy", "percentile"]
-INT8_TARGETS: tuple[Int8Target, ...] = ("tensorrt", "cpu")  # Q/DQ flavours (precision/int8.py)
-CPU_TARGETS: tuple[Int8Target, ...] = ("cpu",)  # targets whose speed is measured here
+# The Q/DQ flavours (precision/int8.py) are runtime/precisions' INT8 targets, in its order;
+# the ones TensorRT cannot build (not symmetric) run on a CPU, whose speed is measured here.
+INT8_TARGETS: tuple[Int8Target, ...] = tuple(t.name for t in precisions.INT8_TARGETS)
+CPU_TARGETS: tuple[Int8Target, ...] = tuple(t.name for t in precisions.INT8_TARGETS
+                                            if not t.symmetric)
 CALIB_METHODS: tuple[CalibMethod, ...] = ("minmax", "entropy", "percentile")
 SHOWN = 8  # kept layers named in the summary line (the report lists them all)
 
@@ -33,15 +37,14 @@ class INT8(PrecisionMode):
     flag_help = ("Static INT8 (Q/DQ ONNX) calibrated on --calib, kept within the accuracy "
                  "budget (--max-miou-drop / --int8-min-agreement).")
     implies_engine: ClassVar[bool] = True
-    calibrated = True
-    builder_flags = ("INT8",)
-
-    def tensorrt_flags(self, dla: bool = False) -> tuple[str, ...]:
-        return ("INT8", "FP16") if dla else ("INT8",)  # DLA has no FP32 fallback kernels
 
     def validate(self, opts: PrecisionOptions) -> None:
         if not opts.calib:
             raise InputError("--int8", "--calib DIR|VIDEO|GLOB (calibration frames)", "none")
+        if opts.int8_stop_if_slower is False and opts.int8_target not in CPU_TARGETS:
+            raise InputError("--int8-even-if-slower", "--int8-target " + " or ".join(
+                CPU_TARGETS) + " (the INT8 speed stop is for a CPU target)",
+                f"--int8-target {opts.int8_target}")
 
     def ungated(self, opts: PrecisionOptions) -> PrecisionOptions:
         return self._open(opts, int8_min_agreement=0.0, max_miou_drop=None)

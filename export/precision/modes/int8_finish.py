@@ -21,17 +21,14 @@ from segedge.export.onnx import tools as onnx_tools
 from segedge.export.precision import int8 as q8
 from segedge.export.precision import points
 from segedge.export.precision.graph import compute_nodes
-from segedge.export.precision.ladder import (
-    common_section,
-    per_runtime,
-    run_labels,
-    runtime_failure,
-)
+from segedge.export.precision.ladder import common_section, per_runtime, runtime_failure
 from segedge.export.precision.modes.base import Lowered
 from segedge.export.precision.modes.int8_speed import speed_section
 from segedge.export.precision.modes.int8_steps import Int8Run
+from segedge.export.precision.runtimes import run_labels
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult
 from segedge.export.verify.compare import agreement
+from segedge.runtime.io import atomic_path
 
 HALF_WIDTH = 0.5  # points: the agreement interval the default frame count aims at
 
@@ -125,12 +122,13 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
                    f"({len(kept_pts)} of {len(pts)} point(s) had to stay in float; relax the "
                    "budget or export --fp16)")
     section["budget"]["met"] = failure is None
-    section["speed"] = speed_section(fp32, path, rep.tensors[0], meta, opts.int8_target)
+    # the reference runtime's figures are the ones common_section measured (one number)
+    section["speed"] = speed_section(fp32, path, rep.tensors[0], meta, opts.int8_target,
+                                     measured=section["cpu_latency_ms"])
     if failure is not None and opts.int8_keep_closest:
         closest = missed_path(req.out)
-        tmp = closest.with_name(closest.name + ".tmp")
-        shutil.copyfile(path, tmp)
-        tmp.replace(closest)
+        with atomic_path(closest) as tmp:  # a failed copy leaves nothing behind
+            shutil.copyfile(path, tmp)
         section["closest_artifact"] = str(closest)
         failure += f"; closest kept as {closest} (it missed the budget)"
     return Lowered(path, new_meta, section, failure)

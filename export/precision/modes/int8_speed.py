@@ -1,17 +1,26 @@
-"""INT8's speed verdict: INT8 vs FP32 (and OpenVINO bf16) on the runtime the target runs.
+"""INT8's speed verdict: INT8 vs FP32 (and bf16 where a runtime runs it natively) on the
+CPU runtimes installed here, the verdict on the one that runs real INT8 kernels.
 
 Measured twice: a short probe on the fully quantized graph right after calibration,
 *before* the long search (issue 21: on some CPUs INT8 is slower than FP32 or bf16, and
 a user should learn that before minutes of searching), and on the final artifact for
-the report.  On a CPU target (``CPU_TARGETS``) a slower INT8 stops the export there
-(``SlowerThanFloatError``, exit 3) unless the user confirmed with
+the report (there the reference runtime's figures are the report's own CPU latency,
+measured once).  On a CPU target (``CPU_TARGETS``) a slower INT8 stops the export
+there (``SlowerThanFloatError``, exit 3) unless the user confirmed with
 ``--int8-even-if-slower`` (``PrecisionOptions.int8_stop_if_slower`` False); on the
 TensorRT target the CPU figures are for reference only, so it warns and goes on.
+
+A stop must not fire on noise: the graphs of one runtime are timed in interleaved
+rounds (runtime.timing, as the auto chooser times backends), and INT8 counts as slower
+only when its median is more than ``MARGIN`` above the other's *and* the middle halves
+of the two sets of calls do not overlap (``slower``); a tie is not slower.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,56 +30,83 @@ from segedge.export.precision import runtimes
 from segedge.export.precision.modes.int8 import CPU_TARGETS
 from segedge.runtime.errors import VerificationError
 from segedge.runtime.metadata import ArtifactMetadata
+from segedge.runtime.precisions import GRAPH_HINT, precision, reference
+from segedge.runtime.timing import Timing
 
 if TYPE_CHECKING:
     from segedge.export.precision.modes.int8_steps import Int8Run
 
-PROBE_BUDGET_S = 0.5  # seconds per timed graph in the probe before the search
+PROBE_BUDGET_S = 1.5  # seconds of interleaved rounds per runtime in the probe before the search
+MARGIN = 0.05  # INT8 must be more than 5 % slower (and outside the spread) to count as slower
 
 
 class SlowerThanFloatError(VerificationError):
     """INT8 measured slower than FP32/bf16 on the CPU it targets: stopped before the search."""
 
 
-def speed_section(fp32: Path, int8: Path, tensor: np.ndarray, meta: ArtifactMetadata,
-                  target: str, budget_s: float = 2.0) -> dict[str, Any]:
-    """INT8 vs FP32 (and vs OpenVINO bf16 where the CPU has it) latency, with a verdict.
+def _quartiles(t: Timing) -> tuple[float, float]:
+    """The middle half of the calls (the median twice for fewer than 4 calls)."""
+    if len(t.samples_ms) < 4:
+        return t.median_ms, t.median_ms
+    q1, _, q3 = statistics.quantiles(t.samples_ms, n=4, method="inclusive")
+    return q1, q3
 
-    The target backend decides which numbers the verdict reads: OpenVINO CPU
-    for ``--int8-target cpu`` where installed (it runs real INT8 kernels; ONNX
-    Runtime's CPU provider emulates Q/DQ and is noted too), TensorRT for
-    ``tensorrt`` (measured by the engine build on the device, not here).
+
+def slower(int8: Timing, other: Timing, margin: float = MARGIN) -> bool:
+    """INT8 slower than ``other`` beyond noise: median more than ``margin`` above, and its
+    lower quartile above the other's upper quartile (a tie or an overlap is not slower)."""
+    if int8.median_ms <= other.median_ms * (1.0 + margin):
+        return False
+    return _quartiles(int8)[0] > _quartiles(other)[1]
+
+
+def speed_section(fp32: Path, int8: Path, tensor: np.ndarray, meta: ArtifactMetadata,
+                  target: str, budget_s: float = 2.0,
+                  measured: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """INT8 vs FP32 (and vs bf16 where a runtime has it natively) latency, with a verdict.
+
+    Every installed CPU runtime that loads the INT8 graph is timed; the verdict reads the
+    last of them (OpenVINO where installed: it runs real INT8 kernels; ONNX Runtime's CPU
+    provider, the reference, emulates Q/DQ and is noted too); ``tensorrt`` is measured by
+    the engine build on the device, not here.  ``measured``: the reference runtime's
+    medians already in the report (``cpu_latency_ms``), reused instead of timing again.
     """
-    ms: dict[str, dict[str, float]] = {runtimes.ORT: {
-        "fp32": runtimes.latency_ms(fp32, tensor, meta, budget_s=budget_s),
-        "int8": runtimes.latency_ms(int8, tensor, meta, budget_s=budget_s)}}
-    if runtimes.OPENVINO in runtimes.available() and \
-            runtimes.probe(int8, runtimes.OPENVINO) is None:
-        ov = {"fp32": runtimes.latency_ms(fp32, tensor, meta, runtimes.OPENVINO, "f32",
-                                          budget_s),
-              "int8": runtimes.latency_ms(int8, tensor, meta, runtimes.OPENVINO, "f32",
-                                          budget_s)}
-        if runtimes.has_bf16():
-            ov["bf16"] = runtimes.latency_ms(fp32, tensor, meta, runtimes.OPENVINO, "bf16",
-                                             budget_s)
-        ms[runtimes.OPENVINO] = ov
-    backend = runtimes.OPENVINO if runtimes.OPENVINO in ms else runtimes.ORT
+    ref_name, ref_hint = reference().name, GRAPH_HINT
+    bf16 = precision("bf16")
+    found: dict[str, dict[str, Timing]] = {}
+    for rt in runtimes.available():
+        if runtimes.probe(int8, rt) is not None:
+            continue
+        if rt == runtimes.reference() and measured is not None:
+            found[rt] = {k: Timing((float(v),)) for k, v in measured.items()}
+            continue
+        graphs = {ref_name: (fp32, ref_hint), "int8": (int8, ref_hint)}
+        if runtimes.native_hint(rt, bf16.hint) and runtimes.takes_hint(rt):
+            graphs[bf16.name] = (fp32, bf16.hint)
+        found[rt] = runtimes.latencies(graphs, tensor, meta, rt, budget_s)
+    backend = list(found)[-1]
     if target in CPU_TARGETS:
         backend_note = f"target CPU: verdict on {backend}"
     else:
         backend_note = ("target TensorRT is not measured here; CPU numbers for reference, "
                         f"verdict on {backend}")
-    nums = ms[backend]
-    speedup = round(nums["fp32"] / nums["int8"], 2) if nums["int8"] > 0 else 0.0
-    faster_than = [k for k in ("fp32", "bf16") if k in nums and nums["int8"] < nums[k]]
-    slower_than = [k for k in ("fp32", "bf16") if k in nums and nums["int8"] >= nums[k]]
+    timed = found[backend]
+    nums = runtimes.medians_ms(timed)
+    speedup = round(nums[ref_name] / nums["int8"], 2) if nums["int8"] > 0 else 0.0
+    others = [k for k in (ref_name, bf16.name) if k in timed]
+    faster_than = [k for k in others if nums["int8"] < nums[k]]
+    slower_than = [k for k in others if slower(timed["int8"], timed[k])]
     warning = None
     if slower_than:
         warning = (f"INT8 is not faster than {' or '.join(slower_than)} on {backend} "
                    f"({nums['int8']:.1f} ms vs " + ", ".join(
                        f"{k} {nums[k]:.1f} ms" for k in slower_than) + ")")
-    return {"latency_ms": ms, "backend": backend, "note": backend_note,
-            "int8_speedup_vs_fp32": speedup, "faster_than": faster_than, "warning": warning}
+    return {"latency_ms": {rt: runtimes.medians_ms(t) for rt, t in found.items()},
+            "spread": {rt: {k: round(v.spread, 3) for k, v in t.items()}
+                       for rt, t in found.items()},
+            "backend": backend, "note": backend_note, "int8_speedup_vs_fp32": speedup,
+            "faster_than": faster_than, "warning": warning,
+            "rule": f"slower: median more than {MARGIN:.0%} above and outside the spread"}
 
 
 def speed_first(run: Int8Run, full: Path) -> str | None:

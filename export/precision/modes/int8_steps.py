@@ -27,9 +27,9 @@ from segedge.export.evaluation.evaluate import LabelledFrames
 from segedge.export.precision import calibration, int8_search, points
 from segedge.export.precision import int8 as q8
 from segedge.export.precision.graph import compute_nodes
-from segedge.export.precision.ladder import run_labels
 from segedge.export.precision.modes.base import LowerRequest
 from segedge.export.precision.modes.int8 import CalibMethod
+from segedge.export.precision.runtimes import run_labels
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult, search
 from segedge.export.precision.steps import BoundReached, Step
 from segedge.export.verify.compare import agreement
