@@ -71,6 +71,12 @@ class InputSpec:
 
         return (half(h), half(w)), (h, w), (h * 2, w * 2)
 
+    def shape(self, batch: int, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The input tensor's shape for ``batch`` images of ``hw`` in this layout (one rule
+        for the engine builder's profiles and ONNX Runtime's TensorRT provider options)."""
+        h, w = int(hw[0]), int(hw[1])
+        return (batch, h, w, 3) if self.layout == "NHWC" else (batch, 3, h, w)
+
 
 @dataclass(frozen=True)
 class OutputSpec:

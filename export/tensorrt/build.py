@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segedge.export.precision import modes as precision_modes
+from segedge.export.tensorrt.profiles import HW, has_dynamic_input, profile_shapes
 from segedge.export.tensorrt.qdq import quantization_refusal
 from segedge.runtime.backends.cuda import cuda_run, gpu_identity, import_cudart
 from segedge.runtime.backends.tensorrt import THROUGHPUT_SLOTS, tensorrt_available, trt_object
@@ -53,9 +54,6 @@ __all__ = ["BuildResult", "EngineConfig", "TypingPlan", "build_engine", "plan_ty
            "profile_shapes", "quantization_refusal", "read_onnx_metadata",
            "tensorrt_available"]
 
-HW = tuple[int, int]
-_PRECISIONS = precision_modes.names()
-
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -80,8 +78,9 @@ class EngineConfig:
     verbose: bool = False
 
     def __post_init__(self) -> None:
-        if self.precision is not None and self.precision not in _PRECISIONS:
-            raise InputError("precision", " or ".join(_PRECISIONS), repr(self.precision))
+        known = precision_modes.names()  # read now: a mode may be registered after import
+        if self.precision is not None and self.precision not in known:
+            raise InputError("precision", " or ".join(known), repr(self.precision))
         if self.workspace is not None and self.workspace <= 0:
             raise InputError("workspace", "a positive number of bytes", self.workspace)
         if self.dla_core is not None and self.dla_core < 0:
@@ -105,58 +104,6 @@ class EngineConfig:
                 "dla_core": self.dla_core,
                 "dynamic_profiles": self.dynamic_profiles if dynamic else None,
                 "gpu_fallback": self.gpu_fallback if self.dla_core is not None else None}
-
-
-def _hw(label: str, value: Any, stride: int) -> HW:
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise InputError(label, "(height, width)", value) from None
-    if h <= 0 or w <= 0 or h % stride or w % stride:
-        raise InputError(label, f"positive height/width, multiples of stride {stride}", (h, w))
-    return h, w
-
-
-def profile_shapes(meta: ArtifactMetadata, min_hw: HW | None, opt_hw: HW | None,
-                   max_hw: HW | None, batch: int | tuple[int, int, int] | None = None
-                   ) -> ProfileShapes:
-    """Optimisation-profile shapes {input name: (min, opt, max)} for the image input.
-
-    ``batch=None`` takes the ONNX's static batch (N of an N-image graph), else 1.
-    """
-    spec = meta.input
-    if batch is None:
-        batch = spec.batch or 1
-    given = {"min_hw": min_hw, "opt_hw": opt_hw, "max_hw": max_hw}
-    hws: tuple[HW, HW, HW]
-    if spec.size is not None:
-        static = (int(spec.size[0]), int(spec.size[1]))
-        for label, hw in given.items():
-            if hw is not None and tuple(hw) != static:
-                raise InputError(label, f"{static} (the ONNX input size is static)", tuple(hw))
-        hws = (static, static, static)
-    else:
-        missing = [label for label, hw in given.items() if hw is None]
-        if missing:
-            raise InputError(", ".join(missing), "(H, W) for min, opt and max: the ONNX has "
-                             "dynamic height/width", None)
-        stride = max(1, spec.stride)
-        hws = (_hw("min_hw", min_hw, stride), _hw("opt_hw", opt_hw, stride),
-               _hw("max_hw", max_hw, stride))
-        if not all(a <= b <= c for a, b, c in zip(*hws, strict=True)):
-            raise InputError("profile", "min_hw <= opt_hw <= max_hw in height and width", hws)
-    batches = (batch,) * 3 if isinstance(batch, int) else tuple(batch)
-    if len(batches) != 3 or any(int(b) <= 0 for b in batches) or not (
-            batches[0] <= batches[1] <= batches[2]):
-        raise InputError("batch", "a positive int or (min, opt, max) ascending", batch)
-    if spec.batch is not None and any(b != spec.batch for b in batches):
-        raise InputError("batch", f"{spec.batch} (the ONNX batch is static)", batch)
-
-    def shape(n: int, hw: HW) -> tuple[int, ...]:
-        return (n, hw[0], hw[1], 3) if spec.layout == "NHWC" else (n, 3, hw[0], hw[1])
-
-    low, opt, high = (shape(int(n), hw) for n, hw in zip(batches, hws, strict=True))
-    return {spec.name: (low, opt, high)}
 
 
 @dataclass(frozen=True)
@@ -223,14 +170,6 @@ def read_onnx_metadata(path: Path) -> ArtifactMetadata:
         return meta
     raise ArtifactError(f"{path}: expected segedge metadata (metadata_props key "
                         f"{METADATA_KEY!r}), got none; pass meta= for a foreign ONNX")
-
-
-def has_dynamic_input(meta: ArtifactMetadata, shapes: ProfileShapes) -> bool:
-    """Will the plan have a dynamic input (height/width or batch decided at run time)?  Known
-    from the artifact's metadata before the network is parsed, for the cache key."""
-    spec = meta.input
-    return spec.size is None or spec.batch is None or any(
-        low != high for low, _, high in shapes.values())
 
 
 def _dynamic_inputs(

@@ -80,12 +80,8 @@ def profile_hw(meta: ArtifactMetadata | None, options: BackendOptions
 
 def profile_shapes(meta: ArtifactMetadata, hws: tuple[HW, HW, HW]) -> tuple[Shape, Shape, Shape]:
     batch = meta.input.batch or 1
-
-    def shape(hw: HW) -> Shape:
-        return (batch, hw[0], hw[1], 3) if meta.input.layout == "NHWC" else \
-            (batch, 3, hw[0], hw[1])
-
-    return shape(hws[0]), shape(hws[1]), shape(hws[2])
+    low, opt, high = (meta.input.shape(batch, hw) for hw in hws)
+    return low, opt, high
 
 
 def tensorrt_options(options: BackendOptions, model: Path | None = None) -> dict[str, Any]:
