@@ -71,7 +71,21 @@ def _precision(opts: dict[str, Any]) -> str:
     return named[0] if named else "fp32"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+class _ModelSourcesHelp(click.Command):
+    """segexport's help lists the model sources registered when it is shown (a source added
+    by one file + its registration line appears without editing this CLI)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        from segedge.export.models.sources import library_usage
+
+        with formatter.section("Library models (pip install 'segedge[models]'; "
+                               "nothing is downloaded)"):
+            for line in library_usage().splitlines():  # as registered: no re-wrapping
+                formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
+
+
+@click.command(cls=_ModelSourcesHelp, context_settings={"help_option_names": ["-h", "--help"]})
 @version_option("segexport")
 @click.argument("model", required=False)
 @click.option("--list", "list_", is_flag=True, help="List the model zoo and exit.")
@@ -201,13 +215,6 @@ def segexport(model: str | None, list_: bool, classes_file: Path | None, model_r
               imgsz: tuple[int, int] | None, mean: tuple[float, ...] | None,
               std: tuple[float, ...] | None, **opts: Any) -> None:
     """Export MODEL (a zoo name or path/to/model.py:Class) to a verified, self-describing ONNX.
-
-    \b
-    Library models (pip install 'segedge[models]'; nothing is downloaded):
-      smp:Unet --model-args encoder_name=resnet34 classes=12 --checkpoint best.pth
-      smp:path/to/save_pretrained_folder   hf:path/to/transformers_folder
-      yolo:path/to/best.pt (Ultralytics task=semantic)
-      tv:deeplabv3_resnet101 --checkpoint model.pth (torchvision)
 
     \b
     Exit codes: 0 ok; 1 internal error; 2 bad input (checked before work);

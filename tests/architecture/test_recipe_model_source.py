@@ -20,7 +20,9 @@ from pathlib import Path
 
 import onnx
 import pytest
+from click.testing import CliRunner
 
+from segedge.export.cli import segexport
 from segedge.export.models import sources
 from segedge.runtime.errors import InputError
 
@@ -81,6 +83,9 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_the_toy_source_is_listed_where_model_sources_are() -> None:
     assert [s.name for s in sources.sources()][-1] == "toy"
     assert "toy:N (a toy network with N classes)" in sources.library_usage().splitlines()
+    shown = CliRunner().invoke(segexport, ["--help"])
+    assert shown.exit_code == 0
+    assert "  toy:N (a toy network with N classes)\n" in shown.output  # segexport --help
     found, what = sources.split("toy:3")
     assert (found.name, what) == ("toy", "3")
     assert sources.model_name("toy:3") == "toy3"  # its artifact_name hook
