@@ -75,7 +75,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -90,6 +90,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
+from segedge.export.precision import histograms
 from segedge.export.precision.graph import (
     COMPUTE_OPS,
     classifier_nodes,
@@ -111,10 +112,11 @@ METHODS: dict[str, CalibrationMethod] = {
     "percentile": CalibrationMethod.Percentile,
 }
 TRT_OPS = (*sorted(COMPUTE_OPS), "MaxPool", "AveragePool", "GlobalAveragePool", "Add")
-CHUNK = 8  # at most this many frames per collect pass
-# activations one collect pass may hold: ORT keeps every calibrated activation of a pass
-# (1024x512 real-time nets: 100-400 MB a frame; ddrnet23_slim 292 MB), so the chunk
-# shrinks to fit this
+CHUNK = 8  # minmax: at most this many frames per collect pass
+# activations one minmax collect pass may hold (ORT keeps every output of a pass; minmax
+# outputs are reduced in the graph, so a pass is small).  The histogram methods never hold
+# more than one frame (1024x512 real-time nets: 100-400 MB; ddrnet23_slim 292 MB): they
+# stream through precision/histograms.py
 ACTIVATION_BUDGET = 1 << 29  # 512 MiB: ddrnet23_slim 1024x512 peaked 3.0 GB at 1 GiB
 
 
@@ -221,6 +223,8 @@ class Calibrated:
     frames: int  # frames the ranges were computed on (fewer when the bound stopped it)
     chunk: int  # frames per collect pass
     activation_mb: float  # one frame's calibrated activations
+    # histogram methods: elements per tensor per frame histogrammed (None: all; minmax: None)
+    sample: int | None = None
 
 
 def calibrate(pre: Path, tensors: Sequence[np.ndarray], input_name: str, method: CalibMethod,
@@ -232,45 +236,62 @@ def calibrate(pre: Path, tensors: Sequence[np.ndarray], input_name: str, method:
 def calibrate_bounded(pre: Path, tensors: Sequence[np.ndarray], input_name: str,
                       method: CalibMethod, workdir: Path,
                       tick: Callable[[], None] = lambda: None,
-                      budget: int = ACTIVATION_BUDGET) -> Calibrated:
-    """Ranges streamed over the frames: chunks sized so one pass's activations stay within
-    `budget` bytes.  `tick` runs after every frame and may raise steps.BoundReached: the
-    ranges of the frames collected so far are then returned (``frames`` says how many)."""
-    from segedge.export.precision.steps import BoundReached
+                      budget: int = ACTIVATION_BUDGET,
+                      sample: int | None | Literal["auto"] = "auto") -> Calibrated:
+    """Ranges streamed over the frames.  `tick` runs after every frame and may raise
+    steps.BoundReached: the ranges of the frames collected so far are then returned
+    (``frames`` says how many).
 
+    minmax: ORT's calibrator in chunks sized so one pass's activations (reduced in the
+    graph) stay within `budget` bytes.  percentile / entropy: one frame at a time through
+    precision/histograms.py (exact min/max, histograms of at most `sample` elements per
+    tensor and frame; "auto": histograms.sample_cap(frames), None: every element).
+    """
     if not tensors:
         raise ExportError("INT8 calibration: expected at least one calibration frame, got none")
+    try:
+        with _quiet():
+            calibrator = create_calibrator(
+                pre, augmented_model_path=str(workdir / "augmented.onnx"),
+                calibrate_method=METHODS[method], providers=["CPUExecutionProvider"],
+                extra_options={})
+            if method == "minmax":
+                return _minmax(calibrator, tensors, input_name, tick, budget)
+            cap = histograms.sample_cap(len(tensors)) if sample == "auto" else sample
+            got = histograms.stream_ranges(calibrator, tensors, input_name, tick, cap)
+            return Calibrated(got.data, got.frames, 1, round(got.activation_bytes / 2**20, 1),
+                              cap)
+    except ValueError as err:  # e.g. np.histogram "Too many bins for data range"
+        raise ExportError(
+            f"INT8 calibration ({method}): expected activations with a usable range, got "
+            f"{str(err).strip().splitlines()[0][:120]!r} (degenerate, e.g. random weights); "
+            "try --calib-method minmax or a trained model"
+        ) from None
+
+
+def _minmax(calibrator: Any, tensors: Sequence[np.ndarray], input_name: str,
+            tick: Callable[[], None], budget: int) -> Calibrated:
+    """ORT's MinMax calibrator (ReduceMin/Max in the graph) over chunks of frames."""
+    from segedge.export.precision.steps import BoundReached
+
     done = 0
-    with _quiet():
-        calibrator = create_calibrator(
-            pre, augmented_model_path=str(workdir / "augmented.onnx"),
-            calibrate_method=METHODS[method], providers=["CPUExecutionProvider"],
-            extra_options={})
-        per_frame = activation_bytes(calibrator, tensors[0], input_name)
-        chunk = chunk_for(per_frame, budget)
+    per_frame = activation_bytes(calibrator, tensors[0], input_name)
+    chunk = chunk_for(per_frame, budget)
+    for start in range(0, len(tensors), chunk):
+        part = tensors[start:start + chunk]
         try:
-            for start in range(0, len(tensors), chunk):
-                part = tensors[start:start + chunk]
-                try:
-                    calibrator.collect_data(_Reader(part, input_name, tick))
-                    done += len(part)
-                except BoundReached:
-                    # the frames of the interrupted pass are dropped with it; keep earlier
-                    calibrator.clear_collected_data()
-                    if done == 0:
-                        raise ExportError(
-                            "INT8 calibration: expected at least one calibration pass "
-                            "within the time bound, got none (raise the bound or lower "
-                            "--calib-count)") from None
-                    break
-            data = calibrator.compute_data()
-        except ValueError as err:  # e.g. np.histogram "Too many bins for data range"
-            raise ExportError(
-                f"INT8 calibration ({method}): expected activations with a usable range, got "
-                f"{str(err).strip().splitlines()[0][:120]!r} (degenerate, e.g. random weights); "
-                "try --calib-method minmax or a trained model"
-            ) from None
-    return Calibrated(data, done, chunk, round(per_frame / 2**20, 1))
+            calibrator.collect_data(_Reader(part, input_name, tick))
+            done += len(part)
+        except BoundReached:
+            # the frames of the interrupted pass are dropped with it; keep earlier
+            calibrator.clear_collected_data()
+            if done == 0:
+                raise ExportError(
+                    "INT8 calibration: expected at least one calibration pass "
+                    "within the time bound, got none (raise the bound or lower "
+                    "--calib-count)") from None
+            break
+    return Calibrated(calibrator.compute_data(), done, chunk, round(per_frame / 2**20, 1))
 
 
 def write_ranges(data: TensorsData, path: Path) -> Path:
