@@ -10,7 +10,13 @@ On one default artifact (``segexport MODEL --imgsz H W``: no precision flags) an
   model-only throughput (the backend segrun picked, one call after another), and the
   same streams in latency mode;
 * (c) a live synthetic camera (``synthetic://?live=1``, latency mode): capture-to-output
-  p50/p90 against the model-only time per frame.
+  p50/p90 against the model-only time per frame, and where the p50 goes (frame age,
+  preprocess, queue, inference, handoff, postprocess, sinks);
+* the ceiling of (b) on this CPU (``--ceiling``, on by default): one stream's CPU ms per
+  frame outside the model (decode, preprocess, postprocess + draw, encode) and the
+  model's best throughput (one call at a time, throughput mode, a batched artifact when
+  given), measured in one process: the most N streams can reach against one stream's
+  model-only with every core busy.
 
 Every measurement runs in its own spawned process, in the same order each repeat, so a
 load spike from elsewhere hits all of them alike; the load average is recorded around
@@ -31,7 +37,7 @@ from typing import Any
 import click
 
 from segedge.benchmarks import isolate
-from segedge.benchmarks.bench_streams import StreamsJob
+from segedge.benchmarks.bench_streams import CeilingJob, StreamsJob, ceiling_of, measure_ceiling
 from segedge.benchmarks.bench_streams import measure as measure_streams
 from segedge.benchmarks.e2e import resolve_backend
 from segedge.benchmarks.env import cpu_features, cpu_model, load_average
@@ -64,6 +70,7 @@ class GoalsPlan:
     streams: int = 4
     live_seconds: float = 8.0
     live_fps: float = 30.0
+    batched: str | None = None  # the same model exported with a static batch (the ceiling)
 
 
 def _jobs(plan: GoalsPlan, tmp: str) -> dict[str, tuple[Callable[[Any], dict[str, Any]], Any]]:
@@ -99,6 +106,45 @@ def run_goals(plan: GoalsPlan, tick: Callable[[str], None] = lambda _: None) -> 
     return summarize(plan, runs, chosen.reason, loads)
 
 
+COSTS = ("decode", "preprocess", "postprocess_draw", "encode", "model_latency",
+         "model_throughput", "model_batched")
+
+
+def run_ceiling(plan: GoalsPlan, tick: Callable[[str], None] = lambda _: None
+                ) -> dict[str, Any]:
+    """Goal (b)'s physical ceiling: per-frame costs measured ``repeats`` times, each in a
+    fresh process (every figure within one process), medians per cost (CPU ms, wall ms)."""
+    runs = []
+    for rep in range(plan.repeats):
+        tick(f"ceiling #{rep + 1}")
+        runs.append(isolate.call(measure_ceiling, CeilingJob(
+            plan.artifact, plan.video, plan.threads, backend="auto",
+            batched_artifact=plan.batched)))
+    costs: dict[str, Any] = {"cores": runs[-1]["cores"], "provider": runs[-1]["provider"],
+                             "throughput_slots": runs[-1].get("throughput_slots")}
+    for key in COSTS:
+        if all(key in r for r in runs):
+            costs[key] = [round(median([float(r[key][i]) for r in runs]), 2) for i in (0, 1)]
+    return {"costs": costs, **ceiling_of(costs), "load1": load_average()}
+
+
+def ceiling_line(c: dict[str, Any], streams: int) -> str:
+    """The ceiling as RESULTS.md / STREAMS.md say it."""
+    k = c["costs"]
+    parts = ", ".join(f"{name.replace('_', ' + ' if name == 'postprocess_draw' else ' ')} "
+                      f"{k[name][0]}" for name in COSTS[:4])
+    models = "; ".join(f"{name.replace('model_', '')} {k[name][1]} ms wall / {k[name][0]} "
+                       "ms CPU" for name in COSTS[4:] if name in k)
+    return (f"- (b) ceiling on this CPU ({k['cores']} cores, {k['provider']}): outside the "
+            f"model a stream costs {c['other_cpu_ms']} CPU ms per frame ({parts}); the model "
+            f"per frame: {models} (best: {c['best_model'].replace('model_', '')}, "
+            f"{c['best_model_vs_model_only']}x one call at a time).  With every core busy "
+            f"and nothing idle, {streams} streams reach at most {c['ceiling_fps']} FPS = "
+            f"**{c['ceiling_vs_model_only']}x** one stream's model-only "
+            f"({c['model_only_fps']} FPS in the same process): min(best model FPS, cores x "
+            f"1000 / (model CPU + {c['other_cpu_ms']}) ms)")
+
+
 def summarize(plan: GoalsPlan, runs: dict[str, list[dict[str, Any]]], reason: str,
               loads: list[Any]) -> dict[str, Any]:
     fps = {k: [float(r["fps"]) for r in v] for k, v in runs.items()}
@@ -108,6 +154,9 @@ def summarize(plan: GoalsPlan, runs: dict[str, list[dict[str, Any]]], reason: st
     p90s = [float(r["capture_to_output_ms"].get("p90_ms") or 0) for r in live]
     model_ms = 1000.0 / med["model-only"] if med["model-only"] else None
     live_p50 = round(median(p50s), 2)
+    parts = [r.get("capture_breakdown_ms") or {} for r in live]
+    breakdown = {name: round(median([float(p[name]["p50_ms"]) for p in parts]), 2)
+                 for name in (parts[0] if parts and all(parts) else {})}
     per_repeat = [{
         "segrun_vs_direct": ratio(s, d), "streams_vs_model": ratio(m4, m),
         "live_p50_vs_model": ratio(p, 1000.0 / m) if m else None}
@@ -130,6 +179,7 @@ def summarize(plan: GoalsPlan, runs: dict[str, list[dict[str, Any]]], reason: st
         "live_p50_ms": live_p50, "live_p90_ms": round(median(p90s), 2),
         "live_infer_p50_ms": median([float(r["infer_p50_ms"] or 0) for r in live]),
         "live_frames": [r["frames"] for r in live], "live_mode": live[-1]["mode"],
+        "live_dropped": [r.get("dropped") for r in live], "live_breakdown_p50_ms": breakdown,
         "model_only_ms": round(model_ms, 2) if model_ms else None,
         "live_p50_vs_model": ratio(live_p50, model_ms),
         "per_repeat": per_repeat, "load_average": loads,
@@ -188,12 +238,17 @@ def markdown(s: dict[str, Any]) -> str:
         f"**{s['streams_vs_model']}** (target {t['streams_vs_model']}: "
         f"{_met(s['streams_vs_model'], t['streams_vs_model'])}); latency mode "
         f"{s['streams_latency_vs_model']}",
+        *([ceiling_line(s["ceiling"], s["streams"])] if s.get("ceiling") else []),
         f"- (c) live synthetic camera ({s['live_mode']} mode, frames "
         f"{s['live_frames']}): capture-to-output p50 {s['live_p50_ms']} ms, p90 "
         f"{s['live_p90_ms']} ms; model-only {s['model_only_ms']} ms per frame (the run's own "
         f"inference p50 {s['live_infer_p50_ms']} ms): p50 / model = "
         f"**{s['live_p50_vs_model']}** (target <= {t['live_p50_vs_model']}: "
         f"{_met(s['live_p50_vs_model'], t['live_p50_vs_model'], above=False)})",
+        *([f"- (c) where the live p50 goes (median over repeats of each part's p50, ms; the "
+           f"parts' p50s need not add up to the total's): {s['live_breakdown_p50_ms']}; "
+           f"frames dropped by the newest-frame capture: {s.get('live_dropped')}"]
+          if s.get("live_breakdown_p50_ms") else []),
         f"- Per repeat: {s['per_repeat']}",
         "- On a busy machine (load average above the core count) a process with more "
         "runnable threads (segrun's stages, several streams) gets a larger share of the cores "
@@ -248,8 +303,13 @@ def replace_section(path: Path, section: str, begin: str = BEGIN, end: str = END
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
 @click.option("--backend-modes", is_flag=True,
               help="Only the backends alone in latency and throughput mode.")
+@click.option("--ceiling/--no-ceiling", default=True, show_default=True,
+              help="Measure goal (b)'s ceiling on this CPU (per-frame costs, best model).")
+@click.option("--batched", type=click.Path(exists=True, dir_okay=False),
+              help="The same model exported with --batch N: its throughput joins the ceiling.")
 def main(artifact: str, video: str, threads: int, repeats: int, frames: int,
-         results: tuple[str, ...], json_path: str | None, backend_modes: bool) -> None:
+         results: tuple[str, ...], json_path: str | None, backend_modes: bool,
+         ceiling: bool, batched: str | None) -> None:
     """Measure issue 22's goals on ARTIFACT (a default segexport of the model)."""
     if backend_modes:
         job = ModesJob(artifact, video, threads, rounds=repeats)
@@ -259,8 +319,11 @@ def main(artifact: str, video: str, threads: int, repeats: int, frames: int,
         click.echo(section)
         return
     start = time.perf_counter()
-    summary = run_goals(GoalsPlan(artifact, video, threads, repeats, frames),
-                        tick=lambda what: click.echo(f"segbench goals: {what}", err=True))
+    plan = GoalsPlan(artifact, video, threads, repeats, frames, batched=batched)
+    tick = lambda what: click.echo(f"segbench goals: {what}", err=True)  # noqa: E731
+    summary = run_goals(plan, tick=tick)
+    if ceiling:
+        summary["ceiling"] = run_ceiling(plan, tick)
     summary["wall_s"] = round(time.perf_counter() - start, 1)
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2))

@@ -294,9 +294,12 @@ class Batcher:
         return list(groups.values())
 
     def _call(self, group: Group) -> tuple[list[dict[str, Any]], float]:
-        p0 = time.perf_counter()
+        m0, p0 = time.monotonic(), time.perf_counter()
         outputs = self.infer_many([item.tensor for _, item in group])
-        return outputs, (time.perf_counter() - p0) * 1e3
+        ms, m1 = (time.perf_counter() - p0) * 1e3, time.monotonic()
+        for _, item in group:  # where each frame's latency went (stats.FrameLog)
+            item.infer_span = (m0, m1)
+        return outputs, ms
 
     def _deliver(self, group: Group, outputs: list[dict[str, Any]], ms: float,
                  wait_ms: float) -> None:

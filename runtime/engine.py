@@ -38,7 +38,7 @@ from segedge.runtime.backends.auto import after_run
 from segedge.runtime.batching import Batcher, BatchPolicy, BatchRecorder, Mux
 from segedge.runtime.cli_support import Terminated
 from segedge.runtime.config import RunConfig
-from segedge.runtime.priority import in_background_thread
+from segedge.runtime.priority import in_background_thread, reuse_freed_memory
 from segedge.runtime.redact import redact
 from segedge.runtime.segmenter import Segmenter
 from segedge.runtime.signals import StopRequest, stop_on_signals
@@ -291,13 +291,17 @@ class Engine:
         return None
 
 
-def _open_sources(configs: Sequence[RunConfig]) -> list[Source]:
+def _open_sources(configs: Sequence[RunConfig], mode: str) -> list[Source]:
+    """Open every source; its capture threads inherit a lower priority, except in latency
+    mode, where capture is on the critical path (nothing else runs between one inference
+    and the next frame's), so a busy machine must not slow it down."""
     sources: list[Source] = []
     try:
         for config in configs:
+            nice = 0 if mode == "latency" else config.background_nice
             sources.append(in_background_thread(
                 lambda c=config: open_source(c.source, c.source_options),  # type: ignore[misc]
-                config.background_nice))
+                nice))
     except BaseException:
         for source in sources:
             source.close()
@@ -360,12 +364,14 @@ def run_lanes(configs: Sequence[RunConfig], names: tuple[str, ...], *,
     """
     policy = policy or BatchPolicy()
     stop = stop or StopRequest()
+    reuse_freed_memory()  # every frame's arrays: no page faults frame after frame
     segmenter: Segmenter | None = None
     sources: list[Source] = []
     try:
         try:
-            segmenter = open_segmenter(configs[0], planned_mode(policy.mode, configs))
-            sources = _open_sources(configs)
+            planned = planned_mode(policy.mode, configs)
+            segmenter = open_segmenter(configs[0], planned)
+            sources = _open_sources(configs, planned)
             sinks = _open_sinks(configs, sources)
             with opencv_single_threaded(), stop_on_signals(stop):
                 try:

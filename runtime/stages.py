@@ -59,6 +59,18 @@ class _Item:
     outputs: dict[str, np.ndarray] | None = None
     labels: np.ndarray | None = None  # the task's per-pixel map (class labels, instance ids)
     image: np.ndarray | None = None
+    # time.monotonic() stamps of where the frame's latency goes (stats.FrameLog)
+    read_at: float | None = None  # the reader had it (decoded)
+    queued_at: float | None = None  # preprocessed, in the inference lane
+    infer_span: tuple[float, float] | None = None  # set by the inference stage
+    post_at: float | None = None  # its postprocess began
+    drawn_at: float | None = None  # decoded and drawn
+
+    def stamps(self, written: float) -> tuple[float | None, ...]:
+        """Captured, read, queued, infer start/end, post start, drawn, ``written``."""
+        start, end = self.infer_span or (None, None)
+        return (self.t0, self.read_at, self.queued_at, start, end, self.post_at,
+                self.drawn_at, written)
 
 
 class Feed(Protocol):
@@ -67,7 +79,10 @@ class Feed(Protocol):
     frame read is the newest when inference can take it); ``put`` blocks while the share
     is full; both return False once ``abort`` is set; ``end`` says the lane has no more
     frames (never blocks); ``release`` that the postprocess stage took a frame back (the
-    share has room again)."""
+    share has room again).  ``read_ahead`` False: latency mode (a frame is read only once
+    inference can take it)."""
+
+    read_ahead: bool
 
     def wait_room(self, abort: threading.Event) -> bool: ...
 
@@ -157,7 +172,7 @@ class Stages:
                     if getattr(self.source, "lost", False):
                         self.reason = "source lost"
                     break
-                p1 = time.perf_counter()
+                read_at, p1 = time.monotonic(), time.perf_counter()
                 count += 1
                 self.rec.counters.add("read")
                 self.rec.add("read", (p1 - p0) * 1e3)
@@ -169,7 +184,8 @@ class Stages:
                 self.rec.add("resize", resize_ms)
                 self.rec.add("preprocess", (time.perf_counter() - p1) * 1e3 - resize_ms)
                 t_start = frame.timestamp if self.source.live else t0
-                item = _Item(frame.index, t_start, frame.image, tensor, geom)
+                item = _Item(frame.index, t_start, frame.image, tensor, geom, read_at=read_at,
+                             queued_at=time.monotonic())
                 if not self.feed.put(item, self.abort):
                     return
         finally:
@@ -187,7 +203,7 @@ class Stages:
         try:
             while (item := self._get(self.q_post)) is not _END:
                 self.feed.release()
-                p0 = time.perf_counter()
+                item.post_at, p0 = time.monotonic(), time.perf_counter()
                 result = self.seg.decode(item.outputs or {}, item.geom)
                 item.outputs = None
                 item.labels = result.mask
@@ -200,6 +216,7 @@ class Stages:
                     item.image = self.drawer.draw(item.frame, result, hud)
                     self.rec.add("draw", (time.perf_counter() - p1) * 1e3)
                 item.frame = None
+                item.drawn_at = time.monotonic()
                 if not self._put(self.q_sink, item):
                     return
         finally:
@@ -222,9 +239,10 @@ class Stages:
         p0 = time.perf_counter()
         for sink in self.sinks:
             sink.write(item.index, item.image, item.labels)
-        now = time.perf_counter()
+        written, now = time.monotonic(), time.perf_counter()
         self.rec.add("write", (now - p0) * 1e3)
-        self.rec.add("latency", (time.monotonic() - item.t0) * 1e3)
+        self.rec.add("latency", (written - item.t0) * 1e3)  # exactly the parts' sum
+        self.rec.frames.add(item.index, item.stamps(written))
         self.rec.counters.add("processed")
         self.rec.fps.tick(now)
         if any(s.quit_requested for s in self.sinks):
@@ -240,12 +258,17 @@ class Stages:
         """The stage threads (not started); no sink thread when the sinks must run on the
         main thread."""
         nice = self.config.background_nice
-        loops: list[tuple[str, Callable[[], None]]] = [(f"{prefix}-read", self._read_loop),
-                                                       (f"{prefix}-post", self._post_loop)]
+        # Latency mode: the next frame is read and preprocessed while inference waits for
+        # it (critical path, overlapping nothing), so the reader keeps normal priority; the
+        # postprocess, draw and sinks overlap the next inference and yield to it.
+        read_nice = nice if self.feed.read_ahead else 0
+        loops: list[tuple[str, Callable[[], None], int]] = [
+            (f"{prefix}-read", self._read_loop, read_nice),
+            (f"{prefix}-post", self._post_loop, nice)]
         if not self.in_main:
-            loops.append((f"{prefix}-sink", self._sink_loop))
-        return [threading.Thread(target=self._guard(loop, nice), name=name, daemon=True)
-                for name, loop in loops]
+            loops.append((f"{prefix}-sink", self._sink_loop, nice))
+        return [threading.Thread(target=self._guard(loop, level), name=name, daemon=True)
+                for name, loop, level in loops]
 
     def fail(self, err: BaseException) -> None:
         """Record ``err`` (the first one wins) and abort every stage of this lane."""

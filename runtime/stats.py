@@ -9,12 +9,18 @@ the capture thread when the library hands the frame over) or from the start
 of its read (files) to when every sink has written it.  For live sources the
 stats also carry it as ``capture_to_output_ms`` (p50/p90/p99) and the summary
 says it in a line of its own: the glass-to-output figure a camera user needs.
+Each frame's latency is also split where it was spent (``FrameLog``: frame age
+when read, preprocess, queue, inference, handoff, postprocess + draw, sinks; the
+parts add up to the whole, from one clock) and the last frames' records are kept
+(``frame_records``), so a p50 can be checked against what each frame went through.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +39,12 @@ from segedge.runtime.io import write_text_atomic
 # read = decode, resize = to the network size, preprocess = the rest (colour, layout,
 # normalisation), draw = overlay, write = encode (every sink).
 STAGES = ("read", "resize", "preprocess", "infer", "postprocess", "draw", "write", "latency")
+# Where a frame's capture-to-output time went, between consecutive time.monotonic() stamps:
+# captured -> read (age: how old the frame was when the reader got it) -> in the inference
+# lane (preprocess) -> inference starts (queue) -> ends (infer) -> postprocess starts
+# (handoff) -> drawn (postprocess) -> every sink wrote it (sink).
+BREAKDOWN = ("age", "preprocess", "queue", "infer", "handoff", "postprocess", "sink")
+RECORDS = 256  # frame records kept (the most recent)
 
 
 class LatencyRecorder:
@@ -169,6 +181,10 @@ class RunStats(_StatsDocument):
     degraded: tuple[str, ...] = ()
     # live sources: capture timestamp -> every sink wrote it, per frame (None: not live)
     capture_to_output_ms: dict[str, float] | None = None
+    # live sources: that time split by stats.BREAKDOWN (percentiles of each part) and the
+    # last frames' records (index, each part's ms, total_ms): what the p50 is made of
+    capture_breakdown_ms: dict[str, dict[str, float]] | None = None
+    frame_records: tuple[dict[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         counts = {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
@@ -216,6 +232,10 @@ class RunStats(_StatsDocument):
         if capture and capture.get("count"):
             lines.append(f"capture to output: p50 {capture['p50_ms']:.1f} ms, p90 "
                          f"{capture['p90_ms']:.1f} ms over {int(capture['count'])} frames")
+            parts = self.capture_breakdown_ms
+            if parts:
+                lines.append("capture to output p50 by part: " + ", ".join(
+                    f"{name} {parts[name]['p50_ms']:.1f}" for name in BREAKDOWN) + " ms")
         lines.append("outputs: " + (", ".join(self._output_text(t) for t in self.outputs)
                                     or "none (-o FILE, -o DIR/ or -o URI keeps the overlays)"))
         return lines
@@ -227,6 +247,41 @@ class RunStats(_StatsDocument):
             ")" if state == "ok" else f", {state})")
 
 
+class FrameLog:
+    """Each frame's latency split by ``BREAKDOWN`` (percentiles over ``capacity`` frames,
+    like the stages) and the records of the last ``records`` frames."""
+
+    def __init__(self, capacity: int = 16384, records: int = RECORDS) -> None:
+        self.parts = {name: LatencyRecorder(capacity) for name in BREAKDOWN}
+        self.records: deque[dict[str, float]] = deque(maxlen=records)
+        self._lock = threading.Lock()
+
+    def add(self, index: int, stamps: Sequence[float | None]) -> dict[str, float] | None:
+        """``stamps``: captured, read, queued, infer start, infer end, post start, drawn,
+        written (time.monotonic()); a frame missing one (never inferred) is not logged."""
+        if len(stamps) != len(BREAKDOWN) + 1:
+            raise InputError("frame stamps", f"{len(BREAKDOWN) + 1} times", len(stamps))
+        if any(s is None for s in stamps):
+            return None
+        times = [float(s) for s in stamps if s is not None]
+        record: dict[str, float] = {"index": index}
+        for name, start, end in zip(BREAKDOWN, times, times[1:], strict=False):
+            ms = (end - start) * 1e3
+            self.parts[name].add(ms)
+            record[f"{name}_ms"] = round(ms, 3)
+        record["total_ms"] = round((times[-1] - times[0]) * 1e3, 3)
+        with self._lock:
+            self.records.append(record)
+        return record
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {name: summary_dict(rec.summary()) for name, rec in self.parts.items()}
+
+    def recent(self) -> tuple[dict[str, float], ...]:
+        with self._lock:
+            return tuple(self.records)
+
+
 class StatsRecorder:
     """All recorders of one run; turned into a RunStats at the end."""
 
@@ -234,6 +289,7 @@ class StatsRecorder:
         self.stages = {name: LatencyRecorder(capacity) for name in STAGES}
         self.counters = Counters()
         self.fps = FpsMeter()
+        self.frames = FrameLog(capacity)
 
     def add(self, stage: str, ms: float) -> None:
         self.stages[stage].add(ms)
@@ -249,6 +305,7 @@ class StatsRecorder:
         is reported as ``capture_to_output_ms`` too."""
         processed = self.counters.processed
         capture = (summary_dict(self.stages["latency"].summary()) if live else None)
+        logged = live and self.frames.parts["age"].count > 0
         return RunStats(
             frames_read=self.counters.read,
             frames_processed=processed,
@@ -258,6 +315,8 @@ class StatsRecorder:
             fps=round(processed / wall_s, 3) if wall_s > 0 else 0.0,
             stages={name: rec.summary() for name, rec in self.stages.items()},
             capture_to_output_ms=capture,
+            capture_breakdown_ms=self.frames.summary() if logged else None,
+            frame_records=self.frames.recent() if logged else (),
             **info,
         )
 
@@ -325,5 +384,5 @@ class MultiRunStats(_StatsDocument):
             own = s.summary_lines()
             lines.append(f"  {name}: {own[0]}")
             lines += [f"  {name} {line}" for line in own[1:]
-                      if line.startswith(("capture to output:", "outputs:"))]
+                      if line.startswith(("capture to output", "outputs:"))]
         return lines

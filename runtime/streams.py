@@ -15,8 +15,6 @@ single stream is the same engine with one lane (runtime.pipeline.run).
 
 from __future__ import annotations
 
-import glob
-import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +28,7 @@ from segedge.runtime.errors import InputError, SegedgeError
 from segedge.runtime.io import check_writable
 from segedge.runtime.signals import StopRequest
 from segedge.runtime.sinks.base import sink_for
-from segedge.runtime.sources.base import scheme, source_kind
+from segedge.runtime.sources.base import scheme, source_stream_name, yields_still_images
 from segedge.runtime.stats import MultiRunStats
 
 __all__ = ["BatchPolicy", "MultiRunStats", "SHARED_FIELDS", "per_stream_masks",
@@ -49,27 +47,13 @@ def _clean(text: str) -> str:
 
 
 def stream_name(source: str) -> str:
-    """A short, file-name-safe name for ``source`` (before making names unique)."""
-    found = scheme(source)
-    if found in ("demo", "synthetic"):
-        base = found
-    elif found == "csi":
-        base = "csi" + "".join(ch for ch in source[len("csi://"):] if ch.isdigit())
-    elif found is not None and found != "file":
-        base = urlsplit(source).hostname or found  # hostname: never user or password
-    elif source.isdigit():
-        base = f"cam{int(source)}"
-    elif (camera := re.fullmatch(r"/dev/video(\d+)", source)) is not None:
-        base = f"cam{camera.group(1)}"
-    elif "!" in source:
-        base = "gst"
-    else:
-        path = source[len("file://"):] if found == "file" else source
-        if glob.has_magic(path):  # the folder the pattern starts in: imgs/*.png -> imgs
-            fixed = list(itertools.takewhile(lambda p: not glob.has_magic(p), Path(path).parts))
-            base = fixed[-1] if fixed and fixed[-1] != "/" else "images"
-        else:
-            base = Path(path).name if Path(path).is_dir() else Path(path).stem
+    """A short, file-name-safe name for ``source`` (before making names unique): as its
+    source kind names it (runtime.sources.base ``naming``: ``cam0``, a URL's host, a file
+    stem), else the URI's host or scheme."""
+    try:
+        base = source_stream_name(source)
+    except SegedgeError:  # the run itself reports an unusable source
+        base = urlsplit(source).hostname or scheme(source) or source
     return _clean(base) or "stream"
 
 
@@ -89,7 +73,7 @@ def stream_names(sources: Sequence[str]) -> tuple[str, ...]:
 def is_image_source(source: str) -> bool:
     """An image file, folder or glob (its folder target holds images, not a video)."""
     try:
-        return source_kind(source) == "images"
+        return yields_still_images(source)
     except SegedgeError:  # the run itself reports an unusable source
         return False
 
@@ -107,7 +91,7 @@ def stream_targets(target: str, names: Sequence[str],
         folder = Path(target)
         return tuple(f"{folder / name}/" if image else str(folder / f"{name}{VIDEO_SUFFIX}")
                      for name, image in zip(names, image_sources, strict=True))
-    if kind.name == "display":
+    if kind.shared:
         return tuple(target for _ in names)
     raise InputError("--output", f"a pattern holding {PLACEHOLDER} (e.g. out_{PLACEHOLDER}.mp4)"
                      f" or a folder (DIR/) for {len(names)} sources", repr(target))

@@ -142,7 +142,8 @@ class SinkKind:
 
     ``schemes`` / ``suffixes`` say which ``-o`` targets it claims; ``folder``: it claims
     folder targets; ``single_image``: it holds one picture, so only a source that is one
-    image may feed it.  ``factory`` and ``check`` are attribute names in ``module``
+    image may feed it; ``shared``: several streams may write the same target (a window
+    shows each in its own pane).  ``factory`` and ``check`` are attribute names in ``module``
     (imported on first use, so a kind whose library is missing costs nothing until used).
     """
 
@@ -154,6 +155,7 @@ class SinkKind:
     folder: bool = False
     single_image: bool = False
     check: str | None = None
+    shared: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -192,11 +194,12 @@ SINKS: Registry[SinkFactory] = Registry(
 
 def register_sink(name: str, module: str, factory: str, *, schemes: Sequence[str] = (),
                   suffixes: Sequence[str] = (), folder: bool = False,
-                  single_image: bool = False, check: str | None = None) -> SinkKind:
+                  single_image: bool = False, check: str | None = None,
+                  shared: bool = False) -> SinkKind:
     """Add a kind: ``factory(target, ctx) -> Sink`` and optional ``check(target, flag)``
     in ``module``; ``schemes`` / ``suffixes`` / ``folder`` say which targets it claims."""
     kind = SinkKind(name, module, factory, tuple(schemes), tuple(suffixes), folder,
-                    single_image, check)
+                    single_image, check, shared)
     SINKS.register(name, f"{module}:{factory}", kind=kind)
     return kind
 
@@ -337,7 +340,7 @@ register_sink("image", f"{_PKG}.images", "create_image", single_image=True,
               check="check_image")
 register_sink("folder", f"{_PKG}.images", "create_folder", folder=True, check="check_folder")
 register_sink("display", f"{_PKG}.base", "open_window", schemes=("display",),
-              check="check_display")
+              check="check_display", shared=True)
 register_sink("network", f"{_PKG}.network", "NetworkSink", schemes=("rtp", "udp", "rtsp"),
               check="check_network")
 register_sink("masks", f"{_PKG}.masks", "create")

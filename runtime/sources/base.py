@@ -8,11 +8,14 @@ file sources deliver every frame and count undecodable ones (``corrupt``).
 
 from __future__ import annotations
 
+import glob
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -89,17 +92,25 @@ SOURCES: Registry[SourceFactory] = Registry("source")
 
 def register_source(name: str, matches: Callable[[str], bool] | None, module: str,
                     factory: str = "create", *, schemes: Sequence[str] = (),
-                    shown: str = "") -> None:
+                    shown: str = "", still_images: bool = False,
+                    naming: Callable[[str], str] | None = None) -> None:
     """Add a kind: ``factory(uri, options) -> Source`` in ``module`` for the URIs ``matches``
     accepts (None: the URIs whose scheme is one of ``schemes``); ``shown`` names them in
-    ``segrun --help`` and in the error for a URI no kind takes (default: ``scheme://``)."""
+    ``segrun --help`` and in the error for a URI no kind takes (default: ``scheme://``).
+
+    Capabilities, so that no code outside the kind compares its name (issue 20):
+    ``still_images``: it yields separate pictures (a folder output of it holds images, not
+    a video); ``naming``: the stream name of a URI (default: the first scheme)."""
     wanted = tuple(s.lower() for s in schemes)
     if matches is None:
         if not wanted:
             raise InputError(f"source kind {name}", "a predicate or URI schemes", "neither")
         matches = lambda uri: scheme(uri) in wanted  # noqa: E731
+    if naming is None:
+        naming = lambda _uri: wanted[0] if wanted else name  # noqa: E731
     SOURCES.register(name, f"{module}:{factory}", matches=matches, schemes=wanted,
-                     shown=shown or ", ".join(f"{s}://" for s in wanted))
+                     shown=shown or ", ".join(f"{s}://" for s in wanted),
+                     still_images=still_images, naming=naming)
 
 
 def source_uris() -> str:
@@ -108,9 +119,25 @@ def source_uris() -> str:
 
 
 def source_kind(uri: str) -> str:
+    return _entry(uri).name
+
+
+def yields_still_images(uri: str) -> bool:
+    """Whether the kind that opens ``uri`` yields separate pictures (its registration's
+    ``still_images``); SourceError for a URI no kind takes."""
+    return bool(_entry(uri).info["still_images"])
+
+
+def source_stream_name(uri: str) -> str:
+    """The name of the stream ``uri`` opens, as its kind names it (before cleaning and
+    making unique: runtime.streams); SourceError for a URI no kind takes."""
+    return str(_entry(uri).info["naming"](uri))
+
+
+def _entry(uri: str) -> Any:
     found_kind = SOURCES.find(lambda e: bool(e.info["matches"](uri)))
     if found_kind is not None:
-        return found_kind.name
+        return found_kind
     found = scheme(uri)
     schemes = ", ".join(s for e in SOURCES for s in e.info["shown"].split(", ") if "://" in s)
     if found is not None:
@@ -157,14 +184,47 @@ def _is_path(uri: str) -> bool:
     return scheme(uri) in (None, "file") and bool(uri)
 
 
+def _local_path(uri: str) -> str:
+    return uri[len("file://"):] if scheme(uri) == "file" else uri
+
+
+def _name_camera(uri: str) -> str:
+    return f"cam{int(uri)}" if uri.isdigit() else f"cam{uri[len('/dev/video'):]}"
+
+
+def _name_csi(uri: str) -> str:
+    return "csi" + "".join(ch for ch in uri[len("csi://"):] if ch.isdigit())
+
+
+def _name_network(uri: str) -> str:
+    return urlsplit(uri).hostname or scheme(uri) or "stream"  # hostname: never a password
+
+
+def _name_images(uri: str) -> str:
+    path = _local_path(uri)
+    if glob.has_magic(path):  # the folder the pattern starts in: imgs/*.png -> imgs
+        fixed = list(itertools.takewhile(lambda p: not glob.has_magic(p), Path(path).parts))
+        return fixed[-1] if fixed and fixed[-1] != "/" else "images"
+    return Path(path).name if Path(path).is_dir() else Path(path).stem
+
+
+def _name_video(uri: str) -> str:
+    return Path(_local_path(uri)).stem
+
+
 _PKG = "segedge.runtime.sources"
 register_source("demo", None, f"{_PKG}.demo", schemes=("demo",))
 register_source("synthetic", None, f"{_PKG}.synthetic", schemes=("synthetic",))
-register_source("csi", None, f"{_PKG}.csi", schemes=("csi",), shown="csi://N")
+register_source("csi", None, f"{_PKG}.csi", schemes=("csi",), shown="csi://N",
+                naming=_name_csi)
 register_source("stream", None, f"{_PKG}.stream",
-                schemes=("rtsp", "rtsps", "rtmp", "http", "https"), shown="rtsp://, http(s)://")
-register_source("gstreamer", _is_gstreamer, f"{_PKG}.gstreamer", shown="GStreamer pipeline")
-register_source("camera", _is_camera, f"{_PKG}.camera", shown="camera index, /dev/videoN")
+                schemes=("rtsp", "rtsps", "rtmp", "http", "https"), shown="rtsp://, http(s)://",
+                naming=_name_network)
+register_source("gstreamer", _is_gstreamer, f"{_PKG}.gstreamer", shown="GStreamer pipeline",
+                naming=lambda _uri: "gst")
+register_source("camera", _is_camera, f"{_PKG}.camera", shown="camera index, /dev/videoN",
+                naming=_name_camera)
 register_source("images", _is_images, f"{_PKG}.images",
-                shown="image, folder or glob of images")
-register_source("video", _is_path, f"{_PKG}.video", shown="video")
+                shown="image, folder or glob of images", still_images=True,
+                naming=_name_images)
+register_source("video", _is_path, f"{_PKG}.video", shown="video", naming=_name_video)

@@ -1,12 +1,12 @@
 """Shared capture thread for live sources (cameras, RTSP, GStreamer).
 
-A live source must never lag behind reality: a thread reads as fast as the
-device delivers and keeps only the newest frame, counting every frame that
-was replaced before anyone consumed it.  When the device or stream goes
-away it is reopened with exponential backoff, as often as the user's policy
-says (`--reconnect N|forever`); when that fails the source ends and says it
-was *lost* (the run then exits with its own code instead of passing for a
-clean end of stream). A stream that refuses the first connection is retried
+A live source must never lag behind reality: a thread grabs every frame as
+the device delivers it, decodes only the one a reader takes (the newest: see
+LiveSource) and counts every frame that was replaced before anyone took it.
+When the device or stream goes away it is reopened with exponential backoff,
+as often as the user's policy says (`--reconnect N|forever`); when that fails
+the source ends and says it was *lost* (the run then exits with its own code
+instead of passing for a clean end of stream). A stream that refuses the first connection is retried
 under the same policy when ``retry_open`` is set (network streams).
 """
 
@@ -29,23 +29,29 @@ log = logging.getLogger("segedge.runtime")
 Opener = Callable[[], Any]  # returns an object with isOpened/read/release/get (cv2.VideoCapture)
 
 
-def _capture(cap: Any) -> tuple[bool, Any, float]:
-    """(ok, image, capture timestamp): stamped (time.monotonic) when the frame arrived,
-    before it is decoded, where the capture object splits the two (cv2.VideoCapture's
-    grab + retrieve); else when ``read`` returned it.  Capture-to-output latency
-    (runtime.stats) runs from this stamp."""
-    grab = getattr(cap, "grab", None)
-    if grab is None:
-        ok, image = cap.read()
-        return ok, image, time.monotonic()
-    if not grab():
-        return False, None, 0.0
-    captured = time.monotonic()
-    ok, image = cap.retrieve()
-    return ok, image, captured
+def _can_defer(cap: Any) -> bool:
+    """Whether ``cap`` splits the arrival of a frame (``grab``) from its decoding
+    (``retrieve``), as cv2.VideoCapture does: then a frame nobody takes is never decoded."""
+    return callable(getattr(cap, "grab", None)) and callable(getattr(cap, "retrieve", None))
 
 
 class LiveSource:
+    """The newest frame of a live capture, decoded only when a reader takes it.
+
+    The capture thread grabs every frame as the device delivers it and stamps it
+    (time.monotonic) the moment ``grab`` returns: capture-to-output latency runs from
+    that stamp.  Where the capture splits grab from retrieve (cv2.VideoCapture: V4L2
+    dequeues in grab and converts or decodes MJPEG in retrieve; FFmpeg converts colours
+    in retrieve), a grabbed frame is held, undecoded, for the first half of the frame
+    interval: a reader arriving then gets it decoded on demand; one arriving later
+    waits for the next frame, due sooner than the held one is old, so it gets the
+    fresher frame, and the capture thread is already back in ``grab``, so that frame is
+    stamped when it arrives, not when we got round to it.  Frames nobody took are
+    dropped without being decoded and counted (``dropped``).  A capture without the
+    split (``read`` only) decodes every frame and keeps the newest (same rule for a
+    reader: the next frame when it is due sooner than the newest is old).
+    """
+
     live = True
 
     def __init__(self, uri: str, opener: Opener, options: SourceOptions,
@@ -68,9 +74,13 @@ class LiveSource:
                                                    if retry_open and self._tries else ""))
         fps = options.fps or float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self._fps = fps if 0.0 < fps < 1000.0 else None
+        self._interval: float | None = 1.0 / self._fps if self._fps else None
+        self._last_captured: float | None = None
         self._cap = cap
         self._cond = threading.Condition()
-        self._latest: Frame | None = None
+        self._latest: Frame | None = None  # decoded, not yet taken
+        self._held: tuple[int, float] | None = None  # grabbed, not decoded: (index, stamp)
+        self._readers = 0  # readers waiting for a frame
         self._next_index = 0
         self._dropped = 0
         self._ended = False
@@ -103,9 +113,8 @@ class LiveSource:
         cap: Any | None = self._cap
         try:
             while cap is not None and not self._closing.is_set():
-                ok, image, captured = _capture(cap)
-                if ok and image is not None and image.ndim == 3:
-                    self._publish(image, captured)
+                ok = self._grab_deferred(cap) if _can_defer(cap) else self._read_all(cap)
+                if ok:
                     continue
                 cap.release()
                 cap = None if self._closing.is_set() else self._reconnect()
@@ -113,16 +122,69 @@ class LiveSource:
             if cap is not None:
                 cap.release()
             with self._cond:
+                if self._held is not None:  # grabbed, never decoded: nobody gets it now
+                    self._dropped += 1
+                    self._held = None
                 self._ended = True
                 self._cond.notify_all()
 
-    def _publish(self, image: Any, captured: float) -> None:
+    def _read_all(self, cap: Any) -> bool:
+        """A capture without grab/retrieve: every frame decoded, the newest kept."""
+        ok, image = cap.read()
+        captured = time.monotonic()
+        if not (ok and image is not None and image.ndim == 3):
+            return False
         with self._cond:
-            if self._latest is not None:
-                self._dropped += 1
+            self._arrived(captured)
             self._latest = Frame(self._next_index, image, captured)
             self._next_index += 1
             self._cond.notify_all()
+        return True
+
+    def _grab_deferred(self, cap: Any) -> bool:
+        """Grab (stamped on arrival), hold undecoded for half an interval, decode only for
+        a reader; False when the capture failed."""
+        before = time.monotonic()
+        if not cap.grab():
+            return False
+        captured = time.monotonic()
+        with self._cond:
+            interval = self._interval
+            # Hold only a frame the grab waited for: one handed over at once was queued (a
+            # backlog) and the next is already there: drain it, decode nothing.
+            waited = interval is not None and captured - before > interval / 4
+            self._arrived(captured)
+            index = self._next_index
+            self._held = (index, captured)
+            self._next_index += 1
+            until = captured + (interval / 2 if waited and interval else 0.0)
+            while not self._readers and not self._closing.is_set():
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            if not self._readers:
+                return True  # nobody took it: dropped undecoded when the next arrives
+        ok, image = cap.retrieve()
+        with self._cond:
+            self._held = None
+            if not (ok and image is not None and image.ndim == 3):
+                self._dropped += 1
+                return False
+            self._latest = Frame(index, image, captured)
+            self._cond.notify_all()
+        return True
+
+    def _arrived(self, captured: float) -> None:
+        """A frame arrived: the one waiting (decoded or not) is superseded (dropped); the
+        frame interval is learnt from the arrivals when the capture does not say it."""
+        if self._latest is not None or self._held is not None:
+            self._dropped += 1
+        self._latest, self._held = None, None
+        last, self._last_captured = self._last_captured, captured
+        if self._fps is None and last is not None and captured > last:
+            gap = captured - last
+            self._interval = gap if self._interval is None else 0.8 * self._interval + 0.2 * gap
 
     _tries = 0
 
@@ -153,12 +215,33 @@ class LiveSource:
         return None
 
     def read(self) -> Frame | None:
-        """Newest frame not yet returned; blocks until one arrives; None once ended."""
+        """The newest frame not yet returned, or the next one when it is due sooner than
+        the newest is old (a fresher frame for less waiting than its age); a held frame
+        is decoded now.  Blocks until one arrives; None once ended."""
         with self._cond:
-            while self._latest is None and not self._ended:
-                self._cond.wait(0.5)
-            frame, self._latest = self._latest, None
-            return frame
+            self._readers += 1
+            self._cond.notify_all()  # a held frame is decoded for this reader
+            try:
+                stale = self._stale_latest()
+                while (self._latest is None or self._latest is stale) and not self._ended:
+                    if stale is not None and time.monotonic() >= stale.timestamp + \
+                            1.5 * (self._interval or 0.0):
+                        break  # the next frame is late: the newest will do
+                    self._cond.wait(0.5 if stale is None else 0.005)
+                frame, self._latest = self._latest, None
+                return frame
+            finally:
+                self._readers -= 1
+
+    def _stale_latest(self) -> Frame | None:
+        """The decoded newest frame when the next is due sooner than it is old (read-only
+        captures; a held frame is never decoded that late: see _grab_deferred)."""
+        frame, interval = self._latest, self._interval
+        if frame is None or interval is None:
+            return None
+        now = time.monotonic()
+        age, due_in = now - frame.timestamp, frame.timestamp + interval - now
+        return frame if 0.0 < due_in < age else None
 
     def close(self) -> None:
         self._closing.set()

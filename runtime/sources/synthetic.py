@@ -33,30 +33,58 @@ def synthetic_frame(index: int, width: int, height: int) -> np.ndarray:
     return image
 
 
+RING = 8  # distinct frames a live synthetic camera cycles through (12 MB at 960x540)
+
+
 class SyntheticCapture:
-    """Duck-types the part of cv2.VideoCapture the sources use."""
+    """Duck-types the part of cv2.VideoCapture the sources use (``read``, and ``grab`` +
+    ``retrieve`` so a live one goes through the camera path that drops frames undecoded).
+
+    Paced (``live=1``), it serves a small ring of frames rendered once at open, and a
+    frame costs one copy when taken (``retrieve``): a real camera's frames arrive by DMA
+    without any CPU work of ours until they are converted, so a benchmark's capture must
+    not spend the CPU that inference would get on drawing each frame.  Unpaced (a
+    file-like source) each frame is rendered from its index, deterministic, once."""
 
     def __init__(self, frames: int, width: int, height: int, fps: float, paced: bool) -> None:
         self.frames, self.width, self.height, self.fps = frames, width, height, fps
         self.paced = paced
         self.pos = 0
         self._opened = True
-        self._next_t = time.monotonic()
+        count = max(1, min(RING, frames if frames > 0 else RING))
+        self._ring = [synthetic_frame(i, width, height) for i in range(count)] if paced else []
+        self._grabbed: int | None = None
+        self._next_t = time.monotonic()  # the clock starts once the ring is ready
 
     def isOpened(self) -> bool:
         return self._opened
 
-    def read(self) -> tuple[bool, np.ndarray | None]:
+    def grab(self) -> bool:
+        """Wait for the next frame's time (paced) and take it, without producing pixels."""
         if not self._opened or (self.frames > 0 and self.pos >= self.frames):
-            return False, None
+            self._grabbed = None
+            return False
         if self.paced:
             self._next_t += 1.0 / self.fps
             delay = self._next_t - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        image = synthetic_frame(self.pos, self.width, self.height)
+        self._grabbed = self.pos
         self.pos += 1
-        return True, image
+        return True
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        """The pixels of the frame grabbed last: a copy of a ring frame (paced)."""
+        if self._grabbed is None:
+            return False, None
+        if self._ring:
+            return True, self._ring[self._grabbed % len(self._ring)].copy()
+        return True, synthetic_frame(self._grabbed, self.width, self.height)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self.grab():
+            return False, None
+        return self.retrieve()
 
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_FRAME_COUNT:
