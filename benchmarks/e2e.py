@@ -192,6 +192,7 @@ class ChosenBackend:
     bench_backend: str
     precision: str
     reason: str
+    runtime_backend: str = ""  # the runtime backend's own name (what segrun --backend takes)
 
 
 def live_summary(live: list[dict[str, Any]], model_fps: float) -> dict[str, Any]:
@@ -235,7 +236,7 @@ def resolve_backend(artifact: Path, backend: str, threads: int) -> ChosenBackend
             raise SkipCell(f"end to end runs an .onnx; {backend} opened {opened.name}")
         ran = str(getattr(opened, "precision", "f32"))
         precision = next((p for p, hint in HINTS.items() if hint == ran), "fp32")
-        return ChosenBackend(row, precision, why)
+        return ChosenBackend(row, precision, why, opened.name)
     finally:
         opened.close()
 

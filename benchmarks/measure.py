@@ -211,7 +211,8 @@ def measure_live(job: LiveJob) -> dict[str, Any]:
     return {"source": live_uri(job), "mode": stats.mode, "frames": stats.frames_processed,
             "dropped": stats.frames_dropped, "fps": stats.fps, "provider": stats.provider,
             "backend": stats.backend, "backend_reason": stats.backend_reason,
-            "capture_to_output_ms": latency, "infer_p50_ms": infer_p50,
+            "capture_to_output_ms": latency, "capture_breakdown_ms": stats.capture_breakdown_ms,
+            "infer_p50_ms": infer_p50,
             "p50_vs_model": round(p50 / infer_p50, 3) if p50 and infer_p50 else None,
             "load1": (load_average() or (None,))[0]}
 

@@ -76,9 +76,9 @@ class RunConfig:
         kinds = {target: check_output(target, "--output") for target in self.outputs}
         for target, kind in kinds.items():
             self._check_against_source(target, kind)
-        if self.display is False and any(k.name == "display" for k in kinds.values()):
+        if self.display is False and any(k.window for k in kinds.values()):
             raise InputError("--no-display", "no display:// output with it",
-                             next(t for t, k in kinds.items() if k.name == "display"))
+                             next(t for t, k in kinds.items() if k.window))
         if self.save_masks is not None:
             if self.save_masks.exists() and not self.save_masks.is_dir():
                 raise InputError("--save-masks", "a directory",

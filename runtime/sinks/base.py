@@ -156,6 +156,7 @@ class SinkKind:
     single_image: bool = False
     check: str | None = None
     shared: bool = False
+    window: bool = False  # opens a window on screen (refused with --no-display)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -195,11 +196,11 @@ SINKS: Registry[SinkFactory] = Registry(
 def register_sink(name: str, module: str, factory: str, *, schemes: Sequence[str] = (),
                   suffixes: Sequence[str] = (), folder: bool = False,
                   single_image: bool = False, check: str | None = None,
-                  shared: bool = False) -> SinkKind:
+                  shared: bool = False, window: bool = False) -> SinkKind:
     """Add a kind: ``factory(target, ctx) -> Sink`` and optional ``check(target, flag)``
     in ``module``; ``schemes`` / ``suffixes`` / ``folder`` say which targets it claims."""
     kind = SinkKind(name, module, factory, tuple(schemes), tuple(suffixes), folder,
-                    single_image, check, shared)
+                    single_image, check, shared, window)
     SINKS.register(name, f"{module}:{factory}", kind=kind)
     return kind
 
@@ -340,7 +341,7 @@ register_sink("image", f"{_PKG}.images", "create_image", single_image=True,
               check="check_image")
 register_sink("folder", f"{_PKG}.images", "create_folder", folder=True, check="check_folder")
 register_sink("display", f"{_PKG}.base", "open_window", schemes=("display",),
-              check="check_display", shared=True)
+              check="check_display", shared=True, window=True)
 register_sink("network", f"{_PKG}.network", "NetworkSink", schemes=("rtp", "udp", "rtsp"),
               check="check_network")
 register_sink("masks", f"{_PKG}.masks", "create")

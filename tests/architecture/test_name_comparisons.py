@@ -42,14 +42,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("export", "runtime", "benchmarks")
 
-# Comparisons still to be removed (path relative to the repository -> the names compared
-# there), each with why it is here.  Every entry must still be a violation (the test fails
-# on a stale one), so the list can only shrink; it should end empty.
-ALLOWED_ELSEWHERE: dict[str, frozenset[str]] = {
-    # ``name.startswith("openvino")`` picks the OpenVINO stream rows: the file is being
-    # edited by another change; it should ask the backend's descriptor (its bench rows).
-    "benchmarks/bench_streams.py": frozenset({"openvino"}),
-}
 
 
 @dataclass(frozen=True)
@@ -264,18 +256,8 @@ def check_tree(root: Path = REPO, kinds: list[Kind] | None = None) -> list[Viola
 
 
 def test_no_registered_name_is_compared_outside_its_own_module() -> None:
-    found = check_tree()
-    left = [v for v in found if v.name not in ALLOWED_ELSEWHERE.get(v.path, frozenset())]
+    left = check_tree()
     assert not left, "compare through the descriptor instead:\n" + "\n".join(map(str, left))
-
-
-def test_the_allow_list_names_only_violations_that_remain() -> None:
-    if not ALLOWED_ELSEWHERE:
-        pytest.skip("ALLOWED_ELSEWHERE is empty: no entry can be stale")
-    found = {(v.path, v.name) for v in check_tree()}
-    stale = sorted(f"{path}: {name}" for path, names in ALLOWED_ELSEWHERE.items()
-                   for name in names if (path, name) not in found)
-    assert not stale, "no longer compared there, drop from ALLOWED_ELSEWHERE: " + ", ".join(stale)
 
 
 def test_the_names_come_from_the_registries() -> None:

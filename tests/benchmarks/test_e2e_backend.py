@@ -26,10 +26,10 @@ def test_ceiling_is_the_models_wall_against_segruns_cpu_spread_over_the_cores() 
 def test_model_only_times_the_backend_segrun_picks(demo_labels: Artifact) -> None:
     pinned = resolve_backend(demo_labels.path, "auto", 2)  # the suite pins onnxruntime
     assert pinned == ChosenBackend("ort-cpu", "fp32",
-                                   "onnxruntime CPU: pinned by SEGEDGE_AUTO_BACKEND")
+                                   "onnxruntime CPU: pinned by SEGEDGE_AUTO_BACKEND", "onnxruntime")
     pytest.importorskip("openvino")
     named = resolve_backend(demo_labels.path, "openvino", 2)
-    assert named == ChosenBackend("openvino-cpu", "fp32", "--backend openvino")
+    assert named == ChosenBackend("openvino-cpu", "fp32", "--backend openvino", "openvino")
 
 
 def _canned(jobs: list[Any], fps: dict[str, float]) -> Callable[..., dict[str, Any]]:
