@@ -95,6 +95,13 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
+def _round_uint8(x: np.ndarray) -> np.ndarray:
+    """``_to_uint8`` for values a bilinear enlargement of uint8 keeps in 0..255: OpenCV's
+    saturating round (half to even, as np.rint) in one SIMD pass instead of three."""
+    out: np.ndarray = cv2.convertScaleAbs(x)
+    return out
+
+
 def _pil_bilinear(image: np.ndarray, nh: int, nw: int) -> np.ndarray:
     try:
         from PIL import Image
@@ -139,6 +146,9 @@ def _antialiased(image: np.ndarray, nh: int, nw: int) -> np.ndarray:
     plain bilinear filter (support 1): OpenCV's float32 bilinear does it 6-10x faster and
     lands within 1 level of torch on under 1 % of the bytes (measured on CamVid frames).
     """
+    fh, fw = image.shape[:2]
+    if fw == nw and nh > fh:  # the dash-cam's 540 -> 544: one float plane, rounded by OpenCV
+        return _round_uint8(_cv2_linear(image.astype(np.float32), nh, nw))
     x = image.astype(np.float32)
     if x.shape[1] != nw:
         if nw > x.shape[1]:  # enlarging: the filter is plain bilinear, which OpenCV does
