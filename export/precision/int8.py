@@ -90,6 +90,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
+from segedge.export.onnx.portable import exclusive_pool_padding
 from segedge.export.precision import histograms
 from segedge.export.precision.graph import (
     COMPUTE_OPS,
@@ -169,7 +170,8 @@ def _quiet() -> Iterator[None]:
 
 
 def preprocess(fp32: Path, workdir: Path) -> Path:
-    """quant_pre_process (ORT optimisation + shape inference) with unique node names."""
+    """quant_pre_process (ORT optimisation + shape inference) with unique node names and
+    padded average pooling rewritten for OpenVINO (onnx/portable.exclusive_pool_padding)."""
     src, out = fp32.resolve(), (workdir / "pre.onnx").resolve()  # before the chdir
     try:
         with _inside(workdir), _quiet():
@@ -179,6 +181,9 @@ def preprocess(fp32: Path, workdir: Path) -> Path:
                           f"{str(err).strip().splitlines()[0][:200]}") from None
     model = onnx.load(str(out))
     ensure_node_names(model)
+    # after ORT's optimiser (which would fold an explicit Pad back into the pooling): padded
+    # average pooling as a mean over real taps, which OpenVINO's int8 path gets right
+    exclusive_pool_padding(model)
     onnx.save(model, str(out))
     return out
 

@@ -152,3 +152,19 @@ def test_the_rewrite_survives_onnx_runtimes_pre_quantization_pass(
     assert exclusive_pool_padding(pre) == 0
     np.testing.assert_allclose(_ort(pre, _frame()), _ort(_reproducer(qdq=False), _frame()),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_every_int8_export_rewrites_padded_pooling_before_quantizing(tmp_path: Path) -> None:
+    """The INT8 path's pre-processing (export/precision/int8.preprocess) applies the rewrite,
+    after ONNX Runtime's optimiser, and the graph it hands to calibration computes the same."""
+    from segedge.export.precision.int8 import preprocess
+
+    model = _reproducer(qdq=False)
+    src = tmp_path / "fp32.onnx"
+    onnx.save(model, str(src))
+    pre = onnx.load(str(preprocess(src, tmp_path)))
+    pools = [{a.name: helper.get_attribute_value(a) for a in n.attribute}
+             for n in pre.graph.node if n.op_type == "AveragePool"]
+    assert [p.get("count_include_pad", 0) for p in pools] == [0]
+    assert exclusive_pool_padding(pre) == 0  # nothing left to rewrite
+    np.testing.assert_allclose(_ort(pre, _frame()), _ort(model, _frame()), rtol=1e-6, atol=1e-6)
