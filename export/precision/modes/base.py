@@ -10,7 +10,7 @@ A mode provides (class attributes and methods of ``PrecisionMode`` below):
   missed: the pipeline writes the failed report and publishes nothing);
 * ``ungated(opts)`` - the same options with its gate open (measure, never refuse);
 * ``report_lines(section)`` - the summary lines for its report section;
-* ``implies_engine`` - build a TensorRT plan by default;
+* ``implies_engine`` - build a TensorRT plan by default (from the spec: a reduced ONNX);
 * ``spec`` - its facts in runtime/precisions (``calibrated``, ``tensorrt_flags(dla)`` read
   them: one table, so a mode's name must be registered there first).
 
@@ -63,8 +63,6 @@ class PrecisionMode(ABC):
     """One precision: validation, artifact name, lowering, engine and TensorRT needs."""
 
     name: ClassVar[Precision]
-    suffix: ClassVar[str]  # appended to the default output stem: demo{suffix}.onnx
-    implies_engine: ClassVar[bool]  # build a TensorRT plan by default where TensorRT exists
     lowers: ClassVar[bool] = True  # transforms the verified FP32 graph (False: it is final)
     flag_help: ClassVar[str] = ""  # segexport --<name> shorthand help (modes that lower)
 
@@ -75,6 +73,19 @@ class PrecisionMode(ABC):
         from segedge.runtime.precisions import precision
 
         return precision(self.name)
+
+    @property
+    def suffix(self) -> str:
+        """Appended to the default output stem, demo{suffix}.onnx: ``_<name>``, nothing for
+        the reference.  A mode may override it with a class attribute."""
+        return "" if self.spec.reference else f"_{self.name}"
+
+    @property
+    def implies_engine(self) -> bool:
+        """Build a TensorRT plan by default where TensorRT exists: a reduced-precision ONNX of
+        its own (the reference is final as it is; a runtime hint is no ONNX).  A mode may
+        override it with a class attribute."""
+        return self.spec.artifact and not self.spec.reference
 
     @property
     def calibrated(self) -> bool:

@@ -7,7 +7,7 @@ when given, else the parity frames) on every installed runtime (precision/ladder
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from segedge.export.precision.modes.base import Lowered, LowerRequest, PrecisionMode
 
@@ -19,10 +19,8 @@ if TYPE_CHECKING:
 
 class FP16(PrecisionMode):
     name = "fp16"
-    suffix = "_fp16"
     flag_help = ("Write an FP16 ONNX, verified against FP32 (>= 99.5% argmax agreement); also "
                  "an engine where TensorRT and a GPU exist.")
-    implies_engine: ClassVar[bool] = True
 
     def ungated(self, opts: PrecisionOptions) -> PrecisionOptions:
         return self._open(opts, fp16_min_agreement=0.0)

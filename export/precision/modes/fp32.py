@@ -9,6 +9,4 @@ from segedge.export.precision.modes.base import PrecisionMode
 
 class FP32(PrecisionMode):
     name = "fp32"
-    suffix = ""
-    implies_engine: ClassVar[bool] = False
     lowers: ClassVar[bool] = False

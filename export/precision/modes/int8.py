@@ -10,7 +10,7 @@ speed verdict in modes/int8_speed.py), then the artifact and its report
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from segedge.export.precision.modes.base import LowerRequest, PrecisionMode
 from segedge.runtime import precisions
@@ -33,10 +33,8 @@ SHOWN = 8  # kept layers named in the summary line (the report lists them all)
 
 class INT8(PrecisionMode):
     name = "int8"
-    suffix = "_int8"
     flag_help = ("Static INT8 (Q/DQ ONNX) calibrated on --calib, kept within the accuracy "
                  "budget (--max-miou-drop / --int8-min-agreement).")
-    implies_engine: ClassVar[bool] = True
 
     def validate(self, opts: PrecisionOptions) -> None:
         if not opts.calib:
@@ -93,6 +91,11 @@ class INT8(PrecisionMode):
             lines.append(f"calibration searched ({len(calib['searched'])} tried): "
                          f"{calib['method']}, {calib['frames']} frames, per-channel "
                          f"{'on' if section.get('per_channel', True) else 'off'}")
+        searched_on = section.get("search_runtimes") or {}
+        if searched_on.get("left_out"):  # measured on fewer runtimes than the gate checks
+            lines.append("INT8 budget searched on " + ", ".join(searched_on["measured_on"])
+                         + " only: " + "; ".join(f"{rt} left out ({why})" for rt, why in
+                                                 searched_on["left_out"].items()))
         kept = section.get("kept_fp32") or []
         if kept:
             layers = section.get("layers") or {}

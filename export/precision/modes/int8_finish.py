@@ -96,6 +96,7 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
                          if n in units and units[n].kind == "layer" else {}),
                       **({"measured": False} if s < 0 else {})} for n, s in found.ranking],
         trials=list(found.trials), speed_warning_before_search=slow,
+        search_runtimes=run.search_info(),
         _steps=run.steps)
     checked = per_runtime(fp32, path, rep, meta, opts.ignore_index, "int8")
     section["runtimes"] = checked
@@ -114,7 +115,7 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
         failure = (f"INT8 budget: expected {rule}, got agreement {found.measure.agreement:.3f}%"
                    + (f", mIoU drop {found.measure.miou_drop:.3f}"
                       if found.measure.miou_drop is not None else "")
-                   + f" on the selection frames with {len(kept_pts)} of {len(pts)} "
+                   + f" on the selection frames{_on(run)} with {len(kept_pts)} of {len(pts)} "
                      f"point(s) kept in float ({_tried(found)})")
     if failure is None and layers["int8"] == 0:  # every layer in float is not an INT8 model
         failure = (f"INT8 budget: expected {rule} with at least one compute layer in INT8, got "
@@ -146,3 +147,9 @@ def _tried(found: SearchResult) -> str:
     return (f"tried {len(sets)} set(s) of the {len(found.ranking)} ranked unit(s)"
             + (f", {unmeasured} not measured" if unmeasured else "")
             + (", stopped by the time bound" if stopped else ""))
+
+
+def _on(run: Int8Run) -> str:
+    """Which runtimes the selection figure is the worst of (nothing when only one)."""
+    on = run.search_on or ()
+    return f" (worst of {', '.join(on)})" if len(on) > 1 else ""
