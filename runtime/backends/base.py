@@ -19,6 +19,7 @@ import numpy as np
 from segedge.runtime.errors import ArtifactError, InputError
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.redact import redact
+from segedge.runtime.registry import Registry
 from segedge.runtime.uri import scheme as uri_scheme
 
 HW = tuple[int, int]
@@ -213,24 +214,29 @@ class BackendDescriptor:
         return compile_in_child(self.module, self.factory, path, options, timeout_s)
 
 
-_REGISTRY: dict[str, BackendDescriptor] = {}
+# name -> "module:factory" (the generic lazy registry), with info ``descriptor``
+BACKENDS: Registry[BackendFactory] = Registry(
+    "backend", unknown=lambda known, name: InputError(
+        "backend", f"one of {', '.join(['auto', *known])}", repr(name)))
 
 
 def register_backend(name: str, suffixes: tuple[str, ...], module: str, factory: str,
-                     schemes: tuple[str, ...] = (), device: str = "cpu") -> None:
-    _REGISTRY[name] = BackendDescriptor(name, suffixes, module, factory, schemes, device)
+                     schemes: tuple[str, ...] = (), device: str = "cpu") -> BackendDescriptor:
+    """One line per backend: its file (``module``, imported on first use) and what it claims."""
+    found = BackendDescriptor(name, suffixes, module, factory, schemes, device)
+    BACKENDS.register(name, f"{module}:{factory}", descriptor=found)
+    return found
 
 
 def descriptor(name: str) -> BackendDescriptor:
     """The registered backend ``name``; an unknown one is InputError naming the known ones."""
-    if name not in _REGISTRY:
-        raise InputError("backend", f"one of {', '.join(['auto', *backend_names()])}", repr(name))
-    return _REGISTRY[name]
+    found: BackendDescriptor = BACKENDS.get(name).info["descriptor"]
+    return found
 
 
 def descriptors() -> list[BackendDescriptor]:
     """Every registered backend, in registration order."""
-    return list(_REGISTRY.values())
+    return [e.info["descriptor"] for e in BACKENDS.entries()]
 
 
 def describe(backend: Backend) -> BackendDescriptor:
@@ -239,15 +245,15 @@ def describe(backend: Backend) -> BackendDescriptor:
 
 
 def backend_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return BACKENDS.names()
 
 
 def backend_for(path: Path) -> str:
     suffix = path.suffix.lower()
-    for entry in _REGISTRY.values():
+    for entry in descriptors():
         if suffix in entry.suffixes:
             return entry.name
-    known = sorted({s for e in _REGISTRY.values() for s in e.suffixes})
+    known = sorted({s for e in descriptors() for s in e.suffixes})
     raise ArtifactError(
         f"{path}: expected an artifact ending in {', '.join(known)}, got {suffix!r}"
     )
@@ -258,10 +264,10 @@ def backend_for_uri(model: str | Path) -> str | None:
     scheme = uri_scheme(model) if isinstance(model, str) else None
     if scheme is None:
         return None
-    for entry in _REGISTRY.values():
+    for entry in descriptors():
         if scheme in entry.schemes:
             return entry.name
-    known = [f"{s}://" for e in _REGISTRY.values() for s in e.schemes]
+    known = [f"{s}://" for e in descriptors() for s in e.schemes]
     raise ArtifactError(f"{redact(model)}: expected a model file or a {' or '.join(known)} "
                         f"URI, got scheme {scheme}://")
 
@@ -273,7 +279,7 @@ def open_backend(path: str | Path, backend: str = "auto",
     if served is not None:  # a model on a server: its scheme names the only backend
         if backend not in ("auto", served):
             raise InputError("backend", f"auto or {served} for a {served} URI", repr(backend))
-        return _REGISTRY[served].open(str(path), options or BackendOptions())
+        return descriptor(served).open(str(path), options or BackendOptions())
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: expected a model file, got no such file")

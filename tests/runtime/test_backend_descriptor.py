@@ -5,6 +5,7 @@ and probed in a child process; the real backends answer from their own files."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +49,15 @@ def create(path, options):
 
 
 @pytest.fixture()
-def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "toy_backend.py").write_text(TOY)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{':'.join(sys.path)}")
-    monkeypatch.setitem(base._REGISTRY, "toy",
-                        base.BackendDescriptor("toy", (".toy",), "toy_backend", "create"))
+    base.register_backend("toy", (".toy",), "toy_backend", "create")  # the recipe's line
     model = tmp_path / "m.toy"
     model.write_bytes(b"fine")
-    return model
+    yield model
+    base.BACKENDS.unregister("toy")
 
 
 def test_a_toy_backend_is_one_file_and_one_registration(toy: Path) -> None:
