@@ -34,6 +34,7 @@ class Measure:
     agreement: float
     miou: float | None = None
     miou_fp32: float | None = None
+    worst_on: str | None = None  # the runtime the deciding figure came from (worst of several)
 
     @property
     def miou_drop(self) -> float | None:
@@ -42,7 +43,24 @@ class Measure:
         return round(self.miou_fp32 - self.miou, 4)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "miou_drop": self.miou_drop}
+        got = {**asdict(self), "miou_drop": self.miou_drop}
+        if self.worst_on is None:  # one runtime measured: nothing to say
+            del got["worst_on"]
+        return got
+
+
+def worst(measures: Sequence[Measure]) -> Measure:
+    """One measure no better than any of `measures` (each a runtime against its own FP32):
+    the lowest agreement and the largest mIoU drop, so a budget it meets holds on every one.
+    ``worst_on`` names the runtime of the deciding figure (the drop where labels exist)."""
+    if not measures:
+        raise ValueError("worst: expected at least one measure, got none")
+    low = min(measures, key=lambda m: m.agreement)
+    drops = [m for m in measures if m.miou_drop is not None]
+    if not drops:
+        return low
+    big = max(drops, key=lambda m: m.miou_drop or 0.0)
+    return Measure(low.agreement, big.miou, big.miou_fp32, big.worst_on)
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,8 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
         failure = (f"INT8 budget: expected {rule}, got agreement {found.measure.agreement:.3f}%"
                    + (f", mIoU drop {found.measure.miou_drop:.3f}"
                       if found.measure.miou_drop is not None else "")
-                   + f" on the selection frames{_on(run)} with {len(kept_pts)} of {len(pts)} "
-                     f"point(s) kept in float ({_tried(found)})")
+                   + f" on the selection frames with {len(kept_pts)} of {len(pts)} "
+                     f"point(s) kept in float ({_tried(found)}{_on(run)})")
     if failure is None and layers["int8"] == 0:  # every layer in float is not an INT8 model
         failure = (f"INT8 budget: expected {rule} with at least one compute layer in INT8, got "
                    f"0 of {layers['total']}: nothing could be quantized within the budget "
@@ -152,4 +152,4 @@ def _tried(found: SearchResult) -> str:
 def _on(run: Int8Run) -> str:
     """Which runtimes the selection figure is the worst of (nothing when only one)."""
     on = run.search_on or ()
-    return f" (worst of {', '.join(on)})" if len(on) > 1 else ""
+    return f"; worst of {', '.join(on)}" if len(on) > 1 else ""
