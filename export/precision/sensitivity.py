@@ -35,6 +35,10 @@ class Measure:
     miou: float | None = None
     miou_fp32: float | None = None
     worst_on: str | None = None  # the runtime the deciding figure came from (worst of several)
+    # agreement points the figure may lose on frames that did not choose it: one standard
+    # error of its per-frame agreement when the selection and report frames differ (the
+    # budget must hold with it subtracted, so the chosen set also meets it on report frames)
+    margin: float = 0.0
 
     @property
     def miou_drop(self) -> float | None:
@@ -46,6 +50,8 @@ class Measure:
         got = {**asdict(self), "miou_drop": self.miou_drop}
         if self.worst_on is None:  # one runtime measured: nothing to say
             del got["worst_on"]
+        if not self.margin:
+            del got["margin"]
         return got
 
 
@@ -55,12 +61,12 @@ def worst(measures: Sequence[Measure]) -> Measure:
     ``worst_on`` names the runtime of the deciding figure (the drop where labels exist)."""
     if not measures:
         raise ValueError("worst: expected at least one measure, got none")
-    low = min(measures, key=lambda m: m.agreement)
+    low = min(measures, key=lambda m: m.agreement - m.margin)
     drops = [m for m in measures if m.miou_drop is not None]
     if not drops:
         return low
     big = max(drops, key=lambda m: m.miou_drop or 0.0)
-    return Measure(low.agreement, big.miou, big.miou_fp32, big.worst_on)
+    return Measure(low.agreement, big.miou, big.miou_fp32, big.worst_on, low.margin)
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class Budget:
                                  "no labels to measure mIoU")
             if drop > b.max_miou_drop + 1e-9:
                 return False
-        return b.min_agreement is None or m.agreement >= b.min_agreement
+        return b.min_agreement is None or m.agreement - m.margin >= b.min_agreement
 
     def describe(self, labelled: bool) -> str:
         b = self.effective(labelled)

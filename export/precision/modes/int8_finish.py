@@ -113,6 +113,8 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
         "INT8 budget (report frames)" if parts.split else "INT8 budget", len(rep))
     if failure is None and not found.met:
         failure = (f"INT8 budget: expected {rule}, got agreement {found.measure.agreement:.3f}%"
+                   + (f" less a {found.measure.margin:.3f}-point margin for unseen frames"
+                      if found.measure.margin else "")
                    + (f", mIoU drop {found.measure.miou_drop:.3f}"
                       if found.measure.miou_drop is not None else "")
                    + f" on the selection frames with {len(kept_pts)} of {len(pts)} "

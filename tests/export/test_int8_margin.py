@@ -1,0 +1,56 @@
+"""The INT8 budget search keeps a margin for the frames that did not choose its set.
+
+Measured (benchmarks/INT8_BUDGET.md): a keep-in-float set chosen at the budget on 32
+selection frames landed at 98.995 % on the 32 report frames, under the 99 % budget.  The
+search now asks the budget to hold with one standard error of the per-frame agreement
+subtracted whenever selection and report frames differ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segedge.export.precision.modes.int8_steps import standard_error
+from segedge.export.precision.sensitivity import Budget, Measure, worst
+
+
+Maps = list[np.ndarray]
+
+
+def _frames(agreements: list[float], pixels: int = 1000) -> tuple[Maps, Maps]:
+    """Label maps whose per-frame agreement with the reference is exactly `agreements`."""
+    got, ref = [], []
+    for a in agreements:
+        r = np.zeros(pixels, np.int64)
+        g = r.copy()
+        g[: round(pixels * (100 - a) / 100)] = 1
+        got.append(g.reshape(10, -1))
+        ref.append(r.reshape(10, -1))
+    return got, ref
+
+
+def test_the_margin_is_one_standard_error_of_the_per_frame_agreement() -> None:
+    per = [99.0, 99.4, 98.8, 99.2]
+    got, ref = _frames(per)
+    assert standard_error(got, ref) == pytest.approx(np.std(per, ddof=1) / 2, abs=1e-4)
+    assert standard_error(got[:1], ref[:1]) == 0.0  # one frame: no spread to speak of
+    same, ref2 = _frames([99.0] * 4)
+    assert standard_error(same, ref2) == 0.0
+
+
+def test_the_budget_holds_only_with_the_margin_subtracted() -> None:
+    budget = Budget(min_agreement=99.0)
+    assert budget.met(Measure(99.05))
+    assert not budget.met(Measure(99.05, margin=0.1))  # 98.95 on unseen frames: not enough
+    assert budget.met(Measure(99.15, margin=0.1))
+    assert Measure(99.05, margin=0.1).to_dict()["margin"] == 0.1
+    assert "margin" not in Measure(99.05).to_dict()  # no split: nothing to say
+
+
+def test_the_worst_runtime_is_judged_with_its_own_margin() -> None:
+    a = Measure(99.30, worst_on="onnxruntime", margin=0.05)
+    b = Measure(99.20, worst_on="openvino", margin=0.30)  # higher, but less certain
+    low = worst([a, b])
+    assert (low.worst_on, low.agreement, low.margin) == ("openvino", 99.20, 0.30)
+    assert not Budget(min_agreement=99.0).met(low)
