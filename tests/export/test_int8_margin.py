@@ -14,7 +14,6 @@ import pytest
 from segedge.export.precision.modes.int8_steps import standard_error
 from segedge.export.precision.sensitivity import Budget, Measure, worst
 
-
 Maps = list[np.ndarray]
 
 
