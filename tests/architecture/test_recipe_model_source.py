@@ -13,8 +13,6 @@ refusal.  Nothing in segedge is edited for it.
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from click.testing import CliRunner
 from segedge.export.cli import segexport
 from segedge.export.models import sources
 from segedge.runtime.errors import InputError
+from tests.architecture.toy_package import toy_package
 
 PKG = "segedge_toymodels"  # a package name nothing else uses
 
@@ -65,18 +64,12 @@ def build(what, cfg) -> Built:
 @pytest.fixture
 def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The toy package on sys.path and the recipe's one registration line; undone after."""
-    package = tmp_path / "plugins" / PKG
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "toy_source.py").write_text(textwrap.dedent(TOY_MODEL_SOURCE))
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    # The recipe's registration line, as ARCHITECTURE.md writes it:
-    sources.register_model_source("toy", f"{PKG}.toy_source", prefix="toy",
-                                  usage="toy:N (a toy network with N classes)")
-    yield tmp_path
-    sources.MODEL_SOURCES.unregister("toy")
-    for module in [m for m in sys.modules if m.startswith(PKG)]:
-        del sys.modules[module]
+    with toy_package(tmp_path, monkeypatch, PKG, {"toy_source": TOY_MODEL_SOURCE}):
+        # The recipe's registration line, as ARCHITECTURE.md writes it:
+        sources.register_model_source("toy", f"{PKG}.toy_source", prefix="toy",
+                                      usage="toy:N (a toy network with N classes)")
+        yield tmp_path
+        sources.MODEL_SOURCES.unregister("toy")
 
 
 @pytest.mark.usefixtures("toy")

@@ -15,8 +15,6 @@ edited for it.
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from segedge.export.precision import modes
 from segedge.runtime import precisions
 from segedge.runtime.errors import InputError
 from segedge.runtime.precisions import PrecisionSpec
+from tests.architecture.toy_package import toy_package
 from tests.fakes.gpu import FakeGpu, fake_gpu  # noqa: F401 - the fixture
 
 PKG = "segedge_toyprecision"  # a package name nothing else uses
@@ -71,20 +70,14 @@ class ToyPrecision(PrecisionMode):
 @pytest.fixture
 def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The toy package on sys.path and the recipe's one registration line; undone after."""
-    package = tmp_path / "plugins" / PKG
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "toy_mode.py").write_text(textwrap.dedent(TOY_MODE))
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    # The recipe's registration lines, as ARCHITECTURE.md writes them: its facts, its mode.
-    precisions.register_precision(TOY_SPEC)
-    modes.register_mode("toyprec", f"{PKG}.toy_mode:ToyPrecision")
-    yield "toyprec"
-    if "toyprec" in modes.MODES:
-        modes.MODES.unregister("toyprec")
-    precisions.unregister_precision("toyprec")
-    sys.modules.pop(f"{PKG}.toy_mode", None)
-    sys.modules.pop(PKG, None)
+    with toy_package(tmp_path, monkeypatch, PKG, {"toy_mode": TOY_MODE}):
+        # The recipe's registration lines, as ARCHITECTURE.md writes them: its facts, its mode.
+        precisions.register_precision(TOY_SPEC)
+        modes.register_mode("toyprec", f"{PKG}.toy_mode:ToyPrecision")
+        yield "toyprec"
+        if "toyprec" in modes.MODES:
+            modes.MODES.unregister("toyprec")
+        precisions.unregister_precision("toyprec")
 
 
 # A float precision of its own: TensorRT builds it strongly typed, or weakly with FP16 flags.

@@ -15,8 +15,6 @@ Backend and precision-mode toys live with their owners' tests
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from segedge.runtime.errors import SourceError
 from segedge.runtime.sinks import base as sinks
 from segedge.runtime.sources import base as sources
 from segedge.runtime.tasks import base as tasks
+from tests.architecture.toy_package import toy_package
 from tests.runtime.onnx_fixtures import make_labels_model
 from tests.runtime.test_cli import call
 
@@ -201,25 +200,20 @@ def toys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The toy package on sys.path and each toy's one registration line; undone after."""
     from segedge.export.tasks import base as export_tasks
 
-    package = tmp_path / "plugins" / PKG
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    for name, text in (("toy_source", TOY_SOURCE), ("toy_sink", TOY_SINK),
-                       ("toy_task", TOY_TASK), ("toy_export_task", TOY_EXPORT_TASK)):
-        (package / f"{name}.py").write_text(textwrap.dedent(text))
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    # The recipes' registration lines, as ARCHITECTURE.md writes them:
-    sources.register_source("toy", None, f"{PKG}.toy_source", schemes=("toy",))
-    sinks.register_sink("toy", f"{PKG}.toy_sink", "create", schemes=("toy",), check="check")
-    tasks.register_task("toycount", f"{PKG}.toy_task")
-    export_tasks.register_task("toycount", f"{PKG}.toy_export_task:ToyExportTask")
-    yield tmp_path
-    sources.SOURCES.unregister("toy")
-    sinks.SINKS.unregister("toy")
-    tasks.TASKS.unregister("toycount")
-    export_tasks.TASKS.unregister("toycount")
-    for module in [m for m in sys.modules if m.startswith(PKG)]:
-        del sys.modules[module]
+    with toy_package(tmp_path, monkeypatch, PKG, {
+            "toy_source": TOY_SOURCE, "toy_sink": TOY_SINK, "toy_task": TOY_TASK,
+            "toy_export_task": TOY_EXPORT_TASK}):
+        # The recipes' registration lines, as ARCHITECTURE.md writes them:
+        sources.register_source("toy", None, f"{PKG}.toy_source", schemes=("toy",))
+        sinks.register_sink("toy", f"{PKG}.toy_sink", "create", schemes=("toy",),
+                            check="check")
+        tasks.register_task("toycount", f"{PKG}.toy_task")
+        export_tasks.register_task("toycount", f"{PKG}.toy_export_task:ToyExportTask")
+        yield tmp_path
+        sources.SOURCES.unregister("toy")
+        sinks.SINKS.unregister("toy")
+        tasks.TASKS.unregister("toycount")
+        export_tasks.TASKS.unregister("toycount")
 
 
 @pytest.mark.usefixtures("toys")
