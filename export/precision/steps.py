@@ -40,6 +40,11 @@ class Step:
     _start: float = field(default=0.0, init=False)
     _bar: Any = field(default=None, init=False)
 
+    def __post_init__(self) -> None:
+        # the clock runs from construction: a step used only for its tick (a search
+        # candidate's calibration) must not measure from the epoch of the monotonic clock
+        self._start = self.clock()
+
     def __enter__(self) -> Step:
         self._start = self.clock()
         self._bar = progress_or_log(total=self.total, desc=self.name, unit=self.unit,

@@ -286,3 +286,17 @@ def test_a_missed_budget_publishes_nothing_and_keeps_the_closest_only_when_asked
         assert sec["points"]["total"] == len(sec["sensitivity"]) > 0
     assert sorted(p.name for p in tmp_path.glob("*calib*.json")) == [
         "m0_int8.calib.json", "m1_int8.calib.json"]
+
+
+def test_a_step_used_only_for_its_tick_counts_from_its_construction() -> None:
+    """The calibration search ticks a Step it never enters: its bound must run from when
+    it was made, not from the monotonic clock's epoch (which stopped every candidate)."""
+    now = [1000.0]
+    step = steps.Step("calibration search", 4, "frame", limit_s=5.0, quiet=True,
+                clock=lambda: now[0])
+    now[0] += 1.0
+    step.tick()  # 1 s of a 5 s bound: goes on
+    assert step.done == 1 and step.elapsed == 1.0
+    now[0] += 5.0
+    with pytest.raises(steps.BoundReached):
+        step.tick()
