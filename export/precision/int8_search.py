@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from segedge.export.evaluation.evaluate import LabelledFrames
-from segedge.export.precision.sensitivity import Budget, Measure
+from segedge.export.precision.sensitivity import Budget, Measure, better
 
 MIN_SPLIT = 16  # held-out frames per part needed for a selection/report split
 COUNTS = (128, 64, 32)  # calibration frame counts tried besides the whole pool
@@ -93,12 +93,6 @@ def candidates(first_method: str, pool: int) -> Iterator[Candidate]:
         for count in counts:
             for per_channel in (True, False):
                 yield Candidate(method, count, per_channel)
-
-
-def better(a: Measure, b: Measure) -> bool:
-    if a.miou_drop is not None and b.miou_drop is not None:
-        return a.miou_drop < b.miou_drop
-    return a.agreement > b.agreement
 
 
 def search(first: Candidate, first_measure: Measure, budget: Budget,

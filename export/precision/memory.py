@@ -72,5 +72,6 @@ class PeakRSS:
         return {"peak_rss_mb": round(self.peak / mib, 1) if self.peak else None,
                 "start_rss_mb": round(self.start / mib, 1) if self.start else None,
                 "process_max_rss_mb": round(max_rss_bytes() / mib, 1),
-                "how": "resident set sampled every 50 ms during INT8 (peak_rss_mb); "
-                       "process_max_rss_mb: the kernel's high-water mark of the whole export"}
+                "how": f"resident set sampled every {self.interval_s * 1000:.0f} ms during INT8 "
+                       "(peak_rss_mb); process_max_rss_mb: the kernel's high-water mark of "
+                       "the whole export"}

@@ -121,7 +121,7 @@ def find(qmodel: ModelProto, pre: ModelProto) -> list[Point]:
     inits = {i.name for i in qmodel.graph.initializer}
     floats = _float_weights(pre)
     producer = {o: n for n in qmodel.graph.node for o in n.output}
-    classifier_inputs = _classifier_reads(qmodel, uses)
+    classifier_inputs = _classifier_reads(qmodel)
     points: list[Point] = []
     seen: set[str] = set()
     for node in qmodel.graph.node:
@@ -147,8 +147,7 @@ def find(qmodel: ModelProto, pre: ModelProto) -> list[Point]:
     return points
 
 
-def _classifier_reads(model: ModelProto, uses: dict[str, list[tuple[onnx.NodeProto, int]]]
-                      ) -> set[str]:
+def _classifier_reads(model: ModelProto) -> set[str]:
     """Inputs of the last compute layers (the ones right before the head)."""
     from segedge.export.precision.graph import classifier_nodes
 

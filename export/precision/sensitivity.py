@@ -179,18 +179,16 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
     order = [name for name, _ in ranking]
     best: tuple[Path, tuple[str, ...], Measure] = (full, (), full_measure)
     hit: tuple[Path, tuple[str, ...], Measure] | None = None
-    measured: dict[int, Path] = {}
 
     def trial(k: int) -> bool:
         nonlocal best, hit
         kept = tuple(order[:k])
         path = excluding(kept)
         m = measure(path)
-        measured[k] = path
         trials.append({"kept_fp32": list(kept), **m.to_dict()})
         if budget.met(m):
             hit = (path, kept, m)
-        elif hit is None and _better(m, best[2]):
+        elif hit is None and better(m, best[2]):
             best = (path, kept, m)
         keep_tick()
         return budget.met(m)
@@ -216,7 +214,9 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
     return SearchResult(best[0], best[1], best[2], False, tuple(ranking), tuple(trials))
 
 
-def _better(a: Measure, b: Measure) -> bool:
+def better(a: Measure, b: Measure) -> bool:
+    """`a` is closer to FP32 than `b`: the smaller mIoU drop where both have labels, else the
+    higher agreement."""
     if a.miou_drop is not None and b.miou_drop is not None:
         return a.miou_drop < b.miou_drop
     return a.agreement > b.agreement
