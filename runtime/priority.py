@@ -9,6 +9,7 @@ work itself must not cost more than it does: ``reuse_freed_memory``.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -62,9 +63,9 @@ def in_background_thread(fn: Callable[[], T], nice: int) -> T:
 
 MMAP_THRESHOLD = 64 << 20  # glibc M_MMAP_THRESHOLD: arrays below this come from the heap
 TRIM_THRESHOLD = 256 << 20  # glibc M_TRIM_THRESHOLD: freed heap kept for the next frames
-_tuned: list[bool] = []
 
 
+@functools.cache
 def reuse_freed_memory() -> bool:
     """Keep freed frame-sized buffers for the next frame instead of handing them back to
     the kernel (glibc only; once per process; True when it took effect).
@@ -75,8 +76,6 @@ def reuse_freed_memory() -> bool:
     frame after frame, on the cores inference needs.  Measured here on 4 streams of the
     960x540 dash-cam clip: 2800-3600 minor faults per frame fell to ~395 and the CPU per
     frame by ~10 %.  The cost is memory: up to TRIM_THRESHOLD of freed heap stays mapped."""
-    if _tuned:
-        return _tuned[0]
     ok = False
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         try:
@@ -86,5 +85,4 @@ def reuse_freed_memory() -> bool:
                 libc.mallopt(m_trim, TRIM_THRESHOLD))
         except (OSError, AttributeError):
             ok = False
-    _tuned.append(ok)
     return ok

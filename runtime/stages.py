@@ -242,7 +242,8 @@ class Stages:
         written, now = time.monotonic(), time.perf_counter()
         self.rec.add("write", (now - p0) * 1e3)
         self.rec.add("latency", (written - item.t0) * 1e3)  # exactly the parts' sum
-        self.rec.frames.add(item.index, item.stamps(written))
+        if self.source.live:  # the breakdown is a live source's figure (stats keep no other)
+            self.rec.frames.add(item.index, item.stamps(written))
         self.rec.counters.add("processed")
         self.rec.fps.tick(now)
         if any(s.quit_requested for s in self.sinks):
