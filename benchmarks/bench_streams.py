@@ -166,7 +166,7 @@ def run_streams(plan: StreamsPlan, store: ArtifactStore, isolated: bool, tick: T
     single = store.get(request)
     batched = store.get(replace(request, batch=plan.streams)) if plan.streams > 1 else single
     chosen = resolve_backend(single.path, plan.backend, plan.threads)
-    backend = chosen.runtime_backend or plan.backend  # what segrun runs, by its own name
+    backend = chosen.runtime_backend  # what segrun runs, by its own name
     arts = {"model-only": single, "model-only-batched": batched, "streams": batched,
             "streams-unbatched": single, "streams-latency": single, "streams-no-output": batched,
             "one-stream": single}

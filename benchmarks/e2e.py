@@ -192,7 +192,7 @@ class ChosenBackend:
     bench_backend: str
     precision: str
     reason: str
-    runtime_backend: str = ""  # the runtime backend's own name (what segrun --backend takes)
+    runtime_backend: str  # the runtime backend's own name (what segrun --backend takes)
 
 
 def live_summary(live: list[dict[str, Any]], model_fps: float) -> dict[str, Any]:

@@ -67,7 +67,8 @@ def test_summary_states_backend_ceiling_threads_and_the_real_time_target(
     fps = {"model-only": model_fps, "segrun": segrun_fps, "plain-loop": 10.0}
     monkeypatch.setattr(e2e.isolate, "call", _canned(jobs, fps))
     monkeypatch.setattr(e2e, "resolve_backend", lambda artifact, backend, threads:
-                        ChosenBackend("openvino-cpu", "bf16", f"why ({backend}, {threads})"))
+                        ChosenBackend("openvino-cpu", "bf16", f"why ({backend}, {threads})",
+                                      "openvino"))
     monkeypatch.setattr(e2e, "usable_cores", lambda: 2)
     plan = E2EPlan("demo", str(clip[0]), threads=2, imgsz=SIZE, repeats=1)
     records, summary = run_e2e(plan, store, isolated=False, tick=lambda _m: None)
