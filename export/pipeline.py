@@ -226,7 +226,7 @@ def reduced_precision_sections(cfg: ExportConfig, task: str, artifact: Path,
     """Each CPU challenger's reduced inference precisions (OpenVINO: bf16, and f16 where the CPU
     runs it natively) gated against FP32 on the verification frames, as ``{backend: {hint:
     section}}`` in the report (runtime.report reads it; the auto chooser times what passed).
-    The FP32 labels are computed once for all of them."""
+    The verification frames are read and their FP32 labels computed once for all of them."""
     from segedge.runtime.backends.auto_probe import challengers
     from segedge.runtime.backends.base import descriptor
 
@@ -259,9 +259,10 @@ def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMet
                  reference: list[Any] | None = None,
                  min_agreement: float | None = None) -> dict[str, Any]:
     """``backend`` at inference precision ``hint`` vs the reference CPU backend (ONNX Runtime)
-    in FP32 on the verification frames; ``reference`` caches the FP32 label maps between
-    hints; ``min_agreement`` is the gate (default the config's FP16_MIN_AGREEMENT).  Not
-    checked (and said why) where the backend or the CPU cannot run ``hint``."""
+    in FP32 on the verification frames; ``reference`` caches the prepared frames and their FP32
+    label maps between hints; ``min_agreement`` is the gate (default the config's
+    FP16_MIN_AGREEMENT).  Not checked (and said why) where the backend or the CPU cannot run
+    ``hint``."""
     from segedge.runtime.tasks import get_task as runtime_task
 
     if not runtime_task(task).label_maps:  # agreement of label maps: the task says if it has them
@@ -276,38 +277,44 @@ def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMet
     if hint not in entry.native_precisions():
         return {"checked": False, "reason": f"this CPU has no native {hint} "
                                             f"({_cpu_features(hint)})"}
-    import numpy as np
-
     from segedge.export.config import FP16_MIN_AGREEMENT
     from segedge.export.evaluation.evaluate import labels_from_outputs
-    from segedge.export.frames import load_frames
-    from segedge.runtime.preprocess import prepare
+    from segedge.export.verify.compare import agreement
 
     threshold = FP16_MIN_AGREEMENT if min_agreement is None else min_agreement
+    ref_name = cpu_candidates()[0]
+    cache: list[Any] = [] if reference is None else reference
+    if not cache:  # frames read and FP32 labels computed once for every hint
+        cache += _fp32_reference(cfg, artifact, meta, size, ref_name)
+    tensors, labels = cache
+    reduced = entry.open(artifact, BackendOptions(precision_hint=hint))
+    try:
+        got = [labels_from_outputs(reduced.infer(t), meta) for t in tensors]
+    finally:
+        reduced.close()
+    share = round(agreement(got, labels), 3)
+    return {"checked": True, "runtime": f"{backend} CPU {hint} vs {ref_name} fp32",
+            "frames": len(tensors), "argmax_agreement": share,
+            "gate": {"min_argmax_agreement": threshold, "passed": share >= threshold}}
+
+
+def _fp32_reference(cfg: ExportConfig, artifact: Path, meta: ArtifactMetadata,
+                    size: tuple[int, int], ref_name: str) -> tuple[list[Any], list[Any]]:
+    """The verification frames prepared for the graph and their FP32 label maps on the
+    reference CPU backend: what every reduced-precision hint is compared against."""
+    from segedge.export.evaluation.evaluate import labels_from_outputs
+    from segedge.export.frames import load_frames
+    from segedge.runtime.backends.base import BackendOptions, descriptor
+    from segedge.runtime.preprocess import prepare
 
     frames = load_frames(cfg.verify.images, cfg.verify.count, size).frames
     tensors = [prepare([image], meta.input)[0] for image in frames]  # backends pad a batch
-    ref_name = cpu_candidates()[0]
-    if reference is None or not reference:
-        fp32 = descriptor(ref_name).open(artifact, BackendOptions(provider="cpu"))
-        try:
-            labels = [labels_from_outputs(fp32.infer(t), meta) for t in tensors]
-        finally:
-            fp32.close()
-        if reference is not None:
-            reference += labels
-    else:
-        labels = reference
-    reduced = entry.open(artifact, BackendOptions(precision_hint=hint))
+    fp32 = descriptor(ref_name).open(artifact, BackendOptions(provider="cpu"))
     try:
-        same = sum(int(np.count_nonzero(labels_from_outputs(reduced.infer(t), meta) == want))
-                   for t, want in zip(tensors, labels, strict=True))
+        labels = [labels_from_outputs(fp32.infer(t), meta) for t in tensors]
     finally:
-        reduced.close()
-    agreement = round(100.0 * same / max(sum(int(a.size) for a in labels), 1), 3)
-    return {"checked": True, "runtime": f"{backend} CPU {hint} vs {ref_name} fp32",
-            "frames": len(frames), "argmax_agreement": agreement,
-            "gate": {"min_argmax_agreement": threshold, "passed": agreement >= threshold}}
+        fp32.close()
+    return tensors, labels
 
 
 def engine_section(cfg: ExportConfig, mode: PrecisionMode, out: Path, meta: ArtifactMetadata,
