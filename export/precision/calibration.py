@@ -160,11 +160,25 @@ def eval_frames(images: str, labels: Path | None, count: int | None
 def cache_key(graph: bytes, tensors: list[np.ndarray], **settings: Any) -> str:
     """Same graph (sha256), same prepared frames (content hashes, in order, so their count
     too), same settings (method, target flavour, ...) -> same key."""
-    digest = hashlib.sha256(hashlib.sha256(graph).digest())
-    for tensor in tensors:
-        digest.update(hashlib.sha256(np.ascontiguousarray(tensor).tobytes()).digest())
-    digest.update(json.dumps({"frames": len(tensors), **settings}, sort_keys=True).encode())
-    return digest.hexdigest()
+    return key_of(digest(graph), frame_digests(tensors), **settings)
+
+
+def digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def frame_digests(tensors: list[np.ndarray]) -> tuple[bytes, ...]:
+    """Each prepared frame's content hash, in order (a run hashes a frame set once)."""
+    return tuple(digest(np.ascontiguousarray(t).tobytes()) for t in tensors)
+
+
+def key_of(graph_digest: bytes, frames: tuple[bytes, ...], **settings: Any) -> str:
+    """``cache_key`` from digests already computed (the same key, byte for byte)."""
+    key = hashlib.sha256(graph_digest)
+    for frame in frames:
+        key.update(frame)
+    key.update(json.dumps({"frames": len(frames), **settings}, sort_keys=True).encode())
+    return key.hexdigest()
 
 
 def _entries(path: Path) -> dict[str, Any]:

@@ -168,8 +168,60 @@ class RangeStream:
         method = {"percentile": CalibrationMethod.Percentile,
                   "entropy": CalibrationMethod.Entropy,
                   "distribution": CalibrationMethod.Distribution}[self.method]
+        if self.method == "entropy":
+            nq = self._collector.num_quantized_bins
+            return TensorsData(method, {name: (*entropy_threshold(h, nq), *h[:2])
+                                        for name, h in self._collector.histogram_dict.items()})
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its settings
             return TensorsData(method, self._collector.compute_collection_result())
+
+
+def entropy_threshold(histogram: tuple[Any, ...], num_quantized_bins: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """ORT's ``HistogramCollector.get_entropy_threshold`` (the KL-divergence search of
+    TensorRT's calibration), the same arithmetic step for step, with its per-element
+    Python ``sum()`` calls replaced by numpy reductions: ORT's loop is quadratic in the
+    bins in Python, and its histograms grow with the range (same bin width, more bins):
+    measured on a random YOLO at 64x64, 232 tensors up to 10,870 bins took 130 s in
+    ORT's version for 16 frames (357 s for 64), unbounded by the step's time bound.
+    Equal to ORT's thresholds (tests/export/test_int8_calibration_speed.py)."""
+    from onnxruntime.quantization.calibrate import entropy, smooth_distribution
+
+    hist, edges = histogram[0], histogram[1]
+    nb = hist.size
+    zero = nb // 2
+    half = num_quantized_bins // 2
+    dtype = edges.dtype
+    below = np.concatenate([[0], np.cumsum(hist)])  # below[k] = sum(hist[:k])
+    kl = np.zeros(zero - half + 1)
+    thresholds = []
+    for i in range(half, zero + 1):
+        start, end = zero - i, min(zero + i + 1, nb)
+        thresholds.append((edges[start], edges[end]))
+        sliced = hist[start:end]
+        p = sliced.copy()
+        p[0] += below[start]
+        p[-1] += below[-1] - below[end]
+        nonzeros = (p != 0).astype(np.int64)
+        merged = sliced.size // num_quantized_bins
+        body = num_quantized_bins * merged
+        quantized = sliced[:body].reshape(num_quantized_bins, merged).sum(axis=1)
+        quantized[-1] += sliced[body:].sum()
+        norm = nonzeros[:body].reshape(num_quantized_bins, merged).sum(axis=1)
+        q = np.zeros(p.size, dtype=np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(norm != 0, quantized / np.maximum(norm, 1), 0.0)
+        q[:body] = np.repeat(share, merged)  # truncated to int64, as ORT's assignment
+        p, q = smooth_distribution(p), smooth_distribution(q)
+        div = np.array(np.inf if p is None or q is None else entropy(p, q), dtype=dtype)
+        kl[i - half] = div
+    best = thresholds[int(np.argmin(kl))]
+    low, high = histogram[2], histogram[3]
+    if best[0] < low:
+        best = (low, best[1])
+    if best[1] > high:
+        best = (best[0], high)
+    return best
 
 
 @dataclass(frozen=True)

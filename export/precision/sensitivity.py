@@ -4,7 +4,9 @@ When the fully quantized graph misses the budget, each candidate quantization
 point (precision/points.py: activation Q/DQ pairs and weights) is quantized
 *alone* (everything else float) and ranked by how much it changes the FP32
 prediction; then the most sensitive points are kept in float, the smallest set
-first, until the budget holds.  Keeping every point is the FP32 graph, so the
+first, until the budget holds.  Units next to ops that commonly collapse are first
+measured kept in float together and start the search in float where that measurement
+says so (``seed_fragile``).  Keeping every point is the FP32 graph, so the
 search always has a set that meets the budget; only its time bound can stop it
 short, and then the closest measured set is reported.  One-at-a-
 time ranking costs one quantize + one short evaluation per layer and, unlike
@@ -119,6 +121,9 @@ class SearchResult:
     met: bool
     ranking: tuple[tuple[str, float], ...]  # (layer, % pixels changed when quantized alone)
     trials: tuple[dict[str, Any], ...]
+    # the fragile units measured together before the search (``fragile_seed``): None when
+    # there were none to measure (or the full graph met the budget)
+    fragile: dict[str, Any] | None = None
 
 
 def rank_layers(layers: Sequence[str], only: Callable[[str], Path],
@@ -146,6 +151,38 @@ def rank_layers(layers: Sequence[str], only: Callable[[str], Path],
 
 LINEAR_K = 8  # keep-k steps of one up to here; then doubling, then bisection
 
+# Fragile units (points.FRAGILE_OPS, the layers before the head) start in float only when
+# measurement says they collapse: kept in float *together*, they must win back at least
+# FRAGILE_MIN_SHARE of the full graph's loss, and at least FRAGILE_LEVERAGE times their
+# share of the units.  Why together: a collapse (a LayerNorm or Softmax whose rounded
+# output wrecks every layer after it) is an interaction the one-at-a-time ranking cannot
+# see, so the keep-k search would spend its trials on other layers first.  Why a floor: a
+# smaller gain is what one keep-k step moves anyway, and the ranked search trims better.
+# Why the leverage: a collapse is disproportionate by definition; a set holding 60 % of
+# the units that wins back 60 % of the loss is "most of the network", and starting it in
+# float would throw away INT8 layers the ranked search keeps.
+FRAGILE_MIN_SHARE = 0.25
+FRAGILE_LEVERAGE = 2.0
+
+
+def loss(m: Measure) -> float:
+    """What a candidate lost against FP32: mIoU points where labels exist, else points of
+    argmax agreement (the figure the budget reads)."""
+    return m.miou_drop if m.miou_drop is not None else round(100.0 - m.agreement, 6)
+
+
+def seed_fragile(full: Measure, kept: Measure, fragile: int, total: int) -> dict[str, Any]:
+    """The report's ``fragile_seed`` decision for `fragile` of `total` units, from the full
+    graph's measure and the measure with the fragile units kept in float."""
+    lost = loss(full)
+    share = (lost - loss(kept)) / lost if lost > 0 else 0.0
+    unit_share = fragile / total if total else 1.0
+    need = max(FRAGILE_MIN_SHARE, FRAGILE_LEVERAGE * unit_share)
+    return {"seeded": share >= need, "recovered_share": round(share, 4),
+            "unit_share": round(unit_share, 4), "needed_share": round(need, 4),
+            "rule": f"kept together in float they win back >= {FRAGILE_MIN_SHARE:.0%} of the "
+                    f"loss and >= {FRAGILE_LEVERAGE:g}x their share of the units"}
+
 
 def keep_counts(n: int) -> list[int]:
     """k = 1..8 one at a time (cheap and exact for the usual case), then 16, 32, ... n."""
@@ -161,13 +198,17 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
            only: Callable[[str], Path], excluding: Callable[[tuple[str, ...]], Path],
            measure: Callable[[Path], Measure], agreement_of: Callable[[Path], float],
            tick: Callable[[], None] = lambda: None,
-           keep_tick: Callable[[], None] | None = None) -> SearchResult:
+           keep_tick: Callable[[], None] | None = None,
+           fragile: Sequence[str] = ()) -> SearchResult:
     """Full INT8 if it meets `budget`; else keep the top-k sensitive points in float.
 
-    k grows one at a time up to ``LINEAR_K``, then doubles up to every point (all kept =
-    the FP32 graph, so the search can always reach the budget), then bisects between
-    the last miss and the first hit.  `tick` (ranking) and `keep_tick` (keep-k) run after
-    every measured unit and may raise steps.BoundReached: the best measured so far stands.
+    `fragile` units (a subset of `layers`) are first measured kept in float together;
+    where ``seed_fragile`` says they collapse, every later set keeps them (k counts
+    beyond them) and only the other units are ranked.  k grows one at a time up to
+    ``LINEAR_K``, then doubles up to every point (all kept = the FP32 graph, so the
+    search can always reach the budget), then bisects between the last miss and the
+    first hit.  `tick` (ranking) and `keep_tick` (keep-k) run after every measured unit
+    and may raise steps.BoundReached: the best measured so far stands.
     """
     from segedge.export.precision.steps import BoundReached
 
@@ -175,14 +216,40 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
     trials = [{"kept_fp32": [], **full_measure.to_dict()}]
     if budget.met(full_measure):
         return SearchResult(full, (), full_measure, True, (), tuple(trials))
-    ranking = rank_layers(layers, only, agreement_of, tick)
-    order = [name for name, _ in ranking]
     best: tuple[Path, tuple[str, ...], Measure] = (full, (), full_measure)
     hit: tuple[Path, tuple[str, ...], Measure] | None = None
+    spare: tuple[Path, tuple[str, ...], Measure] | None = None  # a fragile hit not seeded
+    seed: tuple[str, ...] = ()
+    seeded: dict[str, Any] | None = None
+    fragile = tuple(u for u in layers if u in set(fragile))
+    if fragile and len(fragile) < len(layers):
+        path = excluding(fragile)
+        m = measure(path)
+        trials.append({"kept_fp32": list(fragile), "fragile_set": True, **m.to_dict()})
+        seeded = {"units": list(fragile), "full": full_measure.to_dict(),
+                  "fragile_in_float": m.to_dict(),
+                  **seed_fragile(full_measure, m, len(fragile), len(layers))}
+        if seeded["seeded"]:
+            seed = fragile
+            if budget.met(m):
+                hit = (path, seed, m)
+            else:
+                best = (path, seed, m)
+        elif budget.met(m):
+            spare = (path, fragile, m)
+        elif better(m, best[2]):
+            best = (path, fragile, m)
+    elif fragile:
+        seeded = {"units": list(fragile), "seeded": False,
+                  "skipped": "every unit is fragile: keeping them all is the FP32 graph"}
+    rest = [u for u in layers if u not in seed]
+    ranking = rank_layers(rest, only, agreement_of, tick) if hit is None else \
+        [(u, -1.0) for u in rest]
+    order = [name for name, _ in ranking]
 
     def trial(k: int) -> bool:
         nonlocal best, hit
-        kept = tuple(order[:k])
+        kept = seed + tuple(order[:k])
         path = excluding(kept)
         m = measure(path)
         trials.append({"kept_fp32": list(kept), **m.to_dict()})
@@ -195,12 +262,13 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
 
     try:
         miss = 0
-        for k in keep_counts(len(order)):
-            if trial(k):
-                break
-            miss = k
+        if hit is None:
+            for k in keep_counts(len(order)):
+                if trial(k):
+                    break
+                miss = k
         if hit is not None:  # bisect between the last miss and the first hit
-            lo, hi = miss, len(hit[1])
+            lo, hi = miss, len(hit[1]) - len(seed)
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 if trial(mid):
@@ -209,9 +277,12 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
                     lo = mid
     except BoundReached:
         trials.append({"stopped": "time bound of the keep-in-float search"})
+    hit = hit or spare
     if hit is not None:
-        return SearchResult(hit[0], hit[1], hit[2], True, tuple(ranking), tuple(trials))
-    return SearchResult(best[0], best[1], best[2], False, tuple(ranking), tuple(trials))
+        return SearchResult(hit[0], hit[1], hit[2], True, tuple(ranking), tuple(trials),
+                            seeded)
+    return SearchResult(best[0], best[1], best[2], False, tuple(ranking), tuple(trials),
+                        seeded)
 
 
 def better(a: Measure, b: Measure) -> bool:

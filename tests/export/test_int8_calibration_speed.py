@@ -121,6 +121,28 @@ def test_entropy_ranges_equal_onnx_runtime(model: Path, tmp_path: Path) -> None:
             assert got[name][1] == pytest.approx(hi, rel=tol, abs=1e-6), (sample, name)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_entropy_threshold_is_onnx_runtimes_own_on_grown_histograms(seed: int) -> None:
+    """histograms.entropy_threshold (numpy reductions) gives ORT's get_entropy_threshold
+    thresholds exactly on histograms that grew frame after frame (ORT's growth: same bin
+    width, more bins; about 400-1400 bins here), zeros, spikes and one-sided data included."""
+    rng = np.random.default_rng(seed)
+    collector = HistogramCollector(method="entropy", symmetric=False, num_bins=128,
+                                   num_quantized_bins=128, percentile=99.999, scenario="same")
+    for k, scale in enumerate((0.02, 0.05, 0.2)):
+        data = rng.laplace(0, scale, 20000).astype(np.float32)
+        data[:: 7] = 0.0
+        data[:: 97] *= 5.0 + seed
+        collector.collect_value({"t": data, "relu": np.maximum(data, 0.0),
+                                 "spike": np.full(50, float(k + 1), np.float32)})
+    for name, hist in collector.histogram_dict.items():
+        assert hist[0].size > 128 or name == "spike"
+        want = collector.get_entropy_threshold(hist, 128)
+        got = histograms.entropy_threshold(hist, 128)
+        assert [float(v) for v in got] == [float(v) for v in want], name
+        assert got[0].dtype == want[0].dtype and got[1].dtype == want[1].dtype
+
+
 def _calibrater(method: str = "percentile") -> SimpleNamespace:
     """What RangeStream reads from ORT's calibrator (create_calibrator's defaults)."""
     return SimpleNamespace(method=method, symmetric=True, num_bins=2048,

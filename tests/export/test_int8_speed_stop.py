@@ -134,7 +134,8 @@ def test_only_a_cpu_target_that_was_not_confirmed_stops(
     run = SimpleNamespace(opts=SimpleNamespace(int8_target=target, int8_stop_if_slower=stop),
                           req=SimpleNamespace(fp32=Path("fp32.onnx"), meta=None,
                                               cfg=SimpleNamespace(quiet=True)),
-                          calib=SimpleNamespace(tensors=[np.zeros(1, np.uint8)]))
+                          calib=SimpleNamespace(tensors=[np.zeros(1, np.uint8)]),
+                          search_on=None, left_out={})
     if stops:
         with pytest.raises(int8_speed.SlowerThanFloatError) as err:
             int8_speed.speed_first(run, Path("int8_full.onnx"))  # type: ignore[arg-type]
@@ -174,7 +175,8 @@ def test_a_noisy_tie_does_not_stop_the_export(monkeypatch: pytest.MonkeyPatch) -
     run = SimpleNamespace(opts=SimpleNamespace(int8_target="cpu", int8_stop_if_slower=True),
                           req=SimpleNamespace(fp32=Path("fp32.onnx"), meta=None,
                                               cfg=SimpleNamespace(quiet=True)),
-                          calib=SimpleNamespace(tensors=[np.zeros(1, np.uint8)]))
+                          calib=SimpleNamespace(tensors=[np.zeros(1, np.uint8)]),
+                          search_on=None, left_out={})
     assert int8_speed.speed_first(run, Path("int8_full.onnx")) is None  # type: ignore[arg-type]
     sec = int8_speed.speed_section(Path("fp32.onnx"), Path("int8.onnx"), np.zeros(1),
                                    None, "cpu")  # type: ignore[arg-type]

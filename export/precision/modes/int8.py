@@ -96,6 +96,7 @@ class INT8(PrecisionMode):
             lines.append("INT8 budget searched on " + ", ".join(searched_on["measured_on"])
                          + " only: " + "; ".join(f"{rt} left out ({why})" for rt, why in
                                                  searched_on["left_out"].items()))
+        lines.extend(fragile_lines(section.get("fragile_seed")))
         kept = section.get("kept_fp32") or []
         if kept:
             layers = section.get("layers") or {}
@@ -125,3 +126,19 @@ class INT8(PrecisionMode):
             if speed.get("warning"):
                 lines.append(f"warning: {speed['warning']}")
         return lines
+
+
+def fragile_lines(seed: dict[str, Any] | None) -> list[str]:
+    """What measuring the fragile units together decided (sensitivity.seed_fragile)."""
+    if not seed or "recovered_share" not in seed:
+        return []
+    units = seed["units"]
+    shown = ", ".join(units[:SHOWN]) + (f" and {len(units) - SHOWN} more" if
+                                        len(units) > SHOWN else "")
+    full, kept = seed["full"], seed["fragile_in_float"]
+    figures = (f"agreement {full['agreement']:.2f}% all INT8, {kept['agreement']:.2f}% with "
+               f"them in float, {seed['recovered_share']:.0%} of the loss won back")
+    if seed["seeded"]:
+        return [f"started in float (they collapse in INT8): {shown} ({figures})"]
+    return [f"fragile units quantized like the others (measured: {figures}; needed "
+            f"{seed['needed_share']:.0%})"]

@@ -96,6 +96,7 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
                          if n in units and units[n].kind == "layer" else {}),
                       **({"measured": False} if s < 0 else {})} for n, s in found.ranking],
         trials=list(found.trials), speed_warning_before_search=slow,
+        fragile_seed=found.fragile,
         search_runtimes=run.search_info(),
         _steps=run.steps)
     checked = per_runtime(fp32, path, rep, meta, opts.ignore_index, "int8")
@@ -126,8 +127,10 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
                    "budget or export --fp16)")
     section["budget"]["met"] = failure is None
     # the reference runtime's figures are the ones common_section measured (one number)
+    # ... and each runtime's compile probe is per_runtime's (an "error" entry: it failed)
     section["speed"] = speed_section(fp32, path, rep.tensors[0], meta, opts.int8_target,
-                                     measured=section["cpu_latency_ms"])
+                                     measured=section["cpu_latency_ms"],
+                                     probed={rt: e.get("error") for rt, e in checked.items()})
     if failure is not None and opts.int8_keep_closest:
         closest = missed_path(req.out)
         with atomic_path(closest) as tmp:  # a failed copy leaves nothing behind

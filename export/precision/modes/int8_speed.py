@@ -62,7 +62,8 @@ def slower(int8: Timing, other: Timing, margin: float = MARGIN) -> bool:
 
 def speed_section(fp32: Path, int8: Path, tensor: np.ndarray, meta: ArtifactMetadata,
                   target: str, budget_s: float = 2.0,
-                  measured: Mapping[str, float] | None = None) -> dict[str, Any]:
+                  measured: Mapping[str, float] | None = None,
+                  probed: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """INT8 vs FP32 (and vs bf16 where a runtime has it natively) latency, with a verdict.
 
     Every installed CPU runtime that loads the INT8 graph is timed; the verdict reads the
@@ -70,12 +71,16 @@ def speed_section(fp32: Path, int8: Path, tensor: np.ndarray, meta: ArtifactMeta
     provider, the reference, emulates Q/DQ and is noted too); ``tensorrt`` is measured by
     the engine build on the device, not here.  ``measured``: the reference runtime's
     medians already in the report (``cpu_latency_ms``), reused instead of timing again.
+    ``probed``: each runtime's compile-probe verdict on `int8` already known (None: it
+    loads), so the graph is not compiled in a child a second time; a runtime missing
+    from it is probed here.
     """
     ref_name, ref_hint = reference().name, GRAPH_HINT
     bf16 = precision("bf16")
     found: dict[str, dict[str, Timing]] = {}
     for rt in runtimes.available():
-        if runtimes.probe(int8, rt) is not None:
+        why = probed[rt] if probed is not None and rt in probed else runtimes.probe(int8, rt)
+        if why is not None:
             continue
         if rt == runtimes.reference() and measured is not None:
             found[rt] = {k: Timing((float(v),)) for k, v in measured.items()}
@@ -115,9 +120,12 @@ def speed_first(run: Int8Run, full: Path) -> str | None:
     Raises SlowerThanFloatError on a CPU target when INT8 is slower and the user did not
     confirm; a probe that cannot measure says nothing (the final speed section will)."""
     opts = run.opts
+    # the search's runtime pick probed this graph already (int8_steps.calibrate_step)
+    probed = None if run.search_on is None else {**dict.fromkeys(run.search_on),
+                                                  **run.left_out}
     try:
         sec = speed_section(run.req.fp32, full, run.calib.tensors[0], run.req.meta,
-                            opts.int8_target, budget_s=PROBE_BUDGET_S)
+                            opts.int8_target, budget_s=PROBE_BUDGET_S, probed=probed)
     except Exception:  # noqa: BLE001 - a probe: the final speed section says it again
         return None
     warning = sec.get("warning")

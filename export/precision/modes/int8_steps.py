@@ -27,7 +27,9 @@ takes roughly twice as long (plus a compile per candidate); the per-unit ranking
 
 from __future__ import annotations
 
+import hashlib
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,14 @@ class Int8Run:
     search_on: tuple[str, ...] | None = None
     left_out: dict[str, str] = field(default_factory=dict)
     refs: dict[str, tuple[list[np.ndarray], float | None]] = field(default_factory=dict)
+    # the cache key's hashes: pre.onnx once per run, a frame set once (keyed by its tensors'
+    # identities: the subsets hold the calibration pool's own arrays)
+    graph_digest: bytes | None = None
+    frame_digests: dict[tuple[int, ...], tuple[bytes, ...]] = field(default_factory=dict)
+    # budget measurements by the graph's content hash: the full graph is measured by the
+    # calibration search and again by the fallback (a few ms of hashing saves a run of
+    # the selection frames on every runtime)
+    measured: dict[str, Measure] = field(default_factory=dict)
 
     @property
     def opts(self) -> Any:
@@ -83,13 +93,27 @@ class Int8Run:
         return Step(name, total, unit, limit_s=round(left * SHARES[name], 1),
                     quiet=self.req.cfg.quiet)
 
-    def ranges(self, frames: LabelledFrames, method: CalibMethod, name: str = "calibration"
-               ) -> tuple[Path, dict[str, Any]]:
-        """Ranges for (graph, frames, method): memo, then the one cache file, then a pass."""
+    def key(self, frames: LabelledFrames, method: str) -> str:
+        """The calibration cache key of (graph, frames, method), each hash computed once."""
         import onnxruntime
 
-        key = calibration.cache_key(self.pre.read_bytes(), frames.tensors, method=method,
-                                    target=self.opts.int8_target, ort=onnxruntime.__version__)
+        if self.graph_digest is None:
+            self.graph_digest = calibration.digest(self.pre.read_bytes())
+        ids = tuple(map(id, frames.tensors))
+        if ids not in self.frame_digests:
+            self.frame_digests[ids] = calibration.frame_digests(frames.tensors)
+        return calibration.key_of(self.graph_digest, self.frame_digests[ids], method=method,
+                                  target=self.opts.int8_target, ort=onnxruntime.__version__)
+
+    def ranges(self, frames: LabelledFrames, method: CalibMethod | str,
+               name: str = "calibration", tick: Any = None) -> tuple[Path, dict[str, Any]]:
+        """Ranges for (graph, frames, method): memo, then the one cache file, then a pass.
+
+        Bounded (no `tick`): the pass is its own ``name`` step, stops at the step's bound
+        with ranges from the frames seen (said in the info, not cached).  Strict (a search
+        candidate's `tick`, int8_steps._strict): the tick's escape goes through the pass,
+        so a candidate is dropped whole, never calibrated on part of its frames."""
+        key = self.key(frames, method)
         if key in self.memo:
             path, info = self.memo[key]
             return path, {**info, "reused_in_run": True}
@@ -99,14 +123,16 @@ class Int8Run:
         hit = calibration.load_cache(cache, key, out)
         extra: dict[str, Any] = {}
         if not hit:
-            step = self.step(name, len(frames), "frame")
-            with step:
+            step = self.step(name, len(frames), "frame") if tick is None else None
+            with step if step is not None else nullcontext():
                 got = q8.calibrate_bounded(self.pre, frames.tensors, self.req.meta.input.name,
-                                           method, self.req.workdir, step.tick)
+                                           method, self.req.workdir,  # type: ignore[arg-type]
+                                           step.tick if step is not None else tick)
             q8.write_ranges(got.data, out)
-            extra = {"chunk_frames": got.chunk, "activation_mb_per_frame": got.activation_mb}
-            step.stopped = got.frames < len(frames)  # calibrate_bounded caught the bound
-            self.steps.append(step.info())
+            if step is not None:
+                extra = {"chunk_frames": got.chunk, "activation_mb_per_frame": got.activation_mb}
+                step.stopped = got.frames < len(frames)  # calibrate_bounded caught the bound
+                self.steps.append(step.info())
             if got.frames < len(frames):
                 extra.update(stopped=f"time bound: ranges from {got.frames} of "
                                      f"{len(frames)} frames", frames_requested=len(frames))
@@ -156,7 +182,14 @@ class Int8Run:
     def measure(self, path: Path) -> Measure:
         """`path` against FP32 on the selection frames: the worst over the search's
         runtimes, so a candidate that meets the budget here meets it on every runtime the
-        gate checks.  A runtime that fails on a candidate leaves the search (recorded)."""
+        gate checks.  A runtime that fails on a candidate leaves the search (recorded).
+        A graph measured before (the same bytes) is not run again."""
+        try:
+            seen: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:  # not a file (the tests' fake graphs): nothing to remember
+            seen = None
+        if seen is not None and seen in self.measured:
+            return self.measured[seen]
         held = self.parts.selection
         found: list[Measure] = []
         several = len(self.pick_runtimes(path)) > 1
@@ -174,7 +207,10 @@ class Int8Run:
             found.append(Measure(agreement(got, ref), s.miou if s else None, ref_miou,
                                  rt if several else None,
                                  standard_error(got, ref) if self.parts.split else 0.0))
-        return worst(found)
+        got_worst = worst(found)
+        if seen is not None:
+            self.measured[seen] = got_worst
+        return got_worst
 
     def agreement_of(self, path: Path) -> float:
         """Ranking only (one run per unit): the reference runtime, the first frames."""
@@ -274,7 +310,7 @@ def search_step(run: Int8Run, quantizer: q8.Quantizer, full: Path, info: dict[st
                             limit_s=max(0.0, limit - (time.monotonic() - started)),
                             quiet=True))
         try:
-            ranges_c, info_c = _ranges_strict(run, frames, c.method, tick)
+            ranges_c, info_c = run.ranges(frames, c.method, tick=tick)
         except tick.escape:  # type: ignore[attr-defined]
             raise BoundReached("calibration search") from None
         qz = q8.Quantizer.open(run.pre, ranges_c, run.opts.int8_target,
@@ -295,39 +331,13 @@ def search_step(run: Int8Run, quantizer: q8.Quantizer, full: Path, info: dict[st
     return quantizer, full, info, per_channel, searched
 
 
-def _ranges_strict(run: Int8Run, frames: LabelledFrames, method: str, tick: Any
-                   ) -> tuple[Path, dict[str, Any]]:
-    """Ranges for a search candidate: memo / cache first; a pass is dropped whole at the
-    bound (tick raises its escape through calibrate_bounded)."""
-    import onnxruntime
-
-    key = calibration.cache_key(run.pre.read_bytes(), frames.tensors, method=method,
-                                target=run.opts.int8_target, ort=onnxruntime.__version__)
-    if key not in run.memo:
-        cache = run.opts.calib_cache or run.req.out.with_suffix(".calib.json")
-        out = run.req.workdir / f"ranges_{len(run.memo)}.json"
-        start = time.perf_counter()
-        hit = calibration.load_cache(cache, key, out)
-        if not hit:
-            got = q8.calibrate_bounded(run.pre, frames.tensors, run.req.meta.input.name,
-                                       method, run.req.workdir, tick)  # type: ignore[arg-type]
-            q8.write_ranges(got.data, out)
-            calibration.save_cache(cache, key, out, {"method": method, "frames": len(frames),
-                                                     "source": frames.source})
-        run.memo[key] = (out, {"method": method, "frames": len(frames),
-                               "source": frames.source, "cache": str(cache),
-                               "cache_hit": hit,
-                               "seconds": round(time.perf_counter() - start, 2)})
-        return run.memo[key]
-    path, info = run.memo[key]
-    return path, {**info, "reused_in_run": True}
-
-
 def fallback_step(run: Int8Run, full: Path, budget: Budget) -> tuple[SearchResult,
                                                                       list[points.Point]]:
     """Sensitivity per unit (a compute layer's points together, points.units), then the
-    smallest most-sensitive set kept in float (fragile units measured first, so a bound
-    still leaves them ranked)."""
+    smallest most-sensitive set kept in float.  The fragile units are measured kept in
+    float together first (on every search runtime) and start in float where that says
+    they collapse (sensitivity.seed_fragile); otherwise they are ranked first, so a bound
+    still leaves them ranked."""
     qmodel, pre = onnx.load(str(full)), onnx.load(str(run.pre))
     found = points.find(qmodel, pre)
     grouped = points.units(found, compute_nodes(qmodel))
@@ -347,7 +357,11 @@ def fallback_step(run: Int8Run, full: Path, budget: Budget) -> tuple[SearchResul
 
     def excluding(kept: tuple[str, ...]) -> Path:
         names = [p for unit in kept for p in groups[unit]]
-        return save(points.keep_float(qmodel, pre, names), work / f"int8_kept_{len(kept)}.onnx")
+        # one file per set (the fragile set and a keep-k set may have the same size, and
+        # the search returns the file of a set it measured earlier)
+        tag = hashlib.sha256("\n".join(kept).encode()).hexdigest()[:10]
+        return save(points.keep_float(qmodel, pre, names),
+                    work / f"int8_kept_{len(kept)}_{tag}.onnx")
 
     full_m = run.measure(full)
     rank = run.step("INT8 sensitivity", len(order), "point")
@@ -370,7 +384,7 @@ def fallback_step(run: Int8Run, full: Path, budget: Budget) -> tuple[SearchResul
     with rank:
         result = search(full, full_m, budget, order, only=only, excluding=excluding,
                         measure=run.measure, agreement_of=run.agreement_of, tick=rank_tick,
-                        keep_tick=keep_tick)
+                        keep_tick=keep_tick, fragile=[u for u in order if u in fragile])
     if keep is not None:
         keep.stopped = any("stopped" in t for t in result.trials)
         keep.__exit__(None, None, None)
