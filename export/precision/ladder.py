@@ -14,36 +14,60 @@ write the failure report before refusing to publish.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from segedge.export.evaluation.evaluate import LabelledFrames, Scores
 from segedge.export.precision import runtimes
-from segedge.export.precision.runtimes import run_labels
 from segedge.export.verify.compare import agreement
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.precisions import GRAPH_HINT
 
-__all__ = ["common_section", "compare", "per_runtime", "runtime_failure"]
+__all__ = ["Labels", "common_section", "compare", "per_runtime", "reference_labels",
+           "runtime_failure"]
+
+# (FP32 label maps, low-precision label maps) of the same frames on one runtime
+Labels = tuple[list[np.ndarray], list[np.ndarray]]
+
+
+def reference_labels(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadata
+                     ) -> Labels:
+    """Both graphs' label maps on the reference runtime, each run once: the mode's headline
+    (compare) and per_runtime (``known``) read the same maps."""
+    return runtimes.run_labels(fp32, frames, meta), runtimes.run_labels(low, frames, meta)
 
 
 def per_runtime(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadata,
-                ignore: int | None, precision: str) -> dict[str, dict[str, Any]]:
+                ignore: int | None, precision: str,
+                known: Mapping[str, Labels] | None = None) -> dict[str, dict[str, Any]]:
     """Agreement (and mIoU) of `low` against `fp32` on each installed runtime.
 
     Each runtime is compared with its own FP32 run, so what is measured is what
     the lowering changed there; a runtime that cannot load the artifact (its
     compile probe, in a child process) gets an ``error`` instead of numbers.
+    `known` holds label maps a caller already computed on exactly these `frames`
+    (runtime -> (FP32, low)): those runtimes are not run again (the report frames cost
+    a full pass of both graphs per runtime).
     """
+    known = known or {}
+    for rt, (ref, got) in known.items():
+        if len(ref) != len(frames) or len(got) != len(frames):
+            raise ValueError(f"per_runtime: expected {len(frames)} known label maps per graph "
+                             f"on {rt}, got {len(ref)} (fp32) and {len(got)} ({precision})")
     found: dict[str, dict[str, Any]] = {}
     for rt in runtimes.available():
         why = runtimes.probe(low, rt)
         if why is not None:
             found[rt] = {"error": why}
             continue
-        ref = run_labels(fp32, frames, meta, rt)
-        got = run_labels(low, frames, meta, rt)
+        if rt in known:
+            ref, got = known[rt]
+        else:
+            ref = runtimes.run_labels(fp32, frames, meta, rt)
+            got = runtimes.run_labels(low, frames, meta, rt)
         entry: dict[str, Any] = {"argmax_agreement": agreement(got, ref)}
         ref_s = frames.score(ref, meta.classes, ignore)
         low_s = frames.score(got, meta.classes, ignore)
@@ -70,11 +94,11 @@ def runtime_failure(found: dict[str, dict[str, Any]], passes: Callable[[dict[str
     return None
 
 
-def compare(fp32: Path, low: Path, frames: LabelledFrames, meta: ArtifactMetadata,
+def compare(labels: Labels, frames: LabelledFrames, meta: ArtifactMetadata,
             ignore: int | None) -> tuple[float, Scores | None, Scores | None]:
-    """Agreement of `low` with `fp32` (the one comparator), and both scored on the truth."""
-    ref = run_labels(fp32, frames, meta)
-    got = run_labels(low, frames, meta)
+    """Agreement of the low-precision maps with the FP32 ones (reference_labels; the one
+    comparator), and both scored on the truth."""
+    ref, got = labels
     return (agreement(got, ref), frames.score(ref, meta.classes, ignore),
             frames.score(got, meta.classes, ignore))
 

@@ -199,7 +199,8 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
            measure: Callable[[Path], Measure], agreement_of: Callable[[Path], float],
            tick: Callable[[], None] = lambda: None,
            keep_tick: Callable[[], None] | None = None,
-           fragile: Sequence[str] = ()) -> SearchResult:
+           fragile: Sequence[str] = (),
+           start_ranking: Callable[[int], None] = lambda n: None) -> SearchResult:
     """Full INT8 if it meets `budget`; else keep the top-k sensitive points in float.
 
     `fragile` units (a subset of `layers`) are first measured kept in float together;
@@ -209,6 +210,8 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
     search can always reach the budget), then bisects between the last miss and the
     first hit.  `tick` (ranking) and `keep_tick` (keep-k) run after every measured unit
     and may raise steps.BoundReached: the best measured so far stands.
+    `start_ranking(n)` runs once, just before the ranking, with the number of units it will
+    rank (0 when the seeded fragile set already meets the budget): the progress total.
     """
     from segedge.export.precision.steps import BoundReached
 
@@ -243,6 +246,7 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
         seeded = {"units": list(fragile), "seeded": False,
                   "skipped": "every unit is fragile: keeping them all is the FP32 graph"}
     rest = [u for u in layers if u not in seed]
+    start_ranking(len(rest) if hit is None else 0)
     ranking = rank_layers(rest, only, agreement_of, tick) if hit is None else \
         [(u, -1.0) for u in rest]
     order = [name for name, _ in ranking]

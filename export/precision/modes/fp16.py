@@ -30,7 +30,7 @@ class FP16(PrecisionMode):
         import onnx
 
         from segedge.export.onnx import tools as onnx_tools
-        from segedge.export.precision import ladder
+        from segedge.export.precision import ladder, runtimes
         from segedge.export.precision.fp16 import convert_fp16
 
         cfg, fp32, meta, opts = req.cfg, req.fp32, req.meta, req.cfg.precision
@@ -43,9 +43,11 @@ class FP16(PrecisionMode):
         path = req.workdir / "fp16.onnx"
         onnx.save(model, str(path))
         frames = eval_frames(cfg, meta, req.size)
-        agree, ref_s, low_s = ladder.compare(fp32, path, frames, meta, opts.ignore_index)
+        labels = ladder.reference_labels(fp32, path, frames, meta)  # run once, read twice
+        agree, ref_s, low_s = ladder.compare(labels, frames, meta, opts.ignore_index)
         section = ladder.common_section(fp32, path, frames, meta, self.name, ref_s, low_s)
-        found = ladder.per_runtime(fp32, path, frames, meta, opts.ignore_index, self.name)
+        found = ladder.per_runtime(fp32, path, frames, meta, opts.ignore_index, self.name,
+                                   known={runtimes.reference(): labels})
         rule = f"argmax agreement >= {opts.fp16_min_agreement}%"
         failure = ladder.runtime_failure(
             found, lambda e: e["argmax_agreement"] >= opts.fp16_min_agreement, rule,

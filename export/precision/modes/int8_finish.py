@@ -19,13 +19,12 @@ import onnx
 
 from segedge.export.onnx import tools as onnx_tools
 from segedge.export.precision import int8 as q8
-from segedge.export.precision import points
+from segedge.export.precision import points, runtimes
 from segedge.export.precision.graph import compute_nodes
 from segedge.export.precision.ladder import common_section, per_runtime, runtime_failure
 from segedge.export.precision.modes.base import Lowered
 from segedge.export.precision.modes.int8_speed import speed_section
 from segedge.export.precision.modes.int8_steps import Int8Run
-from segedge.export.precision.runtimes import run_labels
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult
 from segedge.export.verify.compare import agreement
 from segedge.runtime.io import atomic_path
@@ -69,8 +68,10 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
     model = onnx_tools.check(model)
     path = req.workdir / "int8.onnx"
     onnx.save(model, str(path))
-    rep_ref = run_labels(fp32, rep, meta) if parts.split else run.ref
-    got = run_labels(path, rep, meta)
+    # the reference runtime's maps of the report frames, run once: the headline and the
+    # gate (per_runtime's `known`) read the same ones (unsplit, they are the selection's)
+    rep_ref = runtimes.run_labels(fp32, rep, meta) if parts.split else run.ref
+    got = runtimes.run_labels(path, rep, meta)
     section = common_section(fp32, path, rep, meta, "int8",
                       rep.score(rep_ref, meta.classes, opts.ignore_index),
                       rep.score(got, meta.classes, opts.ignore_index))
@@ -99,7 +100,8 @@ def finish(run: Int8Run, quantizer: q8.Quantizer, found: SearchResult,
         fragile_seed=found.fragile,
         search_runtimes=run.search_info(),
         _steps=run.steps)
-    checked = per_runtime(fp32, path, rep, meta, opts.ignore_index, "int8")
+    checked = per_runtime(fp32, path, rep, meta, opts.ignore_index, "int8",
+                          known={runtimes.reference(): (rep_ref, got)})
     section["runtimes"] = checked
     section["held_out"] = {"frames": parts.total, "source": run.held_source,
                            "disjoint_from_calibration": True, **parts.describe(),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -364,31 +364,38 @@ def fallback_step(run: Int8Run, full: Path, budget: Budget) -> tuple[SearchResul
                     work / f"int8_kept_{len(kept)}_{tag}.onnx")
 
     full_m = run.measure(full)
-    rank = run.step("INT8 sensitivity", len(order), "point")
+    rank: Step | None = None
     keep: Step | None = None
+    with ExitStack() as steps:
 
-    def keep_tick() -> None:
-        nonlocal keep
-        if keep is None:  # ranking is over: its own figures, then the keep-k clock
-            run.steps.append(rank.info())
-            keep = run.step("keep-in-float search", None, "trial").__enter__()
-        keep.tick()
+        def start_ranking(n: int) -> None:  # after the fragile measurement: its own clock
+            nonlocal rank
+            rank = steps.enter_context(run.step("INT8 sensitivity", n, "point"))
 
-    def rank_tick() -> None:
-        try:
-            rank.tick()
-        except BoundReached:
-            rank.stopped = True
-            raise
+        def rank_tick() -> None:
+            assert rank is not None  # search starts the ranking before its first tick
+            try:
+                rank.tick()
+            except BoundReached:
+                rank.stopped = True
+                raise
 
-    with rank:
+        def keep_tick() -> None:
+            nonlocal keep
+            if keep is None:  # ranking is over: its own figures, then the keep-k clock
+                if rank is not None:
+                    run.steps.append(rank.info())
+                keep = steps.enter_context(run.step("keep-in-float search", None, "trial"))
+            keep.tick()
+
         result = search(full, full_m, budget, order, only=only, excluding=excluding,
                         measure=run.measure, agreement_of=run.agreement_of, tick=rank_tick,
-                        keep_tick=keep_tick, fragile=[u for u in order if u in fragile])
+                        keep_tick=keep_tick, fragile=[u for u in order if u in fragile],
+                        start_ranking=start_ranking)
     if keep is not None:
         keep.stopped = any("stopped" in t for t in result.trials)
-        keep.__exit__(None, None, None)
         run.steps.append(keep.info())
-    elif rank.done:
+    elif rank is not None and rank.done:
         run.steps.append(rank.info())
     return result, found
+
