@@ -9,8 +9,9 @@ what differs between fp32 / fp16 / int8 in export/precision/modes/; this file
 names neither.  Every output is checked for writability before the model is
 built; everything is written in a work folder beside the output and only
 renamed into place once it checked and verified (its report first), so a
-failed or interrupted export (SIGTERM included) never leaves a file that looks
-complete, and work folders of a SIGKILLed export are removed by the next one
+failed or interrupted export (SIGTERM included, also one whose exception a
+finalizer or a library swallowed: runtime/interrupts.py) never leaves a file
+that looks complete, and work folders of a SIGKILLed export are removed by the next one
 (export/workspace.py).  The user's model code runs under `user_code`: its
 sys.exit() or self-raised KeyboardInterrupt is one error line, never exit 0.
 """
@@ -49,6 +50,7 @@ from segedge.runtime.errors import (
     SegedgeError,
     VerificationError,
 )
+from segedge.runtime.interrupts import KeptSignals
 from segedge.runtime.metadata import ArtifactMetadata
 from segedge.runtime.precisions import GRAPH_HINT, PrecisionSpec, for_hint
 
@@ -115,9 +117,12 @@ def export(cfg: ExportConfig, log: Log = stderr_log) -> dict[str, Any]:
     swept = sweep_stale(out.resolve().parent)  # left by SIGKILLed exports (owner gone)
     notes = [f"removed {len(swept)} work folder(s) left by killed exports: "
              + ", ".join(p.name for p in swept)] if swept else []
-    # the user's model code may print ("Training from scratch!!"): stdout stays free for data
-    with user_code(cfg.model), contextlib.redirect_stdout(sys.stderr):
-        report = _export(cfg, task, mode, out, notes)
+    # the user's model code may print ("Training from scratch!!"): stdout stays free for data;
+    # a Ctrl-C / SIGTERM that a finalizer or a library swallows still stops it (innermost, so
+    # the SIGINT it hands on is user_code's)
+    kept = KeptSignals()
+    with user_code(cfg.model), contextlib.redirect_stdout(sys.stderr), kept.guard():
+        report = _export(cfg, task, mode, out, notes, kept)
     report["total_seconds"] = round(time.perf_counter() - start, 2)
     write_report(report_path(out), report, f"{out} stands; its report misses the final "
                                            "timings")
@@ -132,8 +137,9 @@ def export(cfg: ExportConfig, log: Log = stderr_log) -> dict[str, Any]:
 
 
 def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: Path,
-            notes: list[str]) -> dict[str, Any]:
-    """resolve ... publish ... engine; `notes` start the report's notes."""
+            notes: list[str], kept: KeptSignals) -> dict[str, Any]:
+    """resolve ... publish ... engine; `notes` start the report's notes; a signal ``kept``
+    recorded raises before anything is written beside the output."""
     if task.seed is not None:
         torch.manual_seed(task.seed)
     res = resolve(cfg)
@@ -191,6 +197,7 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
         if cfg.verify.bf16:  # on by default: segrun may use the fastest verified precision
             report.update(reduced_precision_sections(cfg, task.name, final_tmp, meta,
                                                      prep.size))
+        kept.raise_pending()  # interrupted: no report, no artifact (even if it was swallowed)
         if lowered is not None:
             report["precision_report"] = lowered.section
             if lowered.failure:
@@ -210,14 +217,6 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
                                                "engine was built")
         raise
     return report
-
-
-def bf16_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMetadata,
-                 size: tuple[int, int]) -> dict[str, Any]:
-    """OpenVINO bf16 vs FP32 on the verification frames (runtime hint, not graph)."""
-    from segedge.runtime.backends.auto_probe import challengers
-
-    return hint_section(cfg, task, artifact, meta, size, challengers()[0], "bf16")
 
 
 def reduced_precision_sections(cfg: ExportConfig, task: str, artifact: Path,

@@ -24,6 +24,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from segedge.runtime.errors import SegedgeError
+from segedge.runtime.interrupts import forget_unhandled_interrupt
 from segedge.runtime.redact import redact
 
 EXIT_OK = 0
@@ -99,6 +100,7 @@ def run_cli(prog: str, command: click.Command, argv: list[str] | None = None,
             sys.exit(err.exit_code)
         return
     except (click.exceptions.Abort, KeyboardInterrupt) as err:
+        forget_unhandled_interrupt()  # the exit code below is the one the process ends with
         if isinstance(err, Terminated) or isinstance(err.__context__, Terminated):
             click.echo(f"{prog}: terminated", err=True)
             sys.exit(EXIT_TERMINATED)

@@ -30,7 +30,6 @@ PRECISIONS = artifact_precisions()  # each has a demo ONNX in ASSETS (runtime.pr
 # ONNX Runtime's GPU rows (ort-tensorrt, ort-cuda: provider option, provider name it must run).
 ORT_GPU_ROWS = {row.provider: row for row in descriptor("onnxruntime").bench_rows
                 if row.device == "cuda"}
-TRT_EP, CUDA_EP = (str(ORT_GPU_ROWS[p].expects) for p in ("tensorrt", "cuda"))
 
 FIX_CUDA = ("check that the NVIDIA driver is installed and loads (nvidia-smi works, libcuda.so.1 "
             "is on the loader path) and supports this CUDA major; install cuda-python matching "

@@ -1,41 +1,17 @@
 """Peak resident memory of the process while a step runs (the INT8 report's figure).
 
-Why sample and not only ``ru_maxrss``: the kernel's high-water mark covers the whole
+Why sample and not only the process's high-water mark: that mark covers the whole
 process (the PyTorch export before INT8 included), so a thread samples the resident set
-every `interval_s` during the step; both figures go in the report.  Reads
-``/proc/self/statm`` (no dependency); elsewhere psutil when installed, else only maxrss.
+every `interval_s` during the step; both figures go in the report.  The figures
+themselves are read by runtime/memory.py (segbench reads the same).
 """
 
 from __future__ import annotations
 
-import os
-import resource
-import sys
 import threading
 from types import TracebackType
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def rss_bytes() -> int | None:
-    """Resident set size now, or None where it cannot be read."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except Exception:  # noqa: BLE001 - no psutil, or no permission
-        return None
-
-
-def max_rss_bytes() -> int:
-    """The process's high-water mark (Linux: KiB, macOS: bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+from segedge.runtime.memory import MIB, peak_rss_bytes, rss_bytes
 
 
 class PeakRSS:
@@ -68,10 +44,9 @@ class PeakRSS:
         self.sample()
 
     def info(self) -> dict[str, float | None | str]:
-        mib = 2 ** 20
-        return {"peak_rss_mb": round(self.peak / mib, 1) if self.peak else None,
-                "start_rss_mb": round(self.start / mib, 1) if self.start else None,
-                "process_max_rss_mb": round(max_rss_bytes() / mib, 1),
+        return {"peak_rss_mb": round(self.peak / MIB, 1) if self.peak else None,
+                "start_rss_mb": round(self.start / MIB, 1) if self.start else None,
+                "process_max_rss_mb": round(peak_rss_bytes() / MIB, 1),
                 "how": f"resident set sampled every {self.interval_s * 1000:.0f} ms during INT8 "
                        "(peak_rss_mb); process_max_rss_mb: the kernel's high-water mark of "
                        "the whole export"}

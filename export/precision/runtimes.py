@@ -104,14 +104,6 @@ def medians_ms(timings: Mapping[str, Timing]) -> dict[str, float]:
     return {label: round(t.median_ms, 3) for label, t in timings.items()}
 
 
-def has_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin has native bf16 here (AVX-512 BF16 / AMX): the backend's
-    own answer (its descriptor's native precisions), asked in one place."""
-    from segedge.runtime.precisions import precision
-
-    return native_hint(OPENVINO, precision("bf16").hint)
-
-
 def native_hint(runtime: str, hint: str) -> bool:
     """Whether ``runtime`` runs inference precision ``hint`` natively on this CPU."""
     from segedge.runtime.backends.base import descriptor

@@ -62,7 +62,7 @@ from segedge.runtime.backends.base import (
 )
 from segedge.runtime.errors import InputError, SegedgeError
 from segedge.runtime.platform import cpu_model
-from segedge.runtime.precisions import GRAPH_HINT, find, precision
+from segedge.runtime.precisions import GRAPH_HINT, find
 from segedge.runtime.report import read_report
 from segedge.runtime.tasks import get_task
 
@@ -82,17 +82,6 @@ def verified_hints(path: Path, sha256: str, backend: str) -> tuple[str, ...]:
     if report is None or not report.describes(sha256):
         return ()
     return tuple(h for h in report.verified(backend) if h in descriptor(backend).precisions)
-
-
-def hint_verified(path: Path, sha256: str, hint: str) -> bool:
-    """Did this artifact's export report gate inference precision ``hint`` against FP32 (on a
-    challenger) and pass?"""
-    return any(hint in verified_hints(path, sha256, name) for name in auto_probe.challengers())
-
-
-def bf16_verified(path: Path, sha256: str) -> bool:
-    """``hint_verified`` for OpenVINO's bf16, the hint the chooser's reason names."""
-    return hint_verified(path, sha256, precision("bf16").hint)
 
 
 @dataclass(frozen=True)

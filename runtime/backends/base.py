@@ -143,7 +143,8 @@ class BackendDescriptor:
         return getattr(self._mod(), attr, default)
 
     def open(self, path: Path | str, options: BackendOptions) -> Backend:
-        factory: BackendFactory = getattr(self._mod(), self.factory)
+        """Its factory, loaded by the one registry loader (``BACKENDS.load``: imported once)."""
+        factory: BackendFactory = BACKENDS.load(self.name)
         return factory(path, options)
 
     def available(self) -> tuple[bool, str]:

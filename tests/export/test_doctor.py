@@ -39,8 +39,8 @@ def _gpu_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
     import onnxruntime as ort
 
     real = ort.InferenceSession
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [checks.TRT_EP, checks.CUDA_EP,
-                                                                 "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [
+        ort_backend.TRT_EP, ort_backend.CUDA_EP, ort_backend.CPU_EP])
 
     def session(path: Any, so: Any = None, providers: list[Any] | None = None, **kw: Any) -> Any:
         made = real(path, so, providers=["CPUExecutionProvider"], **kw)
@@ -292,8 +292,8 @@ def test_gpu_providers_that_cannot_load_name_the_missing_cuda_libraries(
 
     fake_gpu()
     real = ort.InferenceSession
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [checks.TRT_EP, checks.CUDA_EP,
-                                                                 "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [
+        ort_backend.TRT_EP, ort_backend.CUDA_EP, ort_backend.CPU_EP])
 
     def session(path: Any, so: Any = None, providers: list[Any] | None = None, **kw: Any) -> Any:
         first = (providers or ["CPUExecutionProvider"])[0]

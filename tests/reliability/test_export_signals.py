@@ -1,6 +1,7 @@
 """segexport and signals (issue 10 item 6): SIGTERM unwinds like Ctrl-C (143 / 130) and
-removes its work folder; a folder left by a SIGKILLed export is removed by the next export
-into the same folder, and only when its owner is gone."""
+removes its work folder, also when a finalizer or a library swallowed the exception the
+handler raised; a folder left by a SIGKILLed export is removed by the next export into the
+same folder, and only when its owner is gone."""
 
 from __future__ import annotations
 
@@ -14,12 +15,19 @@ from pathlib import Path
 import pytest
 
 from segedge.export.workspace import host_tag, sweep_stale, work_prefix
-from tests.reliability.export_cases import TINY, segexport, segexport_cmd, work_folders
+from tests.reliability.export_cases import (
+    REPO,
+    TINY,
+    segexport,
+    segexport_cmd,
+    work_folders,
+)
 
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 # a model and size that keep the export busy for a few seconds after its work folder exists
 SLOW = (f"{TINY}:WideSeg", "--num-classes", "3", "--imgsz", "256", "256")
+SIGNALLED = REPO / "tests" / "reliability" / "signalled_model.py"
 
 
 def start_export(folder: Path) -> subprocess.Popen[str]:
@@ -50,6 +58,24 @@ def test_signal_mid_export_removes_the_work_folder(tmp_path: Path,
     assert proc.returncode == EXIT[sig], stderr
     assert stderr == f"segexport: {WORDS[sig]}\n" and stdout == ""
     assert list(tmp_path.iterdir()) == []  # no work folder, no artifact, no report
+
+
+@pytest.mark.parametrize(("model", "sig"), [("InFinalizer", signal.SIGTERM),
+                                            ("SwallowsIt", signal.SIGINT),
+                                            ("InExec", signal.SIGINT)])
+def test_a_swallowed_signal_still_stops_the_export(tmp_path: Path, model: str,
+                                                   sig: signal.Signals) -> None:
+    """The races a loaded machine hit (a SIGTERM landing in a finalizer: exit 0, artifact
+    published; a Ctrl-C landing in a dataclass's exec: exit -2), made certain: the model's
+    forward signals its own export once, there; one line, the signal's exit code, nothing
+    left."""
+    env = {**os.environ, "SEGEDGE_TEST_SIGNAL": sig.name}
+    done = subprocess.run(segexport_cmd(f"{SIGNALLED}:{model}", "--num-classes", "3", "--imgsz",
+                                        "32", "32", "-o", tmp_path / "s.onnx"),
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == EXIT[sig], done.stderr
+    assert done.stderr == f"segexport: {WORDS[sig]}\n" and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_export(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from segedge.runtime.backends import auto, auto_cache, auto_probe
-from segedge.runtime.backends.auto import AutoSelector, bf16_verified
+from segedge.runtime.backends.auto import AutoSelector, verified_hints
 from segedge.runtime.backends.auto_cache import CacheKey, DecisionCache, Verdict, file_sha256
 from segedge.runtime.backends.auto_probe import pick
 from segedge.runtime.backends.base import BackendOptions
@@ -246,13 +246,15 @@ def _report(artifact: Path, passed: bool, sha: str | None = None) -> None:
 
 def test_bf16_is_picked_only_when_the_report_verified_this_file(tmp_path: Path,
                                                                 artifact: Path) -> None:
-    assert not bf16_verified(artifact, file_sha256(artifact))  # no report
+    sha = file_sha256(artifact)
+    assert verified_hints(artifact, sha, "openvino") == ()  # no report
     _report(artifact, passed=False)
-    assert not bf16_verified(artifact, file_sha256(artifact))
+    assert verified_hints(artifact, sha, "openvino") == ()
     _report(artifact, passed=True, sha="0" * 64)  # a report of another file
-    assert not bf16_verified(artifact, file_sha256(artifact))
+    assert verified_hints(artifact, sha, "openvino") == ()
     _report(artifact, passed=True)
-    assert bf16_verified(artifact, file_sha256(artifact))
+    assert verified_hints(artifact, sha, "openvino") == ("bf16",)
+    assert verified_hints(artifact, sha, "onnxruntime") == ()  # the report gated OpenVINO only
     opener = Opener()
     choice = selector(tmp_path, opener, Probe({"onnxruntime": ORT_MS, "openvino": OV_MS})
                       ).select(artifact, BackendOptions(threads=2))

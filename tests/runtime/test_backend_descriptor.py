@@ -77,6 +77,24 @@ def test_a_toy_backend_is_one_file_and_one_registration(toy: Path) -> None:
     assert row.needs("bf16") == "toy runs f32, f16 (no bf16)"
 
 
+def test_a_descriptor_opens_through_the_registry_loader(toy: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """One loader for every kind (runtime.registry): the descriptor asks it, never imports."""
+    loaded: list[str] = []
+    real = base.BACKENDS.load
+
+    def load(name: str) -> base.BackendFactory:
+        loaded.append(name)
+        return real(name)
+
+    monkeypatch.setattr(base.BACKENDS, "load", load)
+    backend = open_backend(toy)
+    assert loaded == ["toy"] and backend.name == "toy" and backend.active == "CPU"
+    base.register_backend("toy", (".toy",), "toy_backend", "missing")  # replaced in place
+    with pytest.raises(AttributeError, match="missing"):
+        open_backend(toy)  # the registry's current entry, not a stale factory
+
+
 def test_segrun_offers_the_toy_backend(toy: Path) -> None:
     from click.testing import CliRunner
 
