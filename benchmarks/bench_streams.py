@@ -16,7 +16,6 @@ interleaved and repeated (medians), each in a fresh process.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,10 +25,12 @@ import cv2
 
 from segedge.benchmarks import isolate
 from segedge.benchmarks.artifacts import ArtifactRequest, ArtifactStore
+from segedge.benchmarks.ceiling import cpu_per_frame
 from segedge.benchmarks.e2e import ceiling, resolve_backend, usable_cores
-from segedge.benchmarks.measure import cpu_s, peak_rss_mib
+from segedge.benchmarks.measure import cpu_s
 from segedge.benchmarks.stats import median, ratio
 from segedge.runtime.errors import InputError
+from segedge.runtime.memory import peak_rss_mib
 
 TARGET_VS_MODEL = 0.9  # aggregate / single-stream model-only (issue 14)
 RUNS = ("model-only", "model-only-batched", "streams", "streams-unbatched", "streams-latency",
@@ -113,14 +114,11 @@ def measure(job: StreamsJob) -> dict[str, Any]:
             chunks = [tensors[i:i + group] for i in range(0, len(tensors), group)]
             for chunk in chunks[:3]:
                 seg.infer_many(chunk)
-            c0, t0 = cpu_s(), time.perf_counter()
-            for chunk in chunks:
-                seg.infer_many(chunk)
-            wall = time.perf_counter() - t0
-            return {"fps": round(len(tensors) / wall, 3), "frames": len(tensors),
+            cpu, wall = cpu_per_frame(lambda i: seg.infer_many(chunks[i]), len(chunks))
+            return {"fps": round(1000.0 * group / wall, 3), "frames": len(chunks) * group,
                     "batch": group, "provider": seg.active,
-                    "cpu_ms_per_frame": round((cpu_s() - c0) * 1e3 / len(tensors), 3),
-                    "wall_ms_per_frame": round(wall * 1e3 / len(tensors), 3)}
+                    "cpu_ms_per_frame": round(cpu / group, 3),
+                    "wall_ms_per_frame": round(wall / group, 3)}
         finally:
             seg.close()
     out_dir = Path(tempfile.mkdtemp(prefix="segbench-streams-", dir=job.workdir))
@@ -134,13 +132,14 @@ def measure(job: StreamsJob) -> dict[str, Any]:
     if job.kind == "one-stream":
         one = run(configs[0])
         result = {"fps": one.fps, "frames": one.frames_processed, "wall_s": one.wall_s,
-                  "provider": one.provider}
+                  "provider": one.provider, "run_cpu_ms_per_frame": one.cpu_ms_per_frame}
     else:
         # --mode auto is throughput for several streams; streams-latency forces latency mode
         mode = "latency" if job.kind == "streams-latency" else "auto"
         stats = run_many(configs, batching=BatchPolicy(wait_ms=job.wait_ms, mode=mode))
         agg = stats.aggregate
         result = {"fps": agg["fps"], "frames": agg["frames_processed"], "wall_s": agg["wall_s"],
+                  "run_cpu_ms_per_frame": agg.get("cpu_ms_per_frame"),
                   "provider": agg["provider"], "batch": agg["batch"],
                   "batch_wait_ms": agg["batch_wait_ms"],
                   "infer_ms_per_batch": agg["infer_ms_per_batch"],
@@ -224,7 +223,10 @@ def summarize(plan: StreamsPlan, runs: dict[str, list[dict[str, Any]]], reason: 
     best = max(("streams", "streams-unbatched"), key=lambda k: med[k])
     summary["best_run"] = best
     summary["best_vs_model_only"] = ratio(med[best], med["model-only"])
-    summary["ceiling_vs_model_only"] = ceiling(model_wall, cpu[best], usable_cores())
+    run_cpu = [float(r["run_cpu_ms_per_frame"]) for r in runs[best]
+               if r.get("run_cpu_ms_per_frame")]  # the run's own, not the model's loading
+    summary["ceiling_vs_model_only"] = ceiling(
+        model_wall, median(run_cpu) if run_cpu else cpu[best], usable_cores())
     summary["meets_target"] = (summary["best_vs_model_only"] or 0) >= TARGET_VS_MODEL
     return summary
 
@@ -280,123 +282,3 @@ def markdown(summary: dict[str, Any], env: dict[str, Any]) -> str:
               f"Ratios per repeat (streams / model-only): {summary['per_repeat']}; CPU idle "
               f"before each measurement: {summary['idle_before']}.", ""]
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class CeilingJob:
-    """What one stream costs per frame on this CPU, stage by stage, and the model's best
-    throughput: the physical ceiling of N streams against one stream's model-only."""
-
-    artifact: str
-    video: str
-    threads: int
-    backend: str = "auto"
-    frames: int = 24
-    batched_artifact: str | None = None  # the same model with a static batch > 1, if any
-    precision: str | None = None  # the backend's precision hint (None: as auto/segrun runs)
-
-
-def _cpu_per_frame(step: Callable[[int], Any], n: int) -> tuple[float, float]:
-    """(CPU ms, wall ms) per ``step(i)``, i < n: the process's CPU time (only this thread
-    works meanwhile), the step's own library threads included."""
-    c0, t0 = cpu_s(), time.perf_counter()
-    for i in range(n):
-        step(i)
-    return (cpu_s() - c0) * 1e3 / n, (time.perf_counter() - t0) * 1e3 / n
-
-
-def _in_flight(seg: Any, tensors: list[Any], slots: int) -> tuple[float, float]:
-    """(CPU ms, wall ms) per frame, ``slots`` calls running at once (throughput mode)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(slots) as pool:
-        list(pool.map(lambda t: seg.infer_many([t]), tensors[:slots]))  # warm every slot
-        c0, t0 = cpu_s(), time.perf_counter()
-        list(pool.map(lambda t: seg.infer_many([t]), tensors))
-    return (cpu_s() - c0) * 1e3 / len(tensors), (time.perf_counter() - t0) * 1e3 / len(tensors)
-
-
-def measure_ceiling(job: CeilingJob) -> dict[str, Any]:
-    """CPU ms per frame of decode, preprocess, postprocess + draw and encode (as segrun does
-    them: OpenCV single-threaded, the runtime's own capture, drawer and video writer), and
-    the model's wall and CPU ms per frame one call at a time, in throughput mode and
-    batched; from them the most frames per second these cores can give N streams."""
-    from segedge.runtime.backends.base import BackendOptions
-    from segedge.runtime.draw import DrawConfig
-    from segedge.runtime.segmenter import Segmenter
-    from segedge.runtime.sources.video import open_capture
-
-    cv2.setNumThreads(1)  # as segrun runs it (runtime.engine.opencv_single_threaded)
-    cap = open_capture(job.video)
-    frames: list[Any] = []
-    decode_cpu, decode_wall = _cpu_per_frame(lambda _: frames.append(cap.read()[1]), job.frames)
-    cap.release()
-    seg = Segmenter(job.artifact, backend=job.backend, options=BackendOptions(
-        threads=job.threads, mode="latency", precision_hint=job.precision))
-    out: dict[str, Any] = {"frames": job.frames, "cores": usable_cores(),
-                           "provider": seg.active, "decode": [decode_cpu, decode_wall]}
-    try:
-        # Each stage is timed without keeping what it made (a pipeline frees each frame's
-        # arrays and the allocator reuses them; keeping them all would time page faults),
-        # then its results are made once more, untimed, for the next stage.
-        out["preprocess"] = _cpu_per_frame(lambda i: seg.preprocess(frames[i]), job.frames)
-        prepared = [seg.preprocess(f) for f in frames]
-        tensors = [t for t, _ in prepared]
-        for t in tensors[:3]:
-            seg.infer_many([t])
-        out["model_latency"] = _cpu_per_frame(lambda i: seg.infer_many([tensors[i]]),
-                                              job.frames)
-        results = [seg.infer_many([t])[0] for t in tensors]
-        drawer = seg.task.drawer(DrawConfig(), seg.metadata, seg.decode_options)
-        hud = ["FPS  20.0  latency   60.0 ms", "read   3.0 resi   2.0 prep   0.0 infe  36.0 ms",
-               "post   0.3 draw   3.0 writ   5.0 ms"]
-
-        def post(i: int) -> Any:
-            return drawer.draw(frames[i], seg.decode(results[i], prepared[i][1]), hud)
-
-        out["postprocess_draw"] = _cpu_per_frame(post, job.frames)
-        drawn = [post(i) for i in range(job.frames)]
-        with tempfile.TemporaryDirectory(prefix="segbench-ceiling-") as tmp:
-            h, w = drawn[0].shape[:2]
-            writer = cv2.VideoWriter(f"{tmp}/o.mp4", cv2.VideoWriter.fourcc(*"mp4v"), 25.0,
-                                     (w, h))
-            out["encode"] = _cpu_per_frame(lambda i: writer.write(drawn[i]), job.frames)
-            writer.release()
-        seg.use_mode("throughput")
-        slots = max(1, int(getattr(seg.backend, "max_in_flight", 1)))
-        out["model_throughput"] = _in_flight(seg, tensors, slots)
-        out["throughput_slots"] = slots
-    finally:
-        seg.close()
-    if job.batched_artifact:  # the same model with a static batch: one call per batch
-        seg = Segmenter(job.batched_artifact, backend=job.backend, options=BackendOptions(
-            threads=job.threads, mode="latency", precision_hint=job.precision))
-        try:
-            size = seg.static_batch or 4
-            groups = [tensors[i:i + size] for i in range(0, len(tensors) - size + 1, size)]
-            seg.infer_many(groups[0])
-            cpu, wall = _cpu_per_frame(lambda i: seg.infer_many(groups[i]), len(groups))
-            out["model_batched"] = (cpu / size, wall / size)
-        finally:
-            seg.close()
-    return out
-
-
-def ceiling_of(costs: dict[str, Any]) -> dict[str, Any]:
-    """The physical ceiling of "N streams aggregate / one stream's model-only": every core
-    busy, nothing idle, the model in its best configuration measured here; a frame costs
-    the model's CPU time plus decode, preprocess, postprocess + draw and encode."""
-    other = sum(float(costs[k][0]) for k in ("decode", "preprocess", "postprocess_draw",
-                                             "encode"))
-    models = {k: costs[k] for k in ("model_latency", "model_throughput", "model_batched")
-              if k in costs}
-    best = min(models, key=lambda k: float(models[k][1]))
-    model_cpu, best_wall = (float(v) for v in models[best])
-    cores = int(costs["cores"])
-    one_fps = 1000.0 / float(costs["model_latency"][1])
-    limit_fps = min(1000.0 / best_wall, cores * 1000.0 / (model_cpu + other))
-    return {"other_cpu_ms": round(other, 2), "best_model": best,
-            "best_model_cpu_ms": round(model_cpu, 2), "best_model_wall_ms": round(best_wall, 2),
-            "model_only_fps": round(one_fps, 2), "ceiling_fps": round(limit_fps, 2),
-            "ceiling_vs_model_only": round(limit_fps / one_fps, 3),
-            "best_model_vs_model_only": round(float(costs["model_latency"][1]) / best_wall, 3)}

@@ -12,11 +12,17 @@ On one default artifact (``segexport MODEL --imgsz H W``: no precision flags) an
 * (c) a live synthetic camera (``synthetic://?live=1``, latency mode): capture-to-output
   p50/p90 against the model-only time per frame, and where the p50 goes (frame age,
   preprocess, queue, inference, handoff, postprocess, sinks);
-* the ceiling of (b) on this CPU (``--ceiling``, on by default): one stream's CPU ms per
-  frame outside the model (decode, preprocess, postprocess + draw, encode) and the
+* the ceilings of (a) and (b) on this CPU (``--ceiling``, on by default): one stream's CPU
+  ms per frame outside the model (decode, preprocess, postprocess + draw, encode) and the
   model's best throughput (one call at a time, throughput mode, a batched artifact when
-  given), measured in one process: the most N streams can reach against one stream's
-  model-only with every core busy.
+  given), measured in one process: the most frames per second these cores can give with
+  every core busy.  The ceiling is measured in every repeat, between the runs it bounds,
+  and each bound is that repeat's ceiling FPS over the same repeat's denominator
+  (OpenVINO direct for (a), model-only for (b)), as the goals themselves are: a ceiling
+  measured at another time, against another process's model-only figure, differs by
+  however much the machine's load moved in between.  Next to it, segrun's own process
+  CPU per frame over its run (``RunStats.cpu_ms_per_frame``) less the model's: what the
+  pipeline really spends outside the model, against the sum of the parts.
 
 Every measurement runs in its own spawned process, in the same order each repeat, so a
 load spike from elsewhere hits all of them alike; the load average is recorded around
@@ -37,8 +43,9 @@ from typing import Any
 import click
 
 from segedge.benchmarks import isolate
-from segedge.benchmarks.bench_streams import CeilingJob, StreamsJob, ceiling_of, measure_ceiling
+from segedge.benchmarks.bench_streams import StreamsJob
 from segedge.benchmarks.bench_streams import measure as measure_streams
+from segedge.benchmarks.ceiling import COSTS, CeilingJob, ceiling_of, measure_ceiling
 from segedge.benchmarks.e2e import resolve_backend
 from segedge.benchmarks.env import cpu_features, cpu_model, load_average
 from segedge.benchmarks.measure import (
@@ -71,6 +78,7 @@ class GoalsPlan:
     live_seconds: float = 8.0
     live_fps: float = 30.0
     batched: str | None = None  # the same model exported with a static batch (the ceiling)
+    ceiling: bool = True  # measure the ceilings in every repeat
 
 
 def _jobs(plan: GoalsPlan, tmp: str) -> dict[str, tuple[Callable[[Any], dict[str, Any]], Any]]:
@@ -89,6 +97,10 @@ def _jobs(plan: GoalsPlan, tmp: str) -> dict[str, tuple[Callable[[Any], dict[str
         "streams-latency": (measure_streams, StreamsJob(kind="streams-latency", **streams)),
         "live": (measure_live, LiveJob(plan.artifact, (960, 540), plan.live_fps,
                                        int(plan.live_seconds * plan.live_fps), plan.threads)),
+        **({"ceiling": (measure_ceiling, CeilingJob(plan.artifact, plan.video, plan.threads,
+                                                    backend="auto",
+                                                    batched_artifact=plan.batched))}
+           if plan.ceiling else {}),
     }
 
 
@@ -106,31 +118,52 @@ def run_goals(plan: GoalsPlan, tick: Callable[[str], None] = lambda _: None) -> 
     return summarize(plan, runs, chosen.reason, loads)
 
 
-COSTS = ("decode", "preprocess", "postprocess_draw", "encode", "model_latency",
-         "model_throughput", "model_batched")
-
-
-def run_ceiling(plan: GoalsPlan, tick: Callable[[str], None] = lambda _: None
-                ) -> dict[str, Any]:
-    """Goal (b)'s physical ceiling: per-frame costs measured ``repeats`` times, each in a
-    fresh process (every figure within one process), medians per cost (CPU ms, wall ms)."""
-    runs = []
-    for rep in range(plan.repeats):
-        tick(f"ceiling #{rep + 1}")
-        runs.append(isolate.call(measure_ceiling, CeilingJob(
-            plan.artifact, plan.video, plan.threads, backend="auto",
-            batched_artifact=plan.batched)))
-    costs: dict[str, Any] = {"cores": runs[-1]["cores"], "provider": runs[-1]["provider"],
-                             "throughput_slots": runs[-1].get("throughput_slots")}
+def ceiling_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The ceilings of every repeat: the median of each per-frame cost (what RESULTS.md
+    lists) and, per repeat, the ceiling's FPS over that repeat's own denominators (the
+    bounds: medians over repeats), how much of it segrun and the streams reached, and
+    their CPU per frame outside the model against the parts' sum."""
+    found = runs["ceiling"]
+    costs: dict[str, Any] = {"cores": found[-1]["cores"], "provider": found[-1]["provider"],
+                             "throughput_slots": found[-1].get("throughput_slots")}
     for key in COSTS:
-        if all(key in r for r in runs):
-            costs[key] = [round(median([float(r[key][i]) for r in runs]), 2) for i in (0, 1)]
-    return {"costs": costs, **ceiling_of(costs), "load1": load_average()}
+        if all(key in r for r in found):
+            costs[key] = [round(median([float(r[key][i]) for r in found]), 2) for i in (0, 1)]
+    per: list[dict[str, float | None]] = []
+    for i, c in enumerate(found):
+        one = ceiling_of({k: v for k, v in c.items() if k != "model_batched"})  # one file
+        several = ceiling_of(c)
+        seg, streams = runs["segrun"][i], runs["streams"][i]
+        per.append({
+            "a_fps": one["ceiling_fps"], "b_fps": several["ceiling_fps"],
+            "a_bound": ratio(one["ceiling_fps"], float(runs["openvino-direct"][i]["fps"])),
+            "b_bound": ratio(several["ceiling_fps"], float(runs["model-only"][i]["fps"])),
+            "segrun_of_ceiling": ratio(float(seg["fps"]), one["ceiling_fps"]),
+            "streams_of_ceiling": ratio(float(streams["fps"]), several["ceiling_fps"]),
+            "parts_cpu_ms": one["other_cpu_ms"],
+            "segrun_outside_cpu_ms": _outside(seg, c),
+            "streams_outside_cpu_ms": _outside(streams, c)})
+    bounds = {key: _median_of([p[key] for p in per]) for key in per[0]}
+    return {"costs": costs, **ceiling_of(costs), "bounds": bounds, "per_repeat": per}
+
+
+def _median_of(values: list[float | None]) -> float | None:
+    known = [float(v) for v in values if v is not None]
+    return round(median(known), 3) if known else None
+
+
+def _outside(run: dict[str, Any], costs: dict[str, Any]) -> float | None:
+    """A run's process CPU per frame (over the run) less the model's in the run's mode."""
+    cpu = run.get("run_cpu_ms_per_frame")
+    model = costs.get(f"model_{run.get('mode') or 'throughput'}")
+    if cpu is None or model is None:
+        return None
+    return round(float(cpu) - float(model[0]), 2)
 
 
 def ceiling_line(c: dict[str, Any], streams: int) -> str:
     """The ceiling as RESULTS.md / STREAMS.md say it."""
-    k = c["costs"]
+    k, b = c["costs"], c["bounds"]
     parts = ", ".join(f"{name.replace('_', ' + ' if name == 'postprocess_draw' else ' ')} "
                       f"{k[name][0]}" for name in COSTS[:4])
     models = "; ".join(f"{name.replace('model_', '')} {k[name][1]} ms wall / {k[name][0]} "
@@ -139,28 +172,31 @@ def ceiling_line(c: dict[str, Any], streams: int) -> str:
             f"model a stream costs {c['other_cpu_ms']} CPU ms per frame ({parts}); the model "
             f"per frame: {models} (best: {c['best_model'].replace('model_', '')}, "
             f"{c['best_model_vs_model_only']}x one call at a time).  With every core busy "
-            f"and nothing idle, {streams} streams reach at most {c['ceiling_fps']} FPS = "
-            f"**{c['ceiling_vs_model_only']}x** one stream's model-only "
-            f"({c['model_only_fps']} FPS in the same process): min(best model FPS, cores x "
-            f"1000 / (model CPU + {c['other_cpu_ms']}) ms)")
+            f"and nothing idle, {streams} streams reach at most {b['b_fps']} FPS = "
+            f"**{b['b_bound']}x** one stream's model-only (each repeat's ceiling over the same "
+            f"repeat's model-only run; median): min(best model FPS, cores x 1000 / (model "
+            f"CPU + {c['other_cpu_ms']}) ms).  The streams reached {b['streams_of_ceiling']} "
+            f"of it, spending {b['streams_outside_cpu_ms']} CPU ms per frame outside the "
+            "model (the whole process over the run less the model's)")
 
 
 def ceiling_a_line(s: dict[str, Any]) -> str:
     """Goal (a)'s ceiling: one file through segrun pays the same per-frame costs as a stream,
-    so it reaches at most the (b) ceiling's share of its backend's model-only speed, and
-    that backend runs at ``model_only_vs_direct`` of OpenVINO used directly."""
-    c = s["ceiling"]
-    bound = round(float(c["ceiling_vs_model_only"]) * float(s["model_only_vs_direct"]), 3)
-    return (f"- (a) ceiling on this CPU: segrun on one file pays the same "
-            f"{c['other_cpu_ms']} CPU ms per frame outside the model, so it reaches at most "
-            f"{c['ceiling_vs_model_only']}x its backend's model-only speed, which runs at "
-            f"{s['model_only_vs_direct']}x OpenVINO direct: at most **{bound}x** OpenVINO "
-            "direct (the target 1.0 needs the work outside the model to cost less than the "
-            "backend's lead over OpenVINO direct)")
+    and the model in its best one-file configuration (no batched artifact)."""
+    b = s["ceiling"]["bounds"]
+    return (f"- (a) ceiling on this CPU: one file pays the same {b['parts_cpu_ms']} CPU ms "
+            f"per frame outside the model: at most {b['a_fps']} FPS = **{b['a_bound']}x** "
+            "OpenVINO direct (each repeat's ceiling over the same repeat's OpenVINO direct; "
+            f"median).  segrun reached {b['segrun_of_ceiling']} of it, spending "
+            f"{b['segrun_outside_cpu_ms']} CPU ms per frame outside the model (the whole "
+            "process over the run less the model's; the parts alone: "
+            f"{b['parts_cpu_ms']} ms)")
 
 
 def summarize(plan: GoalsPlan, runs: dict[str, list[dict[str, Any]]], reason: str,
               loads: list[Any]) -> dict[str, Any]:
+    ceiling = ceiling_summary(runs) if runs.get("ceiling") else None
+    runs = {k: v for k, v in runs.items() if k != "ceiling"}
     fps = {k: [float(r["fps"]) for r in v] for k, v in runs.items()}
     med = {k: round(median(v), 3) for k, v in fps.items()}
     live = runs["live"]
@@ -197,6 +233,7 @@ def summarize(plan: GoalsPlan, runs: dict[str, list[dict[str, Any]]], reason: st
         "model_only_ms": round(model_ms, 2) if model_ms else None,
         "live_p50_vs_model": ratio(live_p50, model_ms),
         "per_repeat": per_repeat, "load_average": loads,
+        **({"ceiling": ceiling} if ceiling else {}),
         "targets": {"segrun_vs_direct": TARGET_DEFAULT_VS_DIRECT,
                     "streams_vs_model": TARGET_STREAMS_VS_MODEL,
                     "live_p50_vs_model": TARGET_LIVE_VS_MODEL},
@@ -319,7 +356,8 @@ def replace_section(path: Path, section: str, begin: str = BEGIN, end: str = END
 @click.option("--backend-modes", is_flag=True,
               help="Only the backends alone in latency and throughput mode.")
 @click.option("--ceiling/--no-ceiling", default=True, show_default=True,
-              help="Measure goal (b)'s ceiling on this CPU (per-frame costs, best model).")
+              help="Measure the ceilings of (a) and (b) on this CPU in every repeat (per-frame "
+              "costs, best model).")
 @click.option("--batched", type=click.Path(exists=True, dir_okay=False),
               help="The same model exported with --batch N: its throughput joins the ceiling.")
 def main(artifact: str, video: str, threads: int, repeats: int, frames: int,
@@ -334,11 +372,10 @@ def main(artifact: str, video: str, threads: int, repeats: int, frames: int,
         click.echo(section)
         return
     start = time.perf_counter()
-    plan = GoalsPlan(artifact, video, threads, repeats, frames, batched=batched)
+    plan = GoalsPlan(artifact, video, threads, repeats, frames, batched=batched,
+                     ceiling=ceiling)
     tick = lambda what: click.echo(f"segbench goals: {what}", err=True)  # noqa: E731
     summary = run_goals(plan, tick=tick)
-    if ceiling:
-        summary["ceiling"] = run_ceiling(plan, tick)
     summary["wall_s"] = round(time.perf_counter() - start, 1)
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import resource
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,34 +18,10 @@ from segedge.benchmarks import backends
 from segedge.benchmarks.env import gpu_memory_mib, load_average
 from segedge.benchmarks.jobs import ModelJob, SkipCell
 from segedge.benchmarks.stats import summarize
+from segedge.runtime.memory import peak_rss_mib, rss_mib
 from segedge.runtime.timing import Rounds, interleaved, time_one
 
 MIN_ITERS = 10  # a time budget never cuts a cell below this many timed iterations
-
-
-def rss_mib() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            pages = int(fh.read().split()[1])
-        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except (OSError, ValueError):
-        return 0.0
-
-
-def peak_rss_mib() -> float:
-    """This process image's peak resident set.
-
-    VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a child spawned
-    from a parent holding PyTorch would report the parent's size.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 2**10, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def cpu_s() -> float:
@@ -162,6 +137,7 @@ def measure_segrun(job: SegrunJob) -> dict[str, Any]:
             "wall_s": stats.wall_s, "fps": stats.fps, "provider": stats.provider,
             "backend": stats.backend, "backend_reason": stats.backend_reason,
             "mode": stats.mode, "stages": stages, "peak_rss_mib": peak_rss_mib(),
+            "run_cpu_ms_per_frame": stats.cpu_ms_per_frame,  # over the run, not the loading
             "cpu_ms_per_frame": round((cpu_s() - c0) * 1e3 / max(stats.frames_processed, 1), 3)}
 
 

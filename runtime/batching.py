@@ -31,15 +31,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from segedge.runtime.errors import InputError
+from segedge.runtime.modes import MODES, Mode
 from segedge.runtime.stats import LatencyRecorder, summary_dict
 
 _POLL_S = 0.1
 MAX_BATCH = 64  # beyond this a typo, not a policy: frames of 64 streams in one call
-MODES = ("auto", "latency", "throughput")
-Mode = Literal["auto", "latency", "throughput"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,7 @@ class Lane:
 
     def __init__(self, mux: Mux, index: int, capacity: int) -> None:
         self.mux, self.index, self.capacity = mux, index, capacity
+        self.room = threading.Condition(mux.lock)  # this lane's reader waits here for room
         self.pending: deque[Any] = deque()
         self.in_flight = 0  # put and not yet taken back by the stream's postprocess stage
         self.ended = False  # the reader has no more frames
@@ -92,7 +92,7 @@ class Lane:
             while self.in_flight >= self.capacity:
                 if abort.is_set() or self.mux.closed.is_set():
                     return False
-                self.mux.cond.wait(_POLL_S)
+                self.room.wait(_POLL_S)
         return not abort.is_set()
 
     def put(self, item: Any, abort: threading.Event) -> bool:
@@ -100,12 +100,12 @@ class Lane:
             while self.in_flight >= self.capacity:
                 if abort.is_set() or self.mux.closed.is_set():
                     return False
-                self.mux.cond.wait(_POLL_S)
+                self.room.wait(_POLL_S)
             if abort.is_set() or self.mux.closed.is_set():
                 return False
             self.pending.append(item)
             self.in_flight += 1
-            self.mux.cond.notify_all()
+            self.mux.cond.notify_all()  # the inference thread
         return True
 
     def end(self) -> None:
@@ -117,7 +117,9 @@ class Lane:
         """A frame of this stream left the shared stage (its postprocess took it)."""
         with self.mux.cond:
             self.in_flight = max(0, self.in_flight - 1)
-            self.mux.cond.notify_all()
+            self.room.notify()  # this lane's reader (the only one waiting for its room)
+            if self.mux.growing:  # the inference thread waits for this lane to add more
+                self.mux.cond.notify_all()
 
     @property
     def dead(self) -> bool:
@@ -138,7 +140,13 @@ class Mux:
     """The lanes and the round-robin take of the inference thread."""
 
     def __init__(self, streams: int, capacity: int) -> None:
-        self.cond = threading.Condition()
+        # One lock, a wait list per waiter, so that a hand-off wakes only the thread it
+        # concerns: the inference thread waits on ``cond`` (frames ready, a lane ended, a
+        # call done), each lane's reader on its lane's ``room`` (a frame of that lane left
+        # the shared stage, or closing).
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.growing = False  # the inference thread waits for lanes that can add frames
         self.closed = threading.Event()
         self.lanes = [Lane(self, i, capacity) for i in range(streams)]
         self._next = 0
@@ -176,12 +184,14 @@ class Mux:
                 finished = self._sweep()
             t0 = time.perf_counter()
             deadline = t0 + wait_s
+            self.growing = True
             while (self._ready() < limit and any(lane.can_grow() for lane in self.lanes)
                    and not abort.is_set()):
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
                 self.cond.wait(left)
+            self.growing = False
             waited = (time.perf_counter() - t0) * 1e3 if self._ready() else 0.0
             items: list[tuple[int, Any]] = []
             order = self.lanes[self._next:] + self.lanes[:self._next]
@@ -195,13 +205,15 @@ class Mux:
                 if not took:
                     break
             finished += self._sweep()
-            self.cond.notify_all()
             return Batch(items, finished, waited)
 
     def close(self) -> None:
         """Unblock every reader waiting for room (the run is ending)."""
         self.closed.set()
-        self.notify()
+        with self.cond:
+            self.cond.notify_all()
+            for lane in self.lanes:
+                lane.room.notify_all()
 
     def notify(self) -> None:
         """Wake whoever waits on the lanes (a request in flight completed)."""

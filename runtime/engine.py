@@ -38,6 +38,7 @@ from segedge.runtime.backends.auto import after_run
 from segedge.runtime.batching import Batcher, BatchPolicy, BatchRecorder, Mux
 from segedge.runtime.cli_support import Terminated
 from segedge.runtime.config import RunConfig
+from segedge.runtime.modes import planned_mode, resolve_mode
 from segedge.runtime.priority import in_background_thread, reuse_freed_memory
 from segedge.runtime.redact import redact
 from segedge.runtime.segmenter import Segmenter
@@ -47,7 +48,8 @@ from segedge.runtime.sources.base import Source, open_source
 from segedge.runtime.stages import POLL_S, Stages, stop_reason
 from segedge.runtime.stats import MultiRunStats, RunStats, StatsRecorder
 
-__all__ = ["Report", "failure_stats", "run_lanes", "stop_reason", "write_stats"]
+__all__ = ["Report", "failure_stats", "resolve_mode", "run_lanes", "stop_reason",
+           "write_stats"]
 
 log = logging.getLogger("segedge.runtime")
 
@@ -110,20 +112,6 @@ def open_segmenter(config: RunConfig, mode: str | None = None) -> Segmenter:
                      score_threshold=config.score_threshold, options=options)
 
 
-def planned_mode(asked: str, configs: Sequence[RunConfig]) -> str:
-    """The mode to open the model in before the sources are open (a live source starts
-    capturing when opened: it must not wait for a model to compile): ``asked``, else
-    throughput for several streams or a local file or folder, else latency; the engine
-    reopens it if the opened sources say otherwise (``resolve_mode``)."""
-    if asked != "auto":
-        return asked
-    if len(configs) > 1:
-        return "throughput"
-    source = Path(configs[0].source)
-    local = source.is_file() or source.is_dir()  # a camera's /dev/videoN is neither
-    return "throughput" if local else "latency"
-
-
 @contextmanager
 def opencv_single_threaded() -> Iterator[None]:
     """The stages already run in parallel: OpenCV's own worker pool (at normal priority)
@@ -134,22 +122,6 @@ def opencv_single_threaded() -> Iterator[None]:
         yield
     finally:
         cv2.setNumThreads(cv_threads)
-
-
-def resolve_mode(asked: str, sources: Sequence[Source], backend: Any) -> tuple[str, str, int]:
-    """(mode, why, inference calls in flight): ``auto`` is latency for one live source
-    (the newest frame, as soon as possible), throughput otherwise; throughput keeps as
-    many calls in flight as ``backend`` says it runs at once (``max_in_flight``, 1 when
-    it does not say; the engine asks again once the backend is open in that mode)."""
-    if asked == "auto":
-        live = len(sources) == 1 and bool(sources[0].live)
-        mode = "latency" if live else "throughput"
-        why = ("auto: one live source" if live else "auto: several streams"
-               if len(sources) > 1 else "auto: not a live source")
-    else:
-        mode, why = asked, f"--mode {asked}"
-    in_flight = 1 if mode == "latency" else max(1, int(getattr(backend, "max_in_flight", 1)))
-    return mode, why, in_flight
 
 
 class Engine:
@@ -226,7 +198,7 @@ class Engine:
     def run(self) -> MultiRunStats:
         """Start every thread, supervise until all ended, close the outputs; the stats."""
         threads = self._threads()
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         for thread in threads:
             thread.start()
         finished = False
@@ -246,10 +218,12 @@ class Engine:
             while any(t.is_alive() for t in threads):
                 for thread in threads:
                     thread.join(timeout=POLL_S)
-            wall = time.perf_counter() - start
-        return self._stats(start, wall, finished)
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        return self._stats(start, wall, cpu, finished)
 
-    def _stats(self, start: float, wall: float, finished: bool) -> MultiRunStats:
+    def _stats(self, start: float, wall: float, cpu: float, finished: bool) -> MultiRunStats:
+        """Each lane's stats and the aggregate; ``cpu``: the process's CPU seconds over the
+        run (every thread: the model's and every stage's; not the model's loading)."""
         streams: list[RunStats] = []
         degraded: list[str] = []
         raised = self.error() is not None  # then the error says it, not the stats
@@ -262,6 +236,9 @@ class Engine:
             streams.append(stats)
             degraded += [f"{name}: {why}" for why in stats.degraded]
         total = sum(s.frames_processed for s in streams)
+        cpu_ms = round(cpu * 1e3 / total, 3) if total else None
+        if len(streams) == 1:  # the process's CPU is one stream's only when it is alone
+            streams[0] = replace(streams[0], cpu_ms_per_frame=cpu_ms)
         first = streams[0]
         reason = stop_reason(self.shared_error, self.stop, finished, "end of stream")
         aggregate: dict[str, Any] = {
@@ -271,6 +248,7 @@ class Engine:
             "frames_dropped": sum(s.frames_dropped for s in streams),
             "frames_corrupt": sum(s.frames_corrupt for s in streams),
             "wall_s": round(wall, 4), "fps": round(total / wall, 3) if wall > 0 else 0.0,
+            "cpu_ms_per_frame": cpu_ms,
             "model": first.model, "backend": first.backend, "provider": first.provider,
             "backend_reason": first.backend_reason, "stop_reason": reason, "mode": self.mode,
             "interrupted": self.stop.signum is not None or not finished,

@@ -185,6 +185,9 @@ class RunStats(_StatsDocument):
     # last frames' records (index, each part's ms, total_ms): what the p50 is made of
     capture_breakdown_ms: dict[str, dict[str, float]] | None = None
     frame_records: tuple[dict[str, float], ...] = ()
+    # the process's CPU time (every thread, the model's included) per processed frame over
+    # the run, not the model's loading; None for one stream of several (they share it)
+    cpu_ms_per_frame: float | None = None
 
     def __post_init__(self) -> None:
         counts = {"frames_read": self.frames_read, "frames_processed": self.frames_processed,

@@ -223,11 +223,16 @@ class LiveSource:
             self._cond.notify_all()  # a held frame is decoded for this reader
             try:
                 stale = self._stale_latest()
+                # every arrival, end and close notifies: the only timed wait is for a late
+                # next frame (then the newest will do)
+                late = stale.timestamp + 1.5 * (self._interval or 0.0) if stale else None
                 while (self._latest is None or self._latest is stale) and not self._ended:
-                    if stale is not None and time.monotonic() >= stale.timestamp + \
-                            1.5 * (self._interval or 0.0):
+                    if late is None:
+                        self._cond.wait()
+                    elif (left := late - time.monotonic()) > 0:
+                        self._cond.wait(left)
+                    else:
                         break  # the next frame is late: the newest will do
-                    self._cond.wait(0.5 if stale is None else 0.005)
                 frame, self._latest = self._latest, None
                 return frame
             finally:

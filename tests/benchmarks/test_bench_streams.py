@@ -9,6 +9,7 @@ import pytest
 
 from segedge.benchmarks.bench_streams import RUNS, StreamsPlan, summarize
 from segedge.benchmarks.cli import main
+from segedge.benchmarks.e2e import usable_cores
 from segedge.runtime.errors import InputError
 
 
@@ -66,3 +67,21 @@ def test_cli_without_the_clip_is_one_line(tmp_path: Path,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("segbench: error: --data: expected a folder holding")
+
+
+def test_the_ceiling_takes_the_runs_own_cpu_not_the_model_loading() -> None:
+    """A process's CPU per frame includes compiling the model; the run's own figure
+    (RunStats.cpu_ms_per_frame) is what the cores must spread, when it is reported."""
+    runs = {k: [{"fps": 20.0, "cpu_ms_per_frame": 400.0, "frames": 8} for _ in range(3)]
+            for k in RUNS}
+    plan = StreamsPlan(model="m", video=__file__, threads=2, repeats=3)
+    loading = summarize(plan, runs, "why", "onnxruntime", [None] * 21)
+    for k in ("streams", "streams-unbatched"):
+        for r, cpu in zip(runs[k], (160.0, 150.0, 140.0), strict=True):
+            r["run_cpu_ms_per_frame"] = cpu
+    own = summarize(plan, runs, "why", "onnxruntime", [None] * 21)
+    model_wall, cores = 50.0, usable_cores()  # 20 FPS
+    assert own["ceiling_vs_model_only"] == round(min(1.0, model_wall / (150.0 / cores)), 3)
+    assert loading["ceiling_vs_model_only"] == round(min(1.0, model_wall / (400.0 / cores)),
+                                                     3)
+    assert own["ceiling_vs_model_only"] != loading["ceiling_vs_model_only"]

@@ -189,3 +189,24 @@ def test_summary_says_capture_latency_only_for_live_runs() -> None:
     assert stats(True).capture_to_output_ms == {"count": 4, "mean_ms": 25.0, "p50_ms": 25.0,
                                                 "p90_ms": 37.0, "p99_ms": 39.7}
     assert not any("capture" in ln for ln in stats(False).summary_lines())
+
+
+def test_the_stats_give_the_process_cpu_per_frame_over_the_run(
+        models: dict[str, Path], video: Path) -> None:
+    """One stream: its own figure; several: the aggregate's only (they share the process).
+    Over the run, not the model's loading: at most every core busy for the run's wall time."""
+    import os
+
+    one = run(RunConfig(model=models["labels"], source=str(video), display=False,
+                        max_frames=6))
+    assert one.cpu_ms_per_frame is not None and one.cpu_ms_per_frame > 0
+    cpu_s = one.cpu_ms_per_frame * one.frames_processed / 1e3
+    assert cpu_s <= one.wall_s * (os.cpu_count() or 1) + 0.05
+    assert one.to_dict()["cpu_ms_per_frame"] == one.cpu_ms_per_frame
+    several = run_many([RunConfig(model=models["labels"], source=str(video), display=False,
+                                  max_frames=4, stream=f"s{k}") for k in range(2)])
+    total = several.aggregate["cpu_ms_per_frame"]
+    assert total is not None and total > 0
+    assert total * several.aggregate["frames_processed"] / 1e3 <= \
+        several.aggregate["wall_s"] * (os.cpu_count() or 1) + 0.05
+    assert [s.cpu_ms_per_frame for s in several.streams] == [None, None]

@@ -87,6 +87,48 @@ def test_calls_in_flight_complete_in_the_order_they_started() -> None:
     assert peak[0] >= 2 and batcher.recorder.to_dict()["batch"]["calls"] == 40
 
 
+def test_a_lane_releasing_a_frame_wakes_only_its_own_reader() -> None:
+    """Every hand-off wakes only the thread it concerns: a frame of lane 0 leaving the
+    shared stage wakes lane 0's reader (blocked, its lane full), never lane 1's (its wait
+    only times out), and no reader is woken by the inference thread taking frames."""
+    mux = Mux(2, 1)
+    never = threading.Event()
+    notified = {0: 0, 1: 0}
+    for k, lane in enumerate(mux.lanes):
+        real_wait = lane.room.wait
+
+        def wait(timeout: float | None = None, k: int = k, real: Any = real_wait) -> bool:
+            woken = real(timeout)
+            notified[k] += int(woken)  # True: notified, False: its 0.1 s wait timed out
+            return woken
+
+        lane.room.wait = wait  # type: ignore[method-assign]
+        assert lane.put(SimpleNamespace(index=0), never)  # the lane is now full
+    done = {0: threading.Event(), 1: threading.Event()}
+    put: dict[int, bool] = {}
+
+    def reader(k: int) -> None:
+        put[k] = mux.lanes[k].put(SimpleNamespace(index=1), never)  # blocks: no room
+        done[k].set()
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    batch = mux.take(2, 0.0, never)
+    assert batch is not None and len(batch.items) == 2
+    for _ in range(3):
+        mux.lanes[0].release()  # lane 0's frame left: only its reader may go on
+        done[0].wait(5)
+    time.sleep(0.15)
+    assert done[0].is_set() and not done[1].is_set()
+    assert notified[0] == 1 and notified[1] == 0
+    mux.close()  # closing wakes every reader
+    threads[1].join(5)
+    assert not threads[1].is_alive() and notified[1] == 1
+    assert put == {0: True, 1: False}  # lane 1's frame was refused: the run is ending
+
+
 @pytest.fixture
 def concurrent_backend(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Slow each call down and count how many overlapped (ONNX Runtime opened in throughput

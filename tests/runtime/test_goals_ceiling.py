@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from segedge.benchmarks import goals
-from segedge.benchmarks.bench_streams import ceiling_of
+from segedge.benchmarks.ceiling import ceiling_of
+from segedge.benchmarks.stats import ratio
 
 # (CPU ms, wall ms) per frame; 2 cores; the model fills both (CPU = 2 x wall).
 COSTS: dict[str, Any] = {"cores": 2, "provider": "CPU (bf16)", "throughput_slots": 2,
@@ -37,31 +38,87 @@ def test_a_cheap_pipeline_is_capped_by_the_models_best_throughput() -> None:
     assert c["ceiling_fps"] == 40.0 and c["ceiling_vs_model_only"] == pytest.approx(1.44)
 
 
-def test_the_goals_section_states_the_ceiling() -> None:
-    ceiling = {"costs": COSTS, **ceiling_of(COSTS)}
+def _runs(walls: list[float]) -> dict[str, list[dict[str, Any]]]:
+    """Three repeats; the ceiling's model wall per repeat from ``walls`` (so its FPS moves
+    like the machine's load), segrun and the streams in throughput mode with their
+    process CPU per frame over the run."""
+    ceilings = [{**COSTS, "model_latency": [70.0, w + 1.0], "model_throughput": [72.0, w]}
+                for w in walls]
+    return {"ceiling": ceilings,
+            "openvino-direct": [{"fps": f} for f in (20.0, 25.0, 30.0)],
+            "model-only": [{"fps": f} for f in (21.0, 26.0, 31.0)],
+            "segrun": [{"fps": f, "mode": "throughput", "run_cpu_ms_per_frame": cpu}
+                       for f, cpu in ((18.0, 90.0), (19.0, 91.0), (20.0, 89.0))],
+            "streams": [{"fps": f, "mode": "throughput", "run_cpu_ms_per_frame": None}
+                        for f in (17.0, 18.0, 19.0)]}
+
+
+def test_each_repeats_ceiling_is_set_against_the_same_repeats_denominators() -> None:
+    c = goals.ceiling_summary(_runs([35.0, 40.0, 60.0]))
+    fps = [min(1000 / w, 2000 / 87) for w in (35.0, 40.0, 60.0)]  # 22.99, 22.99, 16.67
+    per = c["per_repeat"]
+    assert [p["a_fps"] for p in per] == [round(f, 2) for f in fps]
+    assert [p["a_bound"] for p in per] == [ratio(round(f, 2), d) for f, d in
+                                           zip(fps, (20.0, 25.0, 30.0), strict=True)]
+    assert [p["b_bound"] for p in per] == [ratio(round(f, 2), d) for f, d in
+                                           zip(fps, (21.0, 26.0, 31.0), strict=True)]
+    # medians of the per-repeat ratios, not a ratio of medians taken at different times
+    assert c["bounds"]["a_bound"] == round(sorted(p["a_bound"] for p in per)[1], 3)
+    assert c["bounds"]["segrun_of_ceiling"] == round(
+        sorted(ratio(s, round(f, 2)) or 0 for s, f in zip((18.0, 19.0, 20.0), fps,
+                                                           strict=True))[1], 3)
+    # outside the model: the run's process CPU less the model's in the run's mode
+    assert [p["segrun_outside_cpu_ms"] for p in per] == [18.0, 19.0, 17.0]
+    assert c["bounds"]["segrun_outside_cpu_ms"] == 18.0
+    assert c["bounds"]["parts_cpu_ms"] == 15.0
+    assert c["bounds"]["streams_outside_cpu_ms"] is None  # not reported: not invented
+    assert c["costs"]["model_throughput"] == [72.0, 40.0]  # each cost's median for the table
+
+
+def test_one_file_is_not_bounded_by_a_batched_artifact_it_cannot_use() -> None:
+    runs = _runs([35.0, 35.0, 35.0])
+    for c in runs["ceiling"]:
+        c["model_batched"] = [40.0, 20.0]  # 50 FPS alone; the cores allow 2000 / 55
+    c = goals.ceiling_summary(runs)
+    assert c["bounds"]["b_fps"] == round(2000 / 55, 2)
+    assert c["bounds"]["a_fps"] == round(2000 / 87, 2)
+
+
+def test_the_goals_section_states_the_ceilings() -> None:
+    ceiling = goals.ceiling_summary(_runs([35.0, 35.0, 35.0]))
     line = goals.ceiling_line(ceiling, 4)
     assert line.startswith("- (b) ceiling on this CPU (2 cores, CPU (bf16)): outside the model "
                            "a stream costs 15.0 CPU ms per frame (decode 4.0, preprocess 3.0, "
                            "postprocess + draw 3.0, encode 5.0)")
-    assert f"4 streams reach at most {ceiling['ceiling_fps']} FPS = " \
-           f"**{ceiling['ceiling_vs_model_only']}x** one stream's model-only" in line
+    b = ceiling["bounds"]
+    assert f"4 streams reach at most {b['b_fps']} FPS = **{b['b_bound']}x** one stream's " \
+           "model-only" in line
+    a = goals.ceiling_a_line({"ceiling": ceiling})
+    assert f"at most {b['a_fps']} FPS = **{b['a_bound']}x** OpenVINO direct" in a
+    assert f"segrun reached {b['segrun_of_ceiling']} of it, spending 18.0 CPU ms" in a
 
 
-def test_the_ceiling_takes_each_cost_median_over_fresh_processes(
+def test_the_ceiling_is_measured_in_every_repeat_between_the_runs(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    walls = iter([40.0, 36.0, 30.0])  # one call at a time: median 36 (not first/last/mean)
-    jobs: list[Any] = []
+    order: list[str] = []
 
     def call(fn: Any, job: Any) -> dict[str, Any]:
-        assert fn is goals.measure_ceiling
-        jobs.append(job)
-        return {**COSTS, "model_latency": [70.0, next(walls)]}
+        if fn is goals.measure_ceiling:
+            order.append("ceiling")
+            assert job.batched_artifact == "a_b4.onnx" and job.backend == "auto"
+            return dict(COSTS)
+        order.append("run")
+        out: dict[str, Any] = {"fps": 20.0, "mode": "throughput", "precision": "bf16",
+                               "run_cpu_ms_per_frame": 90.0}
+        if fn is goals.measure_live:
+            out.update(capture_to_output_ms={"p50_ms": 50.0, "p90_ms": 60.0},
+                       infer_p50_ms=40.0, frames=100, mode="latency")
+        return out
 
     monkeypatch.setattr(goals.isolate, "call", call)
-    plan = goals.GoalsPlan("a.onnx", "v.mp4", 2, repeats=3, batched="a_b4.onnx")
-    c = goals.run_ceiling(plan)
-    assert len(jobs) == 3 and all(j.batched_artifact == "a_b4.onnx" for j in jobs)
-    assert all(j.backend == "auto" for j in jobs)  # the backend segrun itself picks
-    assert c["costs"]["model_latency"] == [70.0, 36.0]
-    assert c["costs"]["encode"] == [5.0, 6.0] and "model_batched" not in c["costs"]
-    assert c["ceiling_vs_model_only"] == ceiling_of(COSTS)["ceiling_vs_model_only"]
+    monkeypatch.setattr(goals, "resolve_backend", lambda *a: type("C", (), {"reason": "r"}))
+    summary = goals.run_goals(goals.GoalsPlan("a.onnx", "v.mp4", 2, repeats=2,
+                                              batched="a_b4.onnx"))
+    assert order == (["run"] * 7 + ["ceiling"]) * 2
+    assert len(summary["ceiling"]["per_repeat"]) == 2
+    assert "(a) ceiling on this CPU" in goals.markdown(summary)

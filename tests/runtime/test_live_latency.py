@@ -120,6 +120,103 @@ def test_live_synthetic_frames_are_copies_of_a_ring_rendered_once() -> None:
     assert np.array_equal(frames[RING], synthetic_frame(0, 64, 48))
 
 
+class GatedReadCamera:
+    """A capture without grab/retrieve (``read`` only) whose frames arrive when the test
+    releases them."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Semaphore(0)
+        self.sent = 0
+        self.opened = True
+
+    def isOpened(self) -> bool:  # noqa: N802
+        return self.opened
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        while not self.gate.acquire(timeout=0.05):
+            if not self.opened:
+                return False, None
+        self.sent += 1
+        return True, np.full((4, 4, 3), self.sent, np.uint8)
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        self.opened = False
+
+
+class CountingCondition(threading.Condition):
+    """Counts the waits of one thread (the reader): a polling reader waits hundreds of
+    times a second, one woken by arrivals a few times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reader: int | None = None
+        self.reader_waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if threading.get_ident() == self.reader:
+            self.reader_waits += 1
+        return super().wait(timeout)
+
+
+def _aged_source(age: float) -> tuple[LiveSource, GatedReadCamera, CountingCondition]:
+    """A 1 FPS read-only live source whose first frame is ``age`` seconds old."""
+    camera = GatedReadCamera()
+    source = LiveSource("fake", lambda: camera,
+                        SourceOptions(reconnect_attempts=0, fps=1.0), finite=True)
+    cond = CountingCondition()
+    source._cond = cond  # noqa: SLF001 - the capture thread waits in read(), not on it
+    camera.gate.release()
+    wait_until(lambda: source._latest is not None)  # noqa: SLF001
+    first = source._latest  # noqa: SLF001
+    time.sleep(max(0.0, first.timestamp + age - time.monotonic()))
+    return source, camera, cond
+
+
+def _read_in_thread(source: LiveSource, cond: CountingCondition,
+                    got: list[object]) -> threading.Thread:
+    def read() -> None:
+        cond.reader = threading.get_ident()
+        got.append(source.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    return reader
+
+
+def test_a_reader_late_in_the_interval_waits_for_the_fresher_frame_without_polling() -> None:
+    source, camera, cond = _aged_source(0.7)  # older than the next (due in 0.3 s) is away
+    try:
+        got: list[object] = []
+        reader = _read_in_thread(source, cond, got)
+        wait_until(lambda: source._readers == 1)  # noqa: SLF001
+        time.sleep(0.2)  # a polling reader would wait ~40 times meanwhile
+        camera.gate.release()  # the next frame arrives
+        reader.join(timeout=10)
+        assert [f.index for f in got] == [1]  # type: ignore[attr-defined]
+        assert source.dropped == 1  # the older one, superseded
+        assert cond.reader_waits <= 3
+    finally:
+        source.close()
+
+
+def test_when_the_next_frame_is_late_the_reader_takes_the_newest() -> None:
+    source, _camera, cond = _aged_source(0.7)
+    try:
+        got: list[object] = []
+        reader = _read_in_thread(source, cond, got)
+        reader.join(timeout=10)
+        frame = got[0]
+        assert frame.index == 0  # type: ignore[attr-defined]
+        # it waited for the due frame until 1.5 intervals after the newest's capture
+        assert time.monotonic() >= frame.timestamp + 1.5  # type: ignore[attr-defined]
+        assert cond.reader_waits <= 3 and source.dropped == 0
+    finally:
+        source.close()
+
+
 @pytest.fixture
 def grab_camera(monkeypatch: pytest.MonkeyPatch) -> GrabCamera:
     import segedge.runtime.engine as engine
