@@ -3,7 +3,9 @@
 Target: with the default calibration count (``--calib-count 300``) an INT8 export of a
 real-time road-scene network at 1024x512 stays under 4 GB resident and under 15
 minutes on 2 cores.  Exports a zoo network (default ``ddrnet23_slim``, random weights
-unless a checkpoint is given) to INT8 with CamVid calibration frames, samples the
+unless a checkpoint is given: ``tools/camvid_realtime.py`` trains one briefly on CamVid in
+the authors' layout, ``--checkpoint FILE --num-classes 11``, because how INT8 behaves is a
+property of trained weights) to INT8 with CamVid calibration frames, samples the
 process's resident set for the whole export, and writes the figures with the CPU model,
 the load average at the start and the end, every INT8 step's time and the calibration
 frames used of those asked to ``benchmarks/INT8_BUDGET.md`` (JSON beside it) and a
@@ -41,7 +43,8 @@ BEGIN, END = "<!-- issue-21-int8-budget:begin -->", "<!-- issue-21-int8-budget:e
 
 
 def measure(model: str, calib: Path, count: int, size: tuple[int, int],
-            checkpoint: Path | None, time_limit: float) -> dict[str, Any]:
+            checkpoint: Path | None, time_limit: float,
+            num_classes: int | None = None) -> dict[str, Any]:
     """The whole export (FP32 + verify + INT8), its peak resident set and wall time."""
     from segedge.export.config import EngineOptions, ExportConfig, PrecisionOptions
     from segedge.export.pipeline import export
@@ -52,7 +55,8 @@ def measure(model: str, calib: Path, count: int, size: tuple[int, int],
     out = out_dir / f"{model}_int8.onnx"
     cfg = ExportConfig(
         model=model, checkpoint=checkpoint, weights="random" if checkpoint is None else "auto",
-        imgsz=size, output=out, quiet=True, engine=EngineOptions(build=False),
+        num_classes=num_classes, imgsz=size, output=out, quiet=True,
+        engine=EngineOptions(build=False),
         precision=PrecisionOptions(mode="int8", calib=str(calib), calib_count=count,
                                    int8_time_limit=time_limit, int8_keep_closest=True))
     start = time.monotonic()
@@ -106,7 +110,8 @@ def _difference(got: dict[str, float], ref: dict[str, float]) -> dict[str, Any]:
 
 
 def profile(model: str, checkpoint: Path | None, calib: Path, count: int,
-            size: tuple[int, int], ref_frames: int) -> dict[str, Any]:
+            size: tuple[int, int], ref_frames: int,
+            num_classes: int | None = None) -> dict[str, Any]:
     """Per-frame time of ORT's HistogramCalibrater vs the stream, and the sampled ranges'
     difference from the exact histogram over every calibration frame (one run each)."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
@@ -118,7 +123,7 @@ def profile(model: str, checkpoint: Path | None, calib: Path, count: int,
 
     work = Path(tempfile.mkdtemp(prefix="int8_profile_"))
     fp32 = work / f"{model}.onnx"
-    export(ExportConfig(model=model, checkpoint=checkpoint,
+    export(ExportConfig(model=model, checkpoint=checkpoint, num_classes=num_classes,
                         weights="random" if checkpoint is None and model != "demo" else "auto",
                         imgsz=size, output=fp32, quiet=True, engine=EngineOptions(build=False)))
     pre = q8.preprocess(fp32, work)
@@ -317,7 +322,10 @@ def write(result: dict[str, Any], path: Path, results_md: Path | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ddrnet23_slim")
-    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--checkpoint", type=Path,
+                    help="trained weights in the model's layout (e.g. from "
+                         "tools/camvid_realtime.py); random weights without it")
+    ap.add_argument("--num-classes", type=int, help="the checkpoint's class count")
     ap.add_argument("--calib", type=Path, default=DATA / "train")
     ap.add_argument("--calib-count", type=int, default=300)
     ap.add_argument("--height", type=int, default=512)
@@ -343,11 +351,13 @@ def main(argv: list[str] | None = None) -> int:
                               "seconds": 0.0, "memory": {"peak_rss_mb": None}}
     if not args.skip_export:
         result = measure(args.model, args.calib, args.calib_count, size, args.checkpoint,
-                         args.time_limit)
+                         args.time_limit, args.num_classes)
     result["load"] = [load0, _load()]
     models = [args.model, "demo"] if args.profile_models is None else args.profile_models
     result["profiles"] = [profile(m, args.checkpoint if m == args.model else None, args.calib,
-                                  args.calib_count, size, args.profile_frames) for m in models]
+                                  args.calib_count, size, args.profile_frames,
+                                  args.num_classes if m == args.model else None)
+                          for m in models]
     result.update(cpu=cpu_model(), cores=len(os.sched_getaffinity(0))
                   if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))

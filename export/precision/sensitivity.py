@@ -37,8 +37,9 @@ class Measure:
     miou: float | None = None
     miou_fp32: float | None = None
     worst_on: str | None = None  # the runtime the deciding figure came from (worst of several)
-    # agreement points the figure may lose on frames that did not choose it: one standard
-    # error of its per-frame agreement when the selection and report frames differ (the
+    # agreement points the figure may lose on frames that did not choose it: 2.33 standard
+    # errors of its per-frame agreement when the selection and report frames differ
+    # (modes/int8_steps.unseen_margin; the
     # budget must hold with it subtracted, so the chosen set also meets it on report frames)
     margin: float = 0.0
 

@@ -1,8 +1,10 @@
 """The INT8 budget search keeps a margin for the frames that did not choose its set.
 
 Measured (benchmarks/INT8_BUDGET.md): a keep-in-float set chosen at the budget on 32
-selection frames landed at 98.995 % on the 32 report frames, under the 99 % budget.  The
-search now asks the budget to hold with one standard error of the per-frame agreement
+selection frames landed at 98.995 % on the 32 report frames, under the 99 % budget; with
+one standard error subtracted, a trained DDRNet's set chosen at 99.05 % landed at 98.91 %.
+The search now asks the budget to hold with a one-sided 95 % bound on the difference of
+two frame samples' means (1.645 x sqrt(2) standard errors of the per-frame agreement)
 subtracted whenever selection and report frames differ.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segedge.export.precision.modes.int8_steps import standard_error
+from segedge.export.precision.modes.int8_steps import MARGIN_SE, standard_error, unseen_margin
 from segedge.export.precision.sensitivity import Budget, Measure, worst
 
 Maps = list[np.ndarray]
@@ -29,13 +31,25 @@ def _frames(agreements: list[float], pixels: int = 1000) -> tuple[Maps, Maps]:
     return got, ref
 
 
-def test_the_margin_is_one_standard_error_of_the_per_frame_agreement() -> None:
+def test_the_standard_error_is_that_of_the_per_frame_agreement() -> None:
     per = [99.0, 99.4, 98.8, 99.2]
     got, ref = _frames(per)
     assert standard_error(got, ref) == pytest.approx(np.std(per, ddof=1) / 2, abs=1e-4)
     assert standard_error(got[:1], ref[:1]) == 0.0  # one frame: no spread to speak of
     same, ref2 = _frames([99.0] * 4)
     assert standard_error(same, ref2) == 0.0
+
+
+def test_the_search_margin_is_a_one_sided_95_percent_bound_on_a_difference_of_means() -> None:
+    per = [99.0, 99.4, 98.8, 99.2]
+    got, ref = _frames(per)
+    se = np.std(per, ddof=1) / 2
+    assert MARGIN_SE == pytest.approx(2.3264, abs=1e-4)
+    assert unseen_margin(got, ref) == pytest.approx(2.3264 * se, abs=2e-4)
+    # the trained DDRNet case: 99.05 % with one standard error (0.047) passed and missed on
+    # the report frames; with this margin the same figure no longer meets the budget
+    assert not Budget(min_agreement=99.0).met(Measure(99.05, margin=round(MARGIN_SE * 0.047, 4)))
+    assert Budget(min_agreement=99.0).met(Measure(99.05, margin=0.047))
 
 
 def test_the_budget_holds_only_with_the_margin_subtracted() -> None:

@@ -206,7 +206,7 @@ class Int8Run:
             s = held.score(got, self.req.meta.classes, self.opts.ignore_index)
             found.append(Measure(agreement(got, ref), s.miou if s else None, ref_miou,
                                  rt if several else None,
-                                 standard_error(got, ref) if self.parts.split else 0.0))
+                                 unseen_margin(got, ref) if self.parts.split else 0.0))
         got_worst = worst(found)
         if seen is not None:
             self.measured[seen] = got_worst
@@ -221,10 +221,24 @@ class Int8Run:
                          self.ref[:RANK_FRAMES])
 
 
+# How far below the selection frames' figure the report frames' may fall: the difference of
+# two independent samples' mean agreement has about sqrt(2) times one sample's standard
+# error, and 1.645 of those is a one-sided 95 % bound.  Measured (INT8_BUDGET.md): with no
+# margin a set chosen at the budget gave 98.995 % on the report frames (random DDRNet); with
+# one standard error (0.047 points) a trained DDRNet-23-slim's set chosen at 99.05 % gave
+# 98.91 %; both under the 99 % budget, so no artifact.
+MARGIN_SE = 1.645 * float(np.sqrt(2.0))  # about 2.33 standard errors
+
+
+def unseen_margin(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
+    """Agreement points the budget search subtracts so its set also holds on the report
+    frames: ``MARGIN_SE`` standard errors of the per-frame agreement."""
+    return round(MARGIN_SE * standard_error(got, ref), 4)
+
+
 def standard_error(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
     """One standard error of the mean per-frame agreement (points): how far the figure may
-    move on other frames like these.  Measured here: a set chosen at 99.0x % on 32 selection
-    frames gave 98.95-99.0 % on the 32 report frames of the same clip set (INT8_BUDGET.md)."""
+    move on other frames like these."""
     if len(got) < 2:
         return 0.0
     per = np.array([agreement([g], [r]) for g, r in zip(got, ref, strict=True)])
