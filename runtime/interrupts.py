@@ -44,13 +44,17 @@ class KeptSignals:
         self._hook_below: Callable[[Any], Any] = sys.unraisablehook
         self._again: list[threading.Thread] = []  # deliveries scheduled by _again_soon
         self._leaving = False
+        # a delivery raised and nothing swallowed it since: the program is unwinding, and a
+        # second one (the re-delivery of a swallowed signal arriving late on a loaded
+        # machine) would break off its clean-up (measured: a work folder left behind)
+        self._unwinding = False
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self._below.get(signum) is signal.SIG_IGN:
             return
         if self.pending is None:
             self.pending = signum
-        if self._leaving:  # a late second delivery: the guard is raising (or raised) it
+        if self._leaving or self._unwinding:  # a late second delivery: already raised
             return
         if _in_hook(frame):  # raised here it would be lost again: once the hook is left
             self._again_soon(signum)
@@ -61,6 +65,7 @@ class KeptSignals:
         """What the handler beneath does with ``signum`` (it raises: unwinding starts here)."""
         below = self._below.get(signum)
         if callable(below):
+            self._unwinding = True
             below(signum, frame)
         elif below is signal.SIG_DFL:  # nothing in Python handled it: the default action
             signal.signal(signum, signal.SIG_DFL)
@@ -75,6 +80,7 @@ class KeptSignals:
         """sys.unraisablehook while guarded: the signal's exception, swallowed by a finalizer,
         is delivered again (the handler defers itself until this frame is left)."""
         if self.pending is not None and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self._unwinding = False  # the finalizer swallowed it: nothing unwinds
             self._again_soon(self.pending)
             return
         self._hook_below(unraisable)

@@ -56,6 +56,31 @@ def test_a_second_delivery_still_on_its_way_when_the_guard_is_left_is_absorbed()
     assert after[-1] > 0.25  # ran to its end, uninterrupted
 
 
+def test_a_late_redelivery_does_not_break_off_the_clean_up_of_the_first() -> None:
+    """On a loaded machine the re-delivery of a finalizer-swallowed signal (a thread, 1 ms
+    later) can arrive after the checkpoint already raised it, while the export removes its
+    work folder: the full suite left one behind.  Made certain here: the checkpoint raises,
+    and the re-delivery lands in the clean-up."""
+    kept = KeptSignals()
+    cleaned: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with kept.guard():
+            kept._handler(signal.SIGINT, None)  # delivered: unwinds from here
+    kept = KeptSignals()
+    with pytest.raises(KeyboardInterrupt):
+        with kept.guard():
+            try:
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                except KeyboardInterrupt:
+                    pass  # a library swallowed it
+                kept.raise_pending()  # the checkpoint raises it
+            finally:
+                kept._handler(signal.SIGINT, None)  # the late re-delivery, mid clean-up
+                cleaned.append("work folder removed")
+    assert cleaned == ["work folder removed"]
+
+
 def test_a_signal_a_library_swallowed_raises_at_the_checkpoint() -> None:
     kept = KeptSignals()
     reached = []
