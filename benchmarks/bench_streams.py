@@ -28,7 +28,7 @@ from segedge.benchmarks.artifacts import ArtifactRequest, ArtifactStore
 from segedge.benchmarks.ceiling import cpu_per_frame
 from segedge.benchmarks.e2e import ceiling, resolve_backend, usable_cores
 from segedge.benchmarks.measure import cpu_s
-from segedge.benchmarks.stats import median, ratio
+from segedge.benchmarks.stats import known_median, median, ratio
 from segedge.runtime.errors import InputError
 from segedge.runtime.memory import peak_rss_mib
 
@@ -223,10 +223,10 @@ def summarize(plan: StreamsPlan, runs: dict[str, list[dict[str, Any]]], reason: 
     best = max(("streams", "streams-unbatched"), key=lambda k: med[k])
     summary["best_run"] = best
     summary["best_vs_model_only"] = ratio(med[best], med["model-only"])
-    run_cpu = [float(r["run_cpu_ms_per_frame"]) for r in runs[best]
-               if r.get("run_cpu_ms_per_frame")]  # the run's own, not the model's loading
-    summary["ceiling_vs_model_only"] = ceiling(
-        model_wall, median(run_cpu) if run_cpu else cpu[best], usable_cores())
+    # the run's own CPU, not the model's loading as well
+    run_cpu = known_median([r.get("run_cpu_ms_per_frame") for r in runs[best]])
+    summary["ceiling_vs_model_only"] = ceiling(model_wall, run_cpu or cpu[best],
+                                               usable_cores())
     summary["meets_target"] = (summary["best_vs_model_only"] or 0) >= TARGET_VS_MODEL
     return summary
 

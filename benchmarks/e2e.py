@@ -46,7 +46,7 @@ from segedge.benchmarks.measure import (
     measure_segrun,
 )
 from segedge.benchmarks.plain_loop import LoopJob
-from segedge.benchmarks.stats import median, ratio
+from segedge.benchmarks.stats import known_median, median, ratio
 from segedge.runtime.errors import InputError
 
 # Targets (issue 13: end to end), checked by this benchmark.
@@ -176,9 +176,8 @@ def run_e2e(plan: E2EPlan, store: ArtifactStore, isolated: bool, tick: Tick,
         "idle_before": idle,
     }
     # the run's own CPU (RunStats.cpu_ms_per_frame), not the model's loading as well
-    run_cpu = [float(r["run_cpu_ms_per_frame"]) for r in runs["segrun"]
-               if r.get("run_cpu_ms_per_frame")]
-    summary["segrun_run_cpu_ms_per_frame"] = round(median(run_cpu), 1) if run_cpu else None
+    run_cpu = known_median([r.get("run_cpu_ms_per_frame") for r in runs["segrun"]])
+    summary["segrun_run_cpu_ms_per_frame"] = round(run_cpu, 1) if run_cpu else None
     summary["ceiling_vs_model_only"] = ceiling(
         summary["wall_per_frame_ms"]["model-only"],
         summary["segrun_run_cpu_ms_per_frame"] or summary["cpu_ms_per_frame"]["segrun"],

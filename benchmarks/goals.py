@@ -58,7 +58,7 @@ from segedge.benchmarks.measure import (
     measure_openvino_direct,
     measure_segrun,
 )
-from segedge.benchmarks.stats import median, ratio
+from segedge.benchmarks.stats import known_median, median, ratio
 
 TARGET_DEFAULT_VS_DIRECT = 1.0
 TARGET_STREAMS_VS_MODEL = 1.15
@@ -143,13 +143,12 @@ def ceiling_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "parts_cpu_ms": one["other_cpu_ms"],
             "segrun_outside_cpu_ms": _outside(seg, c),
             "streams_outside_cpu_ms": _outside(streams, c)})
-    bounds = {key: _median_of([p[key] for p in per]) for key in per[0]}
+    bounds = {key: _rounded(known_median([p[key] for p in per])) for key in per[0]}
     return {"costs": costs, **ceiling_of(costs), "bounds": bounds, "per_repeat": per}
 
 
-def _median_of(values: list[float | None]) -> float | None:
-    known = [float(v) for v in values if v is not None]
-    return round(median(known), 3) if known else None
+def _rounded(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
 
 
 def _outside(run: dict[str, Any], costs: dict[str, Any]) -> float | None:

@@ -70,6 +70,13 @@ def median(values: Sequence[float]) -> float:
     return percentile(values, 50)
 
 
+def known_median(values: Sequence[float | None]) -> float | None:
+    """The median of the figures that exist (a run that could not measure one gives None),
+    or None when none does."""
+    known = [float(v) for v in values if v is not None]
+    return median(known) if known else None
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """numerator / denominator to 4 significant digits (a fixed 3 decimals would cost a
     0.04 ratio 1 % of its value), or None when either is missing or the denominator is 0."""

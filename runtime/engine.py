@@ -48,8 +48,7 @@ from segedge.runtime.sources.base import Source, open_source
 from segedge.runtime.stages import POLL_S, Stages, stop_reason
 from segedge.runtime.stats import MultiRunStats, RunStats, StatsRecorder
 
-__all__ = ["Report", "failure_stats", "resolve_mode", "run_lanes", "stop_reason",
-           "write_stats"]
+__all__ = ["Report", "failure_stats", "run_lanes", "stop_reason", "write_stats"]
 
 log = logging.getLogger("segedge.runtime")
 

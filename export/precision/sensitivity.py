@@ -39,8 +39,8 @@ class Measure:
     worst_on: str | None = None  # the runtime the deciding figure came from (worst of several)
     # agreement points the figure may lose on frames that did not choose it: 2.33 standard
     # errors of its per-frame agreement when the selection and report frames differ
-    # (modes/int8_steps.unseen_margin; the
-    # budget must hold with it subtracted, so the chosen set also meets it on report frames)
+    # (modes/int8_steps.unseen_margin); the budget must hold with it subtracted, so the
+    # chosen set also meets it on the report frames
     margin: float = 0.0
 
     @property
@@ -225,7 +225,8 @@ def search(full: Path, full_measure: Measure, budget: Budget, layers: Sequence[s
     spare: tuple[Path, tuple[str, ...], Measure] | None = None  # a fragile hit not seeded
     seed: tuple[str, ...] = ()
     seeded: dict[str, Any] | None = None
-    fragile = tuple(u for u in layers if u in set(fragile))
+    wanted = set(fragile)
+    fragile = tuple(u for u in layers if u in wanted)
     if fragile and len(fragile) < len(layers):
         path = excluding(fragile)
         m = measure(path)

@@ -23,8 +23,8 @@ from segedge.runtime.backends import tensorrt as trt_backend
 from segedge.runtime.backends.base import BackendOptions, open_backend
 from segedge.runtime.batching import BatchPolicy
 from segedge.runtime.config import RunConfig
-from segedge.runtime.engine import resolve_mode
 from segedge.runtime.errors import SegedgeError
+from segedge.runtime.modes import resolve_mode
 from segedge.runtime.pipeline import run
 from tests.fakes.gpu import FakeGpu, fake_gpu  # noqa: F401 - the fixture
 from tests.runtime.onnx_fixtures import make_labels_model
