@@ -50,9 +50,35 @@ def work_prefix(pid: int | None = None) -> str:
 
 @contextlib.contextmanager
 def work_dir(folder: Path) -> Iterator[Path]:
-    """A fresh work folder in `folder`, removed on the way out (also on SIGTERM/Ctrl-C)."""
-    with tempfile.TemporaryDirectory(prefix=work_prefix(), dir=folder) as tmp:
-        yield Path(tmp)
+    """A fresh work folder in `folder`, removed on the way out (also on SIGTERM/Ctrl-C).
+
+    Removed to the end even when another Ctrl-C/SIGTERM lands during the removal (a second
+    key press, or a swallowed signal delivered again late on a loaded machine: the full
+    suite left a folder behind with TemporaryDirectory, whose removal it broke off): the
+    one already unwinding goes on; one arriving after a normal run raises once it is gone.
+    """
+    path = Path(tempfile.mkdtemp(prefix=work_prefix(), dir=folder))
+    try:
+        yield path
+    except BaseException:
+        _remove(path)
+        raise
+    late = _remove(path)
+    if late is not None:
+        raise late
+
+
+def _remove(path: Path) -> KeyboardInterrupt | None:
+    """rmtree `path` to the end; a KeyboardInterrupt (SIGTERM's too) meanwhile is returned."""
+    late: KeyboardInterrupt | None = None
+    while True:
+        try:
+            shutil.rmtree(path)
+            return late
+        except FileNotFoundError:
+            return late
+        except KeyboardInterrupt as err:
+            late = err
 
 
 def pid_alive(pid: int) -> bool:

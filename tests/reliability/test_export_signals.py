@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +112,30 @@ def test_sweep_keeps_folders_of_running_exports(tmp_path: Path) -> None:
         if sleeper.poll() is None:
             sleeper.kill()
             sleeper.wait()
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_a_signal_during_the_work_folder_removal_does_not_leave_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: bool) -> None:
+    """A second Ctrl-C/SIGTERM that lands inside the removal (the full suite's case: a
+    swallowed signal delivered again late) breaks it off no more: the folder goes, the
+    error already unwinding goes on, and one arriving after a normal run is raised after."""
+    import shutil
+
+    from segedge.export import workspace
+
+    real, calls = shutil.rmtree, []
+
+    def interrupted_once(path: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(path)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # the late delivery, mid removal
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(workspace.shutil, "rmtree", interrupted_once)
+    with pytest.raises(ValueError if failing else KeyboardInterrupt):
+        with workspace.work_dir(tmp_path) as work:
+            (work / "raw.onnx").write_bytes(b"x")
+            if failing:
+                raise ValueError("the export failed")
+    assert len(calls) == 2 and list(tmp_path.iterdir()) == []
