@@ -19,9 +19,9 @@ import errno
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,13 +52,24 @@ def work_prefix(pid: int | None = None) -> str:
 def work_dir(folder: Path) -> Iterator[Path]:
     """A fresh work folder in `folder`, removed on the way out (also on SIGTERM/Ctrl-C).
 
+    The folder is made inside the ``try`` that removes it: a signal whose handler runs
+    between the ``mkdir`` and the ``try`` would leave it behind (measured: a swallowed
+    signal's re-delivery waits for the GIL, and ``mkdir`` is the first call to release it,
+    so with mkdtemp the full suite left a folder every time).  The name carries this PID,
+    so whatever exists under it when a signal lands is this export's to remove.
     Removed to the end even when another Ctrl-C/SIGTERM lands during the removal (a second
-    key press, or a swallowed signal delivered again late on a loaded machine: the full
-    suite left a folder behind with TemporaryDirectory, whose removal it broke off): the
-    one already unwinding goes on; one arriving after a normal run raises once it is gone.
+    key press, or a late re-delivery): the one already unwinding goes on; one arriving after
+    a normal run raises once the folder is gone.
     """
-    path = Path(tempfile.mkdtemp(prefix=work_prefix(), dir=folder))
+    base = Path(folder).absolute()
+    path = _candidate(base)
     try:
+        while True:
+            try:
+                os.mkdir(path, 0o700)
+                break
+            except FileExistsError:  # taken (a leftover of a process with this PID): next
+                path = _candidate(base)
         yield path
     except BaseException:
         _remove(path)
@@ -66,6 +77,10 @@ def work_dir(folder: Path) -> Iterator[Path]:
     late = _remove(path)
     if late is not None:
         raise late
+
+
+def _candidate(base: Path) -> Path:
+    return base / f"{work_prefix()}{secrets.token_hex(4)}"
 
 
 def _remove(path: Path) -> KeyboardInterrupt | None:

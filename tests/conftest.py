@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from segedge.export.models.sources import restore_environ
 from tests.shared_data import shared_data_root
 
 
@@ -23,6 +24,16 @@ def _auto_backend_pinned() -> Iterator[None]:
         os.environ.pop("SEGEDGE_AUTO_BACKEND", None)
     else:
         os.environ["SEGEDGE_AUTO_BACKEND"] = saved
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """What a test's imports wrote to os.environ goes with it: Ultralytics' import (a fixture
+    builds a YOLO checkpoint in this process) sets OMP_NUM_THREADS=1, and every segexport the
+    suite ran afterwards used one OpenMP thread (a timing race in a signal test showed it)."""
+    before = dict(os.environ)
+    yield
+    restore_environ(before)
 
 
 @pytest.fixture(scope="session")

@@ -216,12 +216,26 @@ def require(source: Source, ref: str) -> None:
     for key, value in source.offline_env:
         os.environ.setdefault(key, value)
     assert source.package is not None
+    before = dict(os.environ)
     try:
         importlib.import_module(source.package)
     except ImportError as err:
         raise BackendUnavailableError(
             f"{ref}: expected the {source.package} package (pip install 'segedge[{EXTRA}]'), "
             f"got {type(err).__name__}: {err}") from None
+    finally:
+        restore_environ(before)
+
+
+def restore_environ(before: dict[str, str]) -> None:
+    """Undo what an import wrote to the environment (Ultralytics sets OMP_NUM_THREADS=1 "for
+    training" when unset: every process started afterwards, a runtime check or the user's
+    own, would then run its OpenMP pools on one thread)."""
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    for key, value in before.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 _PKG = "segedge.export.models"

@@ -10,6 +10,7 @@ test_library_precision.py.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,31 @@ def test_missing_library_is_one_line_naming_the_extra(monkeypatch: pytest.Monkey
     assert not list(tmp_path.iterdir())  # nothing written
     with pytest.raises(BackendUnavailableError):
         sources.build(ExportConfig(model="smp:Unet"))
+
+
+def test_a_library_import_leaves_the_environment_as_it_was(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Ultralytics' import sets OMP_NUM_THREADS=1 when unset: every process started after it
+    (the suite's own segexport runs, once) then ran one OpenMP thread.  A stand-in package
+    does what it does; only the source's own offline settings stay."""
+    (tmp_path / "writes_env.py").write_text(
+        "import os\nos.environ['OMP_NUM_THREADS'] = '1'\nos.environ['SEGEDGE_T_KEEP'] = 'x'\n"
+        "os.environ.pop('SEGEDGE_T_GONE')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("SEGEDGE_T_KEEP", "mine")
+    monkeypatch.setenv("SEGEDGE_T_GONE", "here")
+    monkeypatch.delenv("SEGEDGE_T_OFFLINE", raising=False)
+    source = sources.Source("t", "unused", prefix="t", package="writes_env",
+                            offline_env=(("SEGEDGE_T_OFFLINE", "1"),))
+    try:
+        sources.require(source, "t:x")
+        assert "writes_env" in sys.modules  # it ran
+    finally:
+        sys.modules.pop("writes_env", None)
+    assert "OMP_NUM_THREADS" not in os.environ
+    assert (os.environ["SEGEDGE_T_KEEP"], os.environ["SEGEDGE_T_GONE"]) == ("mine", "here")
+    assert os.environ["SEGEDGE_T_OFFLINE"] == "1"
 
 
 def test_library_models_refuse_zoo_weights_flag() -> None:

@@ -139,3 +139,43 @@ def test_a_signal_during_the_work_folder_removal_does_not_leave_it(
             if failing:
                 raise ValueError("the export failed")
     assert len(calls) == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_right_after_the_work_folder_is_made_does_not_leave_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full suite's case, made certain: a swallowed signal's re-delivery waits for the GIL,
+    and mkdir is the first call that releases it, so the handler ran just after the folder
+    was made and before anything could remove it (mkdtemp: left behind every time)."""
+    real, made = os.mkdir, []
+
+    def then_interrupted(path: Any, *args: Any, **kwargs: Any) -> None:
+        real(path, *args, **kwargs)
+        made.append(Path(path))
+        raise KeyboardInterrupt  # the handler, at the first bytecode after the syscall
+
+    from segedge.export import workspace
+
+    monkeypatch.setattr(os, "mkdir", then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with workspace.work_dir(tmp_path):
+            pytest.fail("the body never runs: the signal came first")
+    assert len(made) == 1 and made[0].parent == tmp_path
+    assert made[0].name.startswith(work_prefix())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_work_folders_are_private_and_never_reuse_a_taken_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name already taken (a leftover of an earlier process with this PID) is skipped and
+    kept; the new folder is the owner's alone (0700, as mkdtemp made it)."""
+    from segedge.export import workspace
+
+    names = iter(["aaaaaaaa", "aaaaaaaa", "bbbbbbbb"])
+    monkeypatch.setattr(workspace.secrets, "token_hex", lambda n: next(names))
+    taken = tmp_path / f"{work_prefix()}aaaaaaaa"
+    taken.mkdir()
+    (taken / "keep").write_bytes(b"x")
+    with workspace.work_dir(tmp_path) as work:
+        assert work == tmp_path / f"{work_prefix()}bbbbbbbb" and work.is_dir()
+        assert work.stat().st_mode & 0o777 == 0o700
+    assert list(tmp_path.iterdir()) == [taken] and (taken / "keep").exists()
