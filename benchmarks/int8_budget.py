@@ -18,7 +18,10 @@ range difference of the sampled histograms against the exact ones on every calib
 frame (one network run per frame feeds both), per model: the benchmark's model and the
 shipped CamVid-trained ``demo`` (trained weights: realistic activation tails).
 
-A benchmark, not a test: run it by hand (``python -m segedge.benchmarks.int8_budget``).
+A benchmark, not a test: run it by hand, naming the calibration frames (it never searches
+for data): ``python -m segedge.benchmarks.int8_budget --calib ../shared/data/camvid/train
+--checkpoint FILE --num-classes 11``.  The command line, as given, is written with the
+results (their reproduce line).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -36,7 +40,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
+PROG = "python -m segedge.benchmarks.int8_budget"
 GB = 4.0
 MINUTES = 15.0
 BEGIN, END = "<!-- issue-21-int8-budget:begin -->", "<!-- issue-21-int8-budget:end -->"
@@ -75,6 +79,9 @@ def measure(model: str, calib: Path, count: int, size: tuple[int, int],
             "seconds": round(seconds, 1), "memory": peak.info(),
             "int8_resources": sec.get("resources"),
             "agreement": sec.get("argmax_agreement"), "budget": sec.get("budget"),
+            "runtimes": {rt: e["argmax_agreement"] if "argmax_agreement" in e
+                         else f"cannot load: {e.get('error')}"
+                         for rt, e in (sec.get("runtimes") or {}).items()},
             "calibration": {k: v for k, v in (sec.get("calibration") or {}).items()
                             if k != "searched"},
             "error": error, "output": str(out_dir)}
@@ -238,11 +245,12 @@ def summary(result: dict[str, Any]) -> list[str]:
         + (" (ABOVE the core count: other work shared the CPU, times are upper bounds; "
            "provisional, re-run on a quiet machine)" if _loaded(result) else ""),
         f"- model: `{result['model']}` at {result['size'][1]}x{result['size'][0]}, weights "
-        f"{result['weights']}, `--calib-count {asked}` (CamVid train frames)",
+        f"{result['weights']}, `--calib-count {asked}` "
+        + (f"frames from `{result['calib']}`" if result.get("calib")
+           else "(CamVid train frames)"),
         f"- calibration frames used: **{used} of {asked} asked**"
         + (f" ({cal['stopped']})" if cal.get("stopped") else "")
-        + (f"; {cal.get('method')}, {cal.get('chunk_frames')} frame(s) a pass, "
-           f"{cal.get('activation_mb_per_frame')} MB activations a frame" if cal else ""),
+        + _calibration_parts(cal),
         f"- peak resident memory, whole export: {mem['peak_rss_mb']:.0f} MB "
         f"(target < {GB:.0f} GB: {'met' if ok_mem else 'MISSED'})",
         f"- wall time, whole export (FP32 export + verify + INT8): {result['seconds']:.0f} s "
@@ -256,22 +264,48 @@ def summary(result: dict[str, Any]) -> list[str]:
                      f"{in_steps:.0f} s in the bounded steps below, "
                      f"{result['seconds'] - in_steps:.0f} s in everything else (FP32 export, "
                      "verification, pre-processing, quantizing, report checks)")
-        for step in steps:
-            if "done" in step:
-                per = (f", {step['seconds'] / step['done']:.2f} s a {step['units']}"
-                       if step.get("done") else "")
-                done = f", {step['done']} {step['units']}(s) of {step.get('total')}{per}"
-            else:
-                done = f", {step.get('candidates')} candidate(s)"
-            est = f", estimate {step['estimate_s']} s" if step.get("estimate_s") else ""
-            lines.append(f"  - {step.get('step')}: {step.get('seconds')} s{done}{est}, bound "
-                         f"{step.get('bound_s')} s"
-                         f"{', stopped by the bound' if step.get('stopped_by_bound') else ''}")
-    lines.append(f"- INT8 agreement with FP32 (report frames): {result.get('agreement')}; "
-                 f"budget {result.get('budget')}")
+        lines += [f"  - {step_line(step)}" for step in steps]
+    runtimes = result.get("runtimes") or {}
+    lines.append(f"- INT8 agreement with FP32 (report frames): {result.get('agreement')}"
+                 + "".join(f", on {rt} {value}" for rt, value in runtimes.items())
+                 + f"; budget {result.get('budget')}")
     if result.get("error"):
         lines.append(f"- export refused: {result['error'][:300]}")
     return lines
+
+
+def _calibration_parts(cal: dict[str, Any]) -> str:
+    """"; method, pass size, activation size": only the fields the calibration recorded (a
+    streamed percentile calibration makes no passes, so it has no pass size)."""
+    fields = (("method", "{}"), ("chunk_frames", "{} frame(s) a pass"),
+              ("activation_mb_per_frame", "{} MB activations a frame"))
+    parts = [form.format(cal[key]) for key, form in fields if cal.get(key) is not None]
+    return f"; {', '.join(parts)}" if parts else ""
+
+
+def step_line(step: dict[str, Any]) -> str:
+    """One bounded INT8 step: time, units done (of a total where the step has one: the
+    keep-in-float search does not know its trial count in advance), estimate, bound."""
+    text = f"{step.get('step')}: {step.get('seconds')} s"
+    if "done" in step:
+        total = f" of {step['total']}" if step.get("total") is not None else ""
+        per = (f", {step['seconds'] / step['done']:.2f} s a {step['units']}"
+               if step.get("done") and step.get("seconds") is not None else "")
+        text += f", {step['done']} {step['units']}(s){total}{per}"
+    elif step.get("candidates") is not None:
+        text += f", {step['candidates']} candidate(s)"
+    if step.get("estimate_s") is not None:
+        text += f", estimate {step['estimate_s']} s"
+    if step.get("bound_s") is not None:
+        text += f", bound {step['bound_s']} s"
+    return text + (", stopped by the bound" if step.get("stopped_by_bound") else "")
+
+
+def reproduce(result: dict[str, Any]) -> str:
+    """The command line that measured these results, as given (older results did not record
+    it: said so rather than guessed)."""
+    command = result.get("command")
+    return f"`{command}`" if command else "command line not recorded"
 
 
 def profile_lines(profiles: list[dict[str, Any]]) -> list[str]:
@@ -304,8 +338,8 @@ def write(result: dict[str, Any], path: Path, results_md: Path | None) -> None:
         f"{result['load'][1]} at the end; export skipped (--skip-export): profile only"]
     lines = ["# INT8 export budget (benchmarks/int8_budget.py)", "", *head,
              *profile_lines(result.get("profiles") or []), "",
-             f"Measured {result['date']} with `python -m segedge.benchmarks.int8_budget`;"
-             " JSON: INT8_BUDGET.json.", ""]
+             f"Measured {result['date']}; reproduce: {reproduce(result)}; JSON: "
+             f"{path.with_suffix('.json').name}.", ""]
     path.write_text("\n".join(lines))
     path.with_suffix(".json").write_text(json.dumps(result, indent=2))
     if results_md is not None:
@@ -314,8 +348,8 @@ def write(result: dict[str, Any], path: Path, results_md: Path | None) -> None:
         section = "\n".join([
             BEGIN, "## INT8 export at 1024x512 within 4 GB and 15 minutes (issue 21)", "",
             *summary(result), *profile_lines(result.get("profiles") or []),
-            f"- Measured {result['date']}; reproduce: `python -m segedge.benchmarks.int8_budget`"
-            f" (details: {path.name})", "", END])
+            f"- Measured {result['date']}; reproduce: {reproduce(result)} (details: {path.name})",
+            "", END])
         replace_section(results_md, section, BEGIN, END)
 
 
@@ -326,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="trained weights in the model's layout (e.g. from "
                          "tools/camvid_realtime.py); random weights without it")
     ap.add_argument("--num-classes", type=int, help="the checkpoint's class count")
-    ap.add_argument("--calib", type=Path, default=DATA / "train")
+    ap.add_argument("--calib", type=Path,
+                    help="folder of calibration frames (CamVid train: "
+                         "../shared/data/camvid/train); required, never searched for")
     ap.add_argument("--calib-count", type=int, default=300)
     ap.add_argument("--height", type=int, default=512)
     ap.add_argument("--width", type=int, default=1024)
@@ -340,7 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-frames", type=int, default=4,
                     help="frames timed on ONNX Runtime's own calibrater (about 2 s each)")
     ap.add_argument("--skip-export", action="store_true", help="only the profile")
-    args = ap.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    args = ap.parse_args(given)
+    if args.calib is None:
+        print("int8_budget: expected --calib DIR (the calibration frames, e.g. "
+              "../shared/data/camvid/train), got none", file=sys.stderr)
+        return 2
     if not args.calib.is_dir():
         print(f"int8_budget: no calibration frames at {args.calib}", file=sys.stderr)
         return 2
@@ -353,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(args.model, args.calib, args.calib_count, size, args.checkpoint,
                          args.time_limit, args.num_classes)
     result["load"] = [load0, _load()]
+    result["calib"] = str(args.calib)
+    result["command"] = " ".join([PROG, shlex.join(given)]).strip()
     models = [args.model, "demo"] if args.profile_models is None else args.profile_models
     result["profiles"] = [profile(m, args.checkpoint if m == args.model else None, args.calib,
                                   args.calib_count, size, args.profile_frames,
