@@ -92,9 +92,11 @@ def run_cli(prog: str, command: click.Command, argv: list[str] | None = None,
                 code = command.invoke(ctx)
     except SegedgeError as err:
         fail(prog, str(err), err.exit_code)
+    except click.UsageError as err:  # one line, as every other error (click prints four)
+        hint = f" ({err.ctx.command_path} --help)" if err.ctx is not None else ""
+        fail(prog, f"{err.format_message()}{hint}", err.exit_code)
     except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+        fail(prog, err.format_message(), err.exit_code)
     except click.exceptions.Exit as err:  # --help, --version, ctx.exit(n)
         if err.exit_code:
             sys.exit(err.exit_code)

@@ -60,6 +60,33 @@ def test_exit_codes_and_one_line(capsys: pytest.CaptureFixture[str], err: BaseEx
     assert outcome(capsys, raise_(err)) == (code, line)
 
 
+def test_usage_errors_are_one_line_naming_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """click prints four lines (usage, a hint, a blank line, the error); segedge prints one,
+    redacted like every other, and keeps click's exit code 2."""
+    @click.group()
+    def tool() -> None:
+        pass
+
+    @tool.command()
+    @click.option("--mode", type=click.Choice(["latency", "throughput"]))
+    @click.argument("uri")
+    def sub(mode: str, uri: str) -> None:
+        raise click.BadParameter(f"cannot open {uri}", param_hint="URI")
+
+    def code_and_err(args: list[str]) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exited:
+            run_cli("tool", tool, args)
+        return int(exited.value.code or 0), capsys.readouterr().err
+
+    assert code_and_err(["sub", "x", "--mode", "bogus"]) == (
+        2, "tool: error: Invalid value for '--mode': 'bogus' is not one of 'latency', "
+           "'throughput'. (tool sub --help)\n")
+    assert code_and_err(["nope"]) == (2, "tool: error: No such command 'nope'. (tool --help)\n")
+    assert code_and_err(["sub"]) == (2, "tool: error: Missing argument 'URI'. (tool sub --help)\n")
+    assert code_and_err(["sub", "rtsp://u:pw@cam/x"]) == (
+        2, "tool: error: Invalid value for URI: cannot open rtsp://u:***@cam/x (tool sub --help)\n")
+
+
 def test_unexpected_exception_is_one_line_not_a_traceback(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SEGEDGE_DEBUG", raising=False)
