@@ -222,15 +222,32 @@ class Mux:
 
 
 class BatchRecorder:
-    """Batch sizes (histogram), wait and inference times of the shared stage."""
+    """Batch sizes (histogram), wait and inference times of the shared stage, and how long
+    at least one call was running (``busy_s``): over the frames, the stage's time per frame
+    whatever the calls in flight (one call's own time is inflated by the others running)."""
 
-    def __init__(self, limit: int, static_batch: int | None, wait_ms: float) -> None:
+    def __init__(self, limit: int, static_batch: int | None, wait_ms: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.static_batch, self.wait_limit_ms = limit, static_batch, wait_ms
         self.sizes: dict[int, int] = {}
         self.wait = LatencyRecorder()
         self.per_batch = LatencyRecorder()
         self.per_frame = LatencyRecorder()
         self._lock = threading.Lock()
+        self._clock = clock
+        self._running, self._since, self.busy_s = 0, 0.0, 0.0
+
+    def call_started(self) -> None:
+        with self._lock:
+            if self._running == 0:
+                self._since = self._clock()
+            self._running += 1
+
+    def call_ended(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                self.busy_s += self._clock() - self._since
 
     def add(self, size: int, wait_ms: float, infer_ms: float) -> None:
         with self._lock:
@@ -252,6 +269,9 @@ class BatchRecorder:
             "batch_wait_ms": summary_dict(self.wait.summary()),
             "infer_ms_per_batch": summary_dict(self.per_batch.summary()),
             "infer_ms_per_frame": summary_dict(self.per_frame.summary()),
+            # wall time with a call running, per frame: 1000 / the stage's own FPS
+            "infer_busy_ms_per_frame": round(self.busy_s * 1e3 / frames, 3) if frames
+            else None,
         }
 
 
@@ -306,9 +326,13 @@ class Batcher:
         return list(groups.values())
 
     def _call(self, group: Group) -> tuple[list[dict[str, Any]], float]:
-        m0, p0 = time.monotonic(), time.perf_counter()
-        outputs = self.infer_many([item.tensor for _, item in group])
-        ms, m1 = (time.perf_counter() - p0) * 1e3, time.monotonic()
+        self.recorder.call_started()
+        try:
+            m0, p0 = time.monotonic(), time.perf_counter()
+            outputs = self.infer_many([item.tensor for _, item in group])
+            ms, m1 = (time.perf_counter() - p0) * 1e3, time.monotonic()
+        finally:
+            self.recorder.call_ended()
         for _, item in group:  # where each frame's latency went (stats.FrameLog)
             item.infer_span = (m0, m1)
         return outputs, ms

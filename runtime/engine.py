@@ -307,14 +307,19 @@ def _close_unused(sinks: list[list[Sink]]) -> None:
 
 
 def _check_auto_choice(engine: Engine, segmenter: Segmenter, stats: MultiRunStats) -> None:
-    """A latency-mode run that went through ends by checking the auto chooser's verdict
-    against its own inference time per frame (runtime.backends.auto.after_run): a run
-    that contradicts it marks the cached choice for re-measurement.  Throughput runs are
-    not compared: several calls in flight make one call's time no probe's equal."""
-    timing = stats.aggregate.get("infer_ms_per_frame")
-    if engine.mode != "latency" or engine.error() is not None or not isinstance(timing, dict):
+    """A run that went through ends by checking the auto chooser's verdict against its own
+    inference time per frame (runtime.backends.auto.after_run): a run that contradicts it
+    marks the cached choice for re-measurement.  Latency mode: one call's time (p50).
+    Throughput mode (the default for files): the stage's wall time with a call running,
+    per frame; several calls in flight make one call's time no probe's equal, but the
+    stage's time per frame is at most one call's, so a contradiction it shows is real."""
+    if engine.error() is not None:
         return
-    ms = timing.get("p50_ms")
+    if engine.mode == "latency":
+        timing = stats.aggregate.get("infer_ms_per_frame")
+        ms = timing.get("p50_ms") if isinstance(timing, dict) else None
+    else:
+        ms = stats.aggregate.get("infer_busy_ms_per_frame")
     if not isinstance(ms, (int, float)) or ms <= 0:
         return
     hw = segmenter.input_hw

@@ -337,8 +337,9 @@ def after_run(ran: Backend | AutoChoice, infer_ms_per_frame: float,
     that line, None when the run agrees (or the choice was not a measured CPU verdict, or the
     run's network input ``hw`` was not the probe's, or is unknown for a dynamic artifact).
 
-    The engine calls it once at the end of a run with one inference call in flight (latency
-    mode): ``after_run(segmenter.backend, batch["infer_ms_per_frame"]["p50_ms"])``."""
+    The engine calls it once at the end of a run: in latency mode with one call's time
+    (``batch["infer_ms_per_frame"]["p50_ms"]``), in throughput mode with the inference
+    stage's busy wall time per frame (``infer_busy_ms_per_frame``)."""
     choice = ran if isinstance(ran, AutoChoice) else _CHOICES.get(ran)
     if choice is None or choice.verdict is None or choice.key is None or choice.cache is None:
         return None

@@ -87,6 +87,22 @@ def test_calls_in_flight_complete_in_the_order_they_started() -> None:
     assert peak[0] >= 2 and batcher.recorder.to_dict()["batch"]["calls"] == 40
 
 
+def test_busy_time_counts_overlapping_calls_once() -> None:
+    """The stage's busy time is the union of its calls' spans: two calls overlapping over
+    0-3 s are 3 s, not 4; an idle gap (3-5 s) is not counted; per frame over the frames."""
+    now = [0.0]
+    rec = BatchRecorder(2, None, 0.0, clock=lambda: now[0])
+    for at, event in [(0, "start"), (1, "start"), (2, "end"), (3, "end"), (5, "start"),
+                      (6, "end")]:
+        now[0] = float(at)
+        (rec.call_started if event == "start" else rec.call_ended)()
+    assert rec.busy_s == 4.0
+    for _ in range(3):
+        rec.add(2, 0.0, 10.0)  # 6 frames: 4 s / 6 frames
+    assert rec.to_dict()["infer_busy_ms_per_frame"] == 666.667
+    assert BatchRecorder(1, None, 0.0).to_dict()["infer_busy_ms_per_frame"] is None
+
+
 def test_a_lane_releasing_a_frame_wakes_only_its_own_reader() -> None:
     """Every hand-off wakes only the thread it concerns: a frame of lane 0 leaving the
     shared stage wakes lane 0's reader (blocked, its lane full), never lane 1's (its wait

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from segedge.runtime.batching import BatchPolicy
 from segedge.runtime.config import RunConfig
 from segedge.runtime.errors import InputError
 from segedge.runtime.pipeline import run
+from segedge.runtime.segmenter import Segmenter
 
 BACKENDS = ["onnxruntime", "openvino"]
 
@@ -193,15 +195,30 @@ def after_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, float, Any]]:
     return calls
 
 
-def test_a_latency_run_checks_the_auto_choice_and_a_throughput_run_does_not(
-        after_runs: list[tuple[Any, float, Any]], models: dict[str, Path],
-        video: Path) -> None:
+def test_every_run_checks_the_auto_choice_with_its_own_time_per_frame(
+        after_runs: list[tuple[Any, float, Any]], models: dict[str, Path], video: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Latency: one call's p50.  Throughput (the default for a file, so a wrong cached choice
+    is caught there too): the stage's busy wall time per frame, which overlapping calls
+    make smaller than one call's time; here each call sleeps 30 ms, two run at once."""
     config = RunConfig(model=models["labels_dynamic"], source=str(video), display=False,
-                       max_frames=6)
+                       max_frames=12)
     stats = run(config, batching=BatchPolicy(mode="latency"))
     assert stats.mode == "latency" and len(after_runs) == 1
     backend, ms, hw = after_runs[0]
     assert backend.name == "onnxruntime" and ms > 0
     assert hw == (48, 64)  # the run's network input (the 64x48 frames at stride 8)
-    run(config, batching=BatchPolicy(mode="throughput"))
-    assert len(after_runs) == 1
+    real = Segmenter.infer_many
+
+    def slow(self: Segmenter, tensors: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        time.sleep(0.03)
+        return real(self, tensors)
+
+    monkeypatch.setattr(Segmenter, "infer_many", slow)
+    two = replace(config, backend_options=BackendOptions(threads=2))
+    stats = run(two, batching=BatchPolicy(mode="throughput"))
+    assert stats.mode == "throughput" and len(after_runs) == 2
+    backend, busy_ms, hw = after_runs[1]
+    assert backend.name == "onnxruntime" and hw == (48, 64)
+    # at least the frames' share of the sleeps (two at once), at most one call's each
+    assert 30.0 / 2 <= busy_ms <= 30.0 + 25.0, busy_ms
