@@ -5,7 +5,8 @@ runtime's own capture, drawer and video writer), the CPU and wall milliseconds p
 of decode, preprocess, postprocess + draw and encode, and of the model one call at a
 time, in throughput mode and (given a batched artifact) batched.  With every core busy
 and nothing idle, no run of that model can give more frames per second than
-``min(best model FPS, cores x 1000 / (model CPU + the parts' CPU))`` (``ceiling_of``).
+``min(best model FPS, cores x 1000 / (model CPU + the parts' CPU))`` (``ceiling_fps``, the
+one formula: ``ceiling_of`` here and e2e.ceiling, which bench_streams also reads, call it).
 benchmarks/goals.py measures it next to the runs it bounds.
 """
 
@@ -22,8 +23,8 @@ import cv2
 from segedge.benchmarks.e2e import usable_cores
 from segedge.benchmarks.measure import cpu_s
 
-__all__ = ["COSTS", "MODELS", "PARTS", "CeilingJob", "ceiling_of", "cpu_per_frame",
-           "measure_ceiling"]
+__all__ = ["COSTS", "MODELS", "PARTS", "CeilingJob", "ceiling_fps", "ceiling_of",
+           "cpu_per_frame", "measure_ceiling"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,14 @@ MODELS = ("model_latency", "model_throughput", "model_batched")
 COSTS = PARTS + MODELS
 
 
+def ceiling_fps(best_wall_ms: float, cpu_ms: float, cores: int) -> float:
+    """The most frames per second a run can give on this CPU: no more than the model's best
+    configuration gives alone (``best_wall_ms`` a frame), and no more than ``cores`` can
+    give when each frame costs ``cpu_ms`` of CPU (model and everything else) spread
+    perfectly over them, every core busy and nothing idle."""
+    return min(1000.0 / best_wall_ms, cores * 1000.0 / cpu_ms)
+
+
 def ceiling_of(costs: dict[str, Any]) -> dict[str, Any]:
     """The physical ceiling of "N streams aggregate / one stream's model-only": every core
     busy, nothing idle, the model in its best configuration measured here; a frame costs
@@ -143,7 +152,7 @@ def ceiling_of(costs: dict[str, Any]) -> dict[str, Any]:
     model_cpu, best_wall = (float(v) for v in models[best])
     cores = int(costs["cores"])
     one_fps = 1000.0 / float(costs["model_latency"][1])
-    limit_fps = min(1000.0 / best_wall, cores * 1000.0 / (model_cpu + other))
+    limit_fps = ceiling_fps(best_wall, model_cpu + other, cores)
     return {"other_cpu_ms": round(other, 2), "best_model": best,
             "best_model_cpu_ms": round(model_cpu, 2), "best_model_wall_ms": round(best_wall, 2),
             "model_only_fps": round(one_fps, 2), "ceiling_fps": round(limit_fps, 2),

@@ -254,11 +254,15 @@ def usable_cores() -> int:
 
 def ceiling(model_wall_ms: float | None, segrun_cpu_ms: float | None, cores: int
             ) -> float | None:
-    """The best segrun / model-only ratio this CPU allows: segrun's CPU time per frame
-    spread perfectly over ``cores``, against the model's own wall time per frame."""
+    """The best segrun / model-only ratio this CPU allows: ceiling.ceiling_fps (segrun's CPU
+    time per frame spread perfectly over ``cores``, no faster than the model alone) against
+    the model's own FPS, so at most 1."""
+    from segedge.benchmarks.ceiling import ceiling_fps  # ceiling.py imports this module
+
     if not model_wall_ms or not segrun_cpu_ms or cores < 1:
         return None
-    return round(min(1.0, model_wall_ms / (segrun_cpu_ms / cores)), 3)
+    return round(ceiling_fps(model_wall_ms, segrun_cpu_ms, cores) / (1000.0 / model_wall_ms),
+                 3)
 
 
 def _stage_means(runs: list[dict[str, Any]]) -> dict[str, float]:

@@ -157,12 +157,6 @@ def eval_frames(images: str, labels: Path | None, count: int | None
                     tuple(map(str, files))), None
 
 
-def cache_key(graph: bytes, tensors: list[np.ndarray], **settings: Any) -> str:
-    """Same graph (sha256), same prepared frames (content hashes, in order, so their count
-    too), same settings (method, target flavour, ...) -> same key."""
-    return key_of(digest(graph), frame_digests(tensors), **settings)
-
-
 def digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
@@ -173,7 +167,10 @@ def frame_digests(tensors: list[np.ndarray]) -> tuple[bytes, ...]:
 
 
 def key_of(graph_digest: bytes, frames: tuple[bytes, ...], **settings: Any) -> str:
-    """``cache_key`` from digests already computed (the same key, byte for byte)."""
+    """The cache key: same graph (``digest`` of its bytes), same prepared frames
+    (``frame_digests``: in order, so their count too), same settings (method, target
+    flavour, ...) -> same key.  It takes digests, not bytes, so a run hashes its graph and
+    each frame set once (int8_steps.Int8Run.key) however many candidates it keys."""
     key = hashlib.sha256(graph_digest)
     for frame in frames:
         key.update(frame)

@@ -16,7 +16,7 @@ leave-one-out, is not drowned by the error of all the other layers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,13 @@ class Measure:
     worst_on: str | None = None  # the runtime the deciding figure came from (worst of several)
     # agreement points the figure may lose on frames that did not choose it: 2.33 standard
     # errors of its per-frame agreement when the selection and report frames differ
-    # (modes/int8_steps.unseen_margin); the budget must hold with it subtracted, so the
+    # (modes/int8_margin.unseen_margin); the budget must hold with it subtracted, so the
     # chosen set also meets it on the report frames
     margin: float = 0.0
+    # per-frame agreement on the same frames (int8_search.frame_agreements), so two
+    # candidates compare frame by frame (int8_search.paired_gain); None: not measured.
+    # Derived data: not compared, not in to_dict (the report has the figure).
+    per_frame: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def miou_drop(self) -> float | None:
@@ -55,6 +59,7 @@ class Measure:
             del got["worst_on"]
         if not self.margin:
             del got["margin"]
+        del got["per_frame"]
         return got
 
 
@@ -69,7 +74,8 @@ def worst(measures: Sequence[Measure]) -> Measure:
     if not drops:
         return low
     big = max(drops, key=lambda m: m.miou_drop or 0.0)
-    return Measure(low.agreement, big.miou, big.miou_fp32, big.worst_on, low.margin)
+    return Measure(low.agreement, big.miou, big.miou_fp32, big.worst_on, low.margin,
+                   low.per_frame)
 
 
 @dataclass(frozen=True)

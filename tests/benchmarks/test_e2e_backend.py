@@ -23,6 +23,19 @@ def test_ceiling_is_the_models_wall_against_segruns_cpu_spread_over_the_cores() 
     assert ceiling(None, 100.0, 2) is None and ceiling(40.0, 0.0, 2) is None
 
 
+@pytest.mark.parametrize("parts_ms", [1.0, 15.0, 60.0])
+def test_ceiling_and_the_goals_ceiling_are_one_formula(parts_ms: float) -> None:
+    """With the model one call at a time (its only configuration), goals' ceiling of N
+    streams / model-only is segrun's: the same frames per second over the same cores."""
+    from segedge.benchmarks.ceiling import PARTS, ceiling_of
+
+    costs: dict[str, Any] = {"cores": 2, "model_latency": [70.0, 36.0],
+                             **{k: [parts_ms / len(PARTS), 0.0] for k in PARTS}}
+    got = ceiling_of(costs)["ceiling_vs_model_only"]
+    assert got == ceiling(36.0, 70.0 + parts_ms, 2)
+    assert (got < 1.0) == (parts_ms > 2.0)  # 72 CPU ms over 2 cores is the model's 36 ms
+
+
 def test_model_only_times_the_backend_segrun_picks(demo_labels: Artifact) -> None:
     pinned = resolve_backend(demo_labels.path, "auto", 2)  # the suite pins onnxruntime
     assert pinned == ChosenBackend("ort-cpu", "fp32",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segedge.export.precision.modes.int8_steps import MARGIN_SE, standard_error, unseen_margin
+from segedge.export.precision.modes.int8_margin import MARGIN_SE, standard_error, unseen_margin
 from segedge.export.precision.sensitivity import Budget, Measure, worst
 
 Maps = list[np.ndarray]

@@ -105,3 +105,97 @@ def test_the_summary_says_which_frames_measured_what() -> None:
     section["calibration"]["searched"] = [{}]
     assert modes.get("int8").report_lines(section)[1].startswith(
         "note: only 8 held-out frames (< 32): too few for a selection/report split")
+
+
+# The winner's-curse rule: 32 selection frames; the incumbent agrees 97 % on each.
+N = 32
+FIRST = s8.Candidate("percentile", 300, True)
+
+
+def paired(gains: list[float], base: float = 97.0) -> Measure:
+    """A measure whose per-frame agreement is `base` + gains[i % len(gains)] (no labels)."""
+    per = tuple(round(base + gains[i % len(gains)], 4) for i in range(N))
+    return Measure(round(float(np.mean(per)), 4), per_frame=per)
+
+
+def run_search(found: dict[s8.Candidate, Measure], budget: Budget = Budget(min_agreement=99.0)
+               ) -> tuple[s8.Candidate, Any, list[dict[str, Any]]]:
+    """Every candidate not in `found` measures exactly like the incumbent."""
+    return s8.search(FIRST, paired([0.0]), budget, lambda c: c,
+                     lambda c: found.get(c, paired([0.0])))
+
+
+def entry(tried: list[dict[str, Any]], c: s8.Candidate) -> dict[str, Any]:
+    return next(t for t in tried if t.get("method") == c.method and t.get("frames") == c.frames
+                and t.get("per_channel") == c.per_channel)
+
+
+NOISY = s8.Candidate("percentile", 128, True)  # +2.0 / -1.2 on alternate frames: +0.4 mean
+CLEAR = s8.Candidate("entropy", 64, True)  # +1.3 / +0.9: +1.1 mean, the same on every pair
+
+
+def test_a_gain_within_the_paired_noise_does_not_replace_the_incumbent() -> None:
+    noisy = paired([2.0, -1.2])
+    assert noisy.agreement == 97.4  # measured better than the incumbent's 97.0
+    chosen, art, tried = run_search({NOISY: noisy})
+    assert chosen == FIRST and art is None  # the user's candidate stands
+    # differences 2.0 / -1.2: mean 0.4, sd 1.6 * sqrt(32/31), se sd/sqrt(32), x 2.3264
+    got = entry(tried, NOISY)
+    assert got["not_taken"] == "within noise: +0.40 <= margin 0.67"
+    assert got["paired"] == {"gain": 0.4, "noise_margin": pytest.approx(0.6686, abs=2e-4),
+                             "frames": N, "against": FIRST.to_dict()}
+    assert len(tried) == len(list(s8.candidates("percentile", 300)))  # searched them all
+    assert sum("not_taken" in t for t in tried) == 1  # equal ones: not better, nothing said
+
+
+def test_a_gain_beyond_the_noise_replaces_it_and_becomes_the_incumbent() -> None:
+    later = s8.Candidate("minmax", 300, True)  # after CLEAR; +0.2 over it, but noisy
+    chosen, art, tried = run_search({NOISY: paired([2.0, -1.2]), CLEAR: paired([1.3, 0.9]),
+                                     later: paired([2.8, -0.2])})
+    assert chosen == CLEAR and art == CLEAR
+    got = entry(tried, CLEAR)
+    assert "not_taken" not in got
+    assert got["paired"]["gain"] == 1.1 and got["paired"]["noise_margin"] == pytest.approx(
+        0.0836, abs=2e-4)
+    # the later candidate is compared with CLEAR (the incumbent now), not with the first
+    assert entry(tried, later)["paired"]["against"] == CLEAR.to_dict()
+    assert entry(tried, later)["not_taken"] == "within noise: +0.20 <= margin 0.54"
+
+
+def test_meeting_the_budget_wins_at_once_even_within_the_noise() -> None:
+    chosen, art, tried = run_search({NOISY: paired([2.0, -1.2])},
+                                    budget=Budget(min_agreement=97.3))
+    assert chosen == NOISY and art == NOISY
+    assert "not_taken" not in tried[-1] and entry(tried, NOISY) is tried[-1]  # stopped there
+
+
+def test_without_per_frame_figures_or_with_labels_the_plain_comparison_decides() -> None:
+    plain = Measure(97.4)  # no per-frame figures (a measure that did not carry them)
+    chosen, _, tried = run_search({NOISY: plain})
+    assert chosen == NOISY and "paired" not in entry(tried, NOISY)
+    # labels: the mIoU drop decides, which is not a per-frame figure
+    first = Measure(97.0, 49.0, 50.0, per_frame=paired([0.0]).per_frame)
+    better_drop = Measure(97.4, 49.5, 50.0, per_frame=paired([2.0, -1.2]).per_frame)
+    assert s8.paired_gain(better_drop, first) is None
+    chosen, _, _ = s8.search(FIRST, first, Budget(max_miou_drop=0.1), lambda c: c,
+                             lambda c: better_drop if c == NOISY else first)
+    assert chosen == NOISY
+    # per-frame figures of another frame count cannot be paired
+    assert s8.paired_gain(paired([1.0]), Measure(97.0, per_frame=(97.0,) * (N - 1))) is None
+
+
+def test_per_frame_figures_ride_along_without_changing_a_measure() -> None:
+    from segedge.export.precision.modes.int8_margin import MARGIN_SE
+    from segedge.export.precision.sensitivity import worst
+
+    ref = [np.zeros((10, 10), np.int64) for _ in range(3)]
+    got = [r.copy() for r in ref]
+    got[1][0, :3] = 1  # 97 % on frame 1
+    assert s8.frame_agreements(got, ref) == (100.0, 97.0, 100.0)
+    m = Measure(99.0, margin=0.1, per_frame=(100.0, 97.0, 100.0))
+    assert m == Measure(99.0, margin=0.1)  # derived data: not compared
+    assert "per_frame" not in m.to_dict() and "per_frame" not in repr(m)
+    low = worst([Measure(99.5, 60.0, 61.0, per_frame=(99.5,)),
+                 Measure(98.0, 60.5, 60.7, per_frame=(98.0,))])
+    assert low.per_frame == (98.0,)  # the deciding (lowest agreement) runtime's frames
+    assert s8.GAIN_SE == MARGIN_SE

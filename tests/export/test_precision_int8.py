@@ -163,6 +163,12 @@ def _images(folder: Path, n: int) -> Path:
     return folder
 
 
+def _key(graph: bytes, tensors: list[np.ndarray], **settings: Any) -> str:
+    """The calibration cache key of a graph's bytes and prepared frames (as a run keys them)."""
+    return calibration.key_of(calibration.digest(graph), calibration.frame_digests(tensors),
+                              **settings)
+
+
 def test_split_holds_frames_back_and_cache_is_keyed(tmp_path: Path) -> None:
     calib = _images(tmp_path / "calib", 20)
     split = calibration.split_frames(str(calib), 100)
@@ -174,9 +180,9 @@ def test_split_holds_frames_back_and_cache_is_keyed(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not also evaluation frames"):
         calibration.split_frames(str(calib), 5, eval_images=str(calib))
     tensors = [np.zeros((1, 8, 8, 3), np.uint8)]
-    key = calibration.cache_key(b"graph", tensors, method="minmax")
-    assert key != calibration.cache_key(b"graph", [tensors[0] + 1], method="minmax")
-    assert key != calibration.cache_key(b"graph", tensors, method="entropy")
+    key = _key(b"graph", tensors, method="minmax")
+    assert key != _key(b"graph", [tensors[0] + 1], method="minmax")
+    assert key != _key(b"graph", tensors, method="entropy")
     ranges = tmp_path / "r.json"
     ranges.write_text('{"data": {}}')
     cache = tmp_path / "c.calib.json"
@@ -200,13 +206,12 @@ def test_calibration_frames_do_not_depend_on_eval_flags(tmp_path: Path) -> None:
 
 def test_cache_key_covers_what_calibration_depends_on() -> None:
     tensors = [np.zeros((1, 8, 8, 3), np.uint8), np.ones((1, 8, 8, 3), np.uint8)]
-    key = calibration.cache_key(b"graph", tensors, method="minmax", target="cpu")
-    assert key == calibration.cache_key(b"graph", [t.copy() for t in tensors],
-                                        method="minmax", target="cpu")
-    assert key != calibration.cache_key(b"graph", tensors, method="minmax", target="tensorrt")
-    assert key != calibration.cache_key(b"graph", tensors[:1], method="minmax", target="cpu")
-    assert key != calibration.cache_key(b"graph", tensors[::-1], method="minmax", target="cpu")
-    assert key != calibration.cache_key(b"other", tensors, method="minmax", target="cpu")
+    key = _key(b"graph", tensors, method="minmax", target="cpu")
+    assert key == _key(b"graph", [t.copy() for t in tensors], method="minmax", target="cpu")
+    assert key != _key(b"graph", tensors, method="minmax", target="tensorrt")
+    assert key != _key(b"graph", tensors[:1], method="minmax", target="cpu")
+    assert key != _key(b"graph", tensors[::-1], method="minmax", target="cpu")
+    assert key != _key(b"other", tensors, method="minmax", target="cpu")
 
 
 def test_video_calibration_holds_frames_back(tmp_path: Path) -> None:

@@ -120,7 +120,9 @@ def speed_first(run: Int8Run, full: Path) -> str | None:
     Raises SlowerThanFloatError on a CPU target when INT8 is slower and the user did not
     confirm; a probe that cannot measure says nothing (the final speed section will)."""
     opts = run.opts
-    # the search's runtime pick probed this graph already (int8_steps.calibrate_step)
+    # the search's runtime pick probed this graph already (int8_steps.calibrate_step); this
+    # runs before any budget measurement (modes/int8.py), so left_out holds that probe's
+    # verdicts on `full` only, never a runtime that failed on a later candidate
     probed = None if run.search_on is None else {**dict.fromkeys(run.search_on),
                                                   **run.left_out}
     try:

@@ -43,6 +43,7 @@ from segedge.export.precision import int8 as q8
 from segedge.export.precision.graph import compute_nodes
 from segedge.export.precision.modes.base import LowerRequest
 from segedge.export.precision.modes.int8 import CalibMethod
+from segedge.export.precision.modes.int8_margin import unseen_margin
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult, search, worst
 from segedge.export.precision.steps import BoundReached, Step
 from segedge.export.verify.compare import agreement
@@ -184,11 +185,8 @@ class Int8Run:
         runtimes, so a candidate that meets the budget here meets it on every runtime the
         gate checks.  A runtime that fails on a candidate leaves the search (recorded).
         A graph measured before (the same bytes) is not run again."""
-        try:
-            seen: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:  # not a file (the tests' fake graphs): nothing to remember
-            seen = None
-        if seen is not None and seen in self.measured:
+        seen = hashlib.sha256(path.read_bytes()).hexdigest()
+        if seen in self.measured:
             return self.measured[seen]
         held = self.parts.selection
         found: list[Measure] = []
@@ -206,11 +204,10 @@ class Int8Run:
             s = held.score(got, self.req.meta.classes, self.opts.ignore_index)
             found.append(Measure(agreement(got, ref), s.miou if s else None, ref_miou,
                                  rt if several else None,
-                                 unseen_margin(got, ref) if self.parts.split else 0.0))
-        got_worst = worst(found)
-        if seen is not None:
-            self.measured[seen] = got_worst
-        return got_worst
+                                 unseen_margin(got, ref) if self.parts.split else 0.0,
+                                 int8_search.frame_agreements(got, ref)))
+        self.measured[seen] = worst(found)
+        return self.measured[seen]
 
     def agreement_of(self, path: Path) -> float:
         """Ranking only (one run per unit): the reference runtime, the first frames."""
@@ -219,30 +216,6 @@ class Int8Run:
                          geoms=held.geoms[:RANK_FRAMES], truths=None)
         return agreement(runtimes.run_labels(path, frames, self.req.meta),
                          self.ref[:RANK_FRAMES])
-
-
-# How far below the selection frames' figure the report frames' may fall: the difference of
-# two independent samples' mean agreement has about sqrt(2) times one sample's standard
-# error, and 1.645 of those is a one-sided 95 % bound.  Measured (INT8_BUDGET.md): with no
-# margin a set chosen at the budget gave 98.995 % on the report frames (random DDRNet); with
-# one standard error (0.047 points) a trained DDRNet-23-slim's set chosen at 99.05 % gave
-# 98.91 %; both under the 99 % budget, so no artifact.
-MARGIN_SE = 1.645 * float(np.sqrt(2.0))  # about 2.33 standard errors
-
-
-def unseen_margin(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
-    """Agreement points the budget search subtracts so its set also holds on the report
-    frames: ``MARGIN_SE`` standard errors of the per-frame agreement."""
-    return round(MARGIN_SE * standard_error(got, ref), 4)
-
-
-def standard_error(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
-    """One standard error of the mean per-frame agreement (points): how far the figure may
-    move on other frames like these."""
-    if len(got) < 2:
-        return 0.0
-    per = np.array([agreement([g], [r]) for g, r in zip(got, ref, strict=True)])
-    return round(float(per.std(ddof=1) / np.sqrt(len(per))), 4)
 
 
 def _strict(step: Step) -> Any:
