@@ -145,6 +145,27 @@ def test_only_a_cpu_target_that_was_not_confirmed_stops(
     assert int8_speed.speed_first(run, Path("int8_full.onnx")) is None  # type: ignore[arg-type]
 
 
+def test_a_tensorrt_target_says_the_cpu_figures_are_for_reference(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default target is TensorRT, often exported on a machine with no GPU: the warning
+    says the search goes on and how a CPU deployment would stop instead (one line)."""
+    from segedge.export.precision.modes import int8_speed
+
+    monkeypatch.setattr(int8_speed, "speed_section", lambda *a, **k: {"warning": WARNING})
+    for target, tail in (("tensorrt", "; the INT8 target is tensorrt, so these CPU figures "
+                          "are for reference and the search goes on (for a CPU deployment, "
+                          "--int8-target cpu stops here instead)"), ("cpu", "")):
+        run = SimpleNamespace(opts=SimpleNamespace(int8_target=target,
+                                                   int8_stop_if_slower=False),
+                              req=SimpleNamespace(fp32=Path("fp32.onnx"), meta=None,
+                                                  cfg=SimpleNamespace(quiet=False)),
+                              calib=SimpleNamespace(tensors=[np.zeros(1, np.uint8)]),
+                              search_on=None, left_out={})
+        assert int8_speed.speed_first(run, Path("int8_full.onnx")) == WARNING  # type: ignore[arg-type]
+        assert capsys.readouterr().err == (f"warning: {WARNING} (measured before the INT8 "
+                                           f"search){tail}\n")
+
+
 def _t(*ms: float) -> Timing:
     return Timing(tuple(ms))
 

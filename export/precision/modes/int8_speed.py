@@ -136,9 +136,19 @@ def speed_first(run: Int8Run, full: Path) -> str | None:
     if opts.int8_target in CPU_TARGETS and opts.int8_stop_if_slower:
         raise SlowerThanFloatError(stop_message(warning, opts.int8_target))
     if not run.req.cfg.quiet:
-        print(f"warning: {warning} (measured before the INT8 search)", file=sys.stderr,
-              flush=True)
+        print(f"warning: {warning} (measured before the INT8 search){_for_whom(opts)}",
+              file=sys.stderr, flush=True)
     return str(warning)
+
+
+def _for_whom(opts: Any) -> str:
+    """What the CPU figures mean for a TensorRT target (the default, often exported on a
+    machine with no GPU for a Jetson): reference only, and how a CPU deployment stops."""
+    if opts.int8_target in CPU_TARGETS:
+        return ""
+    return (f"; the INT8 target is {opts.int8_target}, so these CPU figures are for "
+            "reference and the search goes on (for a CPU deployment, --int8-target cpu "
+            "stops here instead)")
 
 
 def stop_message(warning: str, target: str) -> str:
