@@ -194,7 +194,9 @@ def _export(cfg: ExportConfig, task: ExportTask[Any], mode: PrecisionMode, out: 
             "gate": task.gate(cfg), "tensorrt": lint_section(model, task),
             "metadata": dataclasses.asdict(meta), "notes": notes, "warnings": warnings,
         }
-        if cfg.verify.bf16:  # on by default: segrun may use the fastest verified precision
+        failed = gate_failure is not None or (lowered is not None and bool(lowered.failure))
+        if cfg.verify.bf16 and not failed:  # on by default: segrun may use the fastest
+            # verified precision (a graph that failed its own gate is never published)
             report.update(reduced_precision_sections(cfg, task.name, final_tmp, meta,
                                                      prep.size))
         kept.raise_pending()  # interrupted: no report, no artifact (even if it was swallowed)
@@ -292,7 +294,8 @@ def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMet
     finally:
         reduced.close()
     share = round(agreement(got, labels), 3)
-    return {"checked": True, "runtime": f"{backend} CPU {hint} vs {ref_name} fp32",
+    return {"checked": True, "runtime": f"{backend} CPU {hint} vs {ref_name} "
+                                        f"{meta.precision or 'fp32'}",
             "frames": len(tensors), "argmax_agreement": share,
             "gate": {"min_argmax_agreement": threshold, "passed": share >= threshold}}
 

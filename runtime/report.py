@@ -49,13 +49,14 @@ class PrecisionCheck:
                    frames=int(raw.get("frames") or 0), reason=str(raw.get("reason") or ""),
                    min_agreement=float(least) if isinstance(least, (int, float)) else None)
 
-    def line(self, backend: str) -> str:
-        """'openvino bf16 vs FP32 on 4 frames: 99.99 % argmax agreement (gate 99.5 %), passed'"""
+    def line(self, backend: str, graph: str = "FP32") -> str:
+        """'openvino bf16 vs FP32 on 4 frames: 99.99 % argmax agreement (gate 99.5 %), passed'
+        (`graph`: the artifact's own precision, on the reference runtime)"""
         if not self.checked:
             return f"{backend} {self.hint}: not checked ({self.reason or 'no reason given'})"
         gate = f" (gate {self.min_agreement:g} %)" if self.min_agreement is not None else ""
         agreement = "?" if self.agreement is None else f"{self.agreement:.2f}"
-        return (f"{backend} {self.hint} vs FP32 on {self.frames} frames: {agreement} % argmax "
+        return (f"{backend} {self.hint} vs {graph} on {self.frames} frames: {agreement} % argmax "
                 f"agreement{gate}, {'passed' if self.passed else 'failed: not used'}")
 
 
@@ -92,13 +93,15 @@ class ExportReport:
         ``segrun --backend auto`` will consider ([] when nothing was checked)."""
         if not self.checks:
             return []
-        lines = [c.line(b) for b, hints in self.checks.items() for c in hints.values()]
+        graph = (self.precision or "fp32").upper()  # an INT8/FP16 artifact is its own reference
+        lines = [c.line(b, graph) for b, hints in self.checks.items() for c in hints.values()]
         verified = [f"{b} {h}" for b in self.checks for h in self.verified(b)]
         if verified:
             lines.append(f"segrun --backend auto will time {', '.join(verified)} (verified) "
-                         "against FP32 and run the fastest")
+                         f"against {graph} and run the fastest")
         else:
-            lines.append("segrun --backend auto will run FP32 (no reduced precision verified)")
+            lines.append(f"segrun --backend auto will run {graph} (no reduced precision "
+                         "verified)")
         return lines
 
     @classmethod

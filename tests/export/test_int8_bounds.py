@@ -273,6 +273,11 @@ def test_a_missed_budget_publishes_nothing_and_keeps_the_closest_only_when_asked
             {"kept_fp32": [], **m.to_dict()}, {"stopped": "time bound"})), found
 
     monkeypatch.setattr(int8_steps, "fallback_step", stopped)
+    from segedge.export import pipeline
+
+    gated: list[Path] = []  # the reduced-precision gates: never for a graph that missed
+    monkeypatch.setattr(pipeline, "reduced_precision_sections",
+                        lambda cfg, task, path, *a: gated.append(path) or {})
     for keep, out, error in missed_int8_exports(tmp_path, 99.0):
         message = str(error)
         assert "on the selection frames with 0 of" in message
@@ -286,6 +291,7 @@ def test_a_missed_budget_publishes_nothing_and_keeps_the_closest_only_when_asked
         assert sec["points"]["total"] == len(sec["sensitivity"]) > 0
     assert sorted(p.name for p in tmp_path.glob("*calib*.json")) == [
         "m0_int8.calib.json", "m1_int8.calib.json"]
+    assert gated == []
 
 
 def test_a_step_used_only_for_its_tick_counts_from_its_construction() -> None:

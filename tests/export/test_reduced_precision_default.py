@@ -70,3 +70,21 @@ def test_the_summary_says_what_was_verified_and_what_segrun_considers() -> None:
         "openvino bf16: not checked (OpenVINO is not installed)",
         "segrun --backend auto will run FP32 (no reduced precision verified)"]
     assert ExportReport.from_dict(Path("r"), {}).precision_lines() == []
+
+
+def test_an_int8_or_fp16_artifact_is_compared_against_its_own_precision() -> None:
+    """The reference is the artifact itself on ONNX Runtime: an INT8 graph's bf16 run is
+    gated against INT8, and segrun times it against INT8, not FP32."""
+    passed = {"checked": True, "frames": 4, "argmax_agreement": 99.9,
+              "gate": {"min_argmax_agreement": 99.5, "passed": True}}
+    report = ExportReport.from_dict(Path("m.report.json"), {"precision": "int8",
+                                                            "openvino": {"bf16": passed}})
+    assert report.precision_lines() == [
+        "openvino bf16 vs INT8 on 4 frames: 99.90 % argmax agreement (gate 99.5 %), passed",
+        "segrun --backend auto will time openvino bf16 (verified) against INT8 and run the "
+        "fastest"]
+    failed = {"checked": False, "reason": "OpenVINO is not installed"}
+    assert ExportReport.from_dict(Path("r"), {"precision": "fp16", "openvino": {
+        "bf16": failed}}).precision_lines()[-1] == (
+        "segrun --backend auto will run FP16 (no reduced precision verified)")
+
