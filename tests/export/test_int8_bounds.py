@@ -90,7 +90,10 @@ def test_the_keep_search_converges_to_every_point() -> None:
     def only(name: str) -> Path:
         return excluding(tuple(n for n in names if n != name))
 
+    measured: list[int] = []
+
     def measure(path: Path) -> Measure:
+        measured.append(len(kept_of[path]))
         return Measure(round(100.0 - sum(v for k, v in harm.items() if k not in kept_of[path]),
                              6))
 
@@ -100,6 +103,9 @@ def test_the_keep_search_converges_to_every_point() -> None:
     assert found.met and set(found.kept_fp32) == set(names) and found.measure.agreement == 100
     sizes = [len(t["kept_fp32"]) for t in found.trials]
     assert sizes == [0, *keep_counts(20), 18, 19]  # 1..8, 16, 20, then bisection 16..20
+    # every unit in float is the FP32 graph: said, never measured
+    assert 20 not in measured and found.trials[10]["note"] == (
+        "every unit in float: the FP32 graph, not measured")
     assert keep_counts(20) == [1, 2, 3, 4, 5, 6, 7, 8, 16, 20]
     # a budget met at 12: bisection between the last miss (8) and the first hit (16)
     found = search(full, measure(full), Budget(min_agreement=round(100 - sum(

@@ -51,10 +51,14 @@ from segedge.runtime.errors import InputError, SegedgeError
 from segedge.runtime.preprocess import prepare
 
 RANK_FRAMES = 16  # selection frames used to rank point sensitivity (the budget uses all)
-# shares of the time left when each step starts (the rest is kept for the report checks)
-# (about 15 % of --int8-time-limit stays for the report frames on both runtimes)
-SHARES = {"calibration": 0.5, "calibration search": 0.35, "INT8 sensitivity": 0.6,
-          "keep-in-float search": 0.6}
+# shares of the time left when each step starts (the rest is kept for the report checks:
+# about 15 % of --int8-time-limit stays for the report frames on both runtimes).  The
+# calibration search had 0.35: on a trained PIDNet-S it spent its whole 180 s for no gain
+# beyond the noise while the keep-in-float search, the step that always converges, was
+# stopped by its bound a bisection short of an artifact (it had 0.6, now 0.75: the last
+# bounded step; a quarter of what is left still stays for the report frames)
+SHARES = {"calibration": 0.5, "calibration search": 0.2, "INT8 sensitivity": 0.6,
+          "keep-in-float search": 0.75}
 
 
 @dataclass
