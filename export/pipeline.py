@@ -225,9 +225,10 @@ def reduced_precision_sections(cfg: ExportConfig, task: str, artifact: Path,
                                meta: ArtifactMetadata, size: tuple[int, int]
                                ) -> dict[str, dict[str, Any]]:
     """Each CPU challenger's reduced inference precisions (OpenVINO: bf16, and f16 where the CPU
-    runs it natively) gated against FP32 on the verification frames, as ``{backend: {hint:
+    runs it natively) gated against the artifact at its own precision (FP32, or the FP16/INT8
+    graph) on the reference runtime, on the verification frames, as ``{backend: {hint:
     section}}`` in the report (runtime.report reads it; the auto chooser times what passed).
-    The verification frames are read and their FP32 labels computed once for all of them."""
+    The verification frames are read and their reference labels computed once for all."""
     from segedge.runtime.backends.auto_probe import challengers
     from segedge.runtime.backends.base import descriptor
 
@@ -260,10 +261,10 @@ def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMet
                  reference: list[Any] | None = None,
                  min_agreement: float | None = None) -> dict[str, Any]:
     """``backend`` at inference precision ``hint`` vs the reference CPU backend (ONNX Runtime)
-    in FP32 on the verification frames; ``reference`` caches the prepared frames and their FP32
-    label maps between hints; ``min_agreement`` is the gate (default the config's
-    FP16_MIN_AGREEMENT).  Not checked (and said why) where the backend or the CPU cannot run
-    ``hint``."""
+    running the artifact at its own precision, on the verification frames; ``reference``
+    caches the prepared frames and their reference label maps between hints;
+    ``min_agreement`` is the gate (default the config's FP16_MIN_AGREEMENT).  Not checked
+    (and said why) where the backend or the CPU cannot run ``hint``."""
     from segedge.runtime.tasks import get_task as runtime_task
 
     if not runtime_task(task).label_maps:  # agreement of label maps: the task says if it has them
@@ -285,8 +286,8 @@ def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMet
     threshold = FP16_MIN_AGREEMENT if min_agreement is None else min_agreement
     ref_name = cpu_candidates()[0]
     cache: list[Any] = [] if reference is None else reference
-    if not cache:  # frames read and FP32 labels computed once for every hint
-        cache += _fp32_reference(cfg, artifact, meta, size, ref_name)
+    if not cache:  # frames read and reference labels computed once for every hint
+        cache += _reference_labels(cfg, artifact, meta, size, ref_name)
     tensors, labels = cache
     reduced = entry.open(artifact, BackendOptions(precision_hint=hint))
     try:
@@ -300,10 +301,11 @@ def hint_section(cfg: ExportConfig, task: str, artifact: Path, meta: ArtifactMet
             "gate": {"min_argmax_agreement": threshold, "passed": share >= threshold}}
 
 
-def _fp32_reference(cfg: ExportConfig, artifact: Path, meta: ArtifactMetadata,
-                    size: tuple[int, int], ref_name: str) -> tuple[list[Any], list[Any]]:
-    """The verification frames prepared for the graph and their FP32 label maps on the
-    reference CPU backend: what every reduced-precision hint is compared against."""
+def _reference_labels(cfg: ExportConfig, artifact: Path, meta: ArtifactMetadata,
+                      size: tuple[int, int], ref_name: str) -> tuple[list[Any], list[Any]]:
+    """The verification frames prepared for the graph and their label maps from the artifact
+    as written (its own precision) on the reference CPU backend: what every reduced-precision
+    hint is compared against."""
     from segedge.export.evaluation.evaluate import labels_from_outputs
     from segedge.export.frames import load_frames
     from segedge.runtime.backends.base import BackendOptions, descriptor

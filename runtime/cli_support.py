@@ -72,8 +72,14 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+# click >= 8.2 raises it for a group run with no command (8.1 printed the help and exited 0)
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def fail(prog: str, message: str, code: int) -> NoReturn:
-    click.echo(f"{prog}: error: {redact(message)}", err=True)
+    """One line, whatever the message holds (a library's text may carry newlines)."""
+    lines = (line.strip() for line in redact(message).splitlines())
+    click.echo(f"{prog}: error: {' '.join(line for line in lines if line)}", err=True)
     sys.exit(code)
 
 
@@ -92,6 +98,10 @@ def run_cli(prog: str, command: click.Command, argv: list[str] | None = None,
                 code = command.invoke(ctx)
     except SegedgeError as err:
         fail(prog, str(err), err.exit_code)
+    except _NO_ARGS_IS_HELP as err:  # a group run bare: its help, asked for in effect
+        if err.ctx is not None:
+            click.echo(err.ctx.get_help(), err=True)
+        sys.exit(err.exit_code)
     except click.UsageError as err:  # one line, as every other error (click prints four)
         hint = f" ({err.ctx.command_path} --help)" if err.ctx is not None else ""
         fail(prog, f"{err.format_message()}{hint}", err.exit_code)

@@ -306,20 +306,37 @@ def _close_unused(sinks: list[list[Sink]]) -> None:
             log.debug("closing a sink after a failed start", exc_info=True)
 
 
+# a throughput run is judged only where its inference stage was the bottleneck over enough
+# frames: a stage waiting on its source runs its calls one at a time, each on the threads a
+# throughput slot gets (fewer than the probe's), and a few frames' mean carries each slot's
+# cold first call
+SATURATED = 0.9  # share of the run's wall time with an inference call running
+JUDGED_FRAMES = 50
+
+
 def _check_auto_choice(engine: Engine, segmenter: Segmenter, stats: MultiRunStats) -> None:
     """A run that went through ends by checking the auto chooser's verdict against its own
     inference time per frame (runtime.backends.auto.after_run): a run that contradicts it
     marks the cached choice for re-measurement.  Latency mode: one call's time (p50).
-    Throughput mode (the default for files): the stage's wall time with a call running,
-    per frame; several calls in flight make one call's time no probe's equal, but the
-    stage's time per frame is at most one call's, so a contradiction it shows is real."""
+    Throughput mode (the default for files): the stage's wall time with a call running, per
+    frame, i.e. 1000 / its FPS, when the stage was saturated (``SATURATED``) over at least
+    ``JUDGED_FRAMES`` frames; then it is no slower than one call at a time, so a
+    contradiction it shows is real.  Otherwise the run says nothing."""
     if engine.error() is not None:
         return
+    agg = stats.aggregate
     if engine.mode == "latency":
-        timing = stats.aggregate.get("infer_ms_per_frame")
+        timing = agg.get("infer_ms_per_frame")
         ms = timing.get("p50_ms") if isinstance(timing, dict) else None
     else:
-        ms = stats.aggregate.get("infer_busy_ms_per_frame")
+        ms, frames, wall = (agg.get("infer_busy_ms_per_frame"), agg.get("frames_processed"),
+                            agg.get("wall_s"))
+        if not (isinstance(ms, (int, float)) and isinstance(frames, int)
+                and isinstance(wall, (int, float)) and frames >= JUDGED_FRAMES and wall > 0
+                and ms * frames / 1e3 >= SATURATED * wall):
+            log.debug("auto backend: this throughput run is not judged (inference stage "
+                      "not saturated, or fewer than %d frames)", JUDGED_FRAMES)
+            return
     if not isinstance(ms, (int, float)) or ms <= 0:
         return
     hw = segmenter.input_hw

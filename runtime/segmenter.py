@@ -21,7 +21,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from segedge.runtime.backends.auto import label, open_auto
+from segedge.runtime.backends.auto import label, open_auto, rebind
 from segedge.runtime.backends.base import Backend, BackendOptions, open_backend
 from segedge.runtime.contract import check_input_spec, describe_input, describe_outputs, guarded
 from segedge.runtime.draw import DrawConfig, colorize, palette_lut
@@ -169,6 +169,7 @@ class Segmenter:
             return
         fresh = open_backend(self._source, self.backend.name, replace(opened, mode=mode))
         old, self.backend = self.backend, fresh
+        rebind(old, fresh)  # the auto verdict that chose it follows (its run-end check)
         old.close()
 
     @property

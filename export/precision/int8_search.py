@@ -51,9 +51,9 @@ MIN_SPLIT = 16  # held-out frames per part needed for a selection/report split
 COUNTS = (128, 64, 32)  # calibration frame counts tried besides the whole pool
 METHODS = ("percentile", "entropy", "minmax")  # tried after the user's own method
 SEARCH_S = 180.0
-# standard errors of the paired per-frame difference a gain must exceed: 1.645 would be a
-# one-sided 95 % bound for one comparison; the search makes up to 23 and keeps the best,
-# so the stricter 2.33 (the budget's own margin, one figure for both rules) is used
+# standard errors of the paired per-frame difference a gain must exceed: a chosen threshold
+# (z = 2.33, about 99 % one-sided for a single comparison; the search makes up to 23, where a
+# Bonferroni 95 % bound would be about 2.85), the same figure as the budget's margin
 GAIN_SE = MARGIN_SE
 
 

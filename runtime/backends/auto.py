@@ -329,6 +329,14 @@ def reason(winner: Backend, verdict: Verdict, how: str, asked: BackendOptions,
     return text
 
 
+def rebind(old: Backend, new: Backend) -> None:
+    """``new`` replaces ``old`` (the chosen backend reopened in another mode, Segmenter.
+    use_mode): the verdict that chose it goes with it, so the run-end check finds it."""
+    choice = _CHOICES.pop(old, None)
+    if choice is not None:
+        _CHOICES[new] = choice
+
+
 def after_run(ran: Backend | AutoChoice, infer_ms_per_frame: float,
               hw: tuple[int, int] | None = None) -> str | None:
     """The engine's hook at the end of a run: its measured inference time per frame against

@@ -399,6 +399,20 @@ def test_a_run_that_contradicts_the_verdict_is_re_measured_next_time(
     assert slower.calls == 1 and "measured earlier (cached)" in third.reason  # corrected
 
 
+def test_the_verdict_follows_the_backend_reopened_in_another_mode(
+        tmp_path: Path, artifact: Path) -> None:
+    """A file runs in throughput mode: the Segmenter reopens the chosen backend (probed in
+    latency mode); the verdict must follow it, or the run-end check finds nothing."""
+    probe = Probe({"onnxruntime": ORT_MS, "openvino": OV_MS})
+    first = selector(tmp_path, Opener(), probe).select(artifact, BackendOptions(threads=2))
+    reopened = FakeBackend("openvino", BackendOptions(threads=2, mode="throughput"), META)
+    assert auto.after_run(reopened, 1.25 * ORT_MS + 0.1) is None  # not the chosen one (yet)
+    auto.rebind(first.backend, reopened)
+    assert auto.after_run(first.backend, 1.25 * ORT_MS + 0.1) is None  # closed: forgotten
+    assert auto.after_run(reopened, 1.25 * ORT_MS + 0.1) == (
+        "a run took 54.0 ms per frame on openvino CPU (f32), onnxruntime CPU probed 43.1 ms")
+
+
 def test_every_precision_the_report_verified_is_a_candidate(tmp_path: Path,
                                                             artifact: Path) -> None:
     report = {"sha256": file_sha256(artifact), "openvino": {

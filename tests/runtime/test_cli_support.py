@@ -83,8 +83,16 @@ def test_usage_errors_are_one_line_naming_the_help(capsys: pytest.CaptureFixture
            "'throughput'. (tool sub --help)\n")
     assert code_and_err(["nope"]) == (2, "tool: error: No such command 'nope'. (tool --help)\n")
     assert code_and_err(["sub"]) == (2, "tool: error: Missing argument 'URI'. (tool sub --help)\n")
+    code, err = code_and_err([])  # a group run bare: its help, as click prints it
+    assert code == 2 and err.startswith("Usage: tool [OPTIONS] COMMAND [ARGS]...")
+    assert "Commands:\n  sub" in err
     assert code_and_err(["sub", "rtsp://u:pw@cam/x"]) == (
         2, "tool: error: Invalid value for URI: cannot open rtsp://u:***@cam/x (tool sub --help)\n")
+
+
+def test_a_message_with_newlines_is_still_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert outcome(capsys, raise_(InputError("--x", "a\nb", "c\n  d"))) == (
+        2, "tool: error: --x: expected a b, got c d\n")
 
 
 def test_unexpected_exception_is_one_line_not_a_traceback(
