@@ -1,6 +1,6 @@
 """The INT8 budget search keeps a margin for the frames that did not choose its set.
 
-Measured (benchmarks/INT8_BUDGET.md): a keep-in-float set chosen at the budget on 32
+Measured (benchmarks/INT8_BUDGET_ddrnet23_slim.md): a keep-in-float set chosen at the budget on 32
 selection frames landed at 98.995 % on the 32 report frames, under the 99 % budget; with
 one standard error subtracted, a trained DDRNet's set chosen at 99.05 % landed at 98.91 %.
 The search now asks the budget to hold with a one-sided 95 % bound on the difference of

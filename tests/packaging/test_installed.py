@@ -34,7 +34,7 @@ VENV = os.environ.get("SEGEDGE_WHEEL_VENV", "")
 # Non-Python files in package folders that the installed package never reads (relative to the
 # source root, fnmatch patterns). Anything else must be shipped by a package-data rule.
 NOT_SHIPPED = ("benchmarks/RESULTS.md", "benchmarks/STREAMS.json", "benchmarks/STREAMS.md",
-               "benchmarks/INT8_BUDGET.*",
+               "benchmarks/INT8_BUDGET*.md", "benchmarks/INT8_BUDGET*.json",
                "benchmarks/plots/*")
 
 wheel_only = pytest.mark.skipif(
