@@ -173,10 +173,14 @@ def test_the_sensitivity_total_leaves_out_the_seeded_fragile_units(
     pre, full, grouped = tiny_q
     fragile = {u.name for u in grouped if u.fragile}
     fragile_acts = {p for u in grouped if u.fragile for p in u.points} & _quantized(full)
-    # a collapse the seed catches, then 1.5 points lost whatever else is kept: no hit
+    # a collapse the seed catches, then 1.5 points lost whatever else is kept: only every
+    # unit in float meets it (the FP32 graph: said, not measured)
     run = CountedRun(pre, tmp_path, lambda q: 6.5 if q & fragile_acts else 1.5)
     result, _ = int8_steps.fallback_step(run, full, BUDGET)  # type: ignore[arg-type]
-    assert result.fragile is not None and result.fragile["seeded"] and not result.met
+    assert result.fragile is not None and result.fragile["seeded"]
+    assert result.met and len(result.kept_fp32) == len(grouped)
+    assert [t["note"] for t in result.trials if "note" in t] == [
+        "every unit in float: the FP32 graph, not measured"]
     rank = run.made["INT8 sensitivity"]
     assert rank.total == rank.done == len(grouped) - len(fragile) > 0
     assert len(result.ranking) == rank.total
