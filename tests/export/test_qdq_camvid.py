@@ -16,6 +16,7 @@ import pytest
 from segedge.export.config import ExportConfig, PrecisionOptions
 from segedge.export.models.registry import CAMVID_CLASSES
 from segedge.export.pipeline import export
+from segedge.export.precision.modes import int8_speed
 from segedge.runtime.backends.openvino import openvino_available
 from tests.export.precision_helpers import ESPNET_FILE, camvid, trained_checkpoint
 
@@ -67,5 +68,10 @@ def test_int8_default_budget_holds_on_both_runtimes(espnet: Path, tmp_path: Path
     speed = sec["speed"]
     nums = speed["latency_ms"][speed["backend"]]
     assert speed["backend"] == "openvino" and nums["fp32"] > 0 and nums["int8"] > 0
-    assert (speed["warning"] is None) == (nums["int8"] < nums["fp32"] and
-                                          nums["int8"] < nums.get("bf16", float("inf")))
+    # the verdict follows the rule (more than MARGIN slower AND outside the spread: a timing
+    # here cannot decide more; the rule itself is tested in test_int8_speed_stop): a warning
+    # only where INT8's median is beyond the margin over FP32 or bf16
+    fastest = min(nums["fp32"], nums.get("bf16", float("inf")))
+    if speed["warning"] is not None:
+        assert nums["int8"] > (1 + int8_speed.MARGIN) * fastest, (speed, nums)
+    assert speed["rule"] == "slower: median more than 5% above and outside the spread"
