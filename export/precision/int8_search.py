@@ -34,18 +34,16 @@ of a candidate's calibration (``steps.BoundReached``).
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from segedge.export.evaluation.evaluate import LabelledFrames
-from segedge.export.precision.modes.int8_margin import MARGIN_SE
+from segedge.export.precision.modes.int8_margin import MARGIN_SE, mean_error
 from segedge.export.precision.sensitivity import Budget, Measure, better
-from segedge.export.verify.compare import agreement
 
 MIN_SPLIT = 16  # held-out frames per part needed for a selection/report split
 COUNTS = (128, 64, 32)  # calibration frame counts tried besides the whole pool
@@ -116,13 +114,6 @@ def candidates(first_method: str, pool: int) -> Iterator[Candidate]:
                 yield Candidate(method, count, per_channel)
 
 
-def frame_agreements(got: Sequence[np.ndarray], ref: Sequence[np.ndarray]
-                     ) -> tuple[float, ...]:
-    """Per-frame agreement (points) of `got` with `ref`: ``Measure.per_frame``, so two
-    candidates measured on the same frames compare frame by frame."""
-    return tuple(round(agreement([g], [r]), 4) for g, r in zip(got, ref, strict=True))
-
-
 def paired_gain(a: Measure, b: Measure) -> tuple[float, float, int] | None:
     """(mean per-frame agreement gain of `a` over `b`, the noise margin it must exceed,
     frames) in points; None where no pair can be formed: a per-frame figure missing, other
@@ -133,9 +124,7 @@ def paired_gain(a: Measure, b: Measure) -> tuple[float, float, int] | None:
     if a.miou_drop is not None and b.miou_drop is not None:
         return None
     diff = np.subtract(a.per_frame, b.per_frame)
-    n = len(diff)
-    se = float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
-    return round(float(diff.mean()), 4), round(GAIN_SE * se, 4), n
+    return round(float(diff.mean()), 4), round(GAIN_SE * mean_error(diff), 4), len(diff)
 
 
 def _clears_noise(m: Measure, incumbent: tuple[Candidate, Measure],

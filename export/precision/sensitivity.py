@@ -42,7 +42,7 @@ class Measure:
     # (modes/int8_margin.unseen_margin); the budget must hold with it subtracted, so the
     # chosen set also meets it on the report frames
     margin: float = 0.0
-    # per-frame agreement on the same frames (int8_search.frame_agreements), so two
+    # per-frame agreement on the same frames (modes/int8_margin.per_frame), so two
     # candidates compare frame by frame (int8_search.paired_gain); None: not measured.
     # Derived data: not compared, not in to_dict (the report has the figure).
     per_frame: tuple[float, ...] | None = field(default=None, compare=False, repr=False)

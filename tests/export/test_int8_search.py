@@ -185,13 +185,13 @@ def test_without_per_frame_figures_or_with_labels_the_plain_comparison_decides()
 
 
 def test_per_frame_figures_ride_along_without_changing_a_measure() -> None:
-    from segedge.export.precision.modes.int8_margin import MARGIN_SE
+    from segedge.export.precision.modes.int8_margin import MARGIN_SE, per_frame
     from segedge.export.precision.sensitivity import worst
 
     ref = [np.zeros((10, 10), np.int64) for _ in range(3)]
     got = [r.copy() for r in ref]
     got[1][0, :3] = 1  # 97 % on frame 1
-    assert s8.frame_agreements(got, ref) == (100.0, 97.0, 100.0)
+    assert per_frame(got, ref) == (100.0, 97.0, 100.0)
     m = Measure(99.0, margin=0.1, per_frame=(100.0, 97.0, 100.0))
     assert m == Measure(99.0, margin=0.1)  # derived data: not compared
     assert "per_frame" not in m.to_dict() and "per_frame" not in repr(m)

@@ -9,6 +9,8 @@ hold with it subtracted (sensitivity.Budget).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from segedge.export.verify.compare import agreement
@@ -22,16 +24,27 @@ from segedge.export.verify.compare import agreement
 MARGIN_SE = 1.645 * float(np.sqrt(2.0))  # about 2.33 standard errors
 
 
-def unseen_margin(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
+def per_frame(got: Sequence[np.ndarray], ref: Sequence[np.ndarray]) -> tuple[float, ...]:
+    """Each frame's agreement with its reference (points): ``Measure.per_frame``, and what
+    the margins here are computed from (one pass over the frames per measurement)."""
+    return tuple(agreement([g], [r]) for g, r in zip(got, ref, strict=True))
+
+
+def unseen_margin(per: Sequence[float]) -> float:
     """Agreement points the budget search subtracts so its set also holds on the report
-    frames: ``MARGIN_SE`` standard errors of the per-frame agreement."""
-    return round(MARGIN_SE * standard_error(got, ref), 4)
+    frames: ``MARGIN_SE`` standard errors of the per-frame agreement `per`."""
+    return round(MARGIN_SE * standard_error(per), 4)
 
 
-def standard_error(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
+def standard_error(per: Sequence[float]) -> float:
     """One standard error of the mean per-frame agreement (points): how far the figure may
     move on other frames like these."""
-    if len(got) < 2:
+    return round(mean_error(per), 4)
+
+
+def mean_error(values: Sequence[float]) -> float:
+    """The standard error of the mean of `values` (0 below two: no spread to speak of);
+    unrounded, for int8_search.paired_gain's per-frame differences as well."""
+    if len(values) < 2:
         return 0.0
-    per = np.array([agreement([g], [r]) for g, r in zip(got, ref, strict=True)])
-    return round(float(per.std(ddof=1) / np.sqrt(len(per))), 4)
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))

@@ -43,7 +43,7 @@ from segedge.export.precision import int8 as q8
 from segedge.export.precision.graph import compute_nodes
 from segedge.export.precision.modes.base import LowerRequest
 from segedge.export.precision.modes.int8 import CalibMethod
-from segedge.export.precision.modes.int8_margin import unseen_margin
+from segedge.export.precision.modes.int8_margin import per_frame, unseen_margin
 from segedge.export.precision.sensitivity import Budget, Measure, SearchResult, search, worst
 from segedge.export.precision.steps import BoundReached, Step
 from segedge.export.verify.compare import agreement
@@ -206,10 +206,10 @@ class Int8Run:
                 self.search_on = tuple(r for r in self.search_on or () if r != rt)
                 continue
             s = held.score(got, self.req.meta.classes, self.opts.ignore_index)
+            per = per_frame(got, ref)
             found.append(Measure(agreement(got, ref), s.miou if s else None, ref_miou,
                                  rt if several else None,
-                                 unseen_margin(got, ref) if self.parts.split else 0.0,
-                                 int8_search.frame_agreements(got, ref)))
+                                 unseen_margin(per) if self.parts.split else 0.0, per))
         self.measured[seen] = worst(found)
         return self.measured[seen]
 
