@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from segedge.benchmarks.int8_budget_report import BEGIN, END, write  # noqa: F401 - its API
+from segedge.benchmarks.int8_budget_report import write
 
 HERE = Path(__file__).resolve().parent
 PROG = "python -m segedge.benchmarks.int8_budget"

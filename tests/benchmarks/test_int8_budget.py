@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from segedge.benchmarks import int8_budget
+from segedge.benchmarks import int8_budget, int8_budget_report
 
 
 def _result(load: list[float], frames: int, seconds: float) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def _result(load: list[float], frames: int, seconds: float) -> dict[str, Any]:
 def test_a_loaded_partial_run_says_so(tmp_path: Path) -> None:
     out, results = tmp_path / "INT8_BUDGET.md", tmp_path / "RESULTS.md"
     results.write_text("# segedge benchmarks\n\nother sections stay\n")
-    int8_budget.write(_result([10.2, 6.7], 26, 1000.0), out, results)
+    int8_budget_report.write(_result([10.2, 6.7], 26, 1000.0), out, results)
     text = out.read_text()
     assert "load average 10.2 at the start, 6.7 at the end (ABOVE the core count" in text
     assert "provisional, re-run on a quiet machine" in text
@@ -59,10 +59,10 @@ def test_a_loaded_partial_run_says_so(tmp_path: Path) -> None:
     assert "HistogramCalibrater 1.8 s (before)" in text and "max 0.83 %, 0 over 1 %" in text
     assert json.loads(out.with_suffix(".json").read_text())["calibration"]["frames"] == 26
     # a quiet, complete run replaces the one section; the rest of RESULTS.md stays
-    int8_budget.write(_result([0.4, 0.5], 300, 600.0), out, results)
+    int8_budget_report.write(_result([0.4, 0.5], 300, 600.0), out, results)
     md = results.read_text()
     assert md.startswith("# segedge benchmarks\n\nother sections stay\n")
-    assert md.count(int8_budget.BEGIN) == 1 and md.count(int8_budget.END) == 1
+    assert md.count(int8_budget_report.BEGIN) == 1 and md.count(int8_budget_report.END) == 1
     assert "**300 of 300 asked**" in md and "26 of 300" not in md
     assert "600 s (target < 15 min: met)" in md and "ABOVE" not in md
 
@@ -80,7 +80,7 @@ def _streamed(result: dict[str, Any]) -> dict[str, Any]:
 
 def test_fields_not_recorded_are_left_out_not_printed_as_none(tmp_path: Path) -> None:
     out = tmp_path / "INT8_BUDGET.md"
-    int8_budget.write(_streamed(_result([0.5, 1.7], 300, 522.3)), out, None)
+    int8_budget_report.write(_streamed(_result([0.5, 1.7], 300, 522.3)), out, None)
     text = out.read_text()
     assert "None" not in text, text
     assert "- calibration frames used: **32 of 300 asked**; percentile\n" in text

@@ -25,16 +25,16 @@ import pytest
 from segedge.export.config import ExportConfig, PrecisionOptions, VerifyOptions
 from tests.export import library_fixtures as fx
 
-# kind -> (package, maker, file or folder name, training steps); what the front-ends hand to
-# the precision modes; the gate is theirs (export/precision).
-_FIXTURES: dict[str, tuple[str, Callable[[Path], Path], str, int]] = {
+# kind -> (package, maker, file or folder name, training steps: 0 random, else the maker's
+# `steps`); what the front-ends hand to the precision modes; the gate is theirs
+# (export/precision).
+_FIXTURES: dict[str, tuple[str, Callable[..., Path], str, int]] = {
     "smp": ("segmentation_models_pytorch", fx.smp_folder, "unet", 0),
     "segformer": ("transformers", fx.segformer_b0, "segformer-b0", 0),
     "upernet": ("transformers", fx.upernet, "upernet", 0),
-    "dpt": ("transformers", partial(fx.dpt, steps=15), "dpt", 15),
-    "yolo": ("ultralytics", partial(fx.yolo_checkpoint, steps=20), "best.pt", 20),
-    "tv": ("torchvision", partial(fx.tv_checkpoint, classes=len(fx.NAMES), steps=12),
-           "model_11.pth", 12),
+    "dpt": ("transformers", fx.dpt, "dpt", 15),
+    "yolo": ("ultralytics", fx.yolo_checkpoint, "best.pt", 20),
+    "tv": ("torchvision", partial(fx.tv_checkpoint, classes=len(fx.NAMES)), "model_11.pth", 12),
 }
 _PREFIX = {"smp": "smp", "segformer": "hf", "upernet": "hf", "dpt": "hf", "yolo": "yolo"}
 _TV = "lraspp_mobilenet_v3_large"  # what tv_checkpoint builds
@@ -43,12 +43,12 @@ _CACHE_VERSION = "v1"  # bump when a trained fixture changes
 
 def _make(kind: str, folder: Path) -> Path:
     """Build `kind` under `folder` (a file, or a folder for the save_pretrained libraries)."""
-    package, make, name, _ = _FIXTURES[kind]
+    package, make, name, steps = _FIXTURES[kind]
     pytest.importorskip(package)
     path = folder / name
     if "." not in name:
         path.mkdir()
-    return make(path)
+    return make(path, steps=steps) if steps else make(path)
 
 
 @pytest.fixture(scope="session")
