@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from segedge.export.models.registry import CAMVID_CLASSES
+from tests.export.trained_cache import cache_folder
 from tests.shared_data import shared_data_root
 from tools.camvid_model import CAMVID_SIZE, cached_checkpoint, camvid_root
 
@@ -30,9 +31,7 @@ def trained_checkpoint(request: pytest.FixtureRequest,
     root = camvid_root(shared_data_root())
     if root is None or not (root / "val").is_dir():
         pytest.skip("../shared/data/camvid is absent (the precision tests train on CamVid)")
-    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
-    folder = cache.mkdir("segedge-camvid") if cache is not None else \
-        tmp_path_factory.mktemp("segedge-camvid")
+    folder = cache_folder(request, tmp_path_factory, "segedge-camvid")
     import torch
 
     threads = torch.get_num_threads()

@@ -29,6 +29,7 @@ from segedge.export.precision.graph import qdq_axis_problems
 from segedge.runtime.backends.openvino import openvino_available
 from tests.export.openvino_probe import deconv_precisions
 from tests.export.precision_helpers import ESPNET_FILE, ESPNET_STEPS, camvid
+from tests.export.trained_cache import cache_folder
 from tests.shared_data import shared_data_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.camvid,
@@ -43,9 +44,7 @@ def espnet_full(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     root = camvid_root(shared_data_root())
     if root is None or not (root / "val").is_dir():
         pytest.skip("../shared/data/camvid is absent (the precision tests train on CamVid)")
-    cache = getattr(request.config, "cache", None)
-    folder = cache.mkdir("segedge-camvid") if cache is not None else \
-        tmp_path_factory.mktemp("segedge-camvid")
+    folder = cache_folder(request, tmp_path_factory, "segedge-camvid")
     import torch
 
     from tools.camvid_espnet import cached_checkpoint

@@ -24,6 +24,7 @@ import pytest
 
 from segedge.export.config import ExportConfig, PrecisionOptions, VerifyOptions
 from tests.export import library_fixtures as fx
+from tests.export.trained_cache import cache_folder
 
 # kind -> (package, maker, file or folder name, training steps: 0 random, else the maker's
 # `steps`); what the front-ends hand to the precision modes; the gate is theirs
@@ -56,9 +57,7 @@ def trained_models(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """Trained fixtures, built once and kept in pytest's cache folder (a fresh checkout, as
     in CI, trains each once per session: a few seconds each on 2 cores)."""
-    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
-    root = Path(cache.mkdir(f"segedge-library-trained-{_CACHE_VERSION}")) if cache is not None \
-        else tmp_path_factory.mktemp("library-trained")
+    root = cache_folder(request, tmp_path_factory, f"segedge-library-trained-{_CACHE_VERSION}")
 
     def get(kind: str) -> Path:
         steps = _FIXTURES[kind][3]

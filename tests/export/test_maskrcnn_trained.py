@@ -21,6 +21,7 @@ from segedge.export.config import ExportConfig, VerifyOptions
 from segedge.export.models.maskrcnn import maskrcnn_mobilenet
 from segedge.export.pipeline import export
 from segedge.export.verify.instance import box_iou, reference
+from tests.export.trained_cache import cache_folder
 from tools.instance_scenes import sample
 from tools.instance_train import train
 
@@ -33,9 +34,7 @@ HELD_OUT = range(6)  # training seeds start at 100000
 @pytest.fixture(scope="session")
 def trained_checkpoint(request: pytest.FixtureRequest,
                        tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = request.config.cache
-    folder = (cache.mkdir("segedge_maskrcnn_cars") if cache is not None
-              else tmp_path_factory.mktemp("maskrcnn"))
+    folder = cache_folder(request, tmp_path_factory, "segedge_maskrcnn_cars")
     path = Path(folder) / f"cars_{STEPS}steps_lr{LR}_v1.pt"
     if not path.is_file():
         model = train(STEPS, lr=LR)
